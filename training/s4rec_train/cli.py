@@ -1,0 +1,159 @@
+"""``s4rec-train``: train a model (``s4rec-train DATA -o model.pt``) or evaluate one (``s4rec-train evaluate``).
+
+This module imports torch only inside the commands, so that ``s4rec-train`` on a machine without torch can
+say which extra to install instead of failing with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+MISSING_TORCH = "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose first argument may be data for the default command: ``s4rec-train DATA ...``."""
+
+    default_command = "fit"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="s4rec")
+def cli() -> None:
+    """Train and evaluate S4Rec sequential recommenders.
+
+    \b
+    s4rec-train DATA -o model.pt          train (same as `s4rec-train fit DATA -o model.pt`)
+    s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA's leave-one-out test split
+    """
+
+
+def _load_data(data: Path, user_col: str, item_col: str, time_col: str, min_count: int):
+    from .data import DataError, load_interactions
+
+    try:
+        return load_interactions(
+            data, user_col=user_col, item_col=item_col, time_col=time_col, min_count=min_count
+        )
+    except DataError as e:
+        raise click.BadParameter(str(e), param_hint="DATA") from None
+
+
+data_options = [
+    click.option("--user-col", default="user", show_default=True, help="User column of a CSV/TSV log."),
+    click.option("--item-col", default="item", show_default=True, help="Item column of a CSV/TSV log."),
+    click.option("--time-col", default="timestamp", show_default=True, help="Timestamp column of a log."),
+    click.option(
+        "--min-count", default=5, show_default=True, type=click.IntRange(1), help="k-core filter for logs."
+    ),
+]
+
+
+def with_data_options(f):
+    for option in reversed(data_options):
+        f = option(f)
+    return f
+
+
+@cli.command("fit")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default="model.pt", show_default=True)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--patience", default=5, show_default=True, type=click.IntRange(1), help="Early stopping.")
+@click.option("--max-len", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--dim", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--layers", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--heads", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--loss", type=click.Choice(["softmax", "bce"]), default="softmax", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--bf16/--no-bf16", default=False, show_default=True, help="bf16 autocast.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--metrics-json", type=click.Path(path_type=Path), help="Also write the final metrics here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_data_options
+def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, device,
+        bf16, threads, seed, metrics_json, quiet, user_col, item_col, time_col, min_count):  # fmt: skip
+    """Train on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
+
+    DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz) or a
+    CSV/TSV interaction log with user, item and timestamp columns.
+    """
+    from .evaluation import format_table
+    from .train import TrainConfig, train
+
+    interactions = _load_data(data, user_col, item_col, time_col, min_count)
+    try:
+        config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
+            bf16=bf16, threads=threads, loss=loss,
+        )  # fmt: skip
+        model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
+        checkpoint = train(interactions, model_config, config, output, log=click.echo, progress=not quiet)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    metrics = checkpoint["metrics"]
+    click.echo(f"best epoch {metrics['best_epoch']}; wrote {output}")
+    click.echo(format_table({"valid": metrics["valid"], "test": metrics["test"]}))
+    if metrics_json:
+        metrics_json.write_text(json.dumps(metrics, indent=2))
+
+
+@cli.command("evaluate")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@with_data_options
+def evaluate(checkpoint, data, json_path, device, user_col, item_col, time_col, min_count):
+    """Evaluate CHECKPOINT on DATA: full ranking, history excluded, overall/head/tail.
+
+    DATA must use the same item ids as the data the checkpoint was trained on.
+    """
+    from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+    from .data import remap_to_vocabulary
+    from .evaluation import evaluate_split, format_table
+    from .train import resolve_device
+
+    try:
+        ckpt = load_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
+    interactions = _load_data(data, user_col, item_col, time_col, min_count)
+    try:
+        interactions = remap_to_vocabulary(interactions, ckpt["item_ids"])
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="DATA") from None
+    model = model_from_checkpoint(ckpt).to(resolve_device(device))
+    from .data import leave_one_out
+
+    split = leave_one_out(interactions, model.config.max_len)
+    results = {"valid": evaluate_split(model, split, "valid"), "test": evaluate_split(model, split, "test")}
+    click.echo(format_table(results))
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
+
+
+def main() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        click.echo(MISSING_TORCH, err=True)
+        sys.exit(1)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Full-ranking evaluation (METHOD.md section 9).
+
+Every item of the catalogue is ranked for every user (the padding index never is); items already in the
+user's history are excluded (score -inf). With r the 0-based rank of the target,
+HR@k = mean[r < k] and NDCG@k = mean[(r < k) / log2(r + 2)]. Figures are reported overall and for head
+users (the 20% with the longest training histories) and tail users (the rest).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import PADDING_INDEX
+
+KS = (5, 10, 20)
+
+
+def exclude_history(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """Set the scores of items in ``history`` (b, t) to -inf in ``scores`` (b, N + 1); also the padding column."""
+    scores = scores.scatter(1, history, float("-inf"))
+    scores[:, PADDING_INDEX] = float("-inf")
+    return scores
+
+
+@torch.no_grad()
+def rank_targets(
+    model: torch.nn.Module,
+    history: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    batch_size: int = 1024,
+    exclude_seen: bool = True,
+) -> np.ndarray:
+    """0-based rank of each user's target among all items, history excluded. Runs on the model's device."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    history = torch.as_tensor(history)
+    target = torch.as_tensor(target)
+    table = model.item_table  # (N + 1, d)
+    ranks = []
+    try:
+        for start in range(0, len(history), batch_size):
+            h = history[start : start + batch_size].to(device, non_blocking=True)
+            y = target[start : start + batch_size].to(device, non_blocking=True)
+            h = trim_padding(h)
+            scores = model.user_embedding(h).float() @ table.float().T  # (b, N + 1)
+            if exclude_seen:
+                scores = exclude_history(scores, h)
+            else:
+                scores[:, PADDING_INDEX] = float("-inf")
+            target_score = scores.gather(1, y[:, None])  # (b, 1)
+            ranks.append((scores > target_score).sum(1))
+    finally:
+        model.train(was_training)
+    return torch.cat(ranks).cpu().numpy()
+
+
+def trim_padding(history: torch.Tensor) -> torch.Tensor:
+    """Drop columns that are padding for every row (exact: positions are right-aligned)."""
+    real = (history != PADDING_INDEX).any(0)
+    if not bool(real.any()):
+        return history[:, -1:]
+    first = int(real.int().argmax())
+    return history[:, first:]
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """HR@k and NDCG@k from 0-based ranks."""
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        return {**{f"HR@{k}": float("nan") for k in ks}, **{f"NDCG@{k}": float("nan") for k in ks}}
+    out = {}
+    for k in ks:
+        out[f"HR@{k}"] = float((ranks < k).mean())
+    for k in ks:
+        out[f"NDCG@{k}"] = float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    return out
+
+
+def grouped_metrics(ranks: np.ndarray, is_head: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics overall, for head users and for tail users."""
+    return {
+        "overall": metrics_from_ranks(ranks),
+        "head": metrics_from_ranks(ranks[is_head]),
+        "tail": metrics_from_ranks(ranks[~is_head]),
+        "users": {"overall": int(len(ranks)), "head": int(is_head.sum()), "tail": int((~is_head).sum())},
+    }
+
+
+def evaluate_split(model: torch.nn.Module, split, which: str = "test", batch_size: int = 1024) -> dict:
+    """Grouped metrics on the ``valid`` or ``test`` part of a :class:`~s4rec_train.data.Split`."""
+    if which not in ("valid", "test"):
+        raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
+    history = split.valid_history if which == "valid" else split.test_history
+    target = split.valid_target if which == "valid" else split.test_target
+    return grouped_metrics(rank_targets(model, history, target, batch_size), split.is_head)
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """A plain-text table: one row per (split, group), one column per metric."""
+    names = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS]
+    lines = [f"{'':14s}" + "".join(f"{n:>9s}" for n in names) + f"{'users':>8s}"]
+    for split_name, grouped in results.items():
+        for group in ("overall", "head", "tail"):
+            row = grouped[group]
+            users = grouped.get("users", {}).get(group, "")
+            lines.append(
+                f"{split_name + ' ' + group:14s}" + "".join(f"{row[n]:9.4f}" for n in names) + f"{users:>8}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""The training loop: next-item prediction with full-softmax cross-entropy, early stopping on validation.
+
+Batches are cut on the host from pre-padded arrays (trimmed to the longest history in the batch, which is
+exact because positions are right-aligned), pinned and moved with non-blocking copies; the loss is computed
+only at non-padded positions, so no (batch, length, items) logits tensor is ever built.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
+from .data import Interactions, Split, leave_one_out
+from .evaluation import evaluate_split
+from .model import ModelConfig, SASRec
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30  # upper bound; early stopping usually ends Beauty-sized runs sooner
+    batch_size: int = 256
+    lr: float = 1e-3  # Adam, as in the paper
+    weight_decay: float = 0.0
+    patience: int = 5  # epochs without a better validation NDCG@20 before stopping
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda (auto picks CUDA when present)
+    bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.loss not in ("softmax", "bce"):
+            raise ValueError(f"loss must be softmax or bce, got {self.loss!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+@dataclass
+class Batch:
+    users: torch.Tensor  # (b,) user rows in the split
+    history: torch.Tensor  # (b, t) left-padded inputs, trimmed to the longest in the batch
+    target: torch.Tensor  # (b, t) next items, 0 where there is nothing to predict
+    positions: torch.Tensor  # (m,) flat indices into (b * t) of the positions with a target
+
+
+def iterate_batches(split: Split, batch_size: int, rng: np.random.Generator, device: torch.device):
+    """Shuffled training batches, cut and indexed on the host, moved with pinned non-blocking copies."""
+    input_length = np.minimum(np.maximum(split.train_length - 1, 0), split.max_len)
+    order = rng.permutation(len(input_length))
+    order = order[input_length[order] > 0]  # users whose training part has one item teach nothing
+    pin = device.type == "cuda"
+    for start in range(0, len(order), batch_size):
+        users = np.sort(order[start : start + batch_size])
+        t = int(input_length[users].max())
+        history = split.train_input[users, -t:]
+        target = split.train_target[users, -t:]
+        positions = np.flatnonzero(target.reshape(-1))
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (users, history, target, positions)]
+        if pin:
+            tensors = [x.pin_memory() for x in tensors]
+        yield Batch(*(x.to(device, non_blocking=True) for x in tensors))
+
+
+def next_item_loss(
+    model: SASRec, hidden: torch.Tensor, batch: Batch, kind: str = "softmax", generator=None
+) -> torch.Tensor:
+    """L_SR: cross-entropy of the next item at the non-padded positions only."""
+    d = hidden.shape[-1]
+    h = hidden.reshape(-1, d).index_select(0, batch.positions)  # (m, d)
+    target = batch.target.reshape(-1).index_select(0, batch.positions)  # (m,) in 1..N
+    table = model.item_table
+    if kind == "softmax":
+        logits = h @ table[1:].T  # (m, N), never (b, t, N)
+        return F.cross_entropy(logits.float(), target - 1)
+    negative = torch.randint(1, table.shape[0], target.shape, device=target.device, generator=generator)
+    pos = (h * table[target]).sum(-1).float()
+    neg = (h * table[negative]).sum(-1).float()
+    return F.softplus(-pos).mean() + F.softplus(neg).mean()
+
+
+def train(
+    data: Interactions,
+    model_config: dict | None = None,
+    config: TrainConfig | None = None,
+    output: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+) -> dict:
+    """Train the SASRec backbone on ``data``; returns the checkpoint dict (also written to ``output``).
+
+    The checkpoint holds the weights of the epoch with the best validation NDCG@20 and that model's
+    validation and test figures.
+    """
+    config = config or TrainConfig()
+    model_config = dict(model_config or {})
+    model_config.setdefault("num_items", data.num_items)
+    model_cfg = ModelConfig.from_dict(model_config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed)
+    split = leave_one_out(data, model_cfg.max_len)
+    model = SASRec(model_cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    log(
+        f"data {data.source}: {len(data.user_ids)} users, {data.num_items} items, "
+        f"{data.num_interactions} interactions" + "".join(f"; {n}" for n in data.notes)
+    )
+    log(f"model: {model.num_parameters():,} parameters on {device}; {model_cfg}")
+
+    best_score, best_epoch, best_state, best_valid, stale = -1.0, 0, None, None, 0
+    history_log, train_seconds = [], 0.0
+    base = _base_checkpoint(data, model_cfg, config)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        total = torch.zeros((), device=device)
+        steps = 0
+        batches = iterate_batches(split, config.batch_size, rng, device)
+        num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
+        with click.progressbar(
+            batches, length=num_batches, label=f"epoch {epoch}", file=None if progress else _Null()
+        ) as bar:
+            for batch in bar:
+                with autocast:
+                    hidden = model(batch.history)
+                loss = next_item_loss(model, hidden, batch, config.loss)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+                steps += 1
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
+        valid = evaluate_split(model, split, "valid", config.eval_batch_size)
+        score = valid["overall"]["NDCG@20"]
+        improved = score > best_score
+        mean_loss = float(total) / max(steps, 1)
+        history_log.append(
+            {"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds, "valid": valid["overall"]}
+        )
+        v = valid["overall"]
+        log(
+            f"epoch {epoch:3d}  loss {mean_loss:.4f}  valid HR@5 {v['HR@5']:.4f} HR@20 {v['HR@20']:.4f} "
+            f"NDCG@20 {v['NDCG@20']:.4f}  {epoch_seconds:.1f}s" + ("  *" if improved else "")
+        )
+        if improved:
+            best_score, best_epoch, best_valid, stale = score, epoch, valid, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if output is not None:
+                partial = dict(base, state_dict=best_state)
+                partial["metrics"] = {"best_epoch": epoch, "valid": valid, "complete": False}
+                save_checkpoint(partial, output)
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log(f"early stop: no better validation NDCG@20 for {config.patience} epochs")
+                break
+
+    model.load_state_dict(best_state)
+    test = evaluate_split(model, split, "test", config.eval_batch_size)
+    checkpoint = dict(base, state_dict=best_state)
+    checkpoint["metrics"] = {"best_epoch": best_epoch, "valid": best_valid, "test": test, "complete": True}
+    checkpoint["training"]["seconds"] = train_seconds
+    checkpoint["training"]["epochs_run"] = len(history_log)
+    checkpoint["training"]["history"] = history_log
+    if output is not None:
+        save_checkpoint(checkpoint, output)
+    return checkpoint
+
+
+def _base_checkpoint(data: Interactions, model_cfg: ModelConfig, config: TrainConfig) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model_cfg.to_dict(),
+        "item_ids": list(data.item_ids),
+        "item_counts": torch.from_numpy(data.item_counts()),
+        "intent_centroids": None,
+        "intent_config": None,
+        "training": {
+            "settings": asdict(config),
+            "data": {
+                "source": data.source,
+                "users": len(data.user_ids),
+                "items": data.num_items,
+                "interactions": data.num_interactions,
+                "dropped_users": data.dropped_users,
+            },
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+        },
+    }
+
+
+class _Null:
+    """A write-only sink for the progress bar when it is turned off."""
+
+    def write(self, _text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
