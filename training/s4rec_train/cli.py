@@ -79,13 +79,16 @@ def with_data_options(f):
 @click.option("--loss", type=click.Choice(["softmax", "bce"]), default="softmax", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--bf16/--no-bf16", default=False, show_default=True, help="bf16 autocast.")
+@click.option(
+    "--bucket/--no-bucket", default=True, show_default=True, help="Batch histories of similar length (faster)."
+)
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--metrics-json", type=click.Path(path_type=Path), help="Also write the final metrics here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @with_data_options
 def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, device,
-        bf16, threads, seed, metrics_json, quiet, user_col, item_col, time_col, min_count):  # fmt: skip
+        bf16, bucket, threads, seed, metrics_json, quiet, user_col, item_col, time_col, min_count):  # fmt: skip
     """Train on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
 
     DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz) or a
@@ -98,7 +101,7 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     try:
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
-            bf16=bf16, threads=threads, loss=loss,
+            bf16=bf16, bucket=bucket, threads=threads, loss=loss,
         )  # fmt: skip
         model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
         checkpoint = train(interactions, model_config, config, output, log=click.echo, progress=not quiet)

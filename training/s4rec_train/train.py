@@ -36,6 +36,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
+    bucket: bool = True  # batch users of similar history length (see batch_order); ~1.5x faster on CPU
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -72,14 +73,37 @@ class Batch:
     positions: torch.Tensor  # (m,) flat indices into (b * t) of the positions with a target
 
 
-def iterate_batches(split: Split, batch_size: int, rng: np.random.Generator, device: torch.device):
-    """Shuffled training batches, cut and indexed on the host, moved with pinned non-blocking copies."""
-    input_length = np.minimum(np.maximum(split.train_length - 1, 0), split.max_len)
+def batch_order(
+    input_length: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: bool = True
+) -> list[np.ndarray]:
+    """Users of each batch for one epoch, shuffled.
+
+    With ``bucket``, users are shuffled, cut into pools of 32 batches, sorted by length inside each pool and
+    cut into batches whose order is shuffled again: batches then hold histories of similar length, so a
+    batch is trimmed to a short window instead of nearly always to ``max_len`` (most users have ~9 items,
+    but almost every random batch of 256 holds one long history).
+    """
     order = rng.permutation(len(input_length))
     order = order[input_length[order] > 0]  # users whose training part has one item teach nothing
+    if not bucket:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    pool = 32 * batch_size
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(input_length[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def iterate_batches(
+    split: Split, batch_size: int, rng: np.random.Generator, device: torch.device, bucket: bool = True
+):
+    """Shuffled training batches, cut and indexed on the host, moved with pinned non-blocking copies."""
+    input_length = np.minimum(np.maximum(split.train_length - 1, 0), split.max_len)
     pin = device.type == "cuda"
-    for start in range(0, len(order), batch_size):
-        users = np.sort(order[start : start + batch_size])
+    for users in batch_order(input_length, batch_size, rng, bucket):
+        users = np.sort(users)
         t = int(input_length[users].max())
         history = split.train_input[users, -t:]
         target = split.train_target[users, -t:]
@@ -147,7 +171,7 @@ def train(
         started = time.perf_counter()
         total = torch.zeros((), device=device)
         steps = 0
-        batches = iterate_batches(split, config.batch_size, rng, device)
+        batches = iterate_batches(split, config.batch_size, rng, device, config.bucket)
         num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
         with click.progressbar(
             batches, length=num_batches, label=f"epoch {epoch}", file=None if progress else _Null()
@@ -163,7 +187,9 @@ def train(
                 steps += 1
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
+        eval_started = time.perf_counter()
         valid = evaluate_split(model, split, "valid", config.eval_batch_size)
+        eval_seconds = time.perf_counter() - eval_started
         score = valid["overall"]["NDCG@20"]
         improved = score > best_score
         mean_loss = float(total) / max(steps, 1)
@@ -173,7 +199,7 @@ def train(
         v = valid["overall"]
         log(
             f"epoch {epoch:3d}  loss {mean_loss:.4f}  valid HR@5 {v['HR@5']:.4f} HR@20 {v['HR@20']:.4f} "
-            f"NDCG@20 {v['NDCG@20']:.4f}  {epoch_seconds:.1f}s" + ("  *" if improved else "")
+            f"NDCG@20 {v['NDCG@20']:.4f}  train {epoch_seconds:.1f}s eval {eval_seconds:.1f}s" + ("  *" if improved else "")
         )
         if improved:
             best_score, best_epoch, best_valid, stale = score, epoch, valid, 0
