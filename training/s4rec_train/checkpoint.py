@@ -72,6 +72,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file. Train one with `s4rec-train DATA -o {path}`.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (not a torch zip archive; truncated or another kind of "
+            "file). Re-create it with s4rec-train."
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

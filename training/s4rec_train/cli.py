@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
-MISSING_TORCH = "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
+MISSING_TORCH = (
+    "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
+)
 
 
 class DefaultCommandGroup(click.Group):
@@ -41,9 +43,7 @@ def _load_data(data: Path, user_col: str, item_col: str, time_col: str, min_coun
     from .data import DataError, load_interactions
 
     try:
-        return load_interactions(
-            data, user_col=user_col, item_col=item_col, time_col=time_col, min_count=min_count
-        )
+        return load_interactions(data, user_col=user_col, item_col=item_col, time_col=time_col, min_count=min_count)
     except DataError as e:
         raise click.BadParameter(str(e), param_hint="DATA") from None
 
@@ -52,9 +52,7 @@ data_options = [
     click.option("--user-col", default="user", show_default=True, help="User column of a CSV/TSV log."),
     click.option("--item-col", default="item", show_default=True, help="Item column of a CSV/TSV log."),
     click.option("--time-col", default="timestamp", show_default=True, help="Timestamp column of a log."),
-    click.option(
-        "--min-count", default=5, show_default=True, type=click.IntRange(1), help="k-core filter for logs."
-    ),
+    click.option("--min-count", default=5, show_default=True, type=click.IntRange(1), help="k-core filter for logs."),
 ]
 
 

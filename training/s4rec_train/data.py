@@ -183,9 +183,7 @@ def read_interactions(
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) < width:
-                raise DataError(
-                    f"{path}:{line_no}: {len(row)} field(s), expected at least {width} (columns {header})."
-                )
+                raise DataError(f"{path}:{line_no}: {len(row)} field(s), expected at least {width} (columns {header}).")
             try:
                 timestamp = float(row[t])
             except ValueError:

@@ -105,7 +105,5 @@ def format_table(results: dict[str, dict]) -> str:
         for group in ("overall", "head", "tail"):
             row = grouped[group]
             users = grouped.get("users", {}).get(group, "")
-            lines.append(
-                f"{split_name + ' ' + group:14s}" + "".join(f"{row[n]:9.4f}" for n in names) + f"{users:>8}"
-            )
+            lines.append(f"{split_name + ' ' + group:14s}" + "".join(f"{row[n]:9.4f}" for n in names) + f"{users:>8}")
     return "\n".join(lines)

@@ -166,4 +166,3 @@ class SASRec(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-

@@ -96,9 +96,7 @@ def batch_order(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def iterate_batches(
-    split: Split, batch_size: int, rng: np.random.Generator, device: torch.device, bucket: bool = True
-):
+def iterate_batches(split: Split, batch_size: int, rng: np.random.Generator, device: torch.device, bucket: bool = True):
     """Shuffled training batches, cut and indexed on the host, moved with pinned non-blocking copies."""
     input_length = np.minimum(np.maximum(split.train_length - 1, 0), split.max_len)
     pin = device.type == "cuda"
@@ -193,13 +191,12 @@ def train(
         score = valid["overall"]["NDCG@20"]
         improved = score > best_score
         mean_loss = float(total) / max(steps, 1)
-        history_log.append(
-            {"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds, "valid": valid["overall"]}
-        )
+        history_log.append({"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds, "valid": valid["overall"]})
         v = valid["overall"]
         log(
             f"epoch {epoch:3d}  loss {mean_loss:.4f}  valid HR@5 {v['HR@5']:.4f} HR@20 {v['HR@20']:.4f} "
-            f"NDCG@20 {v['NDCG@20']:.4f}  train {epoch_seconds:.1f}s eval {eval_seconds:.1f}s" + ("  *" if improved else "")
+            f"NDCG@20 {v['NDCG@20']:.4f}  train {epoch_seconds:.1f}s eval {eval_seconds:.1f}s"
+            + ("  *" if improved else "")
         )
         if improved:
             best_score, best_epoch, best_valid, stale = score, epoch, valid, 0
@@ -245,7 +242,7 @@ def _base_checkpoint(data: Interactions, model_cfg: ModelConfig, config: TrainCo
                 "dropped_users": data.dropped_users,
             },
             "package_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         },
     }
 
@@ -261,4 +258,3 @@ class _Null:
 
     def isatty(self) -> bool:
         return False
-
