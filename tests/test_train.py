@@ -68,7 +68,20 @@ def test_bucketed_batches_cover_every_trainable_user_once():
         batches = batch_order(lengths, 16, rng, bucket)
         users = np.concatenate(batches)
         assert sorted(users.tolist()) == np.flatnonzero(lengths > 0).tolist()
-        assert all(len(b) <= 16 for b in batches)
+        if not bucket:
+            assert all(len(b) <= 16 for b in batches)
+
+
+def test_bucketed_batches_hold_similar_numbers_of_positions():
+    rng = np.random.default_rng(0)
+    lengths = np.minimum(rng.geometric(0.12, 5000), 50)
+    budget = 64 * lengths.mean()
+    batches = batch_order(lengths, 64, rng, bucket=True)
+    positions = np.array([lengths[b].sum() for b in batches])
+    assert positions.max() <= budget + 50  # a batch closes once it crosses the budget
+    assert abs(len(batches) - len(lengths) / 64) <= 3  # about as many steps as random batches
+    sizes = [len(b) for b in batches]
+    assert max(sizes) > 3 * min(sizes)  # short histories share a batch with many others
 
 
 def test_train_config_errors():
