@@ -9,11 +9,15 @@ key                 value
 format              ``"s4rec-checkpoint"``
 format_version      int, :data:`FORMAT_VERSION`
 config              the :class:`~s4rec_train.model.ModelConfig` as a dict
-state_dict          the encoder's (``SASRec``) state dict, tensors only
+state_dict          the encoder's (``SASRec``) state dict, tensors only; all that export freezes
 item_ids            list: ``item_ids[i - 1]`` is the user's own id of item index ``i`` (0 = padding)
 item_counts         int64 tensor (N + 1,): interactions per item index in the data (popularity fallback)
 intent_centroids    float32 tensor (K, d), L2-normalised prototypes, or None without S4Rec clustering
-intent_config       dict (num_intents, temperature, normalized) or None
+intent_config       dict (num_intents, temperature, normalized) or None; the intent of a user vector z (the
+                    encoder output at the last position) is ``argmax_k normalize(z) . intent_centroids[k]``
+                    and its soft assignment ``softmax(normalize(z) @ intent_centroids.T / temperature)``
+objective_state_dict  state dict of ``objectives.S4RecHeads`` (raw prototypes, head/tail classifier) for
+                    resuming or inspecting training, or None for the backbone; not needed to serve
 metrics             dict: best epoch, validation and test figures (overall/head/tail)
 training            dict: the training settings, data source, seed, package version, seconds
 ==================  ===============================================================================
