@@ -47,7 +47,7 @@ class CheckpointError(ValueError):
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the finished file to ``path`` (same directory, so the move is atomic)."""
+    """Call ``write(tmp_path)``, then move the finished file to ``path`` (same directory: an atomic move)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -75,7 +75,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint safely (``weights_only=True``) and check its format."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file. Train one with `s4rec-train DATA -o {path}`.")
+        raise CheckpointError(
+            f"{path}: no such checkpoint file. Train one with `s4rec-train DATA -o {path}`."
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -85,8 +87,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "a trusted file as a plain dict."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(
-            f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}). "
+            f"{path}: not a readable torch checkpoint ({reason}). "
             "The file may be truncated or of another kind; re-create it with s4rec-train."
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:

@@ -148,9 +148,11 @@ def resolve_bucket(bucket: bool | None, objectives: ObjectiveConfig) -> bool:
     return True if not objectives.enabled else S4REC_BUCKET
 
 
-# Length bucketing for S4Rec when TrainConfig.bucket is None; set from the validation comparison in
-# docs/s4rec.md (bucketed batches hold users of similar length, which changes the in-batch Sinkhorn partition,
-# the contrastive negatives and the head/tail balance the adversary sees).
+# Length bucketing for S4Rec when TrainConfig.bucket is None. Bucketed batches hold users of similar length,
+# which changes the in-batch Sinkhorn partition, the contrastive negatives and the head/tail balance the
+# adversary sees; measured on Beauty validation (5 epochs, docs/s4rec.md) bucketing was level overall
+# (NDCG@20 0.0297 vs 0.0296), better for tail users (0.0319 vs 0.0250), used 86 vs 21 of 128 intents and
+# trained 2.6x faster per epoch on CPU.
 S4REC_BUCKET = True
 
 
