@@ -19,6 +19,7 @@ import torch
 
 from s4rec_train.data import leave_one_out, read_sequences
 from s4rec_train.evaluation import evaluate_split, format_table
+from s4rec_train.objectives import ObjectiveConfig
 from s4rec_train.train import TrainConfig, train
 
 
@@ -29,16 +30,16 @@ from s4rec_train.train import TrainConfig, train
 @click.option("--patience", default=5, show_default=True)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--bucket/--no-bucket", default=True, show_default=True)
+@click.option("--batching", type=click.Choice(["tokens", "users", "random"]), default="tokens", show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write the figures as JSON here.")
-def main(data, epochs, batch_size, patience, threads, seed, bucket, json_out):
+def main(data, epochs, batch_size, patience, threads, seed, batching, json_out):
     torch.set_num_threads(threads)
     interactions = read_sequences(data)
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, threads=threads,
-        device="cpu", bucket=bucket,
+        device="cpu", batching=batching,
     )  # fmt: skip
-    checkpoint = train(interactions, {}, config)
+    checkpoint = train(interactions, {}, config, objectives=ObjectiveConfig.backbone())
     history = checkpoint["training"]["history"]
     epoch_seconds = [h["seconds"] for h in history]
 
@@ -53,7 +54,8 @@ def main(data, epochs, batch_size, patience, threads, seed, bucket, json_out):
     print(f"\n{data.name}: best epoch {checkpoint['metrics']['best_epoch']} of {len(history)}")
     print(format_table({"test": results["test"]}))
     mean_epoch = sum(epoch_seconds) / len(epoch_seconds)
-    print(f"train seconds/epoch: mean {mean_epoch:.1f}, min {min(epoch_seconds):.1f}, max {max(epoch_seconds):.1f}"
+    low, high = min(epoch_seconds), max(epoch_seconds)
+    print(f"train seconds/epoch: mean {mean_epoch:.1f}, min {low:.1f}, max {high:.1f}"
           f" (batch {batch_size}, {threads} threads, {torch.get_num_threads()} torch threads)")  # fmt: skip
     print(f"full evaluation (valid + test, {len(split.test_target)} users each): {eval_seconds:.2f}s")
     print("command: python " + shlex.join(sys.argv))

@@ -64,11 +64,11 @@ def test_bce_loss_option_trains():
 def test_bucketed_batches_cover_every_trainable_user_once():
     lengths = np.array([0, 3, 50, 1, 7, 0, 2, 9] * 40)
     rng = np.random.default_rng(0)
-    for bucket in (True, False):
-        batches = batch_order(lengths, 16, rng, bucket)
+    for batching in ("tokens", "users", "random"):
+        batches = batch_order(lengths, 16, rng, batching)
         users = np.concatenate(batches)
         assert sorted(users.tolist()) == np.flatnonzero(lengths > 0).tolist()
-        if not bucket:
+        if batching != "tokens":
             assert all(len(b) <= 16 for b in batches)
 
 
@@ -76,7 +76,7 @@ def test_bucketed_batches_hold_similar_numbers_of_positions():
     rng = np.random.default_rng(0)
     lengths = np.minimum(rng.geometric(0.12, 5000), 50)
     budget = 64 * lengths.mean()
-    batches = batch_order(lengths, 64, rng, bucket=True)
+    batches = batch_order(lengths, 64, rng, "tokens")
     positions = np.array([lengths[b].sum() for b in batches])
     assert positions.max() <= budget + 50  # a batch closes once it crosses the budget
     assert abs(len(batches) - len(lengths) / 64) <= 3  # about as many steps as random batches

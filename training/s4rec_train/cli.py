@@ -1,4 +1,4 @@
-"""``s4rec-train``: train a model (``s4rec-train DATA -o model.pt``) or evaluate one (``s4rec-train evaluate``).
+"""``s4rec-train``: train a model (``s4rec-train DATA -o model.pt``) or evaluate one (``... evaluate``).
 
 This module imports torch only inside the commands, so that ``s4rec-train`` on a machine without torch can
 say which extra to install instead of failing with a traceback.
@@ -62,6 +62,55 @@ def with_data_options(f):
     return f
 
 
+# S4Rec's objective flags. Defaults are None so that ObjectiveConfig's defaults (and their reasons) live in
+# one place; the help repeats them (a test checks it). Each sets the ObjectiveConfig field of that name.
+objective_options = [
+    ("--cluster-weight", "cluster_weight", float, "alpha, weight of the online-clustering loss [0.01]"),
+    ("--contrastive-weight", "contrastive_weight", float, "beta1, weight of the contrastive loss [0.1]"),
+    ("--distill-weight", "distill_weight", float, "beta2, weight of the self-distillation loss [0.1]"),
+    ("--adversary-weight", "adversary_weight", float, "lambda, weight of the head/tail adversary [1.0]"),
+    ("--intents", "num_intents", click.IntRange(2), "K, number of intent prototypes [128]"),
+    ("--cluster-temperature", "cluster_temperature", float, "tau1 of the soft intent assignment [0.1]"),
+    ("--contrastive-temperature", "contrastive_temperature", float, "tau2 of the contrastive loss [1.0]"),
+    ("--distill-temperature", "distill_temperature", float, "tau3 of the self-distillation [0.1]"),
+    ("--sinkhorn-epsilon", "sinkhorn_epsilon", float, "entropy regularisation of Sinkhorn targets [0.05]"),
+    ("--cluster-target", "cluster_target", click.Choice(["original", "swapped"]),
+     "which history's Sinkhorn targets supervise the views [original]"),
+    ("--mask-ratio", "mask_ratio", click.FloatRange(0, 1), "fraction of items the mask view hides [0.3]"),
+    ("--crop-ratio", "crop_ratio", click.FloatRange(0, 1), "fraction of items the crop view keeps [0.6]"),
+    ("--reorder-ratio", "reorder_ratio", click.FloatRange(0, 1), "fraction the reorder view shuffles [0.2]"),
+    ("--insert-ratio", "insert_ratio", click.FloatRange(0, 1), "fraction of items insert view adds [0.2]"),
+]  # fmt: skip
+WEIGHT_FIELDS = ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight")
+
+
+def with_objective_options(f):
+    for flag, name, kind, text in reversed(objective_options):
+        f = click.option(flag, name, type=kind, default=None, help=f"S4Rec: {text}.")(f)
+    f = click.option(
+        "--adversary-ramp/--no-adversary-ramp", default=None,
+        help="S4Rec: ramp the gradient-reversal coefficient from 0 to 1 as DANN does [on].",
+    )(f)  # fmt: skip
+    return click.option(
+        "--backbone", is_flag=True,
+        help="Train the plain SASRec backbone: every auxiliary weight 0 (no S4Rec objective is computed).",
+    )(f)  # fmt: skip
+
+
+def objective_settings(backbone: bool, values: dict) -> dict:
+    """ObjectiveConfig fields from the command line: only what was given, the rest keeps its default."""
+    given = {name: value for name, value in values.items() if value is not None}
+    if backbone:
+        clash = sorted(name for name in given if name in WEIGHT_FIELDS and given[name] > 0)
+        if clash:
+            raise click.UsageError(
+                f"--backbone sets every auxiliary weight to 0, but {clash} were given non-zero values. "
+                "Drop --backbone to train S4Rec, or drop the weights."
+            )
+        given.update(dict.fromkeys(WEIGHT_FIELDS, 0.0))
+    return given
+
+
 @cli.command("fit")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default="model.pt", show_default=True)
@@ -78,31 +127,51 @@ def with_data_options(f):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--bf16/--no-bf16", default=False, show_default=True, help="bf16 autocast.")
 @click.option(
-    "--bucket/--no-bucket", default=True, show_default=True, help="Batch histories of similar length (faster)."
+    "--batching",
+    type=click.Choice(["tokens", "users", "random"]),
+    default="tokens",
+    show_default=True,
+    help="tokens: similar-length users, as many training positions per batch as random batches (fast); "
+    "users: similar-length batches of --batch-size users; random: random batches.",
 )
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--metrics-json", type=click.Path(path_type=Path), help="Also write the final metrics here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_objective_options
 @with_data_options
 def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, device,
-        bf16, bucket, threads, seed, metrics_json, quiet, user_col, item_col, time_col, min_count):  # fmt: skip
-    """Train on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
+        bf16, batching, threads, seed, metrics_json, quiet, backbone, adversary_ramp, user_col, item_col,
+        time_col, min_count, **objective_values):  # fmt: skip
+    """Train S4Rec on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
 
     DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz) or a
     CSV/TSV interaction log with user, item and timestamp columns.
+
+    S4Rec (a SASRec encoder trained with next-item prediction plus online intent clustering, contrastive
+    learning with intent negatives, cluster-level self-distillation and a head/tail adversary) is the
+    default; --backbone trains the next-item loss alone. A weight of 0 turns its term off.
     """
     from .evaluation import format_table
     from .train import TrainConfig, train
 
+    objectives = objective_settings(backbone, dict(objective_values, adversary_ramp=adversary_ramp))
     interactions = _load_data(data, user_col, item_col, time_col, min_count)
     try:
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
-            bf16=bf16, bucket=bucket, threads=threads, loss=loss,
+            bf16=bf16, batching=batching, threads=threads, loss=loss,
         )  # fmt: skip
         model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
-        checkpoint = train(interactions, model_config, config, output, log=click.echo, progress=not quiet)
+        checkpoint = train(
+            interactions,
+            model_config,
+            config,
+            output,
+            log=click.echo,
+            progress=not quiet,
+            objectives=objectives,
+        )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     metrics = checkpoint["metrics"]

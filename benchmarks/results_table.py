@@ -1,0 +1,70 @@
+"""Render the JSON files written by the benchmarks as the Markdown tables of benchmarks/RESULTS.md.
+
+    python benchmarks/results_table.py beauty_s4rec.json runs/backbone_bucket.json
+
+Reads ``--json-out`` files of ``train_s4rec.py`` (one or more runs each) and of ``train_backbone.py`` (one
+backbone run), so the tables are copied from measurements, never typed in. Prints one row per (arm, group)
+with test HR@5/HR@20/NDCG@5/NDCG@20 (mean ± std over seeds when there are several), then one row per arm with
+seconds per training epoch, best epochs, intents used of K and the spread of the head share across intents.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
+
+
+def load_runs(path: Path) -> list[dict]:
+    data = json.loads(path.read_text())
+    if "runs" in data:
+        return [dict(r, source=path.name) for r in data["runs"]]
+    # train_backbone.py: a single backbone run without validation figures.
+    return [
+        {"arm": "backbone", "seed": 0, "test": data["test"], "valid": None, "best_epoch": data["best_epoch"],
+         "epoch_seconds": data["epoch_seconds"], "intents": None, "source": path.name}
+    ]  # fmt: skip
+
+
+def cell(values: list[float]) -> str:
+    values = np.asarray(values)
+    return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def main(paths):
+    runs = [run for path in paths for run in load_runs(path)]
+    arms = list(dict.fromkeys((r["arm"], r["source"]) for r in runs))
+    print("| arm | seeds | group | " + " | ".join(METRICS) + " | valid NDCG@20 |")
+    print("|---|---|---|" + "---|" * (len(METRICS) + 1))
+    for arm, source in arms:
+        group_runs = [r for r in runs if r["arm"] == arm and r["source"] == source]
+        seeds = ",".join(str(r["seed"]) for r in group_runs)
+        for group in ("overall", "head", "tail"):
+            cells = [cell([r["test"][group][m] for r in group_runs]) for m in METRICS]
+            valid = [r["valid"][group]["NDCG@20"] for r in group_runs if r["valid"]]
+            cells.append(cell(valid) if valid else "-")
+            print(f"| {arm} | {seeds} | {group} | " + " | ".join(cells) + " |")
+    print()
+    print("| arm | source | s/epoch (mean) | best epoch | intents used | head share std (size-weighted) |")
+    print("|---|---|---|---|---|---|")
+    for arm, source in arms:
+        group_runs = [r for r in runs if r["arm"] == arm and r["source"] == source]
+        seconds = np.mean([np.mean(r["epoch_seconds"]) for r in group_runs])
+        best = ",".join(str(r["best_epoch"]) for r in group_runs)
+        intents = [r.get("intents") for r in group_runs]
+        if all(intents):
+            used = ",".join(f"{i['intents_used']}/{i['num_intents']}" for i in intents)
+            spread = ",".join(f"{i['head_share_std']:.3f} ({i['head_share_std_weighted']:.3f})" for i in intents)
+        else:
+            used = spread = "-"
+        print(f"| {arm} | {source} | {seconds:.1f} | {best} | {used} | {spread} |")
+
+
+if __name__ == "__main__":
+    main()

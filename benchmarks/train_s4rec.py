@@ -1,0 +1,149 @@
+"""Train S4Rec and its ablations next to the full-softmax backbone; print test figures, timings, intents.
+
+    python benchmarks/train_s4rec.py --data ../shared/data/beauty.txt --arms backbone,s4rec --seeds 0 \\
+        --epochs 20 --threads 2 --json-out beauty.json
+
+Arms (METHOD.md section 8 / the paper's Table 3):
+
+* ``backbone``    next-item loss only (all auxiliary weights 0);
+* ``distill``     backbone + the distillation module (online clustering + cluster-level self-distillation);
+* ``no_distill``  S4Rec without L_CKD;
+* ``no_adv``      S4Rec without the head/tail adversary;
+* ``s4rec``       everything (the defaults of ``ObjectiveConfig``).
+
+``--set name=value`` overrides an ``ObjectiveConfig`` field for every S4Rec arm (for tuning). Each run prints
+its per-epoch lines; the end prints, per arm, the mean and spread over seeds of test HR@5/HR@20/NDCG@5/NDCG@20
+overall, for head and for tail users, validation NDCG@20, seconds per training epoch, the intents used of K
+and the spread of the head share across intents, followed by the exact command line.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from s4rec_train.data import read_sequences
+from s4rec_train.objectives import ObjectiveConfig
+from s4rec_train.train import TrainConfig, train
+
+ARMS = {
+    "backbone": dict(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_weight=0.0),
+    "distill": dict(contrastive_weight=0.0, adversary_weight=0.0),
+    "no_distill": dict(distill_weight=0.0),
+    "no_adv": dict(adversary_weight=0.0),
+    "s4rec": {},
+}
+METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
+
+
+def parse_overrides(values: tuple[str, ...]) -> dict:
+    types = {f.name: f.type for f in fields(ObjectiveConfig)}
+    out = {}
+    for item in values:
+        name, _, raw = item.partition("=")
+        if name not in types:
+            raise click.BadParameter(f"{name!r} is not an ObjectiveConfig field; known: {sorted(types)}")
+        kind = types[name]
+        if kind in ("bool", bool):
+            out[name] = raw.lower() in ("1", "true", "yes")
+        elif kind in ("int", int):
+            out[name] = int(raw)
+        elif kind in ("float", float):
+            out[name] = float(raw)
+        else:
+            out[name] = raw
+    return out
+
+
+def summary(runs: list[dict]) -> str:
+    lines = []
+    header = f"{'arm':11s}{'group':9s}" + "".join(f"{m:>17s}" for m in METRICS) + f"{'valid NDCG@20':>17s}"
+    lines.append(header)
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        arm_runs = [r for r in runs if r["arm"] == arm]
+        for group in ("overall", "head", "tail"):
+            cells = []
+            for m in METRICS:
+                values = np.array([r["test"][group][m] for r in arm_runs])
+                cells.append(f"{values.mean():.4f}±{values.std():.4f}" if len(values) > 1 else f"{values[0]:.4f}")
+            valid = np.array([r["valid"][group]["NDCG@20"] for r in arm_runs])
+            cells.append(f"{valid.mean():.4f}±{valid.std():.4f}" if len(valid) > 1 else f"{valid[0]:.4f}")
+            lines.append(f"{arm:11s}{group:9s}" + "".join(f"{c:>17s}" for c in cells))
+    lines.append("")
+    lines.append(f"{'arm':11s}{'seeds':>8s}{'s/epoch':>10s}{'best epochs':>14s}{'intents used':>14s}"
+                 f"{'head share std (weighted)':>28s}")  # fmt: skip
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        arm_runs = [r for r in runs if r["arm"] == arm]
+        seconds = np.mean([np.mean(r["epoch_seconds"]) for r in arm_runs])
+        best = ",".join(str(r["best_epoch"]) for r in arm_runs)
+        intents = [r.get("intents") for r in arm_runs]
+        if all(intents):
+            used = ",".join(f"{i['intents_used']}/{i['num_intents']}" for i in intents)
+            spread = ",".join(f"{i['head_share_std']:.3f} ({i['head_share_std_weighted']:.3f})" for i in intents)
+        else:
+            used = spread = "-"
+        seeds = ",".join(str(r["seed"]) for r in arm_runs)
+        lines.append(f"{arm:11s}{seeds:>8s}{seconds:10.1f}{best:>14s}{used:>14s}{spread:>28s}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=Path("../shared/data/beauty.txt"))
+@click.option("--arms", default="backbone,s4rec", show_default=True, help=f"Comma-separated, from {list(ARMS)}.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--patience", default=5, show_default=True)
+@click.option("--threads", default=2, show_default=True)
+@click.option(
+    "--batching",
+    type=click.Choice(["tokens", "users", "random"]),
+    default="tokens",
+    show_default=True,
+    help="users: the length buckets of the runs in RESULTS.md (the former --bucket on); random: --bucket off",
+)
+@click.option("--set", "overrides", multiple=True, help="ObjectiveConfig override for S4Rec arms: name=value.")
+@click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")
+def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, overrides, json_out):
+    torch.set_num_threads(threads)
+    interactions = read_sequences(data)
+    overrides = parse_overrides(overrides)
+    arm_names = [a.strip() for a in arms.split(",") if a.strip()]
+    unknown = [a for a in arm_names if a not in ARMS]
+    if unknown:
+        raise click.BadParameter(f"unknown arms {unknown}; choose from {list(ARMS)}", param_hint="--arms")
+    runs = []
+    for seed in [int(s) for s in seeds.split(",")]:
+        for arm in arm_names:
+            objective = dict(ARMS[arm]) if arm == "backbone" else {**overrides, **ARMS[arm]}
+            config = TrainConfig(
+                epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, threads=threads,
+                device="cpu", batching=batching,
+            )  # fmt: skip
+            print(f"\n== {data.name} arm {arm} seed {seed}: {objective or 'defaults'}", flush=True)
+            checkpoint = train(interactions, {}, config, log=lambda s: print(s, flush=True), objectives=objective)
+            history = checkpoint["training"]["history"]
+            metrics = checkpoint["metrics"]
+            runs.append(
+                {"arm": arm, "seed": seed, "objectives": checkpoint["training"]["objectives"],
+                 "batching": checkpoint["training"]["settings"]["batching"],
+                 "test": metrics["test"], "valid": metrics["valid"], "best_epoch": metrics["best_epoch"],
+                 "epochs_run": len(history), "epoch_seconds": [h["seconds"] for h in history],
+                 "history": history, "intents": metrics.get("intents")}
+            )  # fmt: skip
+            if json_out:
+                json_out.write_text(json.dumps({"command": "python " + shlex.join(sys.argv), "runs": runs}, indent=1))
+    print(f"\n{data.name}: test figures (mean±std over seeds where several), validation NDCG@20 of the chosen epoch")
+    print(summary(runs))
+    print("command: python " + shlex.join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""S4Rec's objectives and augmentations on tiny synthetic data (seeded, CPU, seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s4rec_train import augment
+from s4rec_train.checkpoint import load_checkpoint
+from s4rec_train.data import synthetic_interactions
+from s4rec_train.model import ModelConfig, SASRec
+from s4rec_train.objectives import (
+    ObjectiveConfig,
+    S4RecHeads,
+    cluster_loss,
+    contrastive_loss,
+    dann_coefficient,
+    distill_loss,
+    reverse_gradient,
+    s4rec_losses,
+    sinkhorn,
+    weighted_total,
+)
+from s4rec_train.train import TrainConfig, train
+
+QUIET = dict(log=lambda _s: None)
+
+
+def left_padded(lengths: list[int], width: int, num_items: int = 30, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        if n:
+            out[row, width - n :] = torch.randint(1, num_items + 1, (n,), generator=g)
+    return out
+
+
+def assert_left_padded(x: torch.Tensor) -> None:
+    """Real items form one right-aligned run in every row."""
+    real = (x != 0).int()
+    assert torch.equal(real, real.sort(1).values)
+
+
+# --- Sinkhorn -------------------------------------------------------------------------------------------
+
+
+def test_sinkhorn_rows_sum_to_one_and_columns_to_b_over_k():
+    torch.manual_seed(0)
+    b, k = 64, 8
+    scores = F.normalize(torch.randn(b, 4), dim=-1) @ F.normalize(torch.randn(k, 4), dim=-1).T
+    q = sinkhorn(scores, epsilon=0.05, iterations=3)
+    assert torch.allclose(q.sum(1), torch.ones(b), atol=1e-5)
+    gap3 = (q.sum(0) - b / k).abs().max()
+    assert gap3 < (torch.bincount(scores.argmax(1), minlength=k) - b / k).abs().max()  # towards equal mass
+    q = sinkhorn(scores, epsilon=0.05, iterations=200)
+    assert torch.allclose(q.sum(1), torch.ones(b), atol=1e-5)
+    assert torch.allclose(q.sum(0), torch.full((k,), b / k), rtol=1e-3)  # converged: exact partition
+    assert (q >= 0).all() and torch.isfinite(q).all()
+
+
+def test_sinkhorn_spreads_users_that_all_prefer_one_prototype():
+    scores = torch.zeros(32, 4)
+    scores[:, 0] = 1.0  # every user closest to prototype 0: argmax would collapse
+    scores += 0.01 * torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    q = sinkhorn(scores, epsilon=0.05, iterations=50)
+    assert torch.bincount(q.argmax(1), minlength=4).min() > 0
+
+
+# --- gradient reversal and the DANN ramp -------------------------------------------------------------------
+
+
+def test_gradient_reversal_flips_the_gradient():
+    x = torch.randn(5, 3, requires_grad=True)
+    y = reverse_gradient(x, 0.7)
+    assert torch.equal(y, x)  # identity forward
+    (y * torch.arange(3.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.7 * torch.arange(3.0).expand(5, 3))
+
+
+def test_dann_ramp_goes_from_zero_to_one():
+    assert dann_coefficient(0.0) == 0.0
+    assert 0.45 < dann_coefficient(0.1) < 0.5
+    assert dann_coefficient(1.0) > 0.9999
+
+
+# --- each loss is finite and decreases on a tiny problem ------------------------------------------------
+
+
+def _views_and_prototypes(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(16, 8, generator=g)
+    views = torch.cat([base + 0.3 * torch.randn(16, 8, generator=g), base + 0.3 * torch.randn(16, 8, generator=g)])
+    views = views.clone().requires_grad_(True)
+    prototypes = torch.randn(4, 8, generator=g).requires_grad_(True)
+    return views, prototypes
+
+
+@pytest.mark.parametrize("name", ["cluster", "cluster_swapped", "contrastive", "distill"])
+def test_each_prototype_loss_is_finite_and_decreases(name):
+    views, prototypes = _views_and_prototypes()
+    config = ObjectiveConfig(cluster_target="swapped" if name == "cluster_swapped" else "original")
+    original = F.normalize(views[:16].detach() + 0.1, dim=-1)
+    optimizer = torch.optim.Adam([views, prototypes], lr=0.05)
+    values = []
+    for _ in range(30):
+        z = F.normalize(views, dim=-1)
+        centroids = F.normalize(prototypes, dim=-1)
+        intent = (original @ centroids.T).argmax(-1)
+        if name.startswith("cluster"):
+            loss = cluster_loss(z, original, centroids, config)
+        elif name == "contrastive":
+            loss = contrastive_loss(z, centroids, intent, temperature=0.5)
+        else:
+            loss = distill_loss(z, centroids[intent], temperature=0.1)
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        values.append(loss.item())
+    assert values[-1] < values[0] * 0.9, values
+
+
+def test_adversary_classifier_learns_while_the_encoder_is_pushed_the_other_way():
+    torch.manual_seed(0)
+    heads = S4RecHeads(dim=4, num_intents=2)
+    user = torch.randn(64, 4)
+    is_head = user[:, 0] > 0  # separable by the first dimension
+    user.requires_grad_(True)
+    optimizer = torch.optim.Adam(heads.adversary.parameters(), lr=0.1)
+    values = []
+    for _ in range(40):
+        logits = heads.adversary(reverse_gradient(F.normalize(user, dim=-1), 1.0))
+        loss = F.cross_entropy(logits, is_head.long())
+        optimizer.zero_grad()
+        user.grad = None
+        loss.backward()
+        optimizer.step()
+        values.append(loss.item())
+    assert torch.isfinite(torch.tensor(values)).all() and values[-1] < values[0] * 0.8
+    # The encoder-side gradient ascends the classifier's loss: a step along -grad raises it.
+    with torch.no_grad():
+        before = F.cross_entropy(heads.adversary(F.normalize(user, dim=-1)), is_head.long())
+        after = F.cross_entropy(heads.adversary(F.normalize(user - 0.5 * user.grad, dim=-1)), is_head.long())
+    assert after > before
+
+
+def _tiny_step_inputs(seed: int = 0):
+    torch.manual_seed(seed)
+    model = SASRec(ModelConfig(num_items=30, max_len=12, dim=8, dropout=0.1))
+    heads = S4RecHeads(8, 4, torch.Generator().manual_seed(seed))
+    history = left_padded([1, 2, 5, 8, 12, 12, 3, 7], 12)
+    is_head = torch.tensor([0, 0, 0, 1, 1, 1, 0, 0], dtype=torch.bool)
+    cdf = torch.arange(1, 31, dtype=torch.float32).cumsum(0)
+    return model, heads, history, is_head, cdf
+
+
+def test_all_terms_finite_and_weight_zero_skips_a_term():
+    model, heads, history, is_head, cdf = _tiny_step_inputs()
+    original = model(history)[:, -1]
+    full = s4rec_losses(model, heads, history, original, is_head, cdf, ObjectiveConfig(num_intents=4), 0.5)
+    assert set(full) == {"cluster", "contrastive", "distill", "adversary"}
+    assert all(torch.isfinite(v) for v in full.values())
+    for field in ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight"):
+        config = ObjectiveConfig(num_intents=4, **{field: 0.0})
+        terms = s4rec_losses(model, heads, history, original, is_head, cdf, config, 0.5)
+        assert field.removesuffix("_weight") not in terms
+        assert len(terms) == 3
+    backbone = ObjectiveConfig.backbone()
+    assert not backbone.enabled
+    assert s4rec_losses(model, heads, history, original, is_head, cdf, backbone, 0.5) == {}
+    assert weighted_total({}, backbone) is None
+
+
+def test_adversary_alone_runs_no_augmentation(monkeypatch):
+    model, heads, history, is_head, cdf = _tiny_step_inputs()
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("augmentations ran although no prototype term is on")
+
+    monkeypatch.setattr("s4rec_train.objectives.two_views", fail)
+    config = dataclasses.replace(ObjectiveConfig.backbone(), adversary_weight=1.0)
+    terms = s4rec_losses(model, heads, history, model(history)[:, -1], is_head, cdf, config, 0.5)
+    assert set(terms) == {"adversary"}
+
+
+def test_whole_objective_decreases_on_a_tiny_problem():
+    model, heads, history, is_head, cdf = _tiny_step_inputs()
+    model.eval()  # no dropout: a cleaner signal for a 40-step check
+    config = ObjectiveConfig(num_intents=4, contrastive_temperature=0.5, adversary_ramp=False)
+    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters()], lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    first = last = None
+    for step in range(40):
+        terms = s4rec_losses(
+            model, heads, history, model(history)[:, -1], is_head, cdf, config, 0.0, generator=generator
+        )
+        total = weighted_total({k: v for k, v in terms.items() if k != "adversary"}, config)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        value = total.item()
+        first = value if step == 0 else first
+        last = value
+    assert last < first
+
+
+# --- augmentations ---------------------------------------------------------------------------------------
+
+
+LENGTHS = [0, 1, 2, 3, 5, 9, 10, 10]
+
+
+@pytest.mark.parametrize("operator", ["mask", "crop", "reorder"])
+def test_augmentations_keep_shape_padding_and_single_item_histories(operator):
+    history = left_padded(LENGTHS, 10)
+    g = torch.Generator().manual_seed(0)
+    ratio = {"mask": 0.3, "crop": 0.6, "reorder": 0.5}[operator]
+    out = getattr(augment, operator)(history, ratio, generator=g)
+    assert out.shape == history.shape and out.dtype == history.dtype
+    assert torch.equal(out[:2], history[:2])  # empty and one-item histories unchanged
+    n = (history != 0).sum(1)
+    m = (out != 0).sum(1)
+    if operator == "mask":
+        assert torch.equal(m, n - (0.3 * n).floor().long().where(n > 1, 0))
+        assert ((out == history) | (out == 0)).all()  # only replaced by the padding index
+    else:
+        assert_left_padded(out)
+    if operator == "crop":
+        size = (0.6 * n).floor().long().clamp(min=1).where(n > 1, n)
+        assert torch.equal(m, size)
+        for row in range(len(LENGTHS)):  # right-aligned contiguous run of the original
+            run = out[row, 10 - int(size[row]) :].tolist()
+            seq = history[row, 10 - int(n[row]) :].tolist()
+            assert any(seq[i : i + len(run)] == run for i in range(len(seq) - len(run) + 1))
+            assert (out[row, : 10 - int(size[row])] == 0).all()
+    if operator == "reorder":
+        assert torch.equal(m, n)
+        assert torch.equal(out.sort(1).values, history.sort(1).values)  # a permutation of each row
+        assert (out[history == 0] == 0).all()  # padding stays where it was
+
+
+def test_reorder_only_moves_items_inside_one_window():
+    history = torch.arange(1, 21).expand(50, 20).clone()
+    out = augment.reorder(history, 0.3, generator=torch.Generator().manual_seed(1))
+    changed = out != history
+    assert changed.any()
+    for row in changed:
+        columns = row.nonzero().flatten()
+        if len(columns):
+            assert columns.max() - columns.min() < 6  # within the window of floor(0.3 * 20) = 6 items
+
+
+def test_insert_adds_popular_items_and_keeps_order_and_max_len():
+    history = left_padded(LENGTHS, 10, num_items=5)
+    popularity = torch.zeros(30)
+    popularity[19] = 1.0  # only item 20 has mass
+    cdf = popularity.cumsum(0)
+    out = augment.insert(history, 0.2, cdf, max_len=12, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (len(LENGTHS), 12)  # 10 + ceil(0.2 * 10) columns
+    n = (history != 0).sum(1)
+    count = (0.2 * n).floor().long().clamp(min=1).where(n > 1, 0)
+    assert torch.equal((out != 0).sum(1), n + count)
+    assert torch.equal((out == 20).sum(1), count)  # inserted items come from the popularity distribution
+    for row in range(len(LENGTHS)):  # the original items keep their order
+        kept = [i for i in out[row].tolist() if i not in (0, 20)]
+        assert kept == history[row, 10 - int(n[row]) :].tolist()
+    trimmed = augment.insert(history, 0.2, cdf, max_len=10, generator=torch.Generator().manual_seed(0))
+    assert trimmed.shape == (len(LENGTHS), 10)  # keeps the most recent max_len
+
+
+def test_two_views_are_left_padded_batches_of_both_views():
+    history = left_padded(LENGTHS, 10)
+    cdf = torch.ones(30).cumsum(0)
+    views = augment.two_views(history, cdf, 10, generator=torch.Generator().manual_seed(0))
+    assert views.shape[0] == 2 * len(LENGTHS) and views.shape[1] == 10
+    assert torch.equal(views[1], history[1]) and torch.equal(views[9], history[1])  # length 1 unchanged
+    assert torch.equal(views[0], history[0])  # empty stays empty
+    assert ((views != 0).sum(1)[2:8] >= 1).all()  # every non-empty history keeps at least one item
+
+
+def test_whole_auxiliary_step_has_no_data_dependent_host_sync():
+    """On the meta device tensors have no values: .item(), .nonzero() or boolean-mask indexing would fail.
+
+    So the augmentations, Sinkhorn, every loss and the backward pass completing there means a CUDA step
+    never waits to read a value back.
+    """
+    with torch.device("meta"):
+        model = SASRec(ModelConfig(num_items=30, max_len=12, dim=8))
+        heads = S4RecHeads(8, 4)
+        history = torch.randint(0, 31, (8, 10))
+        cdf = torch.ones(30)
+        is_head = torch.zeros(8, dtype=torch.bool)
+    config = ObjectiveConfig(num_intents=4)
+    terms = s4rec_losses(model, heads, history, model(history)[:, -1], is_head, cdf, config, 0.5)
+    assert set(terms) == {"cluster", "contrastive", "distill", "adversary"}
+    weighted_total(terms, config).backward()
+    assert heads.prototypes.grad is not None and heads.prototypes.grad.device.type == "meta"
+
+
+# --- training, checkpoint ---------------------------------------------------------------------------------
+
+
+def test_training_saves_centroids_and_heads(tmp_path):
+    data = synthetic_interactions(num_users=120, num_items=40, seed=0)
+    config = TrainConfig(epochs=2, batch_size=32, seed=0, device="cpu")
+    objectives = ObjectiveConfig(num_intents=6)
+    path = tmp_path / "model.pt"
+    train(data, {"dim": 8, "max_len": 12}, config, path, objectives=objectives, **QUIET)
+    checkpoint = load_checkpoint(path)
+    centroids = checkpoint["intent_centroids"]
+    assert centroids.shape == (6, 8) and centroids.dtype == torch.float32
+    assert torch.allclose(centroids.norm(dim=-1), torch.ones(6), atol=1e-5)
+    assert checkpoint["intent_config"] == {"num_intents": 6, "temperature": 0.1, "normalized": True}
+    assert set(checkpoint["objective_state_dict"]) == {"prototypes", "adversary.weight", "adversary.bias"}
+    assert set(checkpoint["state_dict"]) == set(SASRec(ModelConfig(num_items=40, dim=8, max_len=12)).state_dict())
+    usage = checkpoint["metrics"]["intents"]
+    assert 1 <= usage["intents_used"] <= 6
+    assert checkpoint["training"]["objectives"]["num_intents"] == 6
+
+
+def test_backbone_objectives_store_no_centroids_and_match_the_plain_loop():
+    data = synthetic_interactions(num_users=80, num_items=30, seed=1)
+    config = TrainConfig(epochs=2, batch_size=32, seed=3, device="cpu")
+    a = train(data, {"dim": 8, "max_len": 10}, config, objectives=ObjectiveConfig.backbone(), **QUIET)
+    zero = {"cluster_weight": 0.0, "contrastive_weight": 0.0, "distill_weight": 0.0, "adversary_weight": 0.0}
+    b = train(data, {"dim": 8, "max_len": 10}, config, objectives=zero, **QUIET)
+    assert a["intent_centroids"] is None and a["objective_state_dict"] is None
+    assert [h["loss"] for h in a["training"]["history"]] == [h["loss"] for h in b["training"]["history"]]
+    assert a["training"]["settings"]["batching"] == "tokens"
+
+
+def test_objective_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="cluster_weight must be >= 0"):
+        ObjectiveConfig(cluster_weight=-1)
+    with pytest.raises(ValueError, match="cluster_target"):
+        ObjectiveConfig(cluster_target="both")
+    with pytest.raises(ValueError, match="unknown objective config keys"):
+        ObjectiveConfig.from_dict({"alpha": 1})
