@@ -114,21 +114,23 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant to this model
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's FutureWarnings are not the user's business
-        program = torch.onnx.export(
-            graph,
-            (example,),
-            dynamo=True,
-            input_names=[INPUT],
-            output_names=graph.output_names,
-            dynamic_shapes={"history": axes},
-            opset_version=OPSET,
-            external_data=False,
-            optimize=True,
-            verbose=False,
-        )
-    registration.setLevel(level)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's FutureWarnings are not the user's business
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT],
+                output_names=graph.output_names,
+                dynamic_shapes={"history": axes},
+                opset_version=OPSET,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
     model = program.model_proto
     strip_debug_info(model)
     model.ir_version = min(model.ir_version, IR_VERSION)

@@ -19,7 +19,7 @@ from s4rec.artifact import INPUT, TOP_ITEMS, TOP_SCORES
 from .errors import ParityError, SizeError, ValidationError, VariantError
 from .graph import InferenceGraph
 
-SIZE_SLACK = 0.05  # stored parameter elements may exceed the model's by this fraction (scales, shapes)
+SIZE_SLACK = 0.01  # stored tensor elements may exceed the parameters by this fraction + 256 (scales, shapes)
 
 
 def check_model(model: onnx.ModelProto | str | Path, what: str) -> None:
@@ -181,7 +181,7 @@ def stored_elements(model: onnx.ModelProto) -> int:
 def check_stored_once(model: onnx.ModelProto, parameters: int, what: str) -> int:
     """Raise :class:`SizeError` when the model stores more elements than its parameters (a copied table)."""
     elements = stored_elements(model)
-    if elements > parameters * (1 + SIZE_SLACK) + 1024:
+    if elements > parameters * (1 + SIZE_SLACK) + 256:
         raise SizeError(
             f"{what}: stores {elements:,} tensor elements for {parameters:,} parameters "
             f"({elements / parameters:.2f}x): a table was duplicated by this step. Do not ship it; "

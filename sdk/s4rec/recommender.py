@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,8 @@ class Recommender:
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             name = "<bytes>" if isinstance(model, bytes) else model
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = re.search(r"(Unsupported .*|Opset .*|.*not supported.*)", text)
+            text = reason.group(1) if reason else text
             if any(word in text.lower() for word in ("ir version", "opset", "domain_version", "not supported")):
                 raise ArtifactVersionError(
                     f"{name}: onnxruntime {ort.__version__} cannot run this model ({text}). "
@@ -157,7 +160,7 @@ class Recommender:
         items (``fallback`` is True).
         """
         k = self._check_k(k)
-        indices, unknown_items = self._indices(history, unknown or self.unknown)
+        indices, unknown_items = self._indices(history, self._policy(unknown))
         skip = self._exclude_indices(exclude)
         if not indices:
             return self._popular(k, skip, unknown_items)
@@ -195,7 +198,7 @@ class Recommender:
         """
         k = self._check_k(k)
         batch_size = _check_positive_int(batch_size, "batch_size")
-        policy = unknown or self.unknown
+        policy = self._policy(unknown)
         rows = [self._indices(h, policy) for h in _check_histories(histories)]
         skip = self._exclude_indices(exclude)
         results: list[Recommendations | None] = [None] * len(rows)
@@ -221,7 +224,7 @@ class Recommender:
     def embed(self, history: Sequence[ItemId], unknown: str | None = None) -> np.ndarray:
         """The user vector z_u (float32, ``(embedding_dim,)``). An empty history gives the model's
         no-history vector (the encoder run on one padding position)."""
-        indices, _ = self._indices(history, unknown or self.unknown)
+        indices, _ = self._indices(history, self._policy(unknown))
         window = self._pad([indices], max(1, min(len(indices), self.max_len)))
         return self.session.run([USER_EMBEDDING], {INPUT: window})[0][0]
 
@@ -237,7 +240,7 @@ class Recommender:
         top = _check_positive_int(top, "top")
         if top > self.metadata.num_intents:
             raise ValueError(f"top must be in 1..{self.metadata.num_intents} (the number of intents), got {top}.")
-        indices, _ = self._indices(history, unknown or self.unknown)
+        indices, _ = self._indices(history, self._policy(unknown))
         window = self._pad([indices], max(1, min(len(indices), self.max_len)))
         probabilities = self.session.run([INTENT_PROBABILITIES], {INPUT: window})[0][0]
         best = np.argsort(-probabilities, kind="stable")[:top]
@@ -295,17 +298,20 @@ class Recommender:
             return indices, ()
         unknown_items = tuple(item for item, i in zip(history, indices, strict=True) if i is None)
         if policy == "error":
-            _check_policy(policy)
             shown = ", ".join(repr(i) for i in unknown_items[:5]) + (", ..." if len(unknown_items) > 5 else "")
             raise UnknownItemError(
                 f"{len(unknown_items)} item id(s) unknown to the model: {shown}. Remove them, or use "
                 "unknown='ignore' to drop them.",
                 unknown_items,
             )
-        if policy != "ignore":
-            _check_policy(policy)
         logger.debug("ignored %d unknown item id(s): %r", len(unknown_items), unknown_items[:5])
         return [i for i in indices if i is not None], unknown_items
+
+    def _policy(self, unknown: str | None) -> str:
+        if unknown is None:
+            return self.unknown
+        _check_policy(unknown)
+        return unknown
 
     def _exclude_indices(self, exclude: Iterable[ItemId]) -> set[int]:
         if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
@@ -361,7 +367,7 @@ class Recommender:
 
     def _run_bucketed(self, histories, output: str, unknown: str | None, batch_size: int) -> np.ndarray:
         batch_size = _check_positive_int(batch_size, "batch_size")
-        policy = unknown or self.unknown
+        policy = self._policy(unknown)
         rows = [self._indices(h, policy)[0] for h in _check_histories(histories)]
         lengths = np.fromiter((max(1, min(len(r), self.max_len)) for r in rows), dtype=np.int64, count=len(rows))
         order = np.argsort(lengths, kind="stable")
