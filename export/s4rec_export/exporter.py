@@ -155,7 +155,14 @@ def export_checkpoint(
             step = time.perf_counter()
             log("int8 dynamic quantization")
             path = work / VARIANT_FILES["int8"]
-            quantize_int8(fp32_path, path)
+            # The quantizer needs the item table as a MatMul weight to quantize it once for lookup and
+            # scoring: export the column-layout graph, verify it like fp32, quantize it, drop it.
+            columns = InferenceGraph(encoder, top_k, centroids, temperature, normalized, table_layout="columns")
+            source = work / ".int8-source.onnx"
+            _save(to_onnx(columns), metadata, source)
+            check_parity(columns, Recommender.make_session(source), "int8 source (ONNX Runtime vs torch)", atol=atol)
+            quantize_int8(source, path)
+            source.unlink()
             quantized = onnx.load(str(path))
             check_stored_once(quantized, parameters, "int8 quantization")
             _save(quantized, _variant_metadata(metadata, "int8", quantized), path)
@@ -231,7 +238,7 @@ def _intents(ckpt: dict, dim: int, path: Path) -> tuple[torch.Tensor | None, flo
 
 
 def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelProto) -> ArtifactMetadata:
-    config = graph.encoder.config
+    config = graph.config
     item_ids = list(ckpt["item_ids"])
     counts = ckpt.get("item_counts")
     if isinstance(counts, torch.Tensor) and counts.numel() == config.num_items + 1:
@@ -239,11 +246,7 @@ def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelPr
         popular = (np.argsort(-counts[1:].numpy(), kind="stable") + 1)[: max(POPULAR_ITEMS, graph.top_k)]
     else:
         popular = np.arange(1, min(config.num_items, max(POPULAR_ITEMS, graph.top_k)) + 1)
-    intent_top_items: list = []
-    if graph.num_intents:
-        with torch.no_grad():
-            closeness = graph.intent_centroids_t.T @ graph.encoder.item_embedding.weight_t[:, 1:]  # (K, N)
-            intent_top_items = (torch.topk(closeness, graph.top_k, dim=1).indices + 1).tolist()
+    intent_top_items = graph.intent_top_items()
     metrics = ckpt.get("metrics") or {}
     return ArtifactMetadata(
         format_version=FORMAT_VERSION,
@@ -298,7 +301,7 @@ def _save(model: onnx.ModelProto, metadata: ArtifactMetadata, path: Path) -> Non
 
 def _compare(variant: str, path: Path, reference, graph: InferenceGraph, report: ExportReport) -> None:
     session = Recommender.make_session(path)
-    agreement = ranking_agreement(reference, session, graph.encoder.config.num_items, graph.max_len)
+    agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len)
     report.agreement[variant] = agreement
     check_agreement(agreement, MIN_OVERLAP[variant], variant)
 

@@ -83,7 +83,9 @@ def check_parity(
     tie_tol: float = 1e-6,
     seed: int = 0,
 ) -> ParityReport:
-    """ORT vs torch on :func:`parity_cases`; raises :class:`ParityError` listing every failing output/case.
+    """ORT (trimmed windows) vs the untouched torch SASRec (padded to max_len) on :func:`parity_cases`.
+
+    Raises :class:`ParityError` listing every failing output and case.
 
     Scores, embeddings and intent probabilities must agree within ``atol``; top-k item order must be identical
     except where torch scores the two items equally (within ``tie_tol``, i.e. an exact tie up to float noise).
@@ -92,12 +94,12 @@ def check_parity(
     report = ParityReport(max_abs_diff={name: 0.0 for name in names if name != TOP_ITEMS})
     worst: dict[str, tuple[float, str]] = {}
     lines: list[str] = []
-    for case, window in parity_cases(graph.encoder.config.num_items, graph.max_len, seed):
+    for case, window in parity_cases(graph.config.num_items, graph.max_len, seed):
         produced = dict(zip(names, session.run(names, {INPUT: window}), strict=True))
-        with torch.no_grad():
-            expected_t = graph(torch.from_numpy(_pad_to(window, graph.max_len)))
-            full = graph.full_scores(expected_t[0]).numpy()
-        expected = {name: t.numpy() for name, t in zip(names, expected_t, strict=True)}
+        expected = {
+            name: t.numpy() for name, t in graph.reference(torch.from_numpy(_pad_to(window, graph.max_len))).items()
+        }
+        full = expected["full_scores"]
         report.cases += 1
         report.users += window.shape[0]
         for name in names:
