@@ -64,7 +64,7 @@ class InferenceBlock(nn.Module):
         weights = torch.softmax(query @ key.transpose(-1, -2) + mask, dim=-1)  # (b, heads, q, t)
         mixed = (weights @ value).transpose(1, 2).reshape(b, -1, d)  # (b, q, d)
         h = F.layer_norm(
-            residual + mixed @ self.out_weight + self.out_bias, (d,), self.norm1_weight, self.norm1_bias, self.eps
+            residual + (mixed @ self.out_weight + self.out_bias), (d,), self.norm1_weight, self.norm1_bias, self.eps
         )
         ffn = F.gelu(h @ self.ffn_in_weight + self.ffn_in_bias) @ self.ffn_out_weight + self.ffn_out_bias
         return F.layer_norm(h + ffn, (d,), self.norm2_weight, self.norm2_bias, self.eps)
