@@ -15,12 +15,14 @@ def train_tiny(path: Path, seed: int = 0, model: dict | None = None, num_items: 
 
     from s4rec_train.checkpoint import save_checkpoint
     from s4rec_train.data import synthetic_interactions
+    from s4rec_train.objectives import ObjectiveConfig
     from s4rec_train.train import TrainConfig, train
 
     torch.set_num_threads(1)
     data = synthetic_interactions(num_users=200, num_items=num_items, seed=seed)
     config = TrainConfig(epochs=4, batch_size=64, lr=5e-3, seed=seed, threads=1)
-    checkpoint = train(data, model or TINY_MODEL, config, log=lambda _: None)
+    # The SASRec backbone: intent centroids are added explicitly by with_intents (or by S4Rec training).
+    checkpoint = train(data, model or TINY_MODEL, config, log=lambda _: None, objectives=ObjectiveConfig.backbone())
     save_checkpoint(checkpoint, path)
     return checkpoint
 
