@@ -1,0 +1,374 @@
+"""Offline batch scoring: stream histories from a file, recommend in batches, write the results atomically.
+
+:func:`score_file` is what ``s4rec-score`` runs; :func:`score_records` is the loop under it, usable with any
+iterable of :class:`~s4rec.records.Record` (the Ray integration reuses the same output shape). Memory stays
+bounded: records are read lazily, scored ``batch_size`` at a time and written out before the next batch is
+read (interaction logs additionally need the external sort in :mod:`s4rec.records`).
+
+Output formats:
+
+* ``jsonl``: ``{"user": ..., "items": [...], "scores": [...]}`` per user, best first;
+* ``csv``: header ``user,rank,item,score``, one row per recommended item (rank 1 = best).
+
+The output is written to a temporary file next to the final one and renamed into place only when the whole
+run succeeded, so an interrupted or failed run never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .records import (
+    BadRecord,
+    InputError,
+    LogColumns,
+    Record,
+    detect_format,
+    open_input,
+    read_jsonl,
+    read_log,
+    read_text,
+)
+
+OUTPUT_FORMATS = ("jsonl", "csv")
+DEFAULT_BATCH_SIZE = 1024  # big enough to amortise ONNX Runtime calls, small enough to stay a few MB
+
+
+class ScoreError(ValueError):
+    """Batch scoring stopped: a malformed record under ``--on-error fail``, or an output that cannot be written."""
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count, inside containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def output_format_for(path: str | Path) -> str:
+    """``.csv``/``.tsv`` (optionally ``.gz``) -> csv, anything else -> jsonl."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    return "csv" if ".csv" in suffixes or ".tsv" in suffixes else "jsonl"
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+
+def _score_text(score) -> str:
+    return f"{score:.7g}"  # float32 has ~7 significant digits
+
+
+class JsonlWriter:
+    """``{"user": ..., "items": [...], "scores": [...]}`` per line."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self.out = out
+
+    def write(self, user, recommendations: list) -> None:
+        items = json.dumps([item for item, _ in recommendations], ensure_ascii=False)
+        scores = ", ".join(_score_text(score) for _, score in recommendations)
+        self.out.write(f'{{"user": {json.dumps(user, ensure_ascii=False)}, "items": {items}, "scores": [{scores}]}}\n')
+
+
+class CsvWriter:
+    """Header ``user,rank,item,score``, one row per recommended item."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self.writer = csv.writer(out, lineterminator="\n")
+        self.writer.writerow(["user", "rank", "item", "score"])
+
+    def write(self, user, recommendations: list) -> None:
+        self.writer.writerows(
+            (user, rank, item, _score_text(score)) for rank, (item, score) in enumerate(recommendations, 1)
+        )
+
+
+WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
+
+
+@contextmanager
+def atomic_output(path: str | Path, force: bool = False) -> Iterator[io.TextIOBase]:
+    """A text file (gzip-compressed for ``.gz``) that appears under ``path`` only if the block succeeds.
+
+    Writes to ``.NAME.XXXX.partial`` in the same directory (so the final rename is atomic), fsyncs, renames;
+    on any exception, KeyboardInterrupt included, the temporary file is removed and ``path`` is untouched.
+    Without ``force`` an existing ``path`` is an error, raised before anything is written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ScoreError(f"{path}: is a directory. Pass a file name for the output.")
+    if path.exists() and not force:
+        raise ScoreError(f"{path}: already exists. Pass --force to overwrite it, or choose another --output.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    raw = os.fdopen(fd, "wb")
+    try:
+        gz = path.suffix.lower() == ".gz"
+        binary = gzip.GzipFile(fileobj=raw, mode="wb", filename=path.stem) if gz else raw
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        yield text
+        text.flush()
+        text.detach()
+        if gz:
+            binary.close()  # writes the gzip trailer; leaves raw open
+        raw.flush()
+        os.fsync(raw.fileno())
+        raw.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        raw.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- scoring ------------------------------------------------------------------------------------------------
+
+
+def _record_errors() -> tuple[type[BaseException], ...]:
+    """What the SDK raises for one history it cannot score: its own errors, or TypeError / ValueError for bad
+    arguments. A batch that raises one is rescored record by record to name the culprit's line."""
+    try:
+        from .errors import S4RecError
+
+        return (S4RecError, TypeError, ValueError)
+    except ImportError:  # before the SDK's errors module exists in this tree
+        return (TypeError, ValueError)
+
+
+def score_records(
+    recommender,
+    records: Iterable[Record | BadRecord],
+    *,
+    k: int = 10,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    exclude_seen: bool = True,
+    on_bad: Callable[[BadRecord], None],
+) -> Iterator[list[tuple[Record, list]]]:
+    """Yield one list of ``(record, [(item_id, score), ...])`` per batch of ``batch_size`` records.
+
+    Malformed records (and records the SDK refuses, found by re-scoring a failed batch one by one) go to
+    ``on_bad``, which may raise to stop the run.
+    """
+    if k < 1:
+        raise ScoreError(f"k must be >= 1, got {k}. Pass a positive --k.")
+    if batch_size < 1:
+        raise ScoreError(f"batch size must be >= 1, got {batch_size}. Pass a positive --batch-size.")
+    errors = _record_errors()
+
+    def run(batch: list[Record]) -> list[tuple[Record, list]]:
+        try:
+            results = recommender.recommend_batch([r.history for r in batch], k=k, exclude_seen=exclude_seen)
+            return list(zip(batch, results))
+        except errors:
+            if len(batch) == 1:
+                raise
+        scored = []
+        for record in batch:  # find the culprit(s): score one by one
+            try:
+                results = recommender.recommend_batch([record.history], k=k, exclude_seen=exclude_seen)
+                scored.append((record, results[0]))
+            except errors as e:
+                on_bad(BadRecord(record.line, f"user {record.user!r}: {e}"))
+        return scored
+
+    batch: list[Record] = []
+    for record in records:
+        if isinstance(record, BadRecord):
+            on_bad(record)
+            continue
+        batch.append(record)
+        if len(batch) == batch_size:
+            yield run(batch)
+            batch = []
+    if batch:
+        yield run(batch)
+
+
+@dataclass
+class ScoreReport:
+    """What a run did: users written, malformed records skipped, wall time."""
+
+    users: int
+    skipped: int
+    seconds: float
+    output: str
+
+    @property
+    def users_per_second(self) -> float:
+        return self.users / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        skipped = f"; skipped {self.skipped} malformed record(s)" if self.skipped else ""
+        return (
+            f"scored {self.users} users in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) "
+            f"-> {self.output}{skipped}"
+        )
+
+
+class _BadRecords:
+    """Reports each malformed record with its line number; raises on the first under ``on_error='fail'``."""
+
+    def __init__(self, source: str, on_error: str, warn: Callable[[str], None]) -> None:
+        self.source, self.on_error, self.warn, self.count = source, on_error, warn, 0
+
+    def __call__(self, bad: BadRecord) -> None:
+        self.count += 1
+        where = f"{self.source}:{bad.line}: {bad.reason}"
+        if self.on_error == "fail":
+            raise ScoreError(f"{where}. Fix the record, or pass --on-error skip to skip malformed records.")
+        self.warn(f"{where} (skipped)")
+
+
+class _Progress:
+    """A click progress bar over the input's bytes (and, for logs, a second one over the sorted events)."""
+
+    def __init__(self, enabled: bool, total_bytes: int, counter) -> None:
+        self.enabled, self.total_bytes, self.counter = enabled, total_bytes, counter
+        self.bar = None
+        self.started = time.perf_counter()
+        self.users = 0
+        self.shown = 0
+
+    def _open(self, label: str, length: int) -> None:
+        import click
+
+        if self.bar is not None:
+            self.bar.render_finish()
+        self.bar = click.progressbar(
+            length=max(length, 1), label=label, file=sys.stderr, item_show_func=self._status, width=24
+        )
+        self.bar.__enter__()
+        self.shown = 0
+
+    def _status(self, _item) -> str:
+        elapsed = time.perf_counter() - self.started
+        return f"{self.users:,} users, {self.users / elapsed if elapsed > 0 else 0:,.0f} users/s"
+
+    def reading(self) -> None:
+        if self.enabled:
+            if self.bar is None:
+                self._open("sorting log", self.total_bytes)
+            self._advance(self.counter.bytes_read)
+
+    def sorted(self, events: int) -> None:
+        if self.enabled:
+            self._advance(self.counter.bytes_read)
+            self._open("scoring", events)
+            self.started = time.perf_counter()
+
+    def scored(self, users: int, position: int) -> None:
+        """After a batch: ``position`` is bytes read, or events scored once a log is sorted."""
+        self.users += users
+        if self.enabled:
+            if self.bar is None:
+                self._open("scoring", self.total_bytes)
+            self._advance(position)
+
+    def _advance(self, position: int) -> None:
+        if position > self.shown:
+            self.bar.update(position - self.shown)
+            self.shown = position
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
+
+
+def score_file(
+    recommender,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    k: int = 10,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    exclude_seen: bool = True,
+    on_error: str = "skip",
+    input_format: str | None = None,
+    output_format: str | None = None,
+    log_columns: LogColumns | None = None,
+    sort_buffer: int | None = None,
+    force: bool = False,
+    progress: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> ScoreReport:
+    """Score every history in ``input_path`` with ``recommender`` and write ``output_path`` atomically.
+
+    ``recommender`` is an :class:`s4rec.Recommender` (anything with ``recommend_batch``). Formats are taken
+    from the file names unless given (``jsonl``/``text``/``log`` in, ``jsonl``/``csv`` out). ``output_path``
+    ``-`` writes to stdout (not atomic). Malformed records are reported through ``warn`` (stderr by default)
+    with their line number and skipped, or stop the run with :class:`ScoreError` under ``on_error="fail"``.
+    """
+    if on_error not in ("skip", "fail"):
+        raise ScoreError(f"on_error must be 'skip' or 'fail', got {on_error!r}.")
+    input_path = Path(input_path)
+    input_format = input_format or detect_format(input_path)
+    if input_format not in ("jsonl", "text", "log"):
+        raise InputError(f"unknown input format {input_format!r}. Use jsonl, text or log.")
+    to_stdout = str(output_path) == "-"
+    output_format = output_format or ("jsonl" if to_stdout else output_format_for(output_path))
+    if output_format not in WRITERS:
+        raise ScoreError(f"unknown output format {output_format!r}. Use jsonl or csv.")
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    bad = _BadRecords(str(input_path), on_error, warn)
+    started = time.perf_counter()
+    lines, counter = open_input(input_path)
+    bar = _Progress(progress, input_path.stat().st_size, counter)
+    events_scored = 0
+    is_log = input_format == "log"
+
+    def run(out: io.TextIOBase) -> int:
+        nonlocal events_scored
+        writer = WRITERS[output_format](out)
+        if input_format == "jsonl":
+            records: Iterable = read_jsonl(lines)
+        elif input_format == "text":
+            records = read_text(lines)
+        else:
+            tsv = ".tsv" in [s.lower() for s in input_path.suffixes]
+            options = {} if sort_buffer is None else {"sort_buffer": sort_buffer}
+            records = read_log(
+                lines, log_columns, tsv=tsv, on_bad=bad, on_read=bar.reading, on_sorted=bar.sorted, **options
+            )
+        users = 0
+        for batch in score_records(
+            recommender, records, k=k, batch_size=batch_size, exclude_seen=exclude_seen, on_bad=bad
+        ):
+            for record, recommendations in batch:
+                writer.write(record.user, recommendations)
+            users += len(batch)
+            if is_log:
+                events_scored += sum(len(record.history) for record, _ in batch)
+            bar.scored(len(batch), events_scored if is_log else counter.bytes_read)
+        return users
+
+    try:
+        with lines:
+            if to_stdout:
+                users = run(sys.stdout)
+                sys.stdout.flush()
+            else:
+                with atomic_output(output_path, force=force) as out:
+                    users = run(out)
+    except InputError as e:
+        message = str(e)
+        raise InputError(message if message.startswith(str(input_path)) else f"{input_path}: {message}") from None
+    finally:
+        bar.close()
+    return ScoreReport(users, bad.count, time.perf_counter() - started, "stdout" if to_stdout else str(output_path))
