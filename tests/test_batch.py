@@ -22,7 +22,7 @@ class StandIn:
     def __init__(self) -> None:
         self.calls = []
 
-    def recommend_batch(self, histories, k=10, exclude_seen=True):
+    def recommend_batch(self, histories, k=10, exclude_seen=True, batch_size=256):
         self.calls.append(len(histories))
         out = []
         for history in histories:
@@ -102,7 +102,7 @@ def test_score_records_batches_and_isolates_a_refused_record():
     records = [Record(u, [u], u) for u in range(1, 8)] + [Record(8, ["boom"], 8), Record(9, [1], 9)]
     bad = []
     model = StandIn()
-    batches = list(score_records(model, records, k=3, batch_size=4, on_bad=bad.append))
+    batches = list(score_records(model, records, k=3, chunk_size=4, on_bad=bad.append))
     assert [len(b) for b in batches] == [4, 3, 1]  # the batch with 'boom' is rescored one by one, minus it
     assert [r.user for b in batches for r, _ in b] == [1, 2, 3, 4, 5, 6, 7, 9]
     assert batches[0][0][1] == [(2, 0.5), (3, 1 / 3), (4, 0.25)]
@@ -126,7 +126,7 @@ def test_score_file_jsonl_to_jsonl_and_csv(tmp_path):
 def test_score_file_skip_reports_lines_and_count_fail_stops_without_output(tmp_path):
     source = write(tmp_path / "in.jsonl", '{"user": 1, "history": [1]}\noops\n{"user": 2, "history": ["boom"]}\n')
     warnings = []
-    report = score_file(StandIn(), source, tmp_path / "out.jsonl", batch_size=8, warn=warnings.append)
+    report = score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=8, warn=warnings.append)
     assert (report.users, report.skipped) == (1, 2)
     assert warnings[0].startswith(f"{source}:2: not valid JSON") and warnings[0].endswith("(skipped)")
     assert warnings[1].startswith(f"{source}:3: user 2:") and "boom" in warnings[1]
@@ -158,7 +158,7 @@ def test_log_input_scores_every_user_once_in_bounded_memory(tmp_path):
     rng.shuffle(events)
     source = write(tmp_path / "log.tsv", "user\titem\ttimestamp\n" + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in events))
     model = StandIn()
-    report = score_file(model, source, tmp_path / "out.jsonl", k=1, sort_buffer=7, batch_size=16)
+    report = score_file(model, source, tmp_path / "out.jsonl", k=1, sort_buffer=7, chunk_size=16)
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert report.users == 60 and [r["user"] for r in rows] == list(range(60))
     assert max(model.calls) == 16

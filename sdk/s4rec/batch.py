@@ -2,13 +2,17 @@
 
 :func:`score_file` is what ``s4rec-score`` runs; :func:`score_records` is the loop under it, usable with any
 iterable of :class:`~s4rec.records.Record` (the Ray integration reuses the same output shape). Memory stays
-bounded: records are read lazily, scored ``batch_size`` at a time and written out before the next batch is
-read (interaction logs additionally need the external sort in :mod:`s4rec.records`).
+bounded: records are read lazily, scored ``chunk_size`` at a time (the SDK sorts each chunk by length and
+runs it in ONNX Runtime calls of ``batch_size`` similar-length histories) and written out before the next
+chunk is read (interaction logs additionally need the external sort in :mod:`s4rec.records`).
 
 Output formats:
 
 * ``jsonl``: ``{"user": ..., "items": [...], "scores": [...]}`` per user, best first;
 * ``csv``: header ``user,rank,item,score``, one row per recommended item (rank 1 = best).
+
+A history with no item known to the model gets the most popular items with no score (``null`` in JSONL,
+empty in CSV).
 
 The output is written to a temporary file next to the final one and renamed into place only when the whole
 run succeeded, so an interrupted or failed run never leaves a partial file under the final name.
@@ -42,7 +46,8 @@ from .records import (
 )
 
 OUTPUT_FORMATS = ("jsonl", "csv")
-DEFAULT_BATCH_SIZE = 1024  # big enough to amortise ONNX Runtime calls, small enough to stay a few MB
+DEFAULT_BATCH_SIZE = 256  # histories per ONNX Runtime call
+DEFAULT_CHUNK_SIZE = 8192  # histories per recommend_batch call: enough to length-bucket well, a few MB
 
 
 class ScoreError(ValueError):
@@ -66,8 +71,9 @@ def output_format_for(path: str | Path) -> str:
 # --- output -------------------------------------------------------------------------------------------------
 
 
-def _score_text(score) -> str:
-    return f"{score:.7g}"  # float32 has ~7 significant digits
+def _score_text(score, missing: str) -> str:
+    # float32 has ~7 significant digits; NaN = no model score (the popular-items fallback of an empty history)
+    return missing if score != score else f"{score:.7g}"
 
 
 class JsonlWriter:
@@ -78,7 +84,7 @@ class JsonlWriter:
 
     def write(self, user, recommendations: list) -> None:
         items = json.dumps([item for item, _ in recommendations], ensure_ascii=False)
-        scores = ", ".join(_score_text(score) for _, score in recommendations)
+        scores = ", ".join(_score_text(score, "null") for _, score in recommendations)
         self.out.write(f'{{"user": {json.dumps(user, ensure_ascii=False)}, "items": {items}, "scores": [{scores}]}}\n')
 
 
@@ -91,7 +97,7 @@ class CsvWriter:
 
     def write(self, user, recommendations: list) -> None:
         self.writer.writerows(
-            (user, rank, item, _score_text(score)) for rank, (item, score) in enumerate(recommendations, 1)
+            (user, rank, item, _score_text(score, "")) for rank, (item, score) in enumerate(recommendations, 1)
         )
 
 
@@ -157,10 +163,14 @@ def score_records(
     *,
     k: int = 10,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     exclude_seen: bool = True,
     on_bad: Callable[[BadRecord], None],
 ) -> Iterator[list[tuple[Record, list]]]:
-    """Yield one list of ``(record, [(item_id, score), ...])`` per batch of ``batch_size`` records.
+    """Yield one list of ``(record, [(item_id, score), ...])`` per chunk of ``chunk_size`` records.
+
+    Each chunk is one ``recommender.recommend_batch`` call, which runs ONNX Runtime on ``batch_size``
+    histories of similar length at a time.
 
     Malformed records (and records the SDK refuses, found by re-scoring a failed batch one by one) go to
     ``on_bad``, which may raise to stop the run.
@@ -169,11 +179,14 @@ def score_records(
         raise ScoreError(f"k must be >= 1, got {k}. Pass a positive --k.")
     if batch_size < 1:
         raise ScoreError(f"batch size must be >= 1, got {batch_size}. Pass a positive --batch-size.")
+    if chunk_size < 1:
+        raise ScoreError(f"chunk size must be >= 1, got {chunk_size}. Pass a positive --chunk-size.")
     errors = _record_errors()
 
     def run(batch: list[Record]) -> list[tuple[Record, list]]:
         try:
-            results = recommender.recommend_batch([r.history for r in batch], k=k, exclude_seen=exclude_seen)
+            histories = [r.history for r in batch]
+            results = recommender.recommend_batch(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
             return list(zip(batch, results))
         except errors:
             if len(batch) == 1:
@@ -193,7 +206,7 @@ def score_records(
             on_bad(record)
             continue
         batch.append(record)
-        if len(batch) == batch_size:
+        if len(batch) == chunk_size:
             yield run(batch)
             batch = []
     if batch:
@@ -298,6 +311,7 @@ def score_file(
     *,
     k: int = 10,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     exclude_seen: bool = True,
     on_error: str = "skip",
     input_format: str | None = None,
@@ -348,7 +362,13 @@ def score_file(
             )
         users = 0
         for batch in score_records(
-            recommender, records, k=k, batch_size=batch_size, exclude_seen=exclude_seen, on_bad=bad
+            recommender,
+            records,
+            k=k,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            exclude_seen=exclude_seen,
+            on_bad=bad,
         ):
             for record, recommendations in batch:
                 writer.write(record.user, recommendations)

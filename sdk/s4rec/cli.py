@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .batch import DEFAULT_BATCH_SIZE, ScoreError, available_cores, score_file
+from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, ScoreError, available_cores, score_file
 from .records import DEFAULT_SORT_BUFFER, InputError, LogColumns
 
 
@@ -32,7 +32,11 @@ def _exit_on_sigterm(signum, frame) -> None:
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Items per user.")
 @click.option(
     "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1),
-    help="Users scored per ONNX Runtime call.",
+    help="Histories per ONNX Runtime call (of similar length).",
+)  # fmt: skip
+@click.option(
+    "--chunk-size", default=DEFAULT_CHUNK_SIZE, show_default=True, type=click.IntRange(min=1),
+    help="Histories read, length-sorted and written at a time; bounds memory.",
 )  # fmt: skip
 @click.option(
     "--threads", type=click.IntRange(min=1), default=None,
@@ -66,8 +70,8 @@ def _exit_on_sigterm(signum, frame) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 def main(
-    artifact, input_path, output_path, k, batch_size, threads, variant, exclude_seen, on_error, input_format,
-    output_format, user_col, item_col, time_col, sep, sort_buffer, force, quiet,
+    artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
+    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, force, quiet,
 ) -> None:  # fmt: skip
     """Recommend K items for every user in --input with the s4rec ARTIFACT and write them to --output.
 
@@ -88,7 +92,8 @@ def main(
     try:
         recommender = Recommender.load(artifact, threads=threads or available_cores(), variant=variant)
         report = score_file(
-            recommender, input_path, output_path, k=k, batch_size=batch_size, exclude_seen=exclude_seen,
+            recommender, input_path, output_path, k=k, batch_size=batch_size, chunk_size=chunk_size,
+            exclude_seen=exclude_seen,
             on_error=on_error, input_format=None if input_format == "auto" else input_format,
             output_format=None if output_format == "auto" else output_format,
             log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer, force=force,
