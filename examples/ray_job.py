@@ -24,19 +24,25 @@ import click
 @click.option("--format", "input_format", type=click.Choice(["jsonl", "text", "log"]), default="jsonl")
 @click.option("--k", default=10, show_default=True)
 @click.option("--exclude-seen/--no-exclude-seen", default=True, show_default=True)
-@click.option("--concurrency", default=2, show_default=True, help="Actors, each loading the artifact once.")
+@click.option(
+    "--concurrency", type=int, default=None,
+    help="Actors, each loading the artifact once [default: the cluster's CPUs / threads, less one CPU for reading].",
+)  # fmt: skip
 @click.option("--threads", default=1, show_default=True, help="ONNX Runtime threads per actor.")
+@click.option("--partitions", type=int, default=None, help="Log: shuffle partitions of the group-by [Ray's default].")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance [default: all].")
-def main(artifact, input_path, output_path, input_format, k, exclude_seen, concurrency, threads, num_cpus):
+def main(artifact, input_path, output_path, input_format, k, exclude_seen, concurrency, threads, partitions, num_cpus):
     import ray
 
     from s4rec.ray import histories_from_log, read_histories, recommend_dataset
 
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR")
+    if concurrency is None:  # actors hold their CPUs: leave one for the tasks that read the input
+        concurrency = max(1, (int(ray.cluster_resources().get("CPU", 2)) - 1) // threads)
     started = time.perf_counter()
     if input_format == "log":
-        histories = histories_from_log(ray.data.read_csv(input_path))
+        histories = histories_from_log(ray.data.read_csv(input_path), num_partitions=partitions)
     else:
         histories = read_histories(input_path, format=input_format)
     recs = recommend_dataset(

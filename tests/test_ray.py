@@ -53,7 +53,7 @@ def test_ray_recommendations_equal_s4rec_score(local_ray, tiny, tmp_path):
     source.write_text("".join(lines[:60]) + "not json\n" + "".join(lines[60:]))  # a malformed line is dropped
     score_file(Recommender.load(tiny / "artifact"), source, tmp_path / "cli.jsonl", k=7)
     histories = read_histories(str(source), override_num_blocks=3)
-    rows = recommend_dataset(histories, tiny / "artifact", k=7, chunk_size=50, concurrency=2).take_all()
+    rows = recommend_dataset(histories, tiny / "artifact", k=7, chunk_size=50, concurrency=1).take_all()
     rows = [{"user": r["user"], "items": list(r["items"]), "scores": list(r["scores"])} for r in rows]
     assert len(rows) == 120
     assert_same(read_jsonl(tmp_path / "cli.jsonl"), rows)
@@ -74,7 +74,7 @@ def test_ray_job_example_on_a_log_matches_s4rec_score(local_ray, tiny, tmp_path)
     out = tmp_path / "recs"
     result = CliRunner().invoke(
         example.main, [str(tiny / "artifact"), "-i", str(log), "-o", str(out), "--format", "log", "--k", "5",
-                       "--concurrency", "1"],
+                       "--partitions", "1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "scored 120 users" in result.output

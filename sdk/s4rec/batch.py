@@ -281,7 +281,8 @@ class _Progress:
 
     def sorted(self, events: int) -> None:
         if self.enabled:
-            self._advance(self.counter.bytes_read)
+            if self.bar is not None:
+                self._advance(self.counter.bytes_read)
             self._open("scoring", events)
             self.started = time.perf_counter()
 

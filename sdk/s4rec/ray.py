@@ -9,7 +9,8 @@ Needs the ``[ray]`` extra (``pip install "s4rec[ray]"``); ``import s4rec`` never
     recs = histories.map_batches(
         RecommendBatch,                                              # a class: one artifact load per worker
         fn_constructor_kwargs={"artifact": "/models/s4rec", "k": 10},
-        batch_size=8192, batch_format="pandas", concurrency=4,       # 4 actors
+        batch_size=8192, batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1,      # 4 actors, 1 CPU each
     )
     recs.write_json("s3://bucket/recs/")                             # columns: user, items, scores
 
@@ -133,10 +134,17 @@ def read_histories(paths, format: str = "jsonl", **read_args):
     return lines.map_batches(_parse_lines(read_jsonl if format == "jsonl" else read_text), batch_format="pandas")
 
 
-def histories_from_log(events, user_column: str = "user", item_column: str = "item", time_column: str = "timestamp"):
+def histories_from_log(
+    events,
+    user_column: str = "user",
+    item_column: str = "item",
+    time_column: str = "timestamp",
+    num_partitions: int | None = None,
+):
     """Group a Ray dataset of interaction events into ``user`` / ``history`` rows, each ordered by time.
 
     ``events`` is e.g. ``ray.data.read_csv(path)``. Ties in time keep the order of the rows within a group.
+    ``num_partitions``: shuffle partitions of the groupby (Ray's default is 200, slow for small inputs).
     """
 
     def group(frame):
@@ -145,7 +153,8 @@ def histories_from_log(events, user_column: str = "user", item_column: str = "it
         frame = frame.sort_values(time_column, kind="stable")
         return pd.DataFrame({"user": [_plain(frame[user_column].iloc[0])], "history": [_plain(frame[item_column])]})
 
-    return events.groupby(user_column).map_groups(group, batch_format="pandas")
+    grouped = events.groupby(user_column) if num_partitions is None else events.groupby(user_column, num_partitions)
+    return grouped.map_groups(group, batch_format="pandas")
 
 
 def recommend_dataset(
@@ -164,8 +173,12 @@ def recommend_dataset(
     """``histories.map_batches(RecommendBatch, ...)`` with ``concurrency`` actors of ``threads`` threads each.
 
     Each actor gets Ray batches of ``chunk_size`` rows and runs ONNX Runtime on ``batch_size`` at a time, as
-    ``s4rec-score --chunk-size --batch-size`` does.
+    ``s4rec-score --chunk-size --batch-size`` does. Each actor reserves ``threads`` CPUs for its lifetime:
+    leave at least one CPU of the cluster free (``concurrency * threads < CPUs``), or the tasks that read
+    the input cannot be scheduled and the job waits forever.
     """
+    from ray.data import ActorPoolStrategy
+
     return histories.map_batches(
         RecommendBatch,
         fn_constructor_kwargs={
@@ -174,6 +187,6 @@ def recommend_dataset(
         },
         batch_size=chunk_size,
         batch_format="pandas",
-        concurrency=concurrency,
+        compute=ActorPoolStrategy(size=concurrency),
         num_cpus=threads,
     )  # fmt: skip
