@@ -1,0 +1,446 @@
+"""The :class:`Recommender`: next-item recommendations, user embeddings and intents from an s4rec artifact.
+
+One ONNX Runtime session per recommender, shared by every call and every thread (``InferenceSession.run`` is
+thread-safe and the recommender holds no other mutable state). Histories are the user's own item ids, oldest
+first; they are mapped to item indices, cut to the most recent ``max_len`` and left-padded. Batches are sorted
+by length and each bucket is trimmed to its longest history, which is exact because the graph's positions
+are right-aligned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .artifact import (
+    INPUT,
+    INTENT_PROBABILITIES,
+    REQUIRED_OUTPUTS,
+    TOP_ITEMS,
+    TOP_SCORES,
+    USER_EMBEDDING,
+    ArtifactMetadata,
+    parse_metadata,
+    resolve_model_file,
+    verify_checksum,
+)
+from .errors import ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError
+
+logger = logging.getLogger("s4rec")
+
+UNKNOWN_POLICIES = ("ignore", "error")
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+ItemId = Any  # int or str, as in the training data
+
+
+class Recommendations(list):
+    """Ranked ``(item_id, score)`` pairs, best first, with a report of how the input was handled.
+
+    * ``unknown_items``: the history's item ids the model does not know, which were ignored;
+    * ``fallback``: True when the history had no known item and the list holds the most popular items
+      (their scores are NaN: there is no model score without a history).
+    """
+
+    __slots__ = ("unknown_items", "fallback")
+
+    def __init__(self, pairs: Iterable = (), unknown_items: tuple = (), fallback: bool = False):
+        super().__init__(pairs)
+        self.unknown_items = unknown_items
+        self.fallback = fallback
+
+    def item_ids(self) -> list:
+        return [item for item, _ in self]
+
+
+class Recommender:
+    """Scores histories with an s4rec artifact. Build it with :meth:`Recommender.load`."""
+
+    def __init__(self, session: ort.InferenceSession, metadata: ArtifactMetadata, path: Path, unknown: str = "ignore"):
+        _check_policy(unknown)
+        self.session = session
+        self.metadata = metadata
+        self.path = Path(path)
+        self.unknown = unknown
+        self.max_len = metadata.max_len
+        self.top_k = metadata.top_k
+        self._index_of = {item: i + 1 for i, item in enumerate(metadata.item_ids)}
+        self._ids = [None, *metadata.item_ids]  # item index -> the user's own id
+        self._ids_array = np.array(self._ids, dtype=object)
+        self._rank_outputs = [TOP_SCORES, TOP_ITEMS]
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (
+            f"Recommender({str(self.path)!r}, variant={m.variant!r}, items={m.num_items}, "
+            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k})"
+        )
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        threads: int = 1,
+        variant: str = "fp32",
+        unknown: str = "ignore",
+        optimization: str = "all",
+    ) -> Recommender:
+        """Load and validate an artifact directory (or a single ``.onnx``/``.ort`` file).
+
+        ``threads``: ONNX Runtime intra-op threads; 1 is fastest for single requests on small machines, use
+        the number of cores for batch scoring (0 lets ONNX Runtime decide). ``variant``: fp32, int8, fp16 or
+        mobile (ignored for a single file). ``unknown``: default policy for unknown item ids, ``"ignore"``
+        (drop them, reported in ``Recommendations.unknown_items``) or ``"error"`` (raise
+        :class:`UnknownItemError`). Raises :class:`ArtifactError` (or a subclass) for anything it cannot use.
+        """
+        _check_policy(unknown)
+        model_path, expected_sha256 = resolve_model_file(path, variant)
+        verify_checksum(model_path, expected_sha256)
+        session = cls.make_session(model_path, threads, optimization)
+        metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path)
+        _check_signature(session, metadata, model_path)
+        return cls(session, metadata, model_path, unknown)
+
+    @staticmethod
+    def make_session(model: str | Path | bytes, threads: int = 1, optimization: str = "all") -> ort.InferenceSession:
+        """The one place where the ONNX Runtime session is built (CPU, threads, optimisation level)."""
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0 = ONNX Runtime's default), got {threads!r}.")
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"optimization must be one of {list(OPTIMIZATION_LEVELS)}, got {optimization!r}.")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+        options.log_severity_level = 3  # errors only; ONNX Runtime's warnings are not the user's business
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            name = "<bytes>" if isinstance(model, bytes) else model
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = re.search(r"(Unsupported .*|Opset .*|.*not supported.*)", text)
+            text = reason.group(1) if reason else text
+            if any(word in text.lower() for word in ("ir version", "opset", "domain_version", "not supported")):
+                raise ArtifactVersionError(
+                    f"{name}: onnxruntime {ort.__version__} cannot run this model ({text}). "
+                    "Upgrade it (pip install -U onnxruntime) or re-export with an older opset."
+                ) from None
+            raise ArtifactError(f"{name}: ONNX Runtime cannot load the model ({text}). Re-export it.") from None
+
+    # ---------------------------------------------------------------- recommendations
+
+    def recommend(
+        self,
+        history: Sequence[ItemId],
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: Iterable[ItemId] = (),
+        unknown: str | None = None,
+    ) -> Recommendations:
+        """The ``k`` best next items for one history (the user's own item ids, oldest first).
+
+        Items of the history are left out with ``exclude_seen``, and so are the ids in ``exclude``. The
+        result may be shorter than ``k`` only when the exclusions remove more than ``top_k - k`` of the
+        artifact's ``top_k`` candidates. An empty history (or one with no known item) gets the most popular
+        items (``fallback`` is True).
+        """
+        k = self._check_k(k)
+        indices, unknown_items = self._indices(history, self._policy(unknown))
+        skip = self._exclude_indices(exclude)
+        if not indices:
+            return self._popular(k, skip, unknown_items)
+        window = indices[-self.max_len :]
+        scores, items = self.session.run(self._rank_outputs, {INPUT: np.array([window], dtype=np.int64)})
+        if exclude_seen:
+            skip = skip | set(indices)
+        ids = self._ids
+        if not skip:
+            return Recommendations(
+                zip([ids[i] for i in items[0, :k].tolist()], scores[0, :k].tolist(), strict=True),
+                unknown_items,
+            )
+        pairs = []
+        for i, s in zip(items[0].tolist(), scores[0].tolist(), strict=True):
+            if i not in skip:
+                pairs.append((ids[i], s))
+                if len(pairs) == k:
+                    break
+        return Recommendations(pairs, unknown_items)
+
+    def recommend_batch(
+        self,
+        histories: Iterable[Sequence[ItemId]],
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: Iterable[ItemId] = (),
+        unknown: str | None = None,
+        batch_size: int = 256,
+    ) -> list[Recommendations]:
+        """:meth:`recommend` for many histories at once, in input order; ``exclude`` applies to all of them.
+
+        Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
+        history, so short histories do not pay for padding to ``max_len``.
+        """
+        k = self._check_k(k)
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        policy = self._policy(unknown)
+        rows = [self._indices(h, policy) for h in _check_histories(histories)]
+        skip = self._exclude_indices(exclude)
+        results: list[Recommendations | None] = [None] * len(rows)
+        lengths = np.fromiter((min(len(r[0]), self.max_len) for r in rows), dtype=np.int64, count=len(rows))
+        order = np.argsort(lengths, kind="stable")
+        first = int(np.searchsorted(lengths[order], 1))  # histories with no known item come first
+        for u in order[:first].tolist():
+            results[u] = self._popular(k, skip, rows[u][1])
+        skip_array = np.fromiter(skip, dtype=np.int64, count=len(skip))
+        for start in range(first, len(rows), batch_size):
+            chunk = order[start : start + batch_size].tolist()
+            window = self._pad([rows[u][0] for u in chunk], int(lengths[chunk[-1]]))
+            scores, items = self.session.run(self._rank_outputs, {INPUT: window})
+            seen = [rows[u][0] for u in chunk] if exclude_seen else None
+            pairs, counts = self._filter_top(scores, items, k, window if exclude_seen else None, seen, skip_array)
+            for j, u in enumerate(chunk):
+                row = pairs[j] if counts[j] == k else pairs[j][: counts[j]]
+                results[u] = Recommendations(row, rows[u][1])
+        return results  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- embeddings and intents
+
+    def embed(self, history: Sequence[ItemId], unknown: str | None = None) -> np.ndarray:
+        """The user vector z_u (float32, ``(embedding_dim,)``). An empty history gives the model's
+        no-history vector (the encoder run on one padding position)."""
+        indices, _ = self._indices(history, self._policy(unknown))
+        window = self._pad([indices], max(1, min(len(indices), self.max_len)))
+        return self.session.run([USER_EMBEDDING], {INPUT: window})[0][0]
+
+    def embed_batch(
+        self, histories: Iterable[Sequence[ItemId]], unknown: str | None = None, batch_size: int = 256
+    ) -> np.ndarray:
+        """User vectors for many histories, ``(n, embedding_dim)`` float32, in input order (bucketed)."""
+        return self._run_bucketed(histories, USER_EMBEDDING, unknown, batch_size)
+
+    def intents(self, history: Sequence[ItemId], top: int = 3, unknown: str | None = None) -> list[tuple[int, float]]:
+        """The ``top`` most probable intents ``(intent, probability)`` of a history, most probable first."""
+        self._require_intents()
+        top = _check_positive_int(top, "top")
+        if top > self.metadata.num_intents:
+            raise ValueError(f"top must be in 1..{self.metadata.num_intents} (the number of intents), got {top}.")
+        indices, _ = self._indices(history, self._policy(unknown))
+        window = self._pad([indices], max(1, min(len(indices), self.max_len)))
+        probabilities = self.session.run([INTENT_PROBABILITIES], {INPUT: window})[0][0]
+        best = np.argsort(-probabilities, kind="stable")[:top]
+        return [(int(i), float(probabilities[i])) for i in best]
+
+    def intents_batch(
+        self, histories: Iterable[Sequence[ItemId]], unknown: str | None = None, batch_size: int = 256
+    ) -> np.ndarray:
+        """Intent probabilities for many histories, ``(n, num_intents)`` float32, in input order."""
+        self._require_intents()
+        return self._run_bucketed(histories, INTENT_PROBABILITIES, unknown, batch_size)
+
+    def items_for_intent(self, intent: int, k: int = 10) -> list[ItemId]:
+        """The ``k`` items closest (dot product) to an intent's centroid, closest first."""
+        self._require_intents()
+        num_intents = self.metadata.num_intents
+        if isinstance(intent, bool) or not isinstance(intent, (int, np.integer)):
+            raise TypeError(f"intent must be an int, got {type(intent).__name__}: {intent!r}.")
+        if not 0 <= intent < num_intents:
+            raise ValueError(f"intent must be in 0..{num_intents - 1}, got {intent}.")
+        k = self._check_k(k)
+        return [self._ids[i] for i in self.metadata.intent_top_items[int(intent)][:k]]
+
+    # ---------------------------------------------------------------- helpers
+
+    def _check_k(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__}: {k!r}.")
+        if not 1 <= k <= self.top_k:
+            raise ValueError(
+                f"k must be in 1..{self.top_k} (the artifact's top_k), got {k}. "
+                f"Ask for fewer items, or re-export with a larger --top-k."
+            )
+        return int(k)
+
+    def _indices(self, history: Sequence[ItemId], policy: str) -> tuple[list[int], tuple]:
+        """Map a history to item indices; unknown ids are dropped (returned) or raise, per ``policy``."""
+        if isinstance(history, np.ndarray):
+            if history.ndim != 1 or history.dtype.kind not in "iuUO":
+                raise TypeError(
+                    f"history must be a 1-D sequence of int or str item ids, got a numpy array of shape "
+                    f"{history.shape} and dtype {history.dtype}."
+                )
+            history = history.tolist()
+        elif isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple, range)):
+            raise TypeError(
+                f"history must be a list, tuple or 1-D numpy array of item ids (oldest first), got "
+                f"{type(history).__name__}: {_short(history)}."
+            )
+        if not set(map(type, history)) <= _ID_TYPES:
+            history = [_check_item_id(item) for item in history]
+        index_of = self._index_of
+        indices = [index_of.get(item) for item in history]
+        if None not in indices:
+            return indices, ()
+        unknown_items = tuple(item for item, i in zip(history, indices, strict=True) if i is None)
+        if policy == "error":
+            shown = ", ".join(repr(i) for i in unknown_items[:5]) + (", ..." if len(unknown_items) > 5 else "")
+            raise UnknownItemError(
+                f"{len(unknown_items)} item id(s) unknown to the model: {shown}. Remove them, or use "
+                "unknown='ignore' to drop them.",
+                unknown_items,
+            )
+        logger.debug("ignored %d unknown item id(s): %r", len(unknown_items), unknown_items[:5])
+        return [i for i in indices if i is not None], unknown_items
+
+    def _policy(self, unknown: str | None) -> str:
+        if unknown is None:
+            return self.unknown
+        _check_policy(unknown)
+        return unknown
+
+    def _exclude_indices(self, exclude: Iterable[ItemId]) -> set[int]:
+        if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+            raise TypeError(
+                f"exclude must be a collection of item ids, got {type(exclude).__name__}: {_short(exclude)}."
+            )
+        index_of = self._index_of
+        found = (index_of.get(_check_item_id(item)) for item in exclude)
+        return {i for i in found if i is not None}
+
+    def _popular(self, k: int, skip: set[int], unknown_items: tuple) -> Recommendations:
+        ids = self._ids
+        chosen = [i for i in self.metadata.popular_items if i not in skip][:k]
+        return Recommendations([(ids[i], math.nan) for i in chosen], unknown_items, fallback=True)
+
+    def _pad(self, sequences: list[list[int]], length: int) -> np.ndarray:
+        """Left-pad (keeping the most recent ``length`` items) into an int64 ``(n, length)`` array."""
+        window = np.zeros((len(sequences), length), dtype=np.int64)
+        for row, seq in enumerate(sequences):
+            if seq:
+                seq = seq[-length:]
+                window[row, length - len(seq) :] = seq
+        return window
+
+    def _filter_top(
+        self,
+        scores: np.ndarray,
+        items: np.ndarray,
+        k: int,
+        window: np.ndarray | None,
+        seen: list[list[int]] | None,
+        skip: np.ndarray,
+    ) -> tuple[list[list[tuple]], list[int]]:
+        """Drop seen and excluded items from each row's candidates and keep the first ``k``."""
+        mask = np.zeros(items.shape, dtype=bool)
+        if window is not None:
+            mask |= (items[:, :, None] == window[:, None, :]).any(-1)  # (b, top_k)
+            for j, seq in enumerate(seen or ()):
+                if len(seq) > window.shape[1]:  # items older than the window are still seen
+                    mask[j] |= np.isin(items[j], seq)
+        if len(skip):
+            mask |= np.isin(items, skip)
+        if mask.any():
+            order = np.argsort(mask, axis=1, kind="stable")[:, :k]  # kept candidates first, in rank order
+            items = np.take_along_axis(items, order, 1)
+            scores = np.take_along_axis(scores, order, 1)
+            counts = np.minimum((~mask).sum(1), k).tolist()
+        else:
+            items, scores = items[:, :k], scores[:, :k]
+            counts = [k] * len(items)
+        ids = self._ids_array[items].tolist()
+        return [list(zip(a, b, strict=True)) for a, b in zip(ids, scores.tolist(), strict=True)], counts
+
+    def _run_bucketed(self, histories, output: str, unknown: str | None, batch_size: int) -> np.ndarray:
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        policy = self._policy(unknown)
+        rows = [self._indices(h, policy)[0] for h in _check_histories(histories)]
+        lengths = np.fromiter((max(1, min(len(r), self.max_len)) for r in rows), dtype=np.int64, count=len(rows))
+        order = np.argsort(lengths, kind="stable")
+        width = self.metadata.num_intents if output == INTENT_PROBABILITIES else self.metadata.embedding_dim
+        out = np.empty((len(rows), width), dtype=np.float32)
+        for start in range(0, len(rows), batch_size):
+            chunk = order[start : start + batch_size]
+            window = self._pad([rows[u] for u in chunk.tolist()], int(lengths[chunk[-1]]))
+            out[chunk] = self.session.run([output], {INPUT: window})[0]
+        return out
+
+    def _require_intents(self) -> None:
+        if not self.metadata.num_intents:
+            raise S4RecError(
+                f"{self.path}: this model has no intents (it was exported from a checkpoint without intent "
+                "centroids). Export an S4Rec checkpoint trained with intents to use intents()."
+            )
+
+
+_ID_TYPES = {int, str}
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_item_id(item: Any) -> ItemId:
+    if type(item) is int or isinstance(item, str):
+        return str(item) if type(item) is not str and isinstance(item, str) else item
+    if isinstance(item, np.integer):
+        return int(item)
+    raise TypeError(f"item ids must be ints or strings, got {type(item).__name__}: {_short(item)}.")
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in UNKNOWN_POLICIES:
+        raise ValueError(f"unknown must be one of {list(UNKNOWN_POLICIES)}, got {policy!r}.")
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}.")
+    return int(value)
+
+
+def _check_histories(histories: Any) -> list:
+    if isinstance(histories, (str, bytes, dict)) or not isinstance(histories, Iterable):
+        raise TypeError(f"histories must be a list of histories, got {type(histories).__name__}: {_short(histories)}.")
+    if isinstance(histories, np.ndarray) and histories.ndim != 2 and histories.dtype != object:
+        raise TypeError(f"histories as a numpy array must be 2-D or of dtype object, got shape {histories.shape}.")
+    return list(histories)
+
+
+def _check_signature(session: ort.InferenceSession, metadata: ArtifactMetadata, model_path: Path) -> None:
+    """The graph must have the public input and outputs the metadata promises."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    problems = []
+    if INPUT not in inputs:
+        problems.append(f"no input {INPUT!r} (inputs: {sorted(inputs)})")
+    elif inputs[INPUT].type != "tensor(int64)" or len(inputs[INPUT].shape) != 2:
+        problems.append(
+            f"input {INPUT!r} is {inputs[INPUT].type} {inputs[INPUT].shape}, expected int64 [batch, length]"
+        )
+    missing = [o for o in REQUIRED_OUTPUTS if o not in outputs]
+    if metadata.num_intents and INTENT_PROBABILITIES not in outputs:
+        missing.append(INTENT_PROBABILITIES)
+    if missing:
+        problems.append(f"missing outputs {missing} (outputs: {sorted(outputs)})")
+    if problems:
+        raise ArtifactError(
+            f"{model_path}: the graph does not match the s4rec contract: {'; '.join(problems)}. Re-export it."
+        )

@@ -1,0 +1,51 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+# --------------------------------------------------------------------------------------------------------
+# Export and SDK fixtures (issues 4 and 5): tiny trained checkpoints and their exported artifacts, built once
+# per session (each export takes a few seconds).
+# --------------------------------------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "venv: installs the SDK into a fresh virtual environment (pip, ~30 s)")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """(path, checkpoint dict) of a tiny trained model without intent centroids."""
+    from helpers import train_tiny
+
+    path = tmp_path_factory.mktemp("tiny") / "model.pt"
+    return path, train_tiny(path)
+
+
+@pytest.fixture(scope="session")
+def intent_checkpoint(tmp_path_factory, tiny_checkpoint):
+    """(path, checkpoint dict) of the same model with 5 L2-normalised intent centroids."""
+    from helpers import with_intents
+
+    path = tmp_path_factory.mktemp("intents") / "model.pt"
+    return path, with_intents(tiny_checkpoint[1], path)
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory, intent_checkpoint):
+    """(directory, ExportReport): the intent model exported with every variant (int8, fp16, mobile)."""
+    from s4rec_export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("artifact") / "artifact"
+    report = export_checkpoint(intent_checkpoint[0], out, top_k=20, quantize="int8", fp16=True, mobile=True)
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def plain_artifact(tmp_path_factory, tiny_checkpoint):
+    """(directory, ExportReport): the model without intents, fp32 only, default top_k (capped at 40 items)."""
+    from s4rec_export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("plain") / "artifact"
+    return out, export_checkpoint(tiny_checkpoint[0], out)

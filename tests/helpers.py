@@ -1,0 +1,48 @@
+"""Helpers for the export and SDK tests: tiny trained checkpoints, with and without intent centroids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_MODEL = {"max_len": 10, "dim": 16, "layers": 2, "heads": 2, "dropout": 0.1}
+NUM_ITEMS = 40
+NUM_INTENTS = 5
+
+
+def train_tiny(path: Path, seed: int = 0, model: dict | None = None, num_items: int = NUM_ITEMS) -> dict:
+    """Train a tiny SASRec on synthetic cycles for a few epochs (about a second) and save it to ``path``."""
+    import torch
+
+    from s4rec_train.checkpoint import save_checkpoint
+    from s4rec_train.data import synthetic_interactions
+    from s4rec_train.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    data = synthetic_interactions(num_users=200, num_items=num_items, seed=seed)
+    config = TrainConfig(epochs=4, batch_size=64, lr=5e-3, seed=seed, threads=1)
+    checkpoint = train(data, model or TINY_MODEL, config, log=lambda _: None)
+    save_checkpoint(checkpoint, path)
+    return checkpoint
+
+
+def with_intents(checkpoint: dict, path: Path, num_intents: int = NUM_INTENTS, seed: int = 0) -> dict:
+    """The checkpoint with L2-normalised random intent centroids (as S4Rec training stores them), saved."""
+    import torch
+
+    from s4rec_train.checkpoint import save_checkpoint
+
+    generator = torch.Generator().manual_seed(seed)
+    dim = checkpoint["config"]["dim"]
+    centroids = torch.nn.functional.normalize(torch.randn(num_intents, dim, generator=generator), dim=-1)
+    checkpoint = dict(checkpoint, intent_centroids=centroids)
+    checkpoint["intent_config"] = {"num_intents": num_intents, "temperature": 0.1, "normalized": True}
+    save_checkpoint(checkpoint, path)
+    return checkpoint
+
+
+def synthetic_histories(num_items: int = NUM_ITEMS, count: int = 60, seed: int = 3) -> list[list[int]]:
+    """Histories in the tiny models' own item ids (1..num_items), lengths 0..25 (some longer than max_len)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, num_items + 1, int(rng.integers(0, 26))).tolist() for _ in range(count)]

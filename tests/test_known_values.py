@@ -1,0 +1,60 @@
+"""Known values on a committed micro model: refactors that change the math (model, export or SDK) fail here.
+
+The fixture (tests/fixtures/known) is made by its make.py; regenerate it only for an intended change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s4rec import Recommender
+
+KNOWN = Path(__file__).parent / "fixtures" / "known"
+VALUES = json.loads((KNOWN / "values.json").read_text())
+
+
+def check_against_known(rec: Recommender) -> None:
+    histories = VALUES["histories"]
+    for history, want in zip(histories, VALUES["recommend"]):
+        got = rec.recommend(history, k=5, exclude_seen=False)
+        assert got.item_ids() == [item for item, _ in want], history
+        assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-5), history
+    for history, want in zip(histories, VALUES["embed"]):
+        assert np.allclose(rec.embed(history), want, atol=1e-5), history
+    for history, want in zip(histories, VALUES["intents"]):
+        got = rec.intents(history, top=3)
+        assert [i for i, _ in got] == [i for i, _ in want], history
+        assert np.allclose([p for _, p in got], [p for _, p in want], atol=1e-5), history
+    assert rec.recommend([], k=3).item_ids() == VALUES["popular"]
+
+
+def test_committed_artifact_gives_known_values():
+    check_against_known(Recommender.load(KNOWN / "artifact"))
+
+
+def test_export_of_committed_checkpoint_gives_known_values(tmp_path):
+    pytest.importorskip("torch", reason="the export half of this check needs the [export] extra")
+    from s4rec_export import export_checkpoint
+
+    export_checkpoint(KNOWN / "model.pt", tmp_path / "artifact", top_k=8)
+    check_against_known(Recommender.load(tmp_path / "artifact"))
+
+
+def test_torch_encoder_gives_known_embeddings():
+    pytest.importorskip("torch", reason="needs the [train] extra")
+    import torch
+
+    from s4rec_train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(KNOWN / "model.pt"))
+    for history, want in zip(VALUES["histories"], VALUES["embed"]):
+        window = torch.zeros((1, model.config.max_len), dtype=torch.int64)
+        recent = history[-model.config.max_len :]
+        if recent:
+            window[0, -len(recent) :] = torch.tensor(recent)
+        with torch.no_grad():
+            assert np.allclose(model.user_embedding(window)[0].numpy(), want, atol=1e-5), history
