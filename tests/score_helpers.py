@@ -1,7 +1,8 @@
-"""A tiny trained and exported artifact, built once per test session, for the scoring and example tests.
+"""Inputs for the scoring and example tests, next to the session's tiny exported artifact (conftest.py).
 
-Kept out of conftest.py on purpose (other test modules have their own fixtures); the tests that need it call
-:func:`tiny_artifact` from a fixture, and the module-level cache makes it one build per session.
+:func:`score_inputs` gives a directory with ``artifact`` (a link to the ``plain_artifact`` fixture: the tiny
+model without intents, 40 items, top_k 40) and the same 120 synthetic users as ``users.txt`` (benchmark
+text) and ``users.jsonl``, in the model's own item ids.
 """
 
 from __future__ import annotations
@@ -9,28 +10,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers import NUM_ITEMS
+
 from s4rec_train.data import synthetic_interactions, write_sequences
 
-TINY_MODEL = {"max_len": 12, "dim": 16, "layers": 1, "heads": 2, "dropout": 0.1}
-_CACHE: dict[str, Path] = {}
+NUM_USERS = 120
 
 
-def tiny_artifact(tmp_path_factory) -> Path:
-    """Directory with ``model.pt``, the exported ``artifact/`` and ``users.txt`` / ``users.jsonl`` inputs."""
-    if "root" not in _CACHE:
-        from s4rec_export import export_checkpoint
-        from s4rec_train.train import TrainConfig, train
-
-        root = tmp_path_factory.mktemp("tiny_artifact")
-        data = synthetic_interactions(num_users=120, num_items=30, seed=3)
-        train(data, TINY_MODEL, TrainConfig(epochs=2, batch_size=64, seed=0, lr=5e-3), root / "model.pt")
-        export_checkpoint(root / "model.pt", root / "artifact", top_k=20)
-        write_sequences(data, root / "users.txt")
-        with open(root / "users.jsonl", "w") as f:
-            for user, seq in zip(data.user_ids, data.sequences):
-                f.write(json.dumps({"user": user, "history": [data.item_ids[i - 1] for i in seq.tolist()]}) + "\n")
-        _CACHE["root"] = root
-    return _CACHE["root"]
+def score_inputs(artifact: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("score_inputs")
+    (root / "artifact").symlink_to(artifact, target_is_directory=True)
+    data = synthetic_interactions(num_users=NUM_USERS, num_items=NUM_ITEMS, seed=3)
+    write_sequences(data, root / "users.txt")
+    with open(root / "users.jsonl", "w") as f:
+        for user, seq in zip(data.user_ids, data.sequences):
+            f.write(json.dumps({"user": user, "history": [data.item_ids[i - 1] for i in seq.tolist()]}) + "\n")
+    return root
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from score_helpers import TINY_MODEL, read_jsonl, tiny_artifact
+from helpers import TINY_MODEL
+from score_helpers import read_jsonl, score_inputs
 
 from s4rec import Recommender
 
@@ -23,8 +24,8 @@ def load_example(name: str):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_artifact(tmp_path_factory)
+def tiny(plain_artifact, tmp_path_factory):
+    return score_inputs(plain_artifact[0], tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_http_service_recommends_like_the_sdk(service):
     status, payload = request(port, "POST", "/recommend", json.dumps({"history": [1], "exclude": [2], "k": 3}))
     assert status == 200 and 2 not in payload["items"] and 1 not in payload["items"]
     status, payload = request(port, "GET", "/health")
-    assert status == 200 and payload["status"] == "ok" and payload["num_items"] == 30
+    assert status == 200 and payload["status"] == "ok" and payload["num_items"] == 40
 
 
 @pytest.mark.parametrize(
@@ -70,7 +71,7 @@ def test_http_service_recommends_like_the_sdk(service):
         (b'{"history": [1, null]}', '"history" must be a list of item ids'),
         (b'{"history": [1], "k": 0}', '"k" must be an integer from 1'),
         (b'{"history": [1], "k": 10000}', '"k" must be an integer from 1'),
-        (b'{"history": [1], "k": 25}', "k must be in 1..20"),  # the SDK's own check: the artifact's top_k
+        (b'{"history": [1], "k": 50}', "k must be in 1..40"),  # the SDK's own check: the artifact's top_k
         (b'{"history": [1], "exclude_seen": "yes"}', '"exclude_seen" must be true or false'),
         (b'{"history": [1], "user": 7}', "unknown field(s) ['user']"),
     ],

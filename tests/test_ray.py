@@ -6,31 +6,41 @@ here, as its start-up dominates their run time.
 """
 
 import importlib.util
+import os
 import random
 from pathlib import Path
 
 import pytest
 import ray  # noqa: F401  - fail loudly when the [ray] extra is missing
 from click.testing import CliRunner
-from score_helpers import read_jsonl, tiny_artifact
+from score_helpers import read_jsonl, score_inputs
 
 from s4rec import Recommender
 from s4rec.batch import score_file
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    # Ray's workers are new processes: they find the source tree through PYTHONPATH, as pytest's own
+    # pythonpath setting reaches only this process.
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*(str(ROOT / p) for p in ("sdk", "training", "export")), saved or ""])
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
+    if saved is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = saved
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_artifact(tmp_path_factory)
+def tiny(plain_artifact, tmp_path_factory):
+    return score_inputs(plain_artifact[0], tmp_path_factory)
 
 
 def by_user(rows):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from score_helpers import read_jsonl, tiny_artifact
+from score_helpers import read_jsonl, score_inputs
 
 from s4rec import Recommender
 from s4rec.cli import main
@@ -20,8 +20,8 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("sdk"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_artifact(tmp_path_factory)
+def tiny(plain_artifact, tmp_path_factory):
+    return score_inputs(plain_artifact[0], tmp_path_factory)
 
 
 def score(*args):
