@@ -1,4 +1,4 @@
-"""The examples as a user runs them, on tiny data: the HTTP service and Beauty-style batch scoring."""
+"""The examples as a user runs them, on tiny data: HTTP service, Beauty-style batch scoring, quickstart."""
 
 import http.client
 import importlib.util
@@ -12,6 +12,7 @@ from helpers import TINY_MODEL
 from score_helpers import read_jsonl, score_inputs
 
 from s4rec import Recommender
+from s4rec_train.data import synthetic_interactions, write_sequences
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -98,3 +99,15 @@ def test_batch_beauty_example_trains_exports_and_scores(tiny, tmp_path):
     rows = read_jsonl(tmp_path / "recs.jsonl")
     assert len(rows) == 120 and all(len(r["items"]) == 5 for r in rows)
     assert (tmp_path / "artifact" / "model.onnx").exists()
+
+
+def test_quickstart_trains_exports_scores_and_prints_recommendations(tmp_path):
+    data = tmp_path / "data.txt"
+    write_sequences(synthetic_interactions(num_users=150, num_items=30, seed=2), data)
+    result = CliRunner().invoke(
+        load_example("quickstart").main,
+        ["--data", str(data), "--epochs", "1", "--workdir", str(tmp_path / "run"), "--users", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2/3 exporting" in result.output and "scored 150 users" in result.output
+    assert result.output.count("  user ") == 2 and len(read_jsonl(tmp_path / "run" / "recs.jsonl")) == 150
