@@ -115,7 +115,8 @@ def make_histories(data: Path, artifact: Path, users: int, seed: int, workdir: P
 @click.option("--formats", default="jsonl", show_default=True, help="Comma-separated: jsonl,text,log.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("/tmp/s4rec-score-bench"), show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def main(artifact, data, users, k, threads, batch_size, slice_size, formats, workdir, seed):
+@click.option("--score-args", default="", help="Extra s4rec-score options, e.g. '--no-read-ahead'.")
+def main(artifact, data, users, k, threads, batch_size, slice_size, formats, workdir, seed, score_args):
     formats = [f.strip() for f in formats.split(",") if f.strip()]
     workdir.mkdir(parents=True, exist_ok=True)
     made = make_histories(data, artifact, users, seed, workdir, formats)
@@ -138,14 +139,15 @@ def main(artifact, data, users, k, threads, batch_size, slice_size, formats, wor
         output = workdir / f"recs.{fmt}.jsonl"
         command = [sys.executable, "-m", "s4rec.cli", str(artifact), "--input", str(paths[fmt]), "--output",
                    str(output), "--k", str(k), "--threads", str(threads), "--batch-size", str(batch_size),
-                   "--force", "--quiet"]  # fmt: skip
+                   "--force", "--quiet", *shlex.split(score_args)]  # fmt: skip
         seconds, rss, _ = run_measured(command)
         rate = users / seconds
         with open(output) as f:
             written = sum(1 for _ in f)
         if written != users:
             raise SystemExit(f"s4rec-score wrote {written} users, expected {users}.")
-        click.echo(f"s4rec-score {fmt:5s}: {rate:,.0f} users/s ({seconds:.1f}s wall incl. start-up and artifact "
+        label = f"{fmt} {score_args}".strip()
+        click.echo(f"s4rec-score {label}: {rate:,.0f} users/s ({seconds:.1f}s wall incl. start-up and artifact "
                    f"load), ratio {rate / baseline_rate:.2f} (target >= 0.80), peak RSS {rss:,.0f} MB "
                    f"(target <= 400)")  # fmt: skip
     click.echo("command: PYTHONPATH=sdk:training:export " + shlex.join(["python", *sys.argv]))

@@ -25,14 +25,17 @@ import gzip
 import io
 import json
 import os
+import queue
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import S4RecError
 from .records import (
     BadRecord,
     InputError,
@@ -50,7 +53,7 @@ DEFAULT_BATCH_SIZE = 256  # histories per ONNX Runtime call
 DEFAULT_CHUNK_SIZE = 8192  # histories per recommend_batch call: enough to length-bucket well, a few MB
 
 
-class ScoreError(ValueError):
+class ScoreError(S4RecError, ValueError):
     """Batch scoring stopped: a malformed record under ``--on-error fail``, or an output that cannot be written."""
 
 
@@ -76,16 +79,26 @@ def _score_text(score, missing: str) -> str:
     return missing if score != score else f"{score:.7g}"
 
 
+_FORMATS = ["", *(", ".join(["%.7g"] * n) for n in range(1, 1025))]  # "%.7g, %.7g, ..." by length
+
+
 class JsonlWriter:
     """``{"user": ..., "items": [...], "scores": [...]}`` per line."""
 
     def __init__(self, out: io.TextIOBase) -> None:
         self.out = out
+        self.encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., kwargs) builds one per call
 
     def write(self, user, recommendations: list) -> None:
-        items = json.dumps([item for item, _ in recommendations], ensure_ascii=False)
-        scores = ", ".join(_score_text(score, "null") for _, score in recommendations)
-        self.out.write(f'{{"user": {json.dumps(user, ensure_ascii=False)}, "items": {items}, "scores": [{scores}]}}\n')
+        items = [item for item, _ in recommendations]
+        scores = tuple(score for _, score in recommendations)
+        if len(scores) < len(_FORMATS):
+            scores_text = _FORMATS[len(scores)] % scores  # one formatting call instead of one per score
+            if "nan" in scores_text:
+                scores_text = ", ".join(_score_text(score, "null") for score in scores)
+        else:
+            scores_text = ", ".join(_score_text(score, "null") for score in scores)
+        self.out.write(f'{{"user": {self.encode(user)}, "items": {self.encode(items)}, "scores": [{scores_text}]}}\n')
 
 
 class CsvWriter:
@@ -146,15 +159,69 @@ def atomic_output(path: str | Path, force: bool = False) -> Iterator[io.TextIOBa
 # --- scoring ------------------------------------------------------------------------------------------------
 
 
-def _record_errors() -> tuple[type[BaseException], ...]:
-    """What the SDK raises for one history it cannot score: its own errors, or TypeError / ValueError for bad
-    arguments. A batch that raises one is rescored record by record to name the culprit's line."""
-    try:
-        from .errors import S4RecError
+class _Failure:
+    """An exception raised by the read-ahead thread, carried to the consuming thread."""
 
-        return (S4RecError, TypeError, ValueError)
-    except ImportError:  # before the SDK's errors module exists in this tree
-        return (TypeError, ValueError)
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _chunks(records: Iterable[Record | BadRecord], chunk_size: int) -> Iterator[list]:
+    """Lists holding up to ``chunk_size`` records each (malformed ones ride along, in input order)."""
+    chunk, count = [], 0
+    for item in records:
+        chunk.append(item)
+        if type(item) is Record:
+            count += 1
+            if count == chunk_size:
+                yield chunk
+                chunk, count = [], 0
+    if chunk:
+        yield chunk
+
+
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead of the consumer.
+
+    Parsing the next chunk then overlaps with ONNX Runtime scoring the current one (ONNX Runtime releases
+    the GIL). An exception in the thread is re-raised here; when the consumer stops early the thread stops
+    at its next hand-over (it is a daemon thread, so a thread stuck in a long read never blocks exit).
+    """
+    handover: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handover.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # noqa: BLE001 - carried to the consumer and re-raised there
+            put(_Failure(e))
+
+    thread = threading.Thread(target=produce, name="s4rec-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handover.get()
+            if item is done:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)
 
 
 def score_records(
@@ -166,6 +233,7 @@ def score_records(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     exclude_seen: bool = True,
     on_bad: Callable[[BadRecord], None],
+    read_ahead: bool = False,
 ) -> Iterator[list[tuple[Record, list]]]:
     """Yield one list of ``(record, [(item_id, score), ...])`` per chunk of ``chunk_size`` records.
 
@@ -173,7 +241,8 @@ def score_records(
     histories of similar length at a time.
 
     Malformed records (and records the SDK refuses, found by re-scoring a failed batch one by one) go to
-    ``on_bad``, which may raise to stop the run.
+    ``on_bad``, which may raise to stop the run. ``read_ahead``: read and parse the next chunk in a
+    background thread while this one is scored.
     """
     if k < 1:
         raise ScoreError(f"k must be >= 1, got {k}. Pass a positive --k.")
@@ -181,7 +250,7 @@ def score_records(
         raise ScoreError(f"batch size must be >= 1, got {batch_size}. Pass a positive --batch-size.")
     if chunk_size < 1:
         raise ScoreError(f"chunk size must be >= 1, got {chunk_size}. Pass a positive --chunk-size.")
-    errors = _record_errors()
+    errors = (S4RecError, TypeError, ValueError)  # what the SDK raises for a history it cannot score
 
     def run(batch: list[Record]) -> list[tuple[Record, list]]:
         try:
@@ -189,8 +258,7 @@ def score_records(
             results = recommender.recommend_batch(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
             return list(zip(batch, results))
         except errors:
-            if len(batch) == 1:
-                raise
+            pass
         scored = []
         for record in batch:  # find the culprit(s): score one by one
             try:
@@ -200,17 +268,16 @@ def score_records(
                 on_bad(BadRecord(record.line, f"user {record.user!r}: {e}"))
         return scored
 
-    batch: list[Record] = []
-    for record in records:
-        if isinstance(record, BadRecord):
-            on_bad(record)
-            continue
-        batch.append(record)
-        if len(batch) == chunk_size:
+    chunks = _chunks(records, chunk_size)
+    for chunk in _read_ahead(chunks) if read_ahead else chunks:
+        batch = []
+        for record in chunk:
+            if type(record) is Record:
+                batch.append(record)
+            else:
+                on_bad(record)
+        if batch:
             yield run(batch)
-            batch = []
-    if batch:
-        yield run(batch)
 
 
 @dataclass
@@ -321,13 +388,15 @@ def score_file(
     sort_buffer: int | None = None,
     force: bool = False,
     progress: bool = False,
+    read_ahead: bool = True,
     warn: Callable[[str], None] | None = None,
 ) -> ScoreReport:
     """Score every history in ``input_path`` with ``recommender`` and write ``output_path`` atomically.
 
     ``recommender`` is an :class:`s4rec.Recommender` (anything with ``recommend_batch``). Formats are taken
     from the file names unless given (``jsonl``/``text``/``log`` in, ``jsonl``/``csv`` out). ``output_path``
-    ``-`` writes to stdout (not atomic). Malformed records are reported through ``warn`` (stderr by default)
+    ``-`` writes to stdout (not atomic). ``read_ahead`` parses the next chunk in a background thread while
+    the current one is scored. Malformed records are reported through ``warn`` (stderr by default)
     with their line number and skipped, or stop the run with :class:`ScoreError` under ``on_error="fail"``.
     """
     if on_error not in ("skip", "fail"):
@@ -370,6 +439,7 @@ def score_file(
             chunk_size=chunk_size,
             exclude_seen=exclude_seen,
             on_bad=bad,
+            read_ahead=read_ahead,
         ):
             for record, recommendations in batch:
                 writer.write(record.user, recommendations)

@@ -67,11 +67,15 @@ def _exit_on_sigterm(signum, frame) -> None:
     "--sort-buffer", default=DEFAULT_SORT_BUFFER, show_default=True, type=click.IntRange(min=1),
     help="Log: events held in memory by the external sort (~200 bytes each); the rest spills to temp files.",
 )  # fmt: skip
+@click.option(
+    "--read-ahead/--no-read-ahead", default=True, show_default=True,
+    help="Read and parse the next chunk in a background thread while the current one is scored.",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 def main(
     artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
-    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, force, quiet,
+    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, force, quiet,
 ) -> None:  # fmt: skip
     """Recommend K items for every user in --input with the s4rec ARTIFACT and write them to --output.
 
@@ -96,8 +100,8 @@ def main(
             exclude_seen=exclude_seen,
             on_error=on_error, input_format=None if input_format == "auto" else input_format,
             output_format=None if output_format == "auto" else output_format,
-            log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer, force=force,
-            progress=not quiet, warn=lambda message: click.echo(message, err=True),
+            log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer,
+            read_ahead=read_ahead, force=force, progress=not quiet, warn=lambda message: click.echo(message, err=True),
         )  # fmt: skip
     except (InputError, ScoreError) as e:
         raise click.ClickException(str(e)) from None

@@ -30,13 +30,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import S4RecError
+
 FORMATS = ("jsonl", "text", "log")
 DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run is spilled (~50 MB)
 _SPILL_BLOCK = 2048  # events per pickled block in a run: the merge holds one block per open run
 _MERGE_FAN_IN = 64  # runs merged at once; more runs are merged in passes
 
 
-class InputError(ValueError):
+class InputError(S4RecError, ValueError):
     """An input file that cannot be read at all (missing, wrong format, no header), with what to do."""
 
 
@@ -109,8 +111,17 @@ def parse_id(token: str):
         return token
 
 
+_ID_TYPES = {int, str}  # exact types: a bool is not an item id
+
+
 def _valid_id(value) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value != "")
+    return type(value) in _ID_TYPES and value != ""
+
+
+def _valid_history(history: list) -> bool:
+    """All items are ints or non-empty strings (the common case checked without a Python-level loop)."""
+    types = set(map(type, history))
+    return types <= _ID_TYPES and (str not in types or "" not in history)
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
@@ -131,7 +142,7 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
             yield BadRecord(line_no, f'"user" must be an integer or a non-empty string, got {user!r}')
         elif not isinstance(history, list):
             yield BadRecord(line_no, f'"history" must be a list of item ids, got {history!r}')
-        elif not all(_valid_id(item) for item in history):
+        elif not _valid_history(history):
             bad = next(item for item in history if not _valid_id(item))
             yield BadRecord(line_no, f'"history" items must be integers or non-empty strings, got {bad!r}')
         else:
