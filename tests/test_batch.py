@@ -175,3 +175,14 @@ def test_missing_input_and_unknown_format_are_clear(tmp_path):
     source = write(tmp_path / "in.jsonl", "")
     with pytest.raises(ScoreError, match="unknown output format 'xml'"):
         score_file(StandIn(), source, tmp_path / "o.xml", output_format="xml")
+
+
+def test_read_ahead_gives_the_same_batches_and_carries_errors_from_its_thread(tmp_path):
+    records = [Record(u, [u % 30 + 1], u) for u in range(50)] + [BadRecord(51, "bad"), Record(52, [1], 52)]
+    plain = list(score_records(StandIn(), records, k=2, chunk_size=7, on_bad=lambda bad: None))
+    ahead = list(score_records(StandIn(), records, k=2, chunk_size=7, on_bad=lambda bad: None, read_ahead=True))
+    assert ahead == plain and sum(len(b) for b in ahead) == 51
+    log = write(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n1,2,oops\n")  # read in the read-ahead thread
+    with pytest.raises(ScoreError, match=r"log.csv:3: timestamp 'oops'"):
+        score_file(StandIn(), log, tmp_path / "out.jsonl", on_error="fail")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
