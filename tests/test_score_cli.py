@@ -1,5 +1,6 @@
 """s4rec-score end to end with a tiny exported artifact: formats agree with the SDK, errors, atomicity."""
 
+import json
 import os
 import random
 import signal
@@ -126,3 +127,10 @@ def test_scoring_modules_do_not_import_torch_onnx_ray_or_pandas():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], env=ENV, check=True)
+
+
+def test_output_to_stdout(tiny):
+    result = CliRunner().invoke(main, [str(tiny / "artifact"), "-i", str(tiny / "users.txt"), "-o", "-", "-q", "--k", "2"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 120 and all(len(r["items"]) == 2 for r in rows)
