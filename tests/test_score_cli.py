@@ -130,7 +130,7 @@ def test_scoring_modules_do_not_import_torch_onnx_ray_or_pandas():
 
 
 def test_output_to_stdout(tiny):
-    result = CliRunner().invoke(main, [str(tiny / "artifact"), "-i", str(tiny / "users.txt"), "-o", "-", "-q", "--k", "2"])
+    result = score(tiny / "artifact", "-i", tiny / "users.txt", "-o", "-", "-q", "--k", 2)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 120 and all(len(r["items"]) == 2 for r in rows)
