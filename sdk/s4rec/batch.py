@@ -221,7 +221,7 @@ def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
             yield item
     finally:
         stop.set()
-        thread.join(timeout=1.0)
+        thread.join(timeout=5.0)
 
 
 def score_records(
