@@ -187,6 +187,16 @@ def main(artifact, checkpoint, data, single, batch_threads, batch_size, repeats,
             f"{t_padded / t_bucketed:.2f}x; identical lists {same:.4f}"
         )
 
+    # The alternative design, for the record: one call at a time, each on --batch-threads intra-op threads.
+    rec = Recommender.load(artifact, threads=1)
+    intra = Recommender(Recommender.make_session(rec.path, batch_threads), rec.metadata, rec.path, threads=1)
+    t_intra = best_of(lambda: intra.recommend_batch(histories, k=10, batch_size=batch_size), repeats)
+    figures["batch_fp32_intra_op_threads"] = len(histories) / t_intra
+    print(
+        f"  (alternative: buckets one at a time on {batch_threads} intra-op threads: "
+        f"{len(histories) / t_intra:,.0f} users/s)"
+    )
+
     for variant in variants:
         c = cold_start(artifact, variant, sample[0], cold)
         figures[f"cold_{variant}"] = c

@@ -212,6 +212,19 @@ def test_thread_safety(rec):
     assert [r.item_ids() for r in serial_batch] == [r.item_ids() for r in serial]
 
 
+def test_batch_methods_with_worker_threads_equal_serial(artifact):
+    histories = synthetic_histories(count=50)
+    serial = Recommender.load(artifact[0], threads=1)
+    parallel = Recommender.load(artifact[0], threads=3)
+    assert parallel.threads == 3 and Recommender.load(artifact[0], threads=0).threads >= 1
+    got = parallel.recommend_batch(histories, k=6, batch_size=4)
+    assert got == serial.recommend_batch(histories, k=6, batch_size=4)
+    assert np.array_equal(parallel.embed_batch(histories, batch_size=4), serial.embed_batch(histories, batch_size=4))
+    assert np.array_equal(
+        parallel.intents_batch(histories, batch_size=4), serial.intents_batch(histories, batch_size=4)
+    )
+
+
 def test_load_variants_and_single_files(artifact):
     directory, _ = artifact
     assert Recommender.load(directory / "model.onnx").metadata.variant == "fp32"
@@ -219,7 +232,7 @@ def test_load_variants_and_single_files(artifact):
     assert Recommender.load(directory / "model.fp16.onnx").metadata.variant == "fp16"
     assert Recommender.load(directory, variant="mobile", threads=2).recommend([1, 2], k=3)
     assert "variant='fp32'" in repr(Recommender.load(directory))
-    with pytest.raises(ValueError, match="threads must be an int >= 0"):
+    with pytest.raises(ValueError, match=r"threads must be an int >= 0 \(0 = all cores\), got -1"):
         Recommender.load(directory, threads=-1)
 
 

@@ -5,16 +5,22 @@
 >>> rec.recommend(["item-1", "item-7"], k=10)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .artifact import ArtifactMetadata
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError, S4RecError, UnknownItemError
 from .recommender import Recommendations, Recommender
 
-try:
-    __version__ = version("s4rec")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+source"
+
+def __getattr__(name: str) -> str:
+    # Looked up on first use: scanning the installed distributions costs ~10 ms of every cold start.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("s4rec")
+        except PackageNotFoundError:  # running from a source tree without an install
+            return "0.0.0+source"
+    raise AttributeError(f"module 's4rec' has no attribute {name!r}")
+
 
 __all__ = [
     "ArtifactError",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +69,17 @@ class Recommendations(list):
 class Recommender:
     """Scores histories with an s4rec artifact. Build it with :meth:`Recommender.load`."""
 
-    def __init__(self, session: ort.InferenceSession, metadata: ArtifactMetadata, path: Path, unknown: str = "ignore"):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        metadata: ArtifactMetadata,
+        path: Path,
+        unknown: str = "ignore",
+        threads: int = 1,
+    ):
         _check_policy(unknown)
         self.session = session
+        self.threads = threads  # batch methods run up to this many buckets at once
         self.metadata = metadata
         self.path = Path(path)
         self.unknown = unknown
@@ -100,8 +110,9 @@ class Recommender:
     ) -> Recommender:
         """Load and validate an artifact directory (or a single ``.onnx``/``.ort`` file).
 
-        ``threads``: ONNX Runtime intra-op threads; 1 is fastest for single requests on small machines, use
-        the number of cores for batch scoring (0 lets ONNX Runtime decide). ``variant``: fp32, int8, fp16 or
+        ``threads``: cores the recommender may use. Every ONNX Runtime call runs on one thread (fastest for
+        single requests on small machines); the batch methods run up to ``threads`` buckets at once, so use
+        the number of cores (or 0, all of them) for batch scoring. ``variant``: fp32, int8, fp16 or
         mobile (ignored for a single file). ``unknown``: default policy for unknown item ids, ``"ignore"``
         (drop them, reported in ``Recommendations.unknown_items``) or ``"error"`` (raise
         :class:`UnknownItemError`). Raises :class:`ArtifactError` (or a subclass) for anything it cannot use.
@@ -109,14 +120,17 @@ class Recommender:
         _check_policy(unknown)
         model_path, expected_sha256 = resolve_model_file(path, variant)
         verify_checksum(model_path, expected_sha256)
-        session = cls.make_session(model_path, threads, optimization)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0 = all cores), got {threads!r}.")
+        threads = threads or os.cpu_count() or 1
+        session = cls.make_session(model_path, 1, optimization)
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path)
         _check_signature(session, metadata, model_path)
-        return cls(session, metadata, model_path, unknown)
+        return cls(session, metadata, model_path, unknown, threads)
 
     @staticmethod
     def make_session(model: str | Path | bytes, threads: int = 1, optimization: str = "all") -> ort.InferenceSession:
-        """The one place where the ONNX Runtime session is built (CPU, threads, optimisation level)."""
+        """The one place where the ONNX Runtime session is built (CPU, intra-op threads, optimisation level)."""
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be an int >= 0 (0 = ONNX Runtime's default), got {threads!r}.")
         if optimization not in OPTIMIZATION_LEVELS:
@@ -208,12 +222,16 @@ class Recommender:
         for u in order[:first].tolist():
             results[u] = self._popular(k, skip, rows[u][1])
         skip_array = np.fromiter(skip, dtype=np.int64, count=len(skip))
-        for start in range(first, len(rows), batch_size):
-            chunk = order[start : start + batch_size].tolist()
+
+        def rank(chunk: list[int]) -> tuple[list[int], list, list[int]]:
             window = self._pad([rows[u][0] for u in chunk], int(lengths[chunk[-1]]))
             scores, items = self.session.run(self._rank_outputs, {INPUT: window})
             seen = [rows[u][0] for u in chunk] if exclude_seen else None
             pairs, counts = self._filter_top(scores, items, k, window if exclude_seen else None, seen, skip_array)
+            return chunk, pairs, counts
+
+        chunks = [order[start : start + batch_size].tolist() for start in range(first, len(rows), batch_size)]
+        for chunk, pairs, counts in self._map(rank, chunks):
             for j, u in enumerate(chunk):
                 row = pairs[j] if counts[j] == k else pairs[j][: counts[j]]
                 results[u] = Recommendations(row, rows[u][1])
@@ -373,11 +391,20 @@ class Recommender:
         order = np.argsort(lengths, kind="stable")
         width = self.metadata.num_intents if output == INTENT_PROBABILITIES else self.metadata.embedding_dim
         out = np.empty((len(rows), width), dtype=np.float32)
-        for start in range(0, len(rows), batch_size):
-            chunk = order[start : start + batch_size]
+
+        def run(chunk: np.ndarray) -> None:
             window = self._pad([rows[u] for u in chunk.tolist()], int(lengths[chunk[-1]]))
             out[chunk] = self.session.run([output], {INPUT: window})[0]
+
+        list(self._map(run, [order[start : start + batch_size] for start in range(0, len(rows), batch_size)]))
         return out
+
+    def _map(self, fn, chunks: list) -> Iterable:
+        """``map(fn, chunks)``, with up to ``threads`` chunks in flight (ONNX Runtime releases the GIL)."""
+        if self.threads == 1 or len(chunks) < 2:
+            return map(fn, chunks)
+        with ThreadPoolExecutor(min(self.threads, len(chunks)), thread_name_prefix="s4rec") as pool:
+            return list(pool.map(fn, chunks))
 
     def _require_intents(self) -> None:
         if not self.metadata.num_intents:
