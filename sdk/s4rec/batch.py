@@ -280,6 +280,54 @@ def score_records(
             yield run(batch)
 
 
+class _WriteBehind:
+    """Writes scored batches in a background thread, so that formatting and writing one batch overlaps with
+    scoring the next. At most ``depth`` batches wait; an error in the thread is raised in the caller at the
+    next hand-over or at the end. With ``enabled=False`` it writes in the calling thread."""
+
+    def __init__(self, writer, enabled: bool = True, depth: int = 2) -> None:
+        self.writer, self.enabled = writer, enabled
+        self.pending: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="s4rec-write-behind", daemon=True)
+
+    def _drain(self) -> None:
+        while True:
+            batch = self.pending.get()
+            if batch is None:
+                return
+            if self.error is None:
+                try:
+                    for record, recommendations in batch:
+                        self.writer.write(record.user, recommendations)
+                except BaseException as e:  # noqa: BLE001 - raised in the caller
+                    self.error = e
+
+    def __call__(self, batch: list) -> None:
+        if not self.enabled:
+            for record, recommendations in batch:
+                self.writer.write(record.user, recommendations)
+            return
+        if self.error is not None:
+            raise self.error
+        self.pending.put(batch)
+
+    def __enter__(self):
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.enabled:
+            if exc_type is not None:  # stop early: drop what is queued
+                while not self.pending.empty():
+                    self.pending.get_nowait()
+            self.pending.put(None)
+            self.thread.join()
+            if exc_type is None and self.error is not None:
+                raise self.error
+
+
 @dataclass
 class ScoreReport:
     """What a run did: users written, malformed records skipped, wall time."""
@@ -395,9 +443,10 @@ def score_file(
 
     ``recommender`` is an :class:`s4rec.Recommender` (anything with ``recommend_batch``). Formats are taken
     from the file names unless given (``jsonl``/``text``/``log`` in, ``jsonl``/``csv`` out). ``output_path``
-    ``-`` writes to stdout (not atomic). ``read_ahead`` parses the next chunk in a background thread while
-    the current one is scored. Malformed records are reported through ``warn`` (stderr by default)
-    with their line number and skipped, or stop the run with :class:`ScoreError` under ``on_error="fail"``.
+    ``-`` writes to stdout (not atomic). ``read_ahead`` parses the next chunk and writes the previous one in
+    background threads while the current one is scored. Malformed records are reported through ``warn``
+    (stderr by default) with their line number and skipped, or stop the run with :class:`ScoreError` under
+    ``on_error="fail"``.
     """
     if on_error not in ("skip", "fail"):
         raise ScoreError(f"on_error must be 'skip' or 'fail', got {on_error!r}.")
@@ -431,22 +480,22 @@ def score_file(
                 lines, log_columns, tsv=tsv, on_bad=bad, on_read=bar.reading, on_sorted=bar.sorted, **options
             )
         users = 0
-        for batch in score_records(
-            recommender,
-            records,
-            k=k,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            exclude_seen=exclude_seen,
-            on_bad=bad,
-            read_ahead=read_ahead,
-        ):
-            for record, recommendations in batch:
-                writer.write(record.user, recommendations)
-            users += len(batch)
-            if is_log:
-                events_scored += sum(len(record.history) for record, _ in batch)
-            bar.scored(len(batch), events_scored if is_log else counter.bytes_read)
+        with _WriteBehind(writer, enabled=read_ahead) as write:
+            for batch in score_records(
+                recommender,
+                records,
+                k=k,
+                batch_size=batch_size,
+                chunk_size=chunk_size,
+                exclude_seen=exclude_seen,
+                on_bad=bad,
+                read_ahead=read_ahead,
+            ):
+                write(batch)
+                users += len(batch)
+                if is_log:
+                    events_scored += sum(len(record.history) for record, _ in batch)
+                bar.scored(len(batch), events_scored if is_log else counter.bytes_read)
         return users
 
     try:

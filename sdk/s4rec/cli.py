@@ -69,7 +69,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 )  # fmt: skip
 @click.option(
     "--read-ahead/--no-read-ahead", default=True, show_default=True,
-    help="Read and parse the next chunk in a background thread while the current one is scored.",
+    help="Parse the next chunk and write the previous one in background threads while one is scored.",
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
