@@ -1,0 +1,514 @@
+"""Offline batch scoring: stream histories from a file, recommend in batches, write the results atomically.
+
+:func:`score_file` is what ``s4rec-score`` runs; :func:`score_records` is the loop under it, usable with any
+iterable of :class:`~s4rec.records.Record` (the Ray integration reuses the same output shape). Memory stays
+bounded: records are read lazily, scored ``chunk_size`` at a time (the SDK sorts each chunk by length and
+runs it in ONNX Runtime calls of ``batch_size`` similar-length histories) and written out before the next
+chunk is read (interaction logs additionally need the external sort in :mod:`s4rec.records`).
+
+Output formats:
+
+* ``jsonl``: ``{"user": ..., "items": [...], "scores": [...]}`` per user, best first;
+* ``csv``: header ``user,rank,item,score``, one row per recommended item (rank 1 = best).
+
+A history with no item known to the model gets the most popular items with no score (``null`` in JSONL,
+empty in CSV).
+
+The output is written to a temporary file next to the final one and renamed into place only when the whole
+run succeeded, so an interrupted or failed run never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import S4RecError
+from .records import (
+    BadRecord,
+    InputError,
+    LogColumns,
+    Record,
+    detect_format,
+    open_input,
+    read_jsonl,
+    read_log,
+    read_text,
+)
+
+OUTPUT_FORMATS = ("jsonl", "csv")
+DEFAULT_BATCH_SIZE = 256  # histories per ONNX Runtime call
+DEFAULT_CHUNK_SIZE = 8192  # histories per recommend_batch call: enough to length-bucket well, a few MB
+
+
+class ScoreError(S4RecError, ValueError):
+    """Batch scoring stopped: a malformed record under ``--on-error fail``, or an output that cannot be written."""
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count, inside containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def output_format_for(path: str | Path) -> str:
+    """``.csv``/``.tsv`` (optionally ``.gz``) -> csv, anything else -> jsonl."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    return "csv" if ".csv" in suffixes or ".tsv" in suffixes else "jsonl"
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+
+def _score_text(score, missing: str) -> str:
+    # float32 has ~7 significant digits; NaN = no model score (the popular-items fallback of an empty history)
+    return missing if score != score else f"{score:.7g}"
+
+
+_FORMATS = ["", *(", ".join(["%.7g"] * n) for n in range(1, 1025))]  # "%.7g, %.7g, ..." by length
+
+
+class JsonlWriter:
+    """``{"user": ..., "items": [...], "scores": [...]}`` per line."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self.out = out
+        self.encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., kwargs) builds one per call
+
+    def write(self, user, recommendations: list) -> None:
+        items = [item for item, _ in recommendations]
+        scores = tuple(score for _, score in recommendations)
+        if len(scores) < len(_FORMATS):
+            scores_text = _FORMATS[len(scores)] % scores  # one formatting call instead of one per score
+            if "nan" in scores_text:
+                scores_text = ", ".join(_score_text(score, "null") for score in scores)
+        else:
+            scores_text = ", ".join(_score_text(score, "null") for score in scores)
+        self.out.write(f'{{"user": {self.encode(user)}, "items": {self.encode(items)}, "scores": [{scores_text}]}}\n')
+
+
+class CsvWriter:
+    """Header ``user,rank,item,score``, one row per recommended item."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self.writer = csv.writer(out, lineterminator="\n")
+        self.writer.writerow(["user", "rank", "item", "score"])
+
+    def write(self, user, recommendations: list) -> None:
+        self.writer.writerows(
+            (user, rank, item, _score_text(score, "")) for rank, (item, score) in enumerate(recommendations, 1)
+        )
+
+
+WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
+
+
+@contextmanager
+def atomic_output(path: str | Path, force: bool = False) -> Iterator[io.TextIOBase]:
+    """A text file (gzip-compressed for ``.gz``) that appears under ``path`` only if the block succeeds.
+
+    Writes to ``.NAME.XXXX.partial`` in the same directory (so the final rename is atomic), fsyncs, renames;
+    on any exception, KeyboardInterrupt included, the temporary file is removed and ``path`` is untouched.
+    Without ``force`` an existing ``path`` is an error, raised before anything is written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ScoreError(f"{path}: is a directory. Pass a file name for the output.")
+    if path.exists() and not force:
+        raise ScoreError(f"{path}: already exists. Pass --force to overwrite it, or choose another --output.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    raw = os.fdopen(fd, "wb")
+    try:
+        gz = path.suffix.lower() == ".gz"
+        binary = gzip.GzipFile(fileobj=raw, mode="wb", filename=path.stem) if gz else raw
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        yield text
+        text.flush()
+        text.detach()
+        if gz:
+            binary.close()  # writes the gzip trailer; leaves raw open
+        raw.flush()
+        os.fsync(raw.fileno())
+        raw.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        raw.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- scoring ------------------------------------------------------------------------------------------------
+
+
+class _Failure:
+    """An exception raised by the read-ahead thread, carried to the consuming thread."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _chunks(records: Iterable[Record | BadRecord], chunk_size: int) -> Iterator[list]:
+    """Lists holding up to ``chunk_size`` records each (malformed ones ride along, in input order)."""
+    chunk, count = [], 0
+    for item in records:
+        chunk.append(item)
+        if type(item) is Record:
+            count += 1
+            if count == chunk_size:
+                yield chunk
+                chunk, count = [], 0
+    if chunk:
+        yield chunk
+
+
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead of the consumer.
+
+    Parsing the next chunk then overlaps with ONNX Runtime scoring the current one (ONNX Runtime releases
+    the GIL). An exception in the thread is re-raised here; when the consumer stops early the thread stops
+    at its next hand-over (it is a daemon thread, so a thread stuck in a long read never blocks exit).
+    """
+    handover: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handover.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # noqa: BLE001 - carried to the consumer and re-raised there
+            put(_Failure(e))
+
+    thread = threading.Thread(target=produce, name="s4rec-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handover.get()
+            if item is done:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
+
+
+def score_records(
+    recommender,
+    records: Iterable[Record | BadRecord],
+    *,
+    k: int = 10,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    exclude_seen: bool = True,
+    on_bad: Callable[[BadRecord], None],
+    read_ahead: bool = False,
+) -> Iterator[list[tuple[Record, list]]]:
+    """Yield one list of ``(record, [(item_id, score), ...])`` per chunk of ``chunk_size`` records.
+
+    Each chunk is one ``recommender.recommend_batch`` call, which runs ONNX Runtime on ``batch_size``
+    histories of similar length at a time.
+
+    Malformed records (and records the SDK refuses, found by re-scoring a failed batch one by one) go to
+    ``on_bad``, which may raise to stop the run. ``read_ahead``: read and parse the next chunk in a
+    background thread while this one is scored.
+    """
+    if k < 1:
+        raise ScoreError(f"k must be >= 1, got {k}. Pass a positive --k.")
+    if batch_size < 1:
+        raise ScoreError(f"batch size must be >= 1, got {batch_size}. Pass a positive --batch-size.")
+    if chunk_size < 1:
+        raise ScoreError(f"chunk size must be >= 1, got {chunk_size}. Pass a positive --chunk-size.")
+    errors = (S4RecError, TypeError, ValueError)  # what the SDK raises for a history it cannot score
+
+    def run(batch: list[Record]) -> list[tuple[Record, list]]:
+        try:
+            histories = [r.history for r in batch]
+            results = recommender.recommend_batch(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
+            return list(zip(batch, results))
+        except errors:
+            pass
+        scored = []
+        for record in batch:  # find the culprit(s): score one by one
+            try:
+                results = recommender.recommend_batch([record.history], k=k, exclude_seen=exclude_seen)
+                scored.append((record, results[0]))
+            except errors as e:
+                on_bad(BadRecord(record.line, f"user {record.user!r}: {e}"))
+        return scored
+
+    chunks = _chunks(records, chunk_size)
+    for chunk in _read_ahead(chunks) if read_ahead else chunks:
+        batch = []
+        for record in chunk:
+            if type(record) is Record:
+                batch.append(record)
+            else:
+                on_bad(record)
+        if batch:
+            yield run(batch)
+
+
+class _WriteBehind:
+    """Writes scored batches in a background thread, so that formatting and writing one batch overlaps with
+    scoring the next. At most ``depth`` batches wait; an error in the thread is raised in the caller at the
+    next hand-over or at the end. With ``enabled=False`` it writes in the calling thread."""
+
+    def __init__(self, writer, enabled: bool = True, depth: int = 2) -> None:
+        self.writer, self.enabled = writer, enabled
+        self.pending: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="s4rec-write-behind", daemon=True)
+
+    def _drain(self) -> None:
+        while True:
+            batch = self.pending.get()
+            if batch is None:
+                return
+            if self.error is None:
+                try:
+                    for record, recommendations in batch:
+                        self.writer.write(record.user, recommendations)
+                except BaseException as e:  # noqa: BLE001 - raised in the caller
+                    self.error = e
+
+    def __call__(self, batch: list) -> None:
+        if not self.enabled:
+            for record, recommendations in batch:
+                self.writer.write(record.user, recommendations)
+            return
+        if self.error is not None:
+            raise self.error
+        self.pending.put(batch)
+
+    def __enter__(self):
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.enabled:
+            if exc_type is not None:  # stop early: drop what is queued
+                while not self.pending.empty():
+                    self.pending.get_nowait()
+            self.pending.put(None)
+            self.thread.join()
+            if exc_type is None and self.error is not None:
+                raise self.error
+
+
+@dataclass
+class ScoreReport:
+    """What a run did: users written, malformed records skipped, wall time."""
+
+    users: int
+    skipped: int
+    seconds: float
+    output: str
+
+    @property
+    def users_per_second(self) -> float:
+        return self.users / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        skipped = f"; skipped {self.skipped} malformed record(s)" if self.skipped else ""
+        return (
+            f"scored {self.users} users in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) "
+            f"-> {self.output}{skipped}"
+        )
+
+
+class _BadRecords:
+    """Reports each malformed record with its line number; raises on the first under ``on_error='fail'``."""
+
+    def __init__(self, source: str, on_error: str, warn: Callable[[str], None]) -> None:
+        self.source, self.on_error, self.warn, self.count = source, on_error, warn, 0
+
+    def __call__(self, bad: BadRecord) -> None:
+        self.count += 1
+        where = f"{self.source}:{bad.line}: {bad.reason}"
+        if self.on_error == "fail":
+            raise ScoreError(f"{where}. Fix the record, or pass --on-error skip to skip malformed records.")
+        self.warn(f"{where} (skipped)")
+
+
+class _Progress:
+    """A click progress bar over the input's bytes (and, for logs, a second one over the sorted events)."""
+
+    def __init__(self, enabled: bool, total_bytes: int, counter) -> None:
+        self.enabled, self.total_bytes, self.counter = enabled, total_bytes, counter
+        self.bar = None
+        self.started = time.perf_counter()
+        self.users = 0
+        self.shown = 0
+
+    def _open(self, label: str, length: int) -> None:
+        import click
+
+        if self.bar is not None:
+            self.bar.render_finish()
+        self.bar = click.progressbar(
+            length=max(length, 1), label=label, file=sys.stderr, item_show_func=self._status, width=24
+        )
+        self.bar.__enter__()
+        self.shown = 0
+
+    def _status(self, _item) -> str:
+        elapsed = time.perf_counter() - self.started
+        return f"{self.users:,} users, {self.users / elapsed if elapsed > 0 else 0:,.0f} users/s"
+
+    def reading(self) -> None:
+        if self.enabled:
+            if self.bar is None:
+                self._open("sorting log", self.total_bytes)
+            self._advance(self.counter.bytes_read)
+
+    def sorted(self, events: int) -> None:
+        if self.enabled:
+            if self.bar is not None:
+                self._advance(self.counter.bytes_read)
+            self._open("scoring", events)
+            self.started = time.perf_counter()
+
+    def scored(self, users: int, position: int) -> None:
+        """After a batch: ``position`` is bytes read, or events scored once a log is sorted."""
+        self.users += users
+        if self.enabled:
+            if self.bar is None:
+                self._open("scoring", self.total_bytes)
+            self._advance(position)
+
+    def _advance(self, position: int) -> None:
+        if position > self.shown:
+            self.bar.update(position - self.shown)
+            self.shown = position
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
+
+
+def score_file(
+    recommender,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    k: int = 10,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    exclude_seen: bool = True,
+    on_error: str = "skip",
+    input_format: str | None = None,
+    output_format: str | None = None,
+    log_columns: LogColumns | None = None,
+    sort_buffer: int | None = None,
+    force: bool = False,
+    progress: bool = False,
+    read_ahead: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> ScoreReport:
+    """Score every history in ``input_path`` with ``recommender`` and write ``output_path`` atomically.
+
+    ``recommender`` is an :class:`s4rec.Recommender` (anything with ``recommend_batch``). Formats are taken
+    from the file names unless given (``jsonl``/``text``/``log`` in, ``jsonl``/``csv`` out). ``output_path``
+    ``-`` writes to stdout (not atomic). ``read_ahead`` parses the next chunk and writes the previous one in
+    background threads while the current one is scored. Malformed records are reported through ``warn``
+    (stderr by default) with their line number and skipped, or stop the run with :class:`ScoreError` under
+    ``on_error="fail"``.
+    """
+    if on_error not in ("skip", "fail"):
+        raise ScoreError(f"on_error must be 'skip' or 'fail', got {on_error!r}.")
+    input_path = Path(input_path)
+    input_format = input_format or detect_format(input_path)
+    if input_format not in ("jsonl", "text", "log"):
+        raise InputError(f"unknown input format {input_format!r}. Use jsonl, text or log.")
+    to_stdout = str(output_path) == "-"
+    output_format = output_format or ("jsonl" if to_stdout else output_format_for(output_path))
+    if output_format not in WRITERS:
+        raise ScoreError(f"unknown output format {output_format!r}. Use jsonl or csv.")
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    bad = _BadRecords(str(input_path), on_error, warn)
+    started = time.perf_counter()
+    lines, counter = open_input(input_path)
+    bar = _Progress(progress, input_path.stat().st_size, counter)
+    events_scored = 0
+    is_log = input_format == "log"
+
+    def run(out: io.TextIOBase) -> int:
+        nonlocal events_scored
+        writer = WRITERS[output_format](out)
+        if input_format == "jsonl":
+            records: Iterable = read_jsonl(lines)
+        elif input_format == "text":
+            records = read_text(lines)
+        else:
+            tsv = ".tsv" in [s.lower() for s in input_path.suffixes]
+            options = {} if sort_buffer is None else {"sort_buffer": sort_buffer}
+            records = read_log(
+                lines, log_columns, tsv=tsv, on_bad=bad, on_read=bar.reading, on_sorted=bar.sorted, **options
+            )
+        users = 0
+        with _WriteBehind(writer, enabled=read_ahead) as write:
+            for batch in score_records(
+                recommender,
+                records,
+                k=k,
+                batch_size=batch_size,
+                chunk_size=chunk_size,
+                exclude_seen=exclude_seen,
+                on_bad=bad,
+                read_ahead=read_ahead,
+            ):
+                write(batch)
+                users += len(batch)
+                if is_log:
+                    events_scored += sum(len(record.history) for record, _ in batch)
+                bar.scored(len(batch), events_scored if is_log else counter.bytes_read)
+        return users
+
+    try:
+        with lines:
+            if to_stdout:
+                users = run(sys.stdout)
+                sys.stdout.flush()
+            else:
+                with atomic_output(output_path, force=force) as out:
+                    users = run(out)
+    except InputError as e:
+        message = str(e)
+        raise InputError(message if message.startswith(str(input_path)) else f"{input_path}: {message}") from None
+    finally:
+        bar.close()
+    return ScoreReport(users, bad.count, time.perf_counter() - started, "stdout" if to_stdout else str(output_path))

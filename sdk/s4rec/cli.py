@@ -1,0 +1,119 @@
+"""``s4rec-score``: offline batch scoring of a file of histories with an s4rec artifact."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, ScoreError, available_cores, score_file
+from .records import DEFAULT_SORT_BUFFER, InputError, LogColumns
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    # A plain SIGTERM would kill the process without running cleanup; SystemExit unwinds the stack, so the
+    # temporary output file is removed and nothing appears under the final name.
+    sys.exit(128 + signum)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("artifact", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--input", "-i", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Histories: .jsonl ({\"user\": ..., \"history\": [...]}), .csv/.tsv interaction log, or benchmark "
+    "text 'user item item ...' (any of them .gz).",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", "output_path", required=True, type=click.Path(path_type=Path),
+    help="Where to write recommendations: .jsonl or .csv (optionally .gz); '-' for stdout.",
+)  # fmt: skip
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Items per user.")
+@click.option(
+    "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1),
+    help="Histories per ONNX Runtime call (of similar length).",
+)  # fmt: skip
+@click.option(
+    "--chunk-size", default=DEFAULT_CHUNK_SIZE, show_default=True, type=click.IntRange(min=1),
+    help="Histories read, length-sorted and written at a time; bounds memory.",
+)  # fmt: skip
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="ONNX Runtime threads [default: all available cores].",
+)  # fmt: skip
+@click.option("--variant", default="fp32", show_default=True, help="Artifact variant: fp32, int8 or fp16.")
+@click.option(
+    "--exclude-seen/--no-exclude-seen", default=True, show_default=True,
+    help="Leave out items already in the user's history.",
+)  # fmt: skip
+@click.option(
+    "--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+    help="Malformed record: report it with its line number and skip it, or stop.",
+)  # fmt: skip
+@click.option(
+    "--input-format", type=click.Choice(["auto", "jsonl", "text", "log"]), default="auto", show_default=True,
+    help="auto: from the file name (.jsonl/.json/.ndjson, .csv/.tsv = log, else text).",
+)  # fmt: skip
+@click.option(
+    "--output-format", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True,
+    help="auto: from the file name (.csv/.tsv = csv, else jsonl).",
+)  # fmt: skip
+@click.option("--user-col", default="user", show_default=True, help="Log: user column.")
+@click.option("--item-col", default="item", show_default=True, help="Log: item column.")
+@click.option("--time-col", default="timestamp", show_default=True, help="Log: numeric timestamp column.")
+@click.option("--sep", default=None, help="Log: field separator [default: tab for .tsv, else from the header].")
+@click.option(
+    "--sort-buffer", default=DEFAULT_SORT_BUFFER, show_default=True, type=click.IntRange(min=1),
+    help="Log: events held in memory by the external sort (~200 bytes each); the rest spills to temp files.",
+)  # fmt: skip
+@click.option(
+    "--read-ahead/--no-read-ahead", default=True, show_default=True,
+    help="Parse the next chunk and write the previous one in background threads while one is scored.",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+def main(
+    artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
+    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, force, quiet,
+) -> None:  # fmt: skip
+    """Recommend K items for every user in --input with the s4rec ARTIFACT and write them to --output.
+
+    Streams: memory stays bounded whatever the input size (a CSV/TSV log is grouped by user with an external
+    sort; the output lists users in sorted id order). Other inputs keep their order. The output appears under
+    its name only when the run succeeds. Histories are the user's own item ids, oldest first; items unknown to
+    the model are ignored; an empty history gets the most popular items.
+
+    \b
+    Example:
+      s4rec-score model/ --input users.jsonl --output recs.jsonl --k 20
+    """
+    from . import Recommender
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if str(output_path) != "-" and output_path.exists() and not force:
+        raise click.BadParameter(f"{output_path} already exists. Pass --force to overwrite it.", param_hint="--output")
+    try:
+        recommender = Recommender.load(artifact, threads=threads or available_cores(), variant=variant)
+        report = score_file(
+            recommender, input_path, output_path, k=k, batch_size=batch_size, chunk_size=chunk_size,
+            exclude_seen=exclude_seen,
+            on_error=on_error, input_format=None if input_format == "auto" else input_format,
+            output_format=None if output_format == "auto" else output_format,
+            log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer,
+            read_ahead=read_ahead, force=force, progress=not quiet, warn=lambda message: click.echo(message, err=True),
+        )  # fmt: skip
+    except (InputError, ScoreError) as e:
+        raise click.ClickException(str(e)) from None
+    except Exception as e:
+        from . import S4RecError
+
+        if isinstance(e, S4RecError):
+            raise click.ClickException(str(e)) from None
+        raise
+    if not quiet or report.skipped:
+        click.echo(report.summary(), err=True)
+
+
+if __name__ == "__main__":
+    main()

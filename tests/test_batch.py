@@ -1,0 +1,199 @@
+"""Streaming readers, writers, atomic output and the batch loop of s4rec-score, with a stand-in recommender.
+
+The stand-in makes these tests independent of any model: what is checked here is the plumbing (formats,
+grouping, line numbers, bounded memory, atomicity). tests/test_score_cli.py runs the same paths end to end
+with a real exported artifact.
+"""
+
+import gzip
+import io
+import json
+import random
+
+import pytest
+
+from s4rec.batch import ScoreError, atomic_output, score_file, score_records
+from s4rec.records import BadRecord, InputError, LogColumns, Record, read_jsonl, read_log, read_text
+
+
+class StandIn:
+    """Recommends catalogue items 1..30 by a fixed score, seen ones left out; refuses the item 'boom'."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def recommend_batch(self, histories, k=10, exclude_seen=True, batch_size=256):
+        self.calls.append(len(histories))
+        out = []
+        for history in histories:
+            if "boom" in history:
+                raise ValueError("item 'boom' cannot be scored")
+            seen = set(history) if exclude_seen else set()
+            ranked = [(item, 1.0 / item) for item in range(1, 31) if item not in seen]
+            out.append(ranked[:k])
+        return out
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_read_jsonl_reports_malformed_records_with_line_numbers():
+    lines = [
+        '{"user": 1, "history": [1, 2]}\n',
+        "\n",
+        "{not json\n",
+        '{"user": "u2", "history": ["a", 3]}\n',
+        '{"user": null, "history": [1]}\n',
+        '{"user": 4, "history": 5}\n',
+        '{"user": 5, "history": [1.5]}\n',
+        "[1, 2]\n",
+        '{"user": 6, "history": []}\n',
+    ]
+    out = list(read_jsonl(lines))
+    assert [type(r).__name__ for r in out] == [
+        "Record", "BadRecord", "Record", "BadRecord", "BadRecord", "BadRecord", "BadRecord", "Record",
+    ]  # fmt: skip
+    assert out[0] == Record(1, [1, 2], 1) and out[2] == Record("u2", ["a", 3], 4)
+    assert [r.line for r in out if isinstance(r, BadRecord)] == [3, 5, 6, 7, 8]
+    assert "not valid JSON" in out[1].reason and '"user"' in out[3].reason and '"history"' in out[4].reason
+    assert out[-1] == Record(6, [], 9)
+
+
+def test_read_text_parses_ids_like_training():
+    out = list(read_text(["7 1 2 x\n", "\n", "u8\n"]))
+    assert out == [Record(7, [1, 2, "x"], 1), Record("u8", [], 3)]
+
+
+LOG = """user,item,timestamp,extra
+b,3,30,x
+a,1,10,x
+b,1,10,x
+a,2,5,x
+bad-row
+b,2,20,x
+a,9,oops,x
+7,4,1,x
+a,5,5,x
+"""
+
+
+@pytest.mark.parametrize("sort_buffer", [1, 2, 3, 1000])
+def test_read_log_groups_by_user_orders_by_time_and_spills(sort_buffer, tmp_path, monkeypatch):
+    monkeypatch.setattr("s4rec.records._MERGE_FAN_IN", 2)  # also exercise multi-pass merging
+    monkeypatch.setattr("s4rec.records._SPILL_BLOCK", 2)
+    bad = []
+    records = list(read_log(io.StringIO(LOG), sort_buffer=sort_buffer, temp_dir=str(tmp_path), on_bad=bad.append))
+    # int users before string users; time ties keep file order (a: 2 at line 5 before 5 at line 10)
+    assert records == [Record(7, [4], 9), Record("a", [2, 5, 1], 5), Record("b", [1, 2, 3], 4)]
+    assert [(b.line, b.reason.split()[0]) for b in bad] == [(6, "1"), (8, "timestamp")]
+    assert list(tmp_path.iterdir()) == []  # temporary runs are gone
+
+
+def test_read_log_header_problems_are_input_errors():
+    with pytest.raises(InputError, match=r"missing column\(s\) \['timestamp'\].*--time-col"):
+        list(read_log(io.StringIO("user,item,time\n1,2,3\n")))
+    records = list(read_log(io.StringIO("u\ti\tt\n1\t2\t3\n"), LogColumns("u", "i", "t")))
+    assert records == [Record(1, [2], 2)]
+
+
+def test_score_records_batches_and_isolates_a_refused_record():
+    records = [Record(u, [u], u) for u in range(1, 8)] + [Record(8, ["boom"], 8), Record(9, [1], 9)]
+    bad = []
+    model = StandIn()
+    batches = list(score_records(model, records, k=3, chunk_size=4, on_bad=bad.append))
+    assert [len(b) for b in batches] == [4, 3, 1]  # the batch with 'boom' is rescored one by one, minus it
+    assert [r.user for b in batches for r, _ in b] == [1, 2, 3, 4, 5, 6, 7, 9]
+    assert batches[0][0][1] == [(2, 0.5), (3, 1 / 3), (4, 0.25)]
+    assert len(bad) == 1 and bad[0].line == 8 and "boom" in bad[0].reason
+
+
+def test_score_file_jsonl_to_jsonl_and_csv(tmp_path):
+    source = tmp_path / "in.jsonl.gz"  # compressed input works too
+    with gzip.open(source, "wt") as f:
+        f.write('{"user": "x", "history": [1, 3]}\n{"user": 2, "history": []}\n')
+    report = score_file(StandIn(), source, tmp_path / "out.jsonl", k=2)
+    assert (report.users, report.skipped) == (2, 0)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows[0] == {"user": "x", "items": [2, 4], "scores": [0.5, 0.25]}
+    assert rows[1] == {"user": 2, "items": [1, 2], "scores": [1, 0.5]}
+    score_file(StandIn(), source, tmp_path / "out.csv.gz", k=2, exclude_seen=False)
+    text = gzip.open(tmp_path / "out.csv.gz", "rt").read()
+    assert text.splitlines() == ["user,rank,item,score", "x,1,1,1", "x,2,2,0.5", "2,1,1,1", "2,2,2,0.5"]
+
+
+def test_score_file_skip_reports_lines_and_count_fail_stops_without_output(tmp_path):
+    source = write(tmp_path / "in.jsonl", '{"user": 1, "history": [1]}\noops\n{"user": 2, "history": ["boom"]}\n')
+    warnings = []
+    report = score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=8, warn=warnings.append)
+    assert (report.users, report.skipped) == (1, 2)
+    assert warnings[0].startswith(f"{source}:2: not valid JSON") and warnings[0].endswith("(skipped)")
+    assert warnings[1].startswith(f"{source}:3: user 2:") and "boom" in warnings[1]
+    assert "skipped 2 malformed record(s)" in report.summary()
+    with pytest.raises(ScoreError, match=r"in.jsonl:2: not valid JSON.*--on-error skip"):
+        score_file(StandIn(), source, tmp_path / "failed.jsonl", on_error="fail")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no partial, no temp file
+
+
+def test_atomic_output_refuses_to_overwrite_and_leaves_nothing_on_interrupt(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(ScoreError, match="already exists. Pass --force"):
+        with atomic_output(target):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(target, force=True) as out:
+            out.write("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+    with atomic_output(target, force=True) as out:
+        out.write("new\n")
+    assert target.read_text() == "new\n"
+
+
+def test_log_input_scores_every_user_once_in_bounded_memory(tmp_path):
+    rng = random.Random(0)
+    events = [(u, item, t) for u in range(60) for t, item in enumerate(rng.sample(range(1, 31), 4))]
+    rng.shuffle(events)
+    source = write(tmp_path / "log.tsv", "user\titem\ttimestamp\n" + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in events))
+    model = StandIn()
+    report = score_file(model, source, tmp_path / "out.jsonl", k=1, sort_buffer=7, chunk_size=16)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert report.users == 60 and [r["user"] for r in rows] == list(range(60))
+    assert max(model.calls) == 16
+    by_user = {}
+    for u, i, _ in sorted(events, key=lambda e: (e[0], e[2])):
+        by_user.setdefault(u, []).append(i)
+    for row in rows:  # best unseen item = the smallest id not in the history
+        assert row["items"] == [min(set(range(1, 31)) - set(by_user[row["user"]]))]
+
+
+def test_missing_input_and_unknown_format_are_clear(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        score_file(StandIn(), tmp_path / "nope.jsonl", tmp_path / "o.jsonl")
+    source = write(tmp_path / "in.jsonl", "")
+    with pytest.raises(ScoreError, match="unknown output format 'xml'"):
+        score_file(StandIn(), source, tmp_path / "o.xml", output_format="xml")
+
+
+def test_read_ahead_gives_the_same_batches_and_carries_errors_from_its_thread(tmp_path):
+    records = [Record(u, [u % 30 + 1], u) for u in range(50)] + [BadRecord(51, "bad"), Record(52, [1], 52)]
+    plain = list(score_records(StandIn(), records, k=2, chunk_size=7, on_bad=lambda bad: None))
+    ahead = list(score_records(StandIn(), records, k=2, chunk_size=7, on_bad=lambda bad: None, read_ahead=True))
+    assert ahead == plain and sum(len(b) for b in ahead) == 51
+    log = write(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n1,2,oops\n")  # read in the read-ahead thread
+    with pytest.raises(ScoreError, match=r"log.csv:3: timestamp 'oops'"):
+        score_file(StandIn(), log, tmp_path / "out.jsonl", on_error="fail")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
+def test_a_write_error_in_the_write_behind_thread_stops_the_run_without_output(tmp_path, monkeypatch):
+    def full_disk(self, user, recommendations):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("s4rec.batch.JsonlWriter.write", full_disk)
+    source = write(tmp_path / "in.txt", "".join(f"{u} 1 2\n" for u in range(40)))
+    with pytest.raises(OSError, match="No space left"):
+        score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]

@@ -1,0 +1,92 @@
+"""Ray Data scale-out gives exactly what s4rec-score gives, on a small input with a local Ray instance.
+
+Needs the ``[ray]`` extra. Without ray installed this module fails at import (it does not skip): CI installs
+``[ray]``, and a silently skipped equivalence test would prove nothing. One Ray instance serves all the tests
+here, as its start-up dominates their run time.
+"""
+
+import importlib.util
+import os
+import random
+from pathlib import Path
+
+import pytest
+import ray  # noqa: F401  - fail loudly when the [ray] extra is missing
+from click.testing import CliRunner
+from score_helpers import read_jsonl, score_inputs
+
+from s4rec import Recommender
+from s4rec.batch import score_file
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # Ray's workers are new processes: they find the source tree through PYTHONPATH, as pytest's own
+    # pythonpath setting reaches only this process.
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*(str(ROOT / p) for p in ("sdk", "training", "export")), saved or ""])
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+    if saved is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = saved
+
+
+@pytest.fixture(scope="module")
+def tiny(plain_artifact, tmp_path_factory):
+    return score_inputs(plain_artifact[0], tmp_path_factory)
+
+
+def by_user(rows):
+    return {row["user"]: row for row in rows}
+
+
+def assert_same(expected_rows, actual_rows):
+    expected, actual = by_user(expected_rows), by_user(actual_rows)
+    assert sorted(expected) == sorted(actual)
+    for user, row in expected.items():
+        assert actual[user]["items"] == row["items"], user
+        assert actual[user]["scores"] == pytest.approx(row["scores"], rel=1e-6), user
+
+
+def test_ray_recommendations_equal_s4rec_score(local_ray, tiny, tmp_path):
+    from s4rec.ray import read_histories, recommend_dataset
+
+    source = tmp_path / "users.jsonl"
+    lines = (tiny / "users.jsonl").read_text().splitlines(keepends=True)
+    source.write_text("".join(lines[:60]) + "not json\n" + "".join(lines[60:]))  # a malformed line is dropped
+    score_file(Recommender.load(tiny / "artifact"), source, tmp_path / "cli.jsonl", k=7)
+    histories = read_histories(str(source), override_num_blocks=3)
+    rows = recommend_dataset(histories, tiny / "artifact", k=7, chunk_size=50, concurrency=1).take_all()
+    rows = [{"user": r["user"], "items": list(r["items"]), "scores": list(r["scores"])} for r in rows]
+    assert len(rows) == 120
+    assert_same(read_jsonl(tmp_path / "cli.jsonl"), rows)
+
+
+def test_ray_job_example_on_a_log_matches_s4rec_score(local_ray, tiny, tmp_path):
+    events = [
+        (row["user"], item, t) for row in read_jsonl(tiny / "users.jsonl") for t, item in enumerate(row["history"])
+    ]
+    random.Random(1).shuffle(events)
+    log = tmp_path / "events.csv"
+    log.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in events))
+    score_file(Recommender.load(tiny / "artifact"), log, tmp_path / "cli.jsonl", k=5)
+
+    spec = importlib.util.spec_from_file_location("example_ray_job", EXAMPLES / "ray_job.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "recs"
+    result = CliRunner().invoke(
+        example.main, [str(tiny / "artifact"), "-i", str(log), "-o", str(out), "--format", "log", "--k", "5",
+                       "--partitions", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "scored 120 users" in result.output
+    rows = [row for path in sorted(out.glob("*.json*")) for row in read_jsonl(path)]
+    assert_same(read_jsonl(tmp_path / "cli.jsonl"), rows)

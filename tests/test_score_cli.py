@@ -1,0 +1,136 @@
+"""s4rec-score end to end with a tiny exported artifact: formats agree with the SDK, errors, atomicity."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from score_helpers import read_jsonl, score_inputs
+
+from s4rec import Recommender
+from s4rec.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("sdk", "training", "export"))}
+
+
+@pytest.fixture(scope="module")
+def tiny(plain_artifact, tmp_path_factory):
+    return score_inputs(plain_artifact[0], tmp_path_factory)
+
+
+def score(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_jsonl_scores_match_the_sdk(tiny, tmp_path):
+    result = score(
+        tiny / "artifact", "-i", tiny / "users.jsonl", "-o", tmp_path / "recs.jsonl", "--k", 5, "--threads", 1
+    )
+    assert result.exit_code == 0, result.output
+    assert "scored 120 users" in result.output
+    recommender = Recommender.load(tiny / "artifact")
+    rows = read_jsonl(tmp_path / "recs.jsonl")
+    assert [r["user"] for r in rows] == list(range(120))
+    for row, line in zip(rows, read_jsonl(tiny / "users.jsonl")):
+        expected = recommender.recommend(line["history"], k=5)
+        assert row["items"] == [item for item, _ in expected]
+        assert row["scores"] == pytest.approx([s for _, s in expected], rel=1e-6)
+        assert not set(row["items"]) & set(line["history"])  # seen items excluded by default
+
+
+def test_text_and_shuffled_log_inputs_give_the_same_recommendations(tiny, tmp_path):
+    assert score(tiny / "artifact", "-i", tiny / "users.jsonl", "-o", tmp_path / "a.jsonl").exit_code == 0
+    result = score(tiny / "artifact", "-i", tiny / "users.txt", "-o", tmp_path / "b.jsonl")
+    assert result.exit_code == 0, result.output
+    events = [
+        (row["user"], item, t) for row in read_jsonl(tiny / "users.jsonl") for t, item in enumerate(row["history"])
+    ]
+    random.Random(0).shuffle(events)
+    log = tmp_path / "events.tsv"
+    log.write_text("ts\tu\titem\n" + "".join(f"{t * 10}\t{u}\t{i}\n" for u, i, t in events))
+    result = score(tiny / "artifact", "-i", log, "-o", tmp_path / "c.jsonl", "--user-col", "u", "--time-col", "ts",
+                   "--sort-buffer", 100)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    a, b, c = (read_jsonl(tmp_path / f"{x}.jsonl") for x in "abc")
+    assert a == b
+    assert sorted(a, key=lambda r: r["user"]) == c  # the log comes out in user order
+
+
+def test_csv_output_and_no_exclude_seen(tiny, tmp_path):
+    result = score(tiny / "artifact", "-i", tiny / "users.txt", "-o", tmp_path / "r.csv", "--k", 3, "--no-exclude-seen")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0] == "user,rank,item,score" and len(lines) == 1 + 120 * 3
+    user, rank, item, value = lines[1].split(",")
+    history = read_jsonl(tiny / "users.jsonl")[0]["history"]
+    best = Recommender.load(tiny / "artifact").recommend(history, k=1, exclude_seen=False)[0]
+    assert (user, rank, int(item)) == ("0", "1", best[0]) and float(value) == pytest.approx(best[1], rel=1e-6)
+
+
+def test_existing_output_needs_force(tiny, tmp_path):
+    out = tmp_path / "recs.jsonl"
+    out.write_text("keep me\n")
+    result = score(tiny / "artifact", "-i", tiny / "users.txt", "-o", out)
+    assert result.exit_code == 2 and "already exists. Pass --force" in result.output
+    assert out.read_text() == "keep me\n"
+    assert score(tiny / "artifact", "-i", tiny / "users.txt", "-o", out, "--force").exit_code == 0
+    assert len(read_jsonl(out)) == 120
+
+
+def test_malformed_records_skip_with_line_numbers_or_fail(tiny, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"user": 1, "history": [1, 2]}\n{"user": 2, "history": [1,\n{"user": 3, "history": []}\n'
+                      '{"user": 4, "history": [true]}\n')  # fmt: skip
+    result = score(tiny / "artifact", "-i", source, "-o", tmp_path / "out.jsonl", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"{source}:2: not valid JSON" in result.output and f"{source}:4:" in result.output
+    assert "skipped 2 malformed record(s)" in result.output
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["user"] for r in rows] == [1, 3]
+    assert rows[1]["scores"] == [None] * 10  # empty history: popular items, no model score
+    result = score(tiny / "artifact", "-i", source, "-o", tmp_path / "fail.jsonl", "--on-error", "fail")
+    assert (
+        result.exit_code == 1 and f"{source}:2: not valid JSON" in result.output and "--on-error skip" in result.output
+    )
+    assert not (tmp_path / "fail.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+def test_sigterm_leaves_no_output_and_no_temporary_file(tiny, tmp_path):
+    line = (tiny / "users.jsonl").read_text().splitlines()[0] + "\n"
+    source = tmp_path / "many.jsonl"
+    source.write_text(line * 100_000)
+    out = tmp_path / "out" / "recs.jsonl"
+    command = [sys.executable, "-m", "s4rec.cli", str(tiny / "artifact"), "-i", str(source), "-o", str(out),
+               "--chunk-size", "1", "--threads", "1", "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not list(out.parent.glob(".recs.jsonl.*.partial")):  # wait until it is writing
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(out.parent.iterdir()) == []
+
+
+def test_scoring_modules_do_not_import_torch_onnx_ray_or_pandas():
+    code = (
+        "import sys, s4rec, s4rec.cli, s4rec.batch, s4rec.records\n"
+        "heavy = [m for m in ('torch', 'onnx', 'ray', 'pandas', 's4rec.ray') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=ENV, check=True)
+
+
+def test_output_to_stdout(tiny):
+    result = score(tiny / "artifact", "-i", tiny / "users.txt", "-o", "-", "-q", "--k", 2)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 120 and all(len(r["items"]) == 2 for r in rows)
