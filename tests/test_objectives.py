@@ -329,7 +329,14 @@ def test_backbone_objectives_store_no_centroids_and_match_the_plain_loop():
     b = train(data, {"dim": 8, "max_len": 10}, config, objectives=zero, **QUIET)
     assert a["intent_centroids"] is None and a["objective_state_dict"] is None
     assert [h["loss"] for h in a["training"]["history"]] == [h["loss"] for h in b["training"]["history"]]
-    assert a["training"]["settings"]["batching"] == "tokens"
+    assert a["training"]["settings"]["batching"] == "tokens"  # the backbone's default
+
+
+def test_s4rec_defaults_to_the_measured_batching():
+    data = synthetic_interactions(num_users=60, num_items=20, seed=1)
+    config = TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu")
+    checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=ObjectiveConfig(num_intents=4), **QUIET)
+    assert checkpoint["training"]["settings"]["batching"] == "users"
 
 
 def test_objective_config_rejects_bad_values():

@@ -129,10 +129,10 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option(
     "--batching",
     type=click.Choice(["tokens", "users", "random"]),
-    default="tokens",
-    show_default=True,
+    default=None,
     help="tokens: similar-length users, as many training positions per batch as random batches (fast); "
-    "users: similar-length batches of --batch-size users; random: random batches.",
+    "users: similar-length batches of --batch-size users; random: random batches. "
+    "Default: tokens with --backbone, users for S4Rec (the measured settings).",
 )
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)

@@ -43,9 +43,12 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
-    # How users are grouped into batches (see batch_order): tokens (default) = similar lengths, as many
-    # training positions per batch as random batches, ~2x faster on CPU than random; users; random.
-    batching: str = "tokens"
+    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
+    # positions per batch as random batches, ~2x faster on CPU than random; users; random. None = by objective:
+    # tokens for the backbone (measured best, benchmarks/RESULTS.md section 0); users for S4Rec, the setting
+    # all S4Rec measurements used (tokens is unmeasured for S4Rec at full length: a 3-epoch run assigned
+    # users to only 5 of 128 intents).
+    batching: str | None = None
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -57,7 +60,7 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.batching not in BATCHING:
+        if self.batching is not None and self.batching not in BATCHING:
             raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
         if self.loss not in ("softmax", "bce"):
             raise ValueError(f"loss must be softmax or bce, got {self.loss!r}")
@@ -217,11 +220,12 @@ def train(
         log(f"S4Rec objectives ({sum(p.numel() for p in heads.parameters()):,} head parameters): {objectives}")
     else:
         log("objectives: next-item loss only (backbone)")
-    log(f"batching: {config.batching}")
+    batching = config.batching or ("users" if objectives.enabled else "tokens")
+    log(f"batching: {batching}")
 
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
-    base = _base_checkpoint(data, model_cfg, config, objectives)
+    base = _base_checkpoint(data, model_cfg, config, objectives, batching)
     num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
     total_steps, step = config.epochs * num_batches, 0
     for epoch in range(1, config.epochs + 1):
@@ -232,7 +236,7 @@ def train(
         total = torch.zeros((), device=device)
         term_totals: dict[str, torch.Tensor] = {}
         steps = 0
-        user_batches = batch_order(input_lengths(split), config.batch_size, rng, config.batching)
+        user_batches = batch_order(input_lengths(split), config.batch_size, rng, batching)
         batches = iterate_batches(split, user_batches, device)
         with click.progressbar(
             batches, length=len(user_batches), label=f"epoch {epoch}", file=None if progress else _Null()
@@ -339,7 +343,7 @@ def _intent_entries(heads_state: dict | None, objectives: ObjectiveConfig) -> di
 
 
 def _base_checkpoint(
-    data: Interactions, model_cfg: ModelConfig, config: TrainConfig, objectives: ObjectiveConfig
+    data: Interactions, model_cfg: ModelConfig, config: TrainConfig, objectives: ObjectiveConfig, batching: str
 ) -> dict:
     return {
         "format": FORMAT,
@@ -351,7 +355,7 @@ def _base_checkpoint(
         "intent_config": None,
         "objective_state_dict": None,
         "training": {
-            "settings": asdict(config),
+            "settings": dict(asdict(config), batching=batching),
             "objectives": objectives.to_dict(),
             "data": {
                 "source": data.source,
