@@ -55,15 +55,20 @@ def main(paths):
     print("|---|---|---|---|---|---|")
     for arm, source in arms:
         group_runs = [r for r in runs if r["arm"] == arm and r["source"] == source]
-        seconds = np.mean([np.mean(r["epoch_seconds"]) for r in group_runs])
-        best = ",".join(str(r["best_epoch"]) for r in group_runs)
-        intents = [r.get("intents") for r in group_runs]
-        if all(intents):
-            used = ",".join(f"{i['intents_used']}/{i['num_intents']}" for i in intents)
-            spread = ",".join(f"{i['head_share_std']:.3f} ({i['head_share_std_weighted']:.3f})" for i in intents)
-        else:
-            used = spread = "-"
+        seconds, best, used, spread = arm_summary(group_runs)
         print(f"| {arm} | {source} | {seconds:.1f} | {best} | {used} | {spread} |")
+
+
+def arm_summary(runs: list[dict]) -> tuple[float, str, str, str]:
+    """Mean seconds per epoch, best epochs, intents used and head-share spread of one arm's runs."""
+    seconds = float(np.mean([np.mean(r["epoch_seconds"]) for r in runs]))
+    best = ",".join(str(r["best_epoch"]) for r in runs)
+    intents = [r.get("intents") for r in runs]
+    if not all(intents):
+        return seconds, best, "-", "-"
+    used = ",".join(f"{i['intents_used']}/{i['num_intents']}" for i in intents)
+    spread = ",".join(f"{i['head_share_std']:.3f} ({i['head_share_std_weighted']:.3f})" for i in intents)
+    return seconds, best, used, spread
 
 
 if __name__ == "__main__":

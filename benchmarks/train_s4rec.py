@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from results_table import arm_summary  # sibling script in benchmarks/ (on sys.path when run as a script)
 
 from s4rec_train.data import read_sequences
 from s4rec_train.objectives import ObjectiveConfig
@@ -81,14 +82,7 @@ def summary(runs: list[dict]) -> str:
                  f"{'head share std (weighted)':>28s}")  # fmt: skip
     for arm in dict.fromkeys(r["arm"] for r in runs):
         arm_runs = [r for r in runs if r["arm"] == arm]
-        seconds = np.mean([np.mean(r["epoch_seconds"]) for r in arm_runs])
-        best = ",".join(str(r["best_epoch"]) for r in arm_runs)
-        intents = [r.get("intents") for r in arm_runs]
-        if all(intents):
-            used = ",".join(f"{i['intents_used']}/{i['num_intents']}" for i in intents)
-            spread = ",".join(f"{i['head_share_std']:.3f} ({i['head_share_std_weighted']:.3f})" for i in intents)
-        else:
-            used = spread = "-"
+        seconds, best, used, spread = arm_summary(arm_runs)
         seeds = ",".join(str(r["seed"]) for r in arm_runs)
         lines.append(f"{arm:11s}{seeds:>8s}{seconds:10.1f}{best:>14s}{used:>14s}{spread:>28s}")
     return "\n".join(lines)
