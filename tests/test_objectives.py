@@ -174,6 +174,21 @@ def test_all_terms_finite_and_weight_zero_skips_a_term():
     assert weighted_total({}, backbone) is None
 
 
+def test_warmup_scales_the_clustering_terms_but_not_the_adversary():
+    terms = {name: torch.tensor(1.0) for name in ("cluster", "contrastive", "distill", "adversary")}
+    config = ObjectiveConfig(cluster_weight=0.5, contrastive_weight=0.25, distill_weight=0.125, warmup=0.4)
+    assert float(weighted_total(terms, config, 0.0)) == pytest.approx(config.adversary_weight)
+    halfway = 0.5 * (0.5 + 0.25 + 0.125) + config.adversary_weight
+    assert float(weighted_total(terms, config, 0.2)) == pytest.approx(halfway)
+    full = 0.5 + 0.25 + 0.125 + config.adversary_weight
+    assert float(weighted_total(terms, config, 0.4)) == pytest.approx(full)
+    assert float(weighted_total(terms, config, 0.9)) == pytest.approx(full)
+    no_warmup = ObjectiveConfig(cluster_weight=0.5, contrastive_weight=0.25, distill_weight=0.125)
+    assert float(weighted_total(terms, no_warmup, 0.0)) == pytest.approx(full)
+    with pytest.raises(ValueError, match="warmup"):
+        ObjectiveConfig(warmup=1.5)
+
+
 def test_adversary_alone_runs_no_augmentation(monkeypatch):
     model, heads, history, is_head, cdf = _tiny_step_inputs()
 

@@ -80,6 +80,8 @@ objective_options = [
     ("--crop-ratio", "crop_ratio", click.FloatRange(0, 1), "fraction of items the crop view keeps [0.6]"),
     ("--reorder-ratio", "reorder_ratio", click.FloatRange(0, 1), "fraction the reorder view shuffles [0.2]"),
     ("--insert-ratio", "insert_ratio", click.FloatRange(0, 1), "fraction of items insert view adds [0.2]"),
+    ("--warmup", "warmup", click.FloatRange(0, 1), "fraction of training over which alpha, beta1, beta2 rise "
+     "from 0 [0.0]"),
 ]  # fmt: skip
 WEIGHT_FIELDS = ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight")
 

@@ -47,6 +47,9 @@ class ObjectiveConfig:
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
     # from the first step stalls the next-item loss (METHOD.md section 7).
     adversary_ramp: bool = True
+    # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
+    # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on.
+    warmup: float = 0.0
     mask_ratio: float = 0.3  # gamma of the mask operator (Appendix A default)
     crop_ratio: float = 0.6  # eta of the crop operator (Appendix A default)
     reorder_ratio: float = 0.2  # beta of the reorder operator (Appendix A default)
@@ -64,7 +67,7 @@ class ObjectiveConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("mask_ratio", "crop_ratio", "reorder_ratio", "insert_ratio"):
+        for name in ("mask_ratio", "crop_ratio", "reorder_ratio", "insert_ratio", "warmup"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
         if self.num_intents < 2:
@@ -259,11 +262,20 @@ def s4rec_losses(
     return losses
 
 
-def weighted_total(losses: dict[str, torch.Tensor], config: ObjectiveConfig) -> torch.Tensor | None:
+def warmup_factor(progress: float, warmup: float) -> float:
+    """Scale of alpha, beta1, beta2 at ``progress`` (fraction of training done): linear 0 -> 1 over ``warmup``."""
+    return 1.0 if warmup <= 0 else min(1.0, progress / warmup)
+
+
+def weighted_total(
+    losses: dict[str, torch.Tensor], config: ObjectiveConfig, progress: float = 1.0
+) -> torch.Tensor | None:
+    """Sum of the enabled terms times their weights (alpha, beta1, beta2 scaled by the warm-up)."""
+    ramp = warmup_factor(progress, config.warmup)
     weights = {
-        "cluster": config.cluster_weight,
-        "contrastive": config.contrastive_weight,
-        "distill": config.distill_weight,
+        "cluster": config.cluster_weight * ramp,
+        "contrastive": config.contrastive_weight * ramp,
+        "distill": config.distill_weight * ramp,
         "adversary": config.adversary_weight,
     }
     terms = [weights[name] * value for name, value in losses.items()]

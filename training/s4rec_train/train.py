@@ -251,7 +251,7 @@ def train(
                         model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
                         objectives, step / total_steps, autocast, augment_generator,
                     )  # fmt: skip
-                    optimize = loss + weighted_total(terms, objectives)
+                    optimize = loss + weighted_total(terms, objectives, step / total_steps)
                     for name, value in terms.items():
                         term_totals[name] = term_totals.get(name, 0.0) + value.detach()
                 optimizer.zero_grad(set_to_none=True)
