@@ -99,9 +99,9 @@ def summary(runs: list[dict]) -> str:
 @click.option(
     "--batching",
     type=click.Choice(["tokens", "users", "random"]),
-    default=None,
-    help="Default: tokens for the backbone arm, users for S4Rec arms. users = the length buckets of the runs "
-    "in RESULTS.md (the former --bucket on); random = the former --bucket off.",
+    default="tokens",
+    show_default=True,
+    help="How users are grouped into batches, for every arm (s4rec-train --batching).",
 )
 @click.option("--set", "overrides", multiple=True, help="ObjectiveConfig override for S4Rec arms: name=value.")
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")

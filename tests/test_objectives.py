@@ -183,7 +183,7 @@ def test_warmup_scales_the_clustering_terms_but_not_the_adversary():
     full = 0.5 + 0.25 + 0.125 + config.adversary_weight
     assert float(weighted_total(terms, config, 0.4)) == pytest.approx(full)
     assert float(weighted_total(terms, config, 0.9)) == pytest.approx(full)
-    no_warmup = ObjectiveConfig(cluster_weight=0.5, contrastive_weight=0.25, distill_weight=0.125)
+    no_warmup = ObjectiveConfig(cluster_weight=0.5, contrastive_weight=0.25, distill_weight=0.125, warmup=0.0)
     assert float(weighted_total(terms, no_warmup, 0.0)) == pytest.approx(full)
     with pytest.raises(ValueError, match="warmup"):
         ObjectiveConfig(warmup=1.5)
@@ -344,14 +344,16 @@ def test_backbone_objectives_store_no_centroids_and_match_the_plain_loop():
     b = train(data, {"dim": 8, "max_len": 10}, config, objectives=zero, **QUIET)
     assert a["intent_centroids"] is None and a["objective_state_dict"] is None
     assert [h["loss"] for h in a["training"]["history"]] == [h["loss"] for h in b["training"]["history"]]
-    assert a["training"]["settings"]["batching"] == "tokens"  # the backbone's default
+    assert a["training"]["settings"]["batching"] == "tokens"  # the default
 
 
 def test_s4rec_defaults_to_the_measured_batching():
     data = synthetic_interactions(num_users=60, num_items=20, seed=1)
     config = TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu")
     checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=ObjectiveConfig(num_intents=4), **QUIET)
-    assert checkpoint["training"]["settings"]["batching"] == "users"
+    assert checkpoint["training"]["settings"]["batching"] == "tokens"
+    with pytest.raises(ValueError, match="batching must be one of"):
+        TrainConfig(batching="length")
 
 
 def test_objective_config_rejects_bad_values():
