@@ -5,7 +5,13 @@
 Reads ``--json-out`` files of ``train_s4rec.py`` (one or more runs each) and of ``train_backbone.py`` (one
 backbone run), so the tables are copied from measurements, never typed in. Prints one row per (arm, group)
 with test HR@5/HR@20/NDCG@5/NDCG@20 (mean ± std over seeds when there are several), then one row per arm with
-seconds per training epoch, best epochs, intents used of K and the spread of the head share across intents.
+seconds per training epoch (median over epochs, robust to other work on a shared machine; mean over seeds),
+best epochs, intents used of K and the spread of the head share across intents.
+
+    python benchmarks/results_table.py --curves benchmarks/results/tune_tokens_*.json
+
+prints instead, per epoch, each run's mean next-item loss (L_SR) and validation NDCG@20: the curves METHOD.md
+section 7 asks to compare with the backbone's, and the tuning tables of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -35,10 +41,30 @@ def cell(values: list[float]) -> str:
     return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
+def curves(runs: list[dict]) -> None:
+    labels = [f"{r['source'].removesuffix('.json')} {r['arm']} s{r['seed']}" for r in runs]
+    print("| epoch | " + " | ".join(f"{label} L_SR / valid NDCG@20" for label in labels) + " |")
+    print("|---|" + "---|" * len(runs))
+    for epoch in range(max(len(r.get("history") or ()) for r in runs)):
+        cells = []
+        for r in runs:
+            history = r.get("history") or ()
+            if epoch < len(history):
+                h = history[epoch]
+                cells.append(f"{h['loss']:.4f} / {h['valid']['NDCG@20']:.4f}")
+            else:
+                cells.append("-")
+        print(f"| {epoch + 1} | " + " | ".join(cells) + " |")
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def main(paths):
+@click.option("--curves", "show_curves", is_flag=True, help="Per-epoch L_SR and validation NDCG@20 of each run.")
+def main(paths, show_curves):
     runs = [run for path in paths for run in load_runs(path)]
+    if show_curves:
+        curves([r for r in runs if r.get("history")])
+        return
     arms = list(dict.fromkeys((r["arm"], r["source"]) for r in runs))
     print("| arm | seeds | group | " + " | ".join(METRICS) + " | valid NDCG@20 |")
     print("|---|---|---|" + "---|" * (len(METRICS) + 1))
@@ -51,7 +77,7 @@ def main(paths):
             cells.append(cell(valid) if valid else "-")
             print(f"| {arm} | {seeds} | {group} | " + " | ".join(cells) + " |")
     print()
-    print("| arm | source | s/epoch (mean) | best epoch | intents used | head share std (size-weighted) |")
+    print("| arm | source | s/epoch (median) | best epoch | intents used | head share std (size-weighted) |")
     print("|---|---|---|---|---|---|")
     for arm, source in arms:
         group_runs = [r for r in runs if r["arm"] == arm and r["source"] == source]
@@ -60,8 +86,8 @@ def main(paths):
 
 
 def arm_summary(runs: list[dict]) -> tuple[float, str, str, str]:
-    """Mean seconds per epoch, best epochs, intents used and head-share spread of one arm's runs."""
-    seconds = float(np.mean([np.mean(r["epoch_seconds"]) for r in runs]))
+    """Seconds per epoch (median over epochs, mean over runs), best epochs, intents used, head-share spread."""
+    seconds = float(np.mean([np.median(r["epoch_seconds"]) for r in runs]))
     best = ",".join(str(r["best_epoch"]) for r in runs)
     intents = [r.get("intents") for r in runs]
     if not all(intents):

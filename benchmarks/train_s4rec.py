@@ -78,7 +78,7 @@ def summary(runs: list[dict]) -> str:
             cells.append(f"{valid.mean():.4f}±{valid.std():.4f}" if len(valid) > 1 else f"{valid[0]:.4f}")
             lines.append(f"{arm:11s}{group:9s}" + "".join(f"{c:>17s}" for c in cells))
     lines.append("")
-    lines.append(f"{'arm':11s}{'seeds':>8s}{'s/epoch':>10s}{'best epochs':>14s}{'intents used':>14s}"
+    lines.append(f"{'arm':11s}{'seeds':>8s}{'s/ep(med)':>10s}{'best epochs':>14s}{'intents used':>14s}"
                  f"{'head share std (weighted)':>28s}")  # fmt: skip
     for arm in dict.fromkeys(r["arm"] for r in runs):
         arm_runs = [r for r in runs if r["arm"] == arm]
