@@ -29,7 +29,7 @@ from s4rec import __version__ as package_version
 from s4rec.artifact import (
     FORMAT,
     FORMAT_VERSION,
-    INPUT,
+    INPUTS,
     MANIFEST_FORMAT,
     MANIFEST_FORMAT_VERSION,
     MANIFEST_NAME,
@@ -199,7 +199,7 @@ def export_checkpoint(
             report.sizes[config_path.name] = config_path.stat().st_size
             session = Recommender.make_session(ort_path)
             check_parity(graph, session, "mobile (ORT format vs torch)", atol=atol)
-            report.agreement["mobile"] = ranking_agreement(reference, session, num_items, graph.max_len)
+            report.agreement["mobile"] = ranking_agreement(reference, session, num_items, graph.max_len, graph.top_k)
             variants.append("mobile")
             report.seconds["mobile"] = time.perf_counter() - step
 
@@ -275,7 +275,7 @@ def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelPr
         source_checkpoint_sha256=file_sha256(path),
         checkpoint_metrics={k: metrics[k] for k in ("best_epoch", "valid", "test") if k in metrics},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        inputs=(INPUT,),
+        inputs=INPUTS,
         outputs=tuple(graph.output_names),
     )
 
@@ -307,7 +307,7 @@ def _save(model: onnx.ModelProto, metadata: ArtifactMetadata, path: Path) -> Non
 
 def _compare(variant: str, path: Path, reference, graph: InferenceGraph, report: ExportReport) -> None:
     session = Recommender.make_session(path)
-    agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len)
+    agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len, graph.top_k)
     report.agreement[variant] = agreement
     check_agreement(agreement, MIN_OVERLAP[variant], variant)
 

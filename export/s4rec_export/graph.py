@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s4rec.artifact import INPUT, INTENT_PROBABILITIES, REQUIRED_OUTPUTS
+from s4rec.artifact import INPUTS, INTENT_PROBABILITIES, REQUIRED_OUTPUTS
 from s4rec_train.model import PADDING_INDEX, SASRec
 
 OPSET = 20  # supported by onnxruntime >= 1.17 (the SDK's lower bound)
@@ -122,9 +122,11 @@ class InferenceEncoder(nn.Module):
 
 
 class InferenceGraph(nn.Module):
-    """``history (b, t)`` -> user_embedding (b, d), top_scores (b, k), top_items (b, k) [, intents (b, K)].
+    """``history (b, t), exclude (b, e), k ()`` -> user_embedding (b, d), top_scores (b, k), top_items (b, k)
+    [, intent_probabilities (b, K)].
 
-    Scores are dot products with items 1..N, descending; the padding index is never returned.
+    Scores are dot products with items 1..N, descending, without the items in ``exclude``; the padding index
+    is never returned (``-inf`` entries, only when fewer than ``k`` items remain, are excluded ones).
     :meth:`reference` computes the same outputs with the untouched ``SASRec`` for the parity gate.
     """
 
@@ -174,15 +176,20 @@ class InferenceGraph(nn.Module):
         query = F.normalize(user, dim=-1) if self.intent_normalized else user
         return torch.softmax(query @ self.intent_centroids.T / self.intent_temperature, dim=-1)  # (b, K)
 
-    def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, history: torch.Tensor, exclude: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # history (b, t) and exclude (b, e) item indices; k () int64, 1 <= k <= num_items
         user = self.encoder(history)  # (b, d)
         scores = self.encoder.scores(user)  # (b, N + 1)
-        # The padding column must never be returned. Slicing it off would copy the whole (b, N + 1) score
-        # matrix; instead take k + 1 candidates, push the padding index (if among them) last, keep k.
-        candidate_scores, candidates = torch.topk(scores, self.top_k + 1, dim=1)  # (b, k + 1)
-        candidate_scores = candidate_scores.masked_fill(candidates == PADDING_INDEX, float("-inf"))
-        top_scores, order = torch.topk(candidate_scores, self.top_k, dim=1)  # (b, k), descending
-        outputs = (user, top_scores, torch.gather(candidates, 1, order))
+        # Excluded items (and the padding index 0, always) get -inf before ranking, so the graph returns the
+        # k best remaining items and the caller asks for exactly the k it needs. ONNX Runtime scatters in
+        # place: no copy of the (b, N + 1) matrix, unlike slicing the padding column off.
+        banned = F.pad(exclude, (1, 0))  # (b, 1 + e), column 0 = the padding index
+        scores = scores.scatter(1, banned, float("-inf"))
+        count = k.item()
+        torch._check(count >= 1)
+        torch._check(count <= self.config.num_items)
+        top_scores, top_items = torch.topk(scores, count, dim=1)  # (b, k), descending
+        outputs = (user, top_scores, top_items)
         if self.intent_centroids is not None:
             query = F.normalize(user, dim=-1) if self.intent_normalized else user
             outputs = (*outputs, torch.softmax(query @ self.intent_centroids_t / self.intent_temperature, dim=-1))
@@ -211,15 +218,19 @@ class InferenceGraph(nn.Module):
 
 
 def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
-    """Export with the dynamo exporter: dynamic batch and length (1..max_len), one self-contained model."""
+    """Export with the dynamo exporter: dynamic batch, length (1..max_len) and exclusions; one self-contained
+    model."""
     graph.eval()  # the module actually exported: dropout off
     max_len = graph.max_len
     example = torch.zeros((2, max_len), dtype=torch.int64)
     example[:, -1] = 1
+    exclude = torch.ones((2, 3), dtype=torch.int64)
+    k = torch.tensor(min(2, graph.config.num_items), dtype=torch.int64)
     batch = torch.export.Dim("batch", min=1)
     axes = {0: batch}
     if max_len > 1:
         axes[1] = torch.export.Dim("length", min=1, max=max_len)
+    dynamic_shapes = {"history": axes, "exclude": {0: batch, 1: torch.export.Dim("excluded", min=1)}, "k": None}
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant to this model
@@ -228,11 +239,11 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
             warnings.simplefilter("ignore")  # the exporter's FutureWarnings are not the user's business
             program = torch.onnx.export(
                 graph,
-                (example,),
+                (example, exclude, k),
                 dynamo=True,
-                input_names=[INPUT],
+                input_names=list(INPUTS),
                 output_names=graph.output_names,
-                dynamic_shapes={"history": axes},
+                dynamic_shapes=dynamic_shapes,
                 opset_version=OPSET,
                 external_data=False,
                 optimize=True,
