@@ -198,6 +198,28 @@ def test_variants_load_and_agree(artifact):
     assert sizes["model.int8.onnx"] < sizes["model.onnx"]
 
 
+def test_blocked_ranking_equals_one_topk(tmp_path, intent_checkpoint):
+    """Ranking blocks of items (the exporter's choice for large catalogues) return what one TopK returns."""
+    blocked = export_checkpoint(intent_checkpoint[0], tmp_path / "blocked", top_k=20, block_size=2)
+    plain = export_checkpoint(intent_checkpoint[0], tmp_path / "plain", top_k=20, block_size=0)
+    assert blocked.metadata["ranking_block_size"] == 2 and plain.metadata["ranking_block_size"] == 0
+    a, b = session(tmp_path / "blocked"), session(tmp_path / "plain")
+    rng = np.random.default_rng(3)
+    num_items = blocked.metadata["num_items"]
+    for length in (1, 5, blocked.metadata["max_len"]):
+        window = rng.integers(0, num_items + 1, (8, length))
+        for k in (1, 7, 20):
+            for exclude in (None, window, rng.integers(1, num_items + 1, (8, 30))):
+                want = b.run(["top_scores", "top_items"], feeds(window, k, exclude))
+                got = a.run(["top_scores", "top_items"], feeds(window, k, exclude))
+                kept = np.isfinite(want[0])  # -inf: fewer than k items left, the tail is any excluded items
+                assert np.array_equal(np.isfinite(got[0]), kept), (length, k)
+                assert np.array_equal(got[1][kept], want[1][kept]), (length, k)
+                assert np.allclose(got[0][kept], want[0][kept], atol=1e-6), (length, k)
+    with pytest.raises(ExportError, match=r"block_size 8: fewer blocks than top_k 20 over 40 items"):
+        export_checkpoint(intent_checkpoint[0], tmp_path / "too_coarse", top_k=20, block_size=8)
+
+
 def test_parity_gate_fails_with_per_output_lines(artifact, tiny_checkpoint):
     """A graph that does not match torch (another model's weights) is refused, one line per output."""
     directory, _ = artifact

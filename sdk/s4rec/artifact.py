@@ -78,6 +78,7 @@ class ArtifactMetadata:
     checkpoint_metrics: dict = field(default_factory=dict, hash=False, compare=False)
     created_at: str = ""
     inputs: tuple[str, ...] = INPUTS
+    ranking_block_size: int = 0  # informational: the graph ranks blocks of this many items (0: all at once)
     outputs: tuple[str, ...] = REQUIRED_OUTPUTS
 
     def __post_init__(self) -> None:
