@@ -30,7 +30,7 @@ import click
 import numpy as np
 
 from s4rec import Recommendations, Recommender
-from s4rec.artifact import INPUT
+from s4rec.artifact import EXCLUDE, INPUT, K_INPUT
 
 
 def reproduce_command() -> str:
@@ -88,10 +88,13 @@ def naive_padded_batch(rec: Recommender, histories, k: int = 10, batch_size: int
     results = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        window = rec._pad([r[0] for r in chunk], rec.max_len)
-        scores, items = rec.session.run(["top_scores", "top_items"], {INPUT: window})
-        pairs, counts = rec._filter_top(scores, items, k, window, [r[0] for r in chunk], np.zeros(0, np.int64))
-        results.extend(Recommendations(p[:c], r[1]) for p, c, r in zip(pairs, counts, chunk))
+        sequences = [r[0] for r in chunk]
+        window = rec._pad(sequences, rec.max_len)
+        banned = rec._banned(window, sequences, np.array([len(s) for s in sequences]), [], True)
+        feed = {INPUT: window, EXCLUDE: banned, K_INPUT: np.array(k, dtype=np.int64)}
+        scores, items = rec.session.run(["top_scores", "top_items"], feed)
+        ids, kept = rec._ids_array[items].tolist(), rec._kept_scores(scores)
+        results.extend(Recommendations(zip(i, s), r[1]) for i, s, r in zip(ids, kept, chunk))
     return results
 
 

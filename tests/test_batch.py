@@ -189,10 +189,10 @@ def test_read_ahead_gives_the_same_batches_and_carries_errors_from_its_thread(tm
 
 
 def test_a_write_error_in_the_write_behind_thread_stops_the_run_without_output(tmp_path, monkeypatch):
-    def full_disk(self, user, recommendations):
+    def full_disk(self, rows):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("s4rec.batch.JsonlWriter.write", full_disk)
+    monkeypatch.setattr("s4rec.batch.JsonlWriter.write_batch", full_disk)
     source = write(tmp_path / "in.txt", "".join(f"{u} 1 2\n" for u in range(40)))
     with pytest.raises(OSError, match="No space left"):
         score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=4)

@@ -17,7 +17,7 @@ from s4rec.artifact import INPUT, MANIFEST_NAME, METADATA_KEY, VARIANT_FILES, fi
 from s4rec_export import ExportError, OutputExistsError, ParityError, SizeError, export_checkpoint
 from s4rec_export.cli import cli
 from s4rec_export.graph import InferenceGraph
-from s4rec_export.verify import check_parity, check_stored_once, parity_cases
+from s4rec_export.verify import check_parity, check_stored_once, feeds, parity_cases
 from s4rec_train.checkpoint import CheckpointError, model_from_checkpoint
 
 OUTPUTS = ["user_embedding", "top_scores", "top_items", "intent_probabilities"]
@@ -59,7 +59,7 @@ def test_parity_with_the_original_encoder_at_every_length(artifact, intent_check
     ort_session = session(directory)
     top_k = report.metadata["top_k"]
     for name, window in parity_cases(checkpoint["config"]["num_items"], checkpoint["config"]["max_len"], seed=7):
-        user, scores, items = ort_session.run(["user_embedding", "top_scores", "top_items"], {INPUT: window})
+        user, scores, items = ort_session.run(["user_embedding", "top_scores", "top_items"], feeds(window, top_k))
         want_user, want_scores, want_items = torch_reference(checkpoint, window, top_k)
         assert np.abs(user - want_user).max() <= 1e-4, name
         assert np.abs(scores - want_scores).max() <= 1e-4, name
@@ -75,15 +75,45 @@ def test_dynamic_batch_and_length(artifact):
     for batch in (1, 3, 17):
         for length in (1, 4, meta["max_len"]):
             window = rng.integers(0, meta["num_items"] + 1, (batch, length))
-            user, scores, items, probs = ort_session.run(OUTPUTS, {INPUT: window})
+            user, scores, items, probs = ort_session.run(OUTPUTS, feeds(window, meta["top_k"]))
             assert user.shape == (batch, meta["embedding_dim"])
             assert scores.shape == items.shape == (batch, meta["top_k"])
             assert probs.shape == (batch, meta["num_intents"])
             assert np.all(np.diff(scores, axis=1) <= 0), "top_scores must be descending"
             assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
-    graph_input = onnx.load(str(directory / "model.onnx")).graph.input[0]
-    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-    assert all(isinstance(d, str) for d in dims), f"batch and length must be dynamic, got {dims}"
+    history, exclude, k = onnx.load(str(directory / "model.onnx")).graph.input
+    assert [history.name, exclude.name, k.name] == [INPUT, "exclude", "k"]
+    for graph_input in (history, exclude):
+        dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+        assert all(isinstance(d, str) for d in dims), f"{graph_input.name}: dimensions must be dynamic, got {dims}"
+    assert len(k.type.tensor_type.shape.dim) == 0, "k is a scalar"
+
+
+def test_k_and_exclude_inputs(artifact, intent_checkpoint):
+    """The graph returns exactly k items, best first, never an excluded one nor the padding index."""
+    directory, report = artifact
+    ort_session = session(directory)
+    meta = report.metadata
+    num_items, top_k = meta["num_items"], meta["top_k"]
+    rng = np.random.default_rng(2)
+    window = rng.integers(0, num_items + 1, (6, meta["max_len"]))
+    full_scores, full_items = ort_session.run(["top_scores", "top_items"], feeds(window, top_k))
+    for k in (1, 3, top_k):
+        scores, items = ort_session.run(["top_scores", "top_items"], feeds(window, k))
+        assert scores.shape == items.shape == (6, k)
+        assert np.array_equal(items, full_items[:, :k]) and np.allclose(scores, full_scores[:, :k])
+    extra = rng.integers(1, num_items + 1, (6, 3))
+    banned = np.concatenate([window, extra], axis=1)
+    scores, items = ort_session.run(["top_scores", "top_items"], feeds(window, 5, exclude=banned))
+    for row in range(6):
+        kept = [(i, s) for i, s in zip(full_items[row], full_scores[row]) if i not in banned[row]][:5]
+        assert items[row].tolist() == [i for i, _ in kept] and np.allclose(scores[row], [s for _, s in kept])
+    # Fewer items left than k: the tail is -inf (excluded items), the rest is every item left, best first.
+    everything = np.tile(np.arange(1, num_items + 1), (2, 1))
+    left = everything[:, 2:]  # all but items 1 and 2 excluded
+    scores, items = ort_session.run(["top_scores", "top_items"], feeds(window[:2], 4, exclude=left))
+    assert np.isfinite(scores[:, :2]).all() and np.isneginf(scores[:, 2:]).all()
+    assert [sorted(row) for row in items[:, :2].tolist()] == [[1, 2], [1, 2]]
 
 
 def test_trimmed_equals_padded(artifact):
@@ -95,10 +125,12 @@ def test_trimmed_equals_padded(artifact):
         trimmed = rng.integers(1, report.metadata["num_items"] + 1, (4, length))
         padded = np.zeros((4, max_len), dtype=np.int64)
         padded[:, max_len - length :] = trimmed
-        a = ort_session.run(OUTPUTS, {INPUT: trimmed})
-        b = ort_session.run(OUTPUTS, {INPUT: padded})
-        for name, x, y in zip(OUTPUTS, a, b):
-            assert np.abs(x - y).max() <= 1e-5, (name, length)
+        top_k = report.metadata["top_k"]
+        for exclude in (None, "seen"):
+            a = ort_session.run(OUTPUTS, feeds(trimmed, top_k, None if exclude is None else trimmed))
+            b = ort_session.run(OUTPUTS, feeds(padded, top_k, None if exclude is None else padded))
+            for name, x, y in zip(OUTPUTS, a, b):
+                assert np.abs(x - y).max() <= 1e-5, (name, length, exclude)
 
 
 def test_metadata_round_trip(artifact, intent_checkpoint):
@@ -106,7 +138,7 @@ def test_metadata_round_trip(artifact, intent_checkpoint):
     path, checkpoint = intent_checkpoint
     model = onnx.load(str(directory / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
-    assert props["s4rec.format"] == "s4rec-onnx" and props["s4rec.format_version"] == "1"
+    assert props["s4rec.format"] == "s4rec-onnx" and props["s4rec.format_version"] == "2"
     meta = json.loads(props[METADATA_KEY])
     assert meta == report.metadata
     assert meta["item_ids"] == checkpoint["item_ids"]
@@ -164,6 +196,28 @@ def test_variants_load_and_agree(artifact):
     sizes = report.sizes
     assert sizes["model.fp16.onnx"] < sizes["model.onnx"]
     assert sizes["model.int8.onnx"] < sizes["model.onnx"]
+
+
+def test_blocked_ranking_equals_one_topk(tmp_path, intent_checkpoint):
+    """Ranking blocks of items (the exporter's choice for large catalogues) return what one TopK returns."""
+    blocked = export_checkpoint(intent_checkpoint[0], tmp_path / "blocked", top_k=20, block_size=2)
+    plain = export_checkpoint(intent_checkpoint[0], tmp_path / "plain", top_k=20, block_size=0)
+    assert blocked.metadata["ranking_block_size"] == 2 and plain.metadata["ranking_block_size"] == 0
+    a, b = session(tmp_path / "blocked"), session(tmp_path / "plain")
+    rng = np.random.default_rng(3)
+    num_items = blocked.metadata["num_items"]
+    for length in (1, 5, blocked.metadata["max_len"]):
+        window = rng.integers(0, num_items + 1, (8, length))
+        for k in (1, 7, 20):
+            for exclude in (None, window, rng.integers(1, num_items + 1, (8, 30))):
+                want = b.run(["top_scores", "top_items"], feeds(window, k, exclude))
+                got = a.run(["top_scores", "top_items"], feeds(window, k, exclude))
+                kept = np.isfinite(want[0])  # -inf: fewer than k items left, the tail is any excluded items
+                assert np.array_equal(np.isfinite(got[0]), kept), (length, k)
+                assert np.array_equal(got[1][kept], want[1][kept]), (length, k)
+                assert np.allclose(got[0][kept], want[0][kept], atol=1e-6), (length, k)
+    with pytest.raises(ExportError, match=r"block_size 8: fewer blocks than top_k 20 over 40 items"):
+        export_checkpoint(intent_checkpoint[0], tmp_path / "too_coarse", top_k=20, block_size=8)
 
 
 def test_parity_gate_fails_with_per_output_lines(artifact, tiny_checkpoint):

@@ -32,7 +32,8 @@ def rec(artifact):
 def ranked(rec: Recommender, indices: list[int]) -> tuple[list[int], list[float]]:
     """Top items (indices) and scores straight from the session, for a known history of indices."""
     window = np.array([indices[-rec.max_len :]], dtype=np.int64)
-    scores, items = rec.session.run(["top_scores", "top_items"], {INPUT: window})
+    feed = {INPUT: window, "exclude": np.zeros((1, 1), dtype=np.int64), "k": np.array(rec.top_k)}
+    scores, items = rec.session.run(["top_scores", "top_items"], feed)
     return items[0].tolist(), scores[0].tolist()
 
 
@@ -304,13 +305,23 @@ def test_model_file_validation(artifact, tmp_path):
     with pytest.raises(ArtifactError, match=r"edited\.onnx: not an s4rec model"):
         Recommender.load(rewrite_model(artifact, tmp_path, drop_format))
 
-    def future_version(model):
-        for prop in model.metadata_props:
-            if prop.key == "s4rec.format_version":
-                prop.value = "2"
+    def format_version(value):
+        def edit(model):
+            for prop in model.metadata_props:
+                if prop.key == "s4rec.format_version":
+                    prop.value = value
 
-    with pytest.raises(ArtifactVersionError, match=r"model format version '2', this SDK reads 1\. Install"):
-        Recommender.load(rewrite_model(artifact, tmp_path, future_version))
+        return edit
+
+    with pytest.raises(ArtifactVersionError, match=r"model format version '3', this SDK reads 2\. Install"):
+        Recommender.load(rewrite_model(artifact, tmp_path, format_version("3")))
+    # An artifact of format 1 (graph without the exclude and k inputs): re-export it, the checkpoint is fine.
+    with pytest.raises(
+        ArtifactVersionError,
+        match=r"model format version 1, written by an older s4rec-export; this SDK reads version 2 .*"
+        r"Re-export the artifact from its checkpoint",
+    ):
+        Recommender.load(rewrite_model(artifact, tmp_path, format_version("1")))
 
     with pytest.raises(ChecksumError, match="item vocabulary checksum mismatch"):
         Recommender.load(rewrite_model(artifact, tmp_path, lambda m: set_metadata(m, item_ids=list(range(2, 42)))))
@@ -334,6 +345,14 @@ def test_model_file_validation(artifact, tmp_path):
 
     with pytest.raises(ArtifactError, match=r"does not match the s4rec contract: missing outputs \['top_items'\]"):
         Recommender.load(rewrite_model(artifact, tmp_path, rename_output))
+
+    def rename_k(model):
+        for node in model.graph.node:
+            node.input[:] = ["count" if i == "k" else i for i in node.input]
+        next(i for i in model.graph.input if i.name == "k").name = "count"
+
+    with pytest.raises(ArtifactError, match=r"does not match the s4rec contract: no input 'k' \(inputs: "):
+        Recommender.load(rewrite_model(artifact, tmp_path, rename_k))
 
 
 def test_metadata_dataclass_is_frozen_and_validated(rec):

@@ -29,7 +29,7 @@ from s4rec import __version__ as package_version
 from s4rec.artifact import (
     FORMAT,
     FORMAT_VERSION,
-    INPUT,
+    INPUTS,
     MANIFEST_FORMAT,
     MANIFEST_FORMAT_VERSION,
     MANIFEST_NAME,
@@ -98,13 +98,16 @@ def export_checkpoint(
     mobile: bool = False,
     force: bool = False,
     atol: float = 1e-4,
+    block_size: int | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> ExportReport:
     """Export ``checkpoint`` (an s4rec-train ``model.pt``) to the artifact directory ``output``.
 
-    ``top_k``: items the graph returns per user (capped at the number of items); ``quantize="int8"``,
-    ``fp16`` and ``mobile`` add variants. Raises :class:`~s4rec_export.errors.ExportError` subclasses
-    (and ``CheckpointError`` for an unusable checkpoint); nothing is written unless every check passes.
+    ``top_k``: the most items the graph may return per user (capped at the number of items);
+    ``quantize="int8"``, ``fp16`` and ``mobile`` add variants. ``block_size``: the graph's ranking blocks
+    (None: chosen from the catalogue size, 0: one TopK over all items; see ``InferenceGraph``).
+    Raises :class:`~s4rec_export.errors.ExportError` subclasses (and ``CheckpointError`` for an unusable
+    checkpoint); nothing is written unless every check passes.
     """
     started = time.perf_counter()
     checkpoint, output = Path(checkpoint), Path(output)
@@ -121,8 +124,14 @@ def export_checkpoint(
     if top_k > num_items:
         log(f"top_k {top_k} > {num_items} items: using top_k {num_items}")
         top_k = num_items
-    graph = InferenceGraph(encoder, top_k, centroids, temperature, normalized)
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 0):
+        raise ExportError(f"block_size must be an int >= 0 or None, got {block_size!r}.")
+    try:
+        graph = InferenceGraph(encoder, top_k, centroids, temperature, normalized, block_size=block_size)
+    except ValueError as e:
+        raise ExportError(f"{e}. Pass a smaller block size (0: no blocks) or a smaller top_k.") from None
     parameters = graph.num_parameters()
+    stored = graph.stored_elements()  # the parameters plus the item table's zero rows for ranking blocks
     report = ExportReport(output=output, parameters=parameters)
     report.seconds["load"] = time.perf_counter() - started
 
@@ -143,9 +152,9 @@ def export_checkpoint(
         fp32_path = work / VARIANT_FILES["fp32"]
         _save(model, metadata, fp32_path)
         check_model(fp32_path, "fp32")
-        check_stored_once(model, parameters, "fp32 export")
+        check_stored_once(model, stored, "fp32 export")
         metadata_bytes = len(json.dumps(metadata.to_dict(), separators=(",", ":")).encode())
-        fp32_limit = int(4 * parameters * 1.05) + metadata_bytes + GRAPH_BYTES
+        fp32_limit = int(4 * stored * 1.05) + metadata_bytes + GRAPH_BYTES
         report.sizes[fp32_path.name] = check_file_size(
             fp32_path, fp32_limit, "fp32", "4 bytes x parameters + 5% + metadata + 64 KiB of graph"
         )
@@ -161,14 +170,16 @@ def export_checkpoint(
             path = work / VARIANT_FILES["int8"]
             # The quantizer needs the item table as a MatMul weight to quantize it once for lookup and
             # scoring: export the column-layout graph, verify it like fp32, quantize it, drop it.
-            columns = InferenceGraph(encoder, top_k, centroids, temperature, normalized, table_layout="columns")
+            columns = InferenceGraph(
+                encoder, top_k, centroids, temperature, normalized, table_layout="columns", block_size=graph.block_size
+            )
             source = work / ".int8-source.onnx"
             _save(to_onnx(columns), metadata, source)
             check_parity(columns, Recommender.make_session(source), "int8 source (ONNX Runtime vs torch)", atol=atol)
             quantize_int8(source, path)
             source.unlink()
             quantized = onnx.load(str(path))
-            check_stored_once(quantized, parameters, "int8 quantization")
+            check_stored_once(quantized, stored, "int8 quantization")
             _save(quantized, _variant_metadata(metadata, "int8", quantized), path)
             check_model(path, "int8")
             report.sizes[path.name] = check_file_size(path, fp32_limit, "int8", "the fp32 limit")
@@ -180,10 +191,10 @@ def export_checkpoint(
             log("fp16 weights")
             path = work / VARIANT_FILES["fp16"]
             half = to_fp16_weights(model)
-            check_stored_once(half, parameters, "fp16 conversion")
+            check_stored_once(half, stored, "fp16 conversion")
             _save(half, _variant_metadata(metadata, "fp16", half), path)
             check_model(path, "fp16")
-            limit = int(2 * parameters * 1.05) + metadata_bytes + GRAPH_BYTES
+            limit = int(2 * stored * 1.05) + metadata_bytes + GRAPH_BYTES
             report.sizes[path.name] = check_file_size(
                 path, limit, "fp16", "2 bytes x parameters + 5% + metadata + graph"
             )
@@ -199,7 +210,7 @@ def export_checkpoint(
             report.sizes[config_path.name] = config_path.stat().st_size
             session = Recommender.make_session(ort_path)
             check_parity(graph, session, "mobile (ORT format vs torch)", atol=atol)
-            report.agreement["mobile"] = ranking_agreement(reference, session, num_items, graph.max_len)
+            report.agreement["mobile"] = ranking_agreement(reference, session, num_items, graph.max_len, graph.top_k)
             variants.append("mobile")
             report.seconds["mobile"] = time.perf_counter() - step
 
@@ -266,6 +277,7 @@ def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelPr
         num_items=config.num_items,
         num_intents=graph.num_intents,
         top_k=graph.top_k,
+        ranking_block_size=graph.block_size,
         item_ids=tuple(item_ids),
         item_ids_sha256=items_checksum(item_ids),
         popular_items=tuple(int(i) for i in popular),
@@ -275,7 +287,7 @@ def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelPr
         source_checkpoint_sha256=file_sha256(path),
         checkpoint_metrics={k: metrics[k] for k in ("best_epoch", "valid", "test") if k in metrics},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        inputs=(INPUT,),
+        inputs=INPUTS,
         outputs=tuple(graph.output_names),
     )
 
@@ -307,7 +319,7 @@ def _save(model: onnx.ModelProto, metadata: ArtifactMetadata, path: Path) -> Non
 
 def _compare(variant: str, path: Path, reference, graph: InferenceGraph, report: ExportReport) -> None:
     session = Recommender.make_session(path)
-    agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len)
+    agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len, graph.top_k)
     report.agreement[variant] = agreement
     check_agreement(agreement, MIN_OVERLAP[variant], variant)
 

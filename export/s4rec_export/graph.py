@@ -22,13 +22,35 @@ import warnings
 import onnx
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto, helper
 from torch import nn
 
-from s4rec.artifact import INPUT, INTENT_PROBABILITIES, REQUIRED_OUTPUTS
+from s4rec.artifact import (
+    EXCLUDE,
+    INPUT,
+    INTENT_PROBABILITIES,
+    K_INPUT,
+    REQUIRED_OUTPUTS,
+    TOP_ITEMS,
+    TOP_SCORES,
+    USER_EMBEDDING,
+)
 from s4rec_train.model import PADDING_INDEX, SASRec
 
 OPSET = 20  # supported by onnxruntime >= 1.17 (the SDK's lower bound)
 IR_VERSION = 9  # onnxruntime 1.17 reads IR <= 9; the exporter writes 10 though it uses nothing newer
+SCORES = "scores"  # the torch graph's masked score matrix, consumed by the ranking nodes to_onnx appends
+BLOCK_SIZES = (64, 32, 16, 8)  # ranking block sizes tried, largest first
+
+
+def ranking_block_size(num_items: int, top_k: int) -> int:
+    """The largest block size that leaves at least ``top_k`` blocks and 64 of them to choose from, else 0
+    (one TopK over all items: small catalogues gain nothing from blocks)."""
+    for size in BLOCK_SIZES:
+        blocks = -(-(num_items + 1) // size)
+        if blocks >= max(top_k, 64):
+            return size
+    return 0
 
 
 def _frozen(tensor: torch.Tensor) -> nn.Parameter:
@@ -73,7 +95,7 @@ class InferenceBlock(nn.Module):
 class InferenceEncoder(nn.Module):
     """``SASRec.forward(history, last_only=True)`` for inference: ``(b, t)`` item indices -> ``(b, d)``."""
 
-    def __init__(self, encoder: SASRec, table_layout: str = "rows"):
+    def __init__(self, encoder: SASRec, table_layout: str = "rows", extra_rows: int = 0):
         super().__init__()
         if table_layout not in ("rows", "columns"):
             raise ValueError(f"table_layout must be rows or columns, got {table_layout!r}")
@@ -86,7 +108,10 @@ class InferenceEncoder(nn.Module):
         )
         table = encoder.item_embedding.weight.detach().clone()
         table[PADDING_INDEX] = 0.0  # SASRec multiplies padded embeddings by 0; a zero row does the same
-        self.item_table = _frozen(table if table_layout == "rows" else table.T)  # (N + 1, d) or (d, N + 1)
+        # extra_rows zero rows make the score matrix a whole number of ranking blocks (never looked up, and
+        # their scores are set to -inf before ranking)
+        table = torch.cat([table, table.new_zeros((extra_rows, table.shape[1]))])
+        self.item_table = _frozen(table if table_layout == "rows" else table.T)  # (N + 1 + extra, d) or transposed
         self.position_table = _frozen(encoder.position_embedding.weight)  # (max_len, d)
         self.norm_weight, self.norm_bias = _frozen(encoder.input_norm.weight), _frozen(encoder.input_norm.bias)
         self.blocks = nn.ModuleList(InferenceBlock(b, config.heads, config.layer_norm_eps) for b in encoder.blocks)
@@ -99,7 +124,7 @@ class InferenceEncoder(nn.Module):
         return torch.index_select(self.item_table, 1, history.reshape(-1)).T.reshape(b, t, self.dim)
 
     def scores(self, user: torch.Tensor) -> torch.Tensor:
-        """Scores of every index 0..N for user vectors ``(b, d)`` -> ``(b, N + 1)``."""
+        """Scores of every index 0..N (and the extra rows) for user vectors ``(b, d)`` -> ``(b, N + 1 + extra)``."""
         if self.table_layout == "rows":
             return F.linear(user, self.item_table)
         return user @ self.item_table
@@ -122,9 +147,19 @@ class InferenceEncoder(nn.Module):
 
 
 class InferenceGraph(nn.Module):
-    """``history (b, t)`` -> user_embedding (b, d), top_scores (b, k), top_items (b, k) [, intents (b, K)].
+    """``history (b, t), exclude (b, e), k ()`` -> user_embedding (b, d), top_scores (b, k), top_items (b, k)
+    [, intent_probabilities (b, K)], once exported by :func:`to_onnx`.
 
-    Scores are dot products with items 1..N, descending; the padding index is never returned.
+    Scores are dot products with items 1..N, descending, without the items in ``exclude``; the padding index
+    is never returned (``-inf`` entries, only when fewer than ``k`` items remain, are excluded ones).
+
+    Ranking: with ``block_size`` B > 0 the score matrix is cut into blocks of B items (the table gets up to
+    B - 1 zero rows, scored -inf), the k blocks with the largest maxima are kept and the top k is taken
+    over their k * B scores. Exact: every one of the k best items lies in one of those blocks (a block
+    holding one has a maximum at least its score, and only blocks holding an item at least as good can
+    rank above it). ONNX Runtime's TopK compares every element with its heap, a ReduceMax runs vectorised:
+    on Beauty (12,102 columns, k = 10) scoring and ranking a batch of 256 users takes ~0.77x the time of
+    one TopK over all items, and a single user the same. B = 0: one TopK over all items.
     :meth:`reference` computes the same outputs with the untouched ``SASRec`` for the parity gate.
     """
 
@@ -136,13 +171,21 @@ class InferenceGraph(nn.Module):
         intent_temperature: float = 1.0,
         intent_normalized: bool = True,
         table_layout: str = "rows",
+        block_size: int | None = None,
     ):
         super().__init__()
         num_items = encoder.config.num_items
         if not 1 <= top_k <= num_items:
             raise ValueError(f"top_k must be in 1..{num_items} (the number of items), got {top_k}")
         self.config = encoder.config
-        self.encoder = InferenceEncoder(encoder.eval(), table_layout)
+        self.block_size = ranking_block_size(num_items, top_k) if block_size is None else block_size
+        if self.block_size and -(-(num_items + 1) // self.block_size) < top_k:
+            raise ValueError(f"block_size {self.block_size}: fewer blocks than top_k {top_k} over {num_items} items")
+        width = num_items + 1 if not self.block_size else -(-(num_items + 1) // self.block_size) * self.block_size
+        self.extra_rows = width - (num_items + 1)
+        self.encoder = InferenceEncoder(encoder.eval(), table_layout, self.extra_rows)
+        # never ranked: the padding index and the extra rows (the caller's exclusions come after them)
+        self.register_buffer("always_excluded", torch.tensor([[PADDING_INDEX, *range(num_items + 1, width)]]))
         object.__setattr__(self, "original", encoder)  # not a submodule: used by reference(), never exported
         self.top_k = top_k
         self.max_len = encoder.config.max_len
@@ -170,19 +213,25 @@ class InferenceGraph(nn.Module):
         """Parameters the artifact must store: the encoder's plus the centroid table."""
         return self.original.num_parameters() + (0 if self.intent_centroids is None else self.intent_centroids.numel())
 
+    def stored_elements(self) -> int:
+        """Tensor elements the artifact stores by design: the parameters plus the table's zero block padding."""
+        return self.num_parameters() + self.extra_rows * self.config.dim + self.always_excluded.numel()
+
     def _intents(self, user: torch.Tensor) -> torch.Tensor:
         query = F.normalize(user, dim=-1) if self.intent_normalized else user
         return torch.softmax(query @ self.intent_centroids.T / self.intent_temperature, dim=-1)  # (b, K)
 
-    def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, history: torch.Tensor, exclude: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``history (b, t)``, ``exclude (b, e)`` -> user (b, d), scores (b, width) [, intents (b, K)].
+
+        ``scores`` has -inf for the excluded items, the padding index and the extra rows; :func:`to_onnx`
+        appends the ranking (top k, with ``k`` a graph input) to the exported graph.
+        """
         user = self.encoder(history)  # (b, d)
-        scores = self.encoder.scores(user)  # (b, N + 1)
-        # The padding column must never be returned. Slicing it off would copy the whole (b, N + 1) score
-        # matrix; instead take k + 1 candidates, push the padding index (if among them) last, keep k.
-        candidate_scores, candidates = torch.topk(scores, self.top_k + 1, dim=1)  # (b, k + 1)
-        candidate_scores = candidate_scores.masked_fill(candidates == PADDING_INDEX, float("-inf"))
-        top_scores, order = torch.topk(candidate_scores, self.top_k, dim=1)  # (b, k), descending
-        outputs = (user, top_scores, torch.gather(candidates, 1, order))
+        scores = self.encoder.scores(user)  # (b, width)
+        # ONNX Runtime scatters in place: no copy of the (b, width) matrix, unlike slicing columns off.
+        banned = torch.cat([self.always_excluded.expand(exclude.shape[0], -1), exclude], dim=1)
+        outputs = (user, scores.scatter(1, banned, float("-inf")))
         if self.intent_centroids is not None:
             query = F.normalize(user, dim=-1) if self.intent_normalized else user
             outputs = (*outputs, torch.softmax(query @ self.intent_centroids_t / self.intent_temperature, dim=-1))
@@ -211,15 +260,19 @@ class InferenceGraph(nn.Module):
 
 
 def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
-    """Export with the dynamo exporter: dynamic batch and length (1..max_len), one self-contained model."""
+    """Export with the dynamo exporter (dynamic batch, length 1..max_len and exclusions), then append the
+    ranking with the graph input ``k``; one self-contained model."""
     graph.eval()  # the module actually exported: dropout off
     max_len = graph.max_len
     example = torch.zeros((2, max_len), dtype=torch.int64)
     example[:, -1] = 1
+    exclude = torch.ones((2, 3), dtype=torch.int64)
     batch = torch.export.Dim("batch", min=1)
     axes = {0: batch}
     if max_len > 1:
         axes[1] = torch.export.Dim("length", min=1, max=max_len)
+    dynamic_shapes = {"history": axes, "exclude": {0: batch, 1: torch.export.Dim("excluded", min=1)}}
+    torch_outputs = [USER_EMBEDDING, SCORES] + ([INTENT_PROBABILITIES] if graph.num_intents else [])
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant to this model
@@ -228,11 +281,11 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
             warnings.simplefilter("ignore")  # the exporter's FutureWarnings are not the user's business
             program = torch.onnx.export(
                 graph,
-                (example,),
+                (example, exclude),
                 dynamo=True,
-                input_names=[INPUT],
-                output_names=graph.output_names,
-                dynamic_shapes={"history": axes},
+                input_names=[INPUT, EXCLUDE],
+                output_names=torch_outputs,
+                dynamic_shapes=dynamic_shapes,
                 opset_version=OPSET,
                 external_data=False,
                 optimize=True,
@@ -241,9 +294,55 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
     finally:
         registration.setLevel(level)
     model = program.model_proto
+    append_ranking(model, graph.block_size)
     strip_debug_info(model)
     model.ir_version = min(model.ir_version, IR_VERSION)
     return model
+
+
+def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
+    """Replace the output ``scores`` (b, width) by ``top_scores``, ``top_items`` (b, k), with ``k`` a scalar
+    int64 input. Written as ONNX nodes because torch.topk needs a Python int; see :class:`InferenceGraph`
+    for the blocked ranking (``block_size`` > 0)."""
+    g = model.graph
+    batch = g.input[0].type.tensor_type.shape.dim[0].dim_param or "batch"
+    g.input.append(helper.make_tensor_value_info(K_INPUT, TensorProto.INT64, []))
+
+    def const(name: str, values) -> str:
+        g.initializer.append(helper.make_tensor(f"ranking.{name}", TensorProto.INT64, [len(values)], values))
+        return f"ranking.{name}"
+
+    def node(op: str, inputs: list[str], output: str | list[str], **attributes) -> None:
+        outputs = [
+            o if o in (TOP_SCORES, TOP_ITEMS) else f"ranking.{o}"
+            for o in ([output] if isinstance(output, str) else output)
+        ]
+        g.node.append(helper.make_node(op, inputs, outputs, name=f"ranking.{op}.{len(g.node)}", **attributes))
+
+    node("Reshape", [K_INPUT, const("one", [1])], "k")  # TopK takes k as a 1-D tensor
+    if not block_size:
+        node("TopK", [SCORES, "ranking.k"], [TOP_SCORES, TOP_ITEMS], axis=1)
+    else:
+        width = next(o for o in g.output if o.name == SCORES).type.tensor_type.shape.dim[1].dim_value
+        node("Reshape", [SCORES, const("blocks_shape", [0, width // block_size, block_size])], "blocks")
+        node("ReduceMax", ["ranking.blocks", const("last_axis", [2])], "block_max", keepdims=0)  # (b, blocks)
+        node("TopK", ["ranking.block_max", "ranking.k"], ["_", "block"], axis=1)  # (b, k): the best blocks
+        node("Unsqueeze", ["ranking.block", "ranking.last_axis"], "block_index")  # (b, k, 1)
+        node("GatherND", ["ranking.blocks", "ranking.block_index"], "candidates", batch_dims=1)  # (b, k, B)
+        node("Reshape", ["ranking.candidates", const("flat", [0, -1])], "candidate_scores")  # (b, k * B)
+        node("TopK", ["ranking.candidate_scores", "ranking.k"], [TOP_SCORES, "position"], axis=1)
+        size = const("block_size", [block_size])
+        node("Div", ["ranking.position", size], "nth_block")  # position // B: which of the k blocks
+        node("Mod", ["ranking.position", size], "offset")
+        node("GatherElements", ["ranking.block", "ranking.nth_block"], "chosen_block", axis=1)
+        node("Mul", ["ranking.chosen_block", size], "first_item")
+        node("Add", ["ranking.first_item", "ranking.offset"], TOP_ITEMS)
+    for name, kind in ((TOP_SCORES, TensorProto.FLOAT), (TOP_ITEMS, TensorProto.INT64)):
+        g.output.append(helper.make_tensor_value_info(name, kind, [batch, "k"]))
+    order = {name: i for i, name in enumerate(REQUIRED_OUTPUTS + (INTENT_PROBABILITIES,))}
+    outputs = sorted((o for o in g.output if o.name != SCORES), key=lambda o: order[o.name])
+    del g.output[:]
+    g.output.extend(outputs)
 
 
 def strip_debug_info(model: onnx.ModelProto) -> None:

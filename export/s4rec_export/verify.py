@@ -2,7 +2,9 @@
 
 Parity cases (each run through ONNX Runtime at its own, possibly trimmed, length and through torch padded to
 ``max_len``, so trimmed == padded is checked across the two runtimes too): random left-padded histories, an
-all-padding history, length 1 (padded and trimmed), full length, and one batch per length 1..max_len.
+all-padding history, length 1 (padded and trimmed), full length, and one batch per length 1..max_len. Each
+case runs twice: nothing excluded (all ``top_k`` items, against torch's top-k) and the history's own items
+excluded (against torch's scores with those items removed), each with its own ``k``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from s4rec.artifact import INPUT, TOP_ITEMS, TOP_SCORES
+from s4rec.artifact import EXCLUDE, INPUT, K_INPUT, TOP_ITEMS, TOP_SCORES
 
 from .errors import ParityError, SizeError, ValidationError, VariantError
 from .graph import InferenceGraph
@@ -69,6 +71,13 @@ class ParityReport:
         return f"{self.cases} cases, {self.users} histories; max abs diff {diffs}; tied swaps {self.tied_swaps}"
 
 
+def feeds(window: np.ndarray, k: int, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The graph's inputs for ``window`` (b, t): the ``k`` best items, without ``exclude`` (b, e) (default none)."""
+    if exclude is None:
+        exclude = np.zeros((window.shape[0], 1), dtype=np.int64)
+    return {INPUT: window, EXCLUDE: exclude, K_INPUT: np.array(k, dtype=np.int64)}
+
+
 def _pad_to(window: np.ndarray, max_len: int) -> np.ndarray:
     padded = np.zeros((window.shape[0], max_len), dtype=np.int64)
     padded[:, max_len - window.shape[1] :] = window
@@ -94,8 +103,31 @@ def check_parity(
     report = ParityReport(max_abs_diff={name: 0.0 for name in names if name != TOP_ITEMS})
     worst: dict[str, tuple[float, str]] = {}
     lines: list[str] = []
+
+    def compare(name: str, got: np.ndarray, want: np.ndarray, case: str) -> None:
+        diff = float(np.abs(got - want).max()) if got.size else 0.0
+        if not np.isfinite(got).all():
+            lines.append(f"{name}: non-finite values ({case})")
+        report.max_abs_diff[name] = max(report.max_abs_diff[name], diff)
+        if diff > worst.get(name, (-1.0, ""))[0]:
+            worst[name] = (diff, case)
+
+    def compare_items(got: np.ndarray, want: np.ndarray, want_scores: np.ndarray, full: np.ndarray, case: str):
+        if (got < 1).any():
+            lines.append(f"{TOP_ITEMS}: returned the padding index 0 ({case})")
+        for row, col in zip(*np.nonzero(got != want), strict=True):
+            gap = abs(full[row, got[row, col]] - want_scores[row, col])
+            if gap <= tie_tol:
+                report.tied_swaps += 1
+            else:
+                lines.append(
+                    f"{TOP_ITEMS}: rank {col} is item {got[row, col]}, torch has {want[row, col]} "
+                    f"(torch score gap {gap:.2e} > tie tolerance {tie_tol:.0e}; {case}, row {row})"
+                )
+                break
+
     for case, window in parity_cases(graph.config.num_items, graph.max_len, seed):
-        produced = dict(zip(names, session.run(names, {INPUT: window}), strict=True))
+        produced = dict(zip(names, session.run(names, feeds(window, graph.top_k)), strict=True))
         expected = {
             name: t.numpy() for name, t in graph.reference(torch.from_numpy(_pad_to(window, graph.max_len))).items()
         }
@@ -106,27 +138,29 @@ def check_parity(
             got, want = produced[name], expected[name]
             if got.shape != want.shape or got.dtype != want.dtype:
                 lines.append(f"{name}: {got.dtype}{list(got.shape)}, expected {want.dtype}{list(want.shape)} ({case})")
-                continue
-            if name == TOP_ITEMS:
-                if (got < 1).any():
-                    lines.append(f"{name}: returned the padding index 0 ({case})")
-                for row, col in zip(*np.nonzero(got != want), strict=True):
-                    gap = abs(full[row, got[row, col]] - expected[TOP_SCORES][row, col])
-                    if gap <= tie_tol:
-                        report.tied_swaps += 1
-                    else:
-                        lines.append(
-                            f"{name}: rank {col} is item {got[row, col]}, torch has {want[row, col]} "
-                            f"(torch score gap {gap:.2e} > tie tolerance {tie_tol:.0e}; {case}, row {row})"
-                        )
-                        break
-                continue
-            diff = float(np.abs(got - want).max()) if got.size else 0.0
-            if not np.isfinite(got).all():
-                lines.append(f"{name}: non-finite values ({case})")
-            report.max_abs_diff[name] = max(report.max_abs_diff[name], diff)
-            if diff > worst.get(name, (-1.0, ""))[0]:
-                worst[name] = (diff, case)
+            elif name == TOP_ITEMS:
+                compare_items(got, want, expected[TOP_SCORES], full, case)
+            else:
+                compare(name, got, want, case)
+        # The history's items excluded, k as recommend asks: at most the items that remain (never -inf).
+        remaining = graph.config.num_items - int(max((np.unique(row[row > 0]).size for row in window), default=0))
+        k = max(1, min(graph.top_k, remaining))
+        case = f"{case}, history excluded, k {k}"
+        scores, items = session.run([TOP_SCORES, TOP_ITEMS], feeds(window, k, exclude=window))
+        masked = full.copy()
+        masked[:, 0] = -np.inf
+        np.put_along_axis(masked, _pad_to(window, graph.max_len), -np.inf, axis=1)
+        want_items = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        want_scores = np.take_along_axis(masked, want_items, 1)
+        if items.shape != want_items.shape:
+            lines.append(f"{TOP_ITEMS}: shape {list(items.shape)}, expected {list(want_items.shape)} ({case})")
+            continue
+        excluded = np.take_along_axis(masked, items, 1) == -np.inf
+        if excluded.any():
+            row = int(np.nonzero(excluded.any(1))[0][0])
+            lines.append(f"{TOP_ITEMS}: returned an excluded item ({case}, row {row})")
+        compare_items(items, want_items, want_scores, masked, case)
+        compare(TOP_SCORES, scores, want_scores, case)
     for name, (diff, case) in worst.items():
         if diff > atol:
             lines.append(f"{name}: max abs diff {diff:.2e} > {atol:.0e} (worst case: {case})")
@@ -135,7 +169,7 @@ def check_parity(
     return report
 
 
-def ranking_agreement(reference, session, num_items: int, max_len: int, k: int = 10, seed: int = 1) -> dict:
+def ranking_agreement(reference, session, num_items: int, max_len: int, top_k: int, k: int = 10, seed: int = 1) -> dict:
     """How a variant's rankings compare with fp32's (both ONNX Runtime sessions) on random histories.
 
     ``top{k}_overlap``: mean share of fp32's top k that the variant also ranks in its top k;
@@ -143,8 +177,8 @@ def ranking_agreement(reference, session, num_items: int, max_len: int, k: int =
     """
     overlaps, top1, max_diff, users = [], [], 0.0, 0
     for _, window in parity_cases(num_items, max_len, seed):
-        ref_scores, ref_items = reference.run([TOP_SCORES, TOP_ITEMS], {INPUT: window})
-        scores, items = session.run([TOP_SCORES, TOP_ITEMS], {INPUT: window})
+        ref_scores, ref_items = reference.run([TOP_SCORES, TOP_ITEMS], feeds(window, top_k))
+        scores, items = session.run([TOP_SCORES, TOP_ITEMS], feeds(window, top_k))
         kk = min(k, items.shape[1])
         for a, b in zip(ref_items[:, :kk], items[:, :kk], strict=True):
             overlaps.append(len(set(a.tolist()) & set(b.tolist())) / kk)

@@ -16,16 +16,19 @@ from typing import Any
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError
 
 FORMAT = "s4rec-onnx"  # metadata_props["s4rec.format"] of every model file
-FORMAT_VERSION = 1  # the model-file format this SDK reads and s4rec-export writes
+FORMAT_VERSION = 2  # the model-file format this SDK reads and s4rec-export writes (2: inputs exclude and k)
 MANIFEST_NAME = "s4rec.json"
 MANIFEST_FORMAT = "s4rec-artifact"
 MANIFEST_FORMAT_VERSION = 1
 METADATA_KEY = "s4rec.metadata"
 
 INPUT = "history"  # int64 (batch, length), left-padded item indices
+EXCLUDE = "exclude"  # int64 (batch, e), item indices never returned (0 = none: padding is never returned)
+K_INPUT = "k"  # int64 scalar, items returned per user, 1..top_k
+INPUTS = (INPUT, EXCLUDE, K_INPUT)
 USER_EMBEDDING = "user_embedding"  # float32 (batch, dim)
-TOP_SCORES = "top_scores"  # float32 (batch, top_k), descending
-TOP_ITEMS = "top_items"  # int64 (batch, top_k), item indices 1..N
+TOP_SCORES = "top_scores"  # float32 (batch, k), descending; -inf only for excluded items beyond the last
+TOP_ITEMS = "top_items"  # int64 (batch, k), item indices 1..N
 INTENT_PROBABILITIES = "intent_probabilities"  # float32 (batch, num_intents), only with intents
 REQUIRED_OUTPUTS = (USER_EMBEDDING, TOP_SCORES, TOP_ITEMS)
 
@@ -64,7 +67,7 @@ class ArtifactMetadata:
     embedding_dim: int
     num_items: int  # N; item indices are 1..N
     num_intents: int  # K; 0 when the model has no intent centroids
-    top_k: int  # items the graph returns per user; recommend(k) must not ask for more
+    top_k: int  # the most items recommend(k) may ask for (the graph returns k per user, its input)
     item_ids: tuple  # item_ids[i - 1] is the user's own id of item index i
     item_ids_sha256: str
     popular_items: tuple[int, ...]  # item indices by descending popularity (empty-history fallback)
@@ -74,7 +77,8 @@ class ArtifactMetadata:
     source_checkpoint_sha256: str = ""
     checkpoint_metrics: dict = field(default_factory=dict, hash=False, compare=False)
     created_at: str = ""
-    inputs: tuple[str, ...] = (INPUT,)
+    inputs: tuple[str, ...] = INPUTS
+    ranking_block_size: int = 0  # informational: the graph ranks blocks of this many items (0: all at once)
     outputs: tuple[str, ...] = REQUIRED_OUTPUTS
 
     def __post_init__(self) -> None:
@@ -113,7 +117,7 @@ class ArtifactMetadata:
             problems.append(f"intent_top_items outside 1..{n}")
         if self.num_intents and not (isinstance(self.intent_temperature, (int, float)) and self.intent_temperature > 0):
             problems.append(f"intent_temperature {self.intent_temperature!r} (expected > 0 with intents)")
-        if INPUT not in self.inputs or any(o not in self.outputs for o in REQUIRED_OUTPUTS):
+        if any(i not in self.inputs for i in INPUTS) or any(o not in self.outputs for o in REQUIRED_OUTPUTS):
             problems.append(f"inputs {list(self.inputs)} / outputs {list(self.outputs)} lack the required names")
         if self.num_intents and INTENT_PROBABILITIES not in self.outputs:
             problems.append(f"{self.num_intents} intents but no {INTENT_PROBABILITIES} output")
@@ -231,6 +235,12 @@ def parse_metadata(custom: dict[str, str], model_path: Path) -> ArtifactMetadata
             "Export the model with s4rec-export."
         )
     version = custom.get("s4rec.format_version")
+    if version in [str(v) for v in range(1, FORMAT_VERSION)]:
+        raise ArtifactVersionError(
+            f"{model_path}: model format version {version}, written by an older s4rec-export; this SDK reads "
+            f"version {FORMAT_VERSION} (whose graph takes the inputs {list(INPUTS)}). Re-export the artifact from "
+            "its checkpoint with this release's s4rec-export (the checkpoint needs no change)."
+        )
     if version != str(FORMAT_VERSION):
         raise ArtifactVersionError(
             f"{model_path}: model format version {version!r}, this SDK reads {FORMAT_VERSION}. "

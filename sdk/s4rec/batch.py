@@ -83,22 +83,33 @@ _FORMATS = ["", *(", ".join(["%.7g"] * n) for n in range(1, 1025))]  # "%.7g, %.
 
 
 class JsonlWriter:
-    """``{"user": ..., "items": [...], "scores": [...]}`` per line."""
+    """``{"user": ..., "items": [...], "scores": [...]}`` per line.
+
+    A batch is formatted into one string and written at once: this runs under the GIL next to the
+    parsing and the SDK's own Python, which bound ``s4rec-score`` on two cores, so it makes few calls
+    per user (integer ids, the usual case, are written with ``str`` of the list: the same text as JSON).
+    """
 
     def __init__(self, out: io.TextIOBase) -> None:
         self.out = out
         self.encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., kwargs) builds one per call
 
-    def write(self, user, recommendations: list) -> None:
-        items = [item for item, _ in recommendations]
-        scores = tuple(score for _, score in recommendations)
-        if len(scores) < len(_FORMATS):
-            scores_text = _FORMATS[len(scores)] % scores  # one formatting call instead of one per score
-            if "nan" in scores_text:
+    def write_batch(self, rows: Iterable[tuple]) -> None:
+        """Write ``(user, [(item_id, score), ...])`` rows."""
+        encode, formats = self.encode, _FORMATS
+        lines = []
+        for user, recommendations in rows:
+            items, scores = zip(*recommendations) if recommendations else ((), ())
+            items_text = str(list(items)) if set(map(type, items)) <= _INT else encode(items)
+            if len(scores) < len(formats):
+                scores_text = formats[len(scores)] % scores  # one formatting call instead of one per score
+                if "nan" in scores_text:
+                    scores_text = ", ".join(_score_text(score, "null") for score in scores)
+            else:
                 scores_text = ", ".join(_score_text(score, "null") for score in scores)
-        else:
-            scores_text = ", ".join(_score_text(score, "null") for score in scores)
-        self.out.write(f'{{"user": {self.encode(user)}, "items": {self.encode(items)}, "scores": [{scores_text}]}}\n')
+            user_text = str(user) if type(user) is int else encode(user)
+            lines.append(f'{{"user": {user_text}, "items": {items_text}, "scores": [{scores_text}]}}\n')
+        self.out.write("".join(lines))
 
 
 class CsvWriter:
@@ -108,12 +119,16 @@ class CsvWriter:
         self.writer = csv.writer(out, lineterminator="\n")
         self.writer.writerow(["user", "rank", "item", "score"])
 
-    def write(self, user, recommendations: list) -> None:
+    def write_batch(self, rows: Iterable[tuple]) -> None:
+        """Write ``(user, [(item_id, score), ...])`` rows."""
         self.writer.writerows(
-            (user, rank, item, _score_text(score, "")) for rank, (item, score) in enumerate(recommendations, 1)
+            (user, rank, item, _score_text(score, ""))
+            for user, recommendations in rows
+            for rank, (item, score) in enumerate(recommendations, 1)
         )
 
 
+_INT = {int}
 WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
 
 
@@ -298,15 +313,13 @@ class _WriteBehind:
                 return
             if self.error is None:
                 try:
-                    for record, recommendations in batch:
-                        self.writer.write(record.user, recommendations)
+                    self.writer.write_batch([(record.user, recommendations) for record, recommendations in batch])
                 except BaseException as e:  # noqa: BLE001 - raised in the caller
                     self.error = e
 
     def __call__(self, batch: list) -> None:
         if not self.enabled:
-            for record, recommendations in batch:
-                self.writer.write(record.user, recommendations)
+            self.writer.write_batch([(record.user, recommendations) for record, recommendations in batch])
             return
         if self.error is not None:
             raise self.error
