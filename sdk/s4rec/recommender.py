@@ -78,6 +78,42 @@ class Recommendations(list):
         return [item for item, _ in self]
 
 
+class RankedBatch:
+    """The results of a batch as arrays, in input order (internal: what recommend_batch turns into
+    :class:`Recommendations`, and what s4rec-score formats without building them).
+
+    ``scores`` (n, k) float32 and ``items`` (n, k) int64 item indices; a row with fewer than k items left
+    after the exclusions ends in -inf scores; ``fallback`` (n,) bool marks the histories with no known item
+    (their rows are unused: they get ``popular``); ``unknown_of`` maps a row to its unknown ids.
+    """
+
+    __slots__ = ("recommender", "scores", "items", "fallback", "popular", "unknown_of")
+
+    def __init__(self, recommender, scores, items, fallback, popular, unknown_of):
+        self.recommender, self.scores, self.items, self.fallback = recommender, scores, items, fallback
+        self.popular, self.unknown_of = popular, unknown_of
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def recommendations(self) -> list[Recommendations]:
+        ids, scores = self.recommender._ids_array[self.items].tolist(), Recommender._kept_scores(self.scores)
+        results = list(map(Recommendations, map(zip, ids, scores)))
+        for u in np.flatnonzero(self.fallback).tolist():
+            results[u] = Recommendations(self.popular, fallback=True)
+        for u, unknown_items in self.unknown_of.items():
+            results[u].unknown_items = unknown_items
+        return results
+
+    def recommendation(self, u: int) -> Recommendations:
+        """Row ``u`` alone."""
+        if self.fallback[u]:
+            return Recommendations(self.popular, self.unknown_of.get(u, ()), fallback=True)
+        ids = self.recommender._ids_array[self.items[u : u + 1]].tolist()
+        scores = Recommender._kept_scores(self.scores[u : u + 1])
+        return Recommendations(zip(ids[0], scores[0]), self.unknown_of.get(u, ()))
+
+
 class Recommender:
     """Scores histories with an s4rec artifact. Build it with :meth:`Recommender.load`."""
 
@@ -219,6 +255,18 @@ class Recommender:
         Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
         history, so short histories do not pay for padding to ``max_len``.
         """
+        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size).recommendations()
+
+    def _rank_batch(
+        self,
+        histories: Iterable[Sequence[ItemId]],
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: Iterable[ItemId] = (),
+        unknown: str | None = None,
+        batch_size: int = 256,
+    ) -> RankedBatch:
+        """:meth:`recommend_batch`'s work, with the results left as arrays (s4rec-score formats them as they are)."""
         k = self._check_k(k)
         batch_size = _check_positive_int(batch_size, "batch_size")
         known, counts, unknown_of = self._map_histories(_check_histories(histories), self._policy(unknown))
@@ -228,29 +276,20 @@ class Recommender:
         lengths = np.minimum(counts, self.max_len)
         order = np.argsort(lengths, kind="stable")
         first = int(np.searchsorted(lengths[order], 1))  # histories with no known item come first
-        ordered: list[Recommendations] = []  # results in `order`
-        if first:
-            popular = self._popular(k, set(skip), ())
-            for u in order[:first].tolist():
-                ordered.append(Recommendations(popular, unknown_of.get(u, ()), fallback=True))
+        all_scores = np.zeros((n, k), dtype=np.float32)
+        all_items = np.zeros((n, k), dtype=np.int64)
         k_input = self._k_inputs[k]
 
-        def rank(chunk: np.ndarray) -> list[Recommendations]:
+        def rank(chunk: np.ndarray) -> None:
             chunk_ends, chunk_lengths = ends[chunk], lengths[chunk]
             window = _right_aligned(known, chunk_ends, chunk_lengths, int(chunk_lengths[-1]))
             banned = self._banned(window, known, chunk_ends, counts[chunk], skip, exclude_seen)
             scores, items = self.session.run(self._rank_outputs, {INPUT: window, EXCLUDE: banned, K_INPUT: k_input})
-            return list(map(Recommendations, map(zip, self._ids_array[items].tolist(), self._kept_scores(scores))))
+            all_scores[chunk], all_items[chunk] = scores, items  # rows of different chunks never overlap
 
-        chunks = [order[start : start + batch_size] for start in range(first, n, batch_size)]
-        for ranked in self._map(rank, chunks):
-            ordered.extend(ranked)
-        position = np.empty(n, dtype=np.int64)
-        position[order] = np.arange(n)
-        results = list(map(ordered.__getitem__, position.tolist()))
-        for u, unknown_items in unknown_of.items():
-            results[u].unknown_items = unknown_items
-        return results
+        list(self._map(rank, [order[start : start + batch_size] for start in range(first, n, batch_size)]))
+        popular = self._popular(k, set(skip), ()) if first else Recommendations()
+        return RankedBatch(self, all_scores, all_items, lengths == 0, popular, unknown_of)
 
     # ---------------------------------------------------------------- embeddings and intents
 
