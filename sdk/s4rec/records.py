@@ -206,7 +206,11 @@ def read_text(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
     for line_no, line in enumerate(lines, 1):
         tokens = line.split()
         if tokens:
-            yield Record(parse_id(tokens[0]), [parse_id(t) for t in tokens[1:]], line_no)
+            try:
+                ids = list(map(int, tokens))  # the usual case, all integer ids: one call for the line
+            except ValueError:
+                ids = [parse_id(t) for t in tokens]
+            yield Record(ids[0], ids[1:], line_no)
 
 
 @dataclass
