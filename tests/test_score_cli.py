@@ -136,7 +136,8 @@ def test_output_to_stdout(tiny):
     assert len(rows) == 120 and all(len(r["items"]) == 2 for r in rows)
 
 
-def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny):
+@pytest.mark.parametrize("format_rows", [1024, 3])
+def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_rows, monkeypatch):
     """s4rec-score formats an s4rec Recommender's ranked arrays directly: the same text as write_batch of
     the recommendations, for full rows, fallbacks (null scores), rows with fewer than k items, str ids."""
     import io
@@ -147,10 +148,12 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny):
     from s4rec.recommender import RankedBatch
     from s4rec.records import Record
 
+    monkeypatch.setattr("s4rec.batch._FORMAT_ROWS", format_rows)
     recommender = Recommender.load(tiny / "artifact")
     everything = list(recommender.metadata.item_ids)
-    histories = [[3, 4], [], ["unknown"], everything, everything[:-2], [5] * 80, [7, "x", 8], [1]]
-    users = [1, "ü-ser", 3, 'q"uote', 5, 6, 7, 2**70]
+    histories = [[3, 4], [], ["unknown"], everything, everything[:-2], [5] * 80, [7, "x", 8], [1], [2], [3], [4]]
+    histories += [[9, 10, 11], [12], [13, 14], [15], [16], [17]]
+    users = [1, "ü-ser", 3, 'q"uote', 5, 6, 7, 2**70, 9, 10, 11, 12, 13, 14, 15, 16, 17]
     records = [Record(u, h, i) for i, (u, h) in enumerate(zip(users, histories), 1)]
 
     def both(recommender, ranked) -> tuple[str, str]:

@@ -131,18 +131,22 @@ class JsonlWriter:
         encoded = _encoded_ids(ranked.recommender, self.encode)
         parts, start = [], 0
         for stop in [*np.flatnonzero(~full).tolist(), n]:
-            if stop > start:  # rows start..stop-1 are full: one formatting call for all of them
-                values = np.empty((stop - start, 1 + 2 * k), dtype=object)
-                values[:, 0] = users_text[start:stop]
-                values[:, 1 : k + 1] = encoded[ranked.items[start:stop]]
-                values[:, k + 1 :] = ranked.scores[start:stop]
-                parts.append((line * (stop - start)) % tuple(values.ravel().tolist()))
+            for a in range(start, stop, _FORMAT_ROWS):  # full rows: one formatting call per _FORMAT_ROWS
+                b = min(a + _FORMAT_ROWS, stop)
+                values = np.empty((b - a, 1 + 2 * k), dtype=object)
+                values[:, 0] = users_text[a:b]
+                values[:, 1 : k + 1] = encoded[ranked.items[a:b]]
+                values[:, k + 1 :] = ranked.scores[a:b]
+                parts.append((line * (b - a)) % tuple(values.ravel().tolist()))
             if stop < n:  # a fallback row, or one with fewer than k items: formatted as write_batch does
                 buffer = io.StringIO()
                 JsonlWriter(buffer).write_batch([(users[stop], ranked.recommendation(stop))])
                 parts.append(buffer.getvalue())
             start = stop + 1
         self.out.write("".join(parts))
+
+
+_FORMAT_ROWS = 1024  # rows per formatting call: bounds the Python objects held for one call
 
 
 @functools.lru_cache(maxsize=64)
