@@ -197,3 +197,44 @@ def test_a_write_error_in_the_write_behind_thread_stops_the_run_without_output(t
     with pytest.raises(OSError, match="No space left"):
         score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_read_jsonl_blocks_give_the_same_records_as_line_by_line(monkeypatch):
+    """read_jsonl parses blocks of well-formed lines at once; any block gives what line-by-line reading gives."""
+    from s4rec import records
+
+    good = [
+        '{"user": 1, "history": [1, 2]}\n',
+        '{"history": ["a", 3], "user": "u2"}\r\n',
+        '{"user": "ü", "history": []}  \n',
+        '{"user": 3, "history": [4], "extra": {"x": [1]}}',
+    ]
+    bad = [
+        "\n",
+        "   \n",
+        '  {"user": 1, "history": [1]}\n',  # leading blanks: fine for json.loads
+        '{"user": 1, "history": [1]} {"user": 2, "history": []}\n',
+        '{"user": 1, "history": [1]}, 5\n',
+        "{not json\n",
+        '{"user": 1, "history": [1\n',
+        "2]}\n",
+        '{"user": "", "history": [1]}\n',
+        '{"user": true, "history": [1]}\n',
+        '{"user": 1, "history": [""]}\n',
+        '{"user": 1, "history": [1.5]}\n',
+        '{"user": 1, "history": "1 2"}\n',
+        '{"user": 1}\n',
+        '{"history": [1]}\n',
+        "[1, 2]\n",
+        '"text"\n',
+        '\ufeff{"user": 1, "history": [1]}\n',
+        '{"user": NaN, "history": [1]}\n',
+    ]
+    monkeypatch.setattr(records, "_JSONL_BLOCK", 4)
+    rng = random.Random(0)
+    for _ in range(200):
+        lines = [rng.choice(good) if rng.random() < 0.8 else rng.choice(bad) for _line in range(rng.randrange(0, 13))]
+        assert list(records.read_jsonl(lines)) == list(records._read_jsonl_lines(lines)), lines
+    lines = good * 50
+    assert list(records.read_jsonl(lines)) == list(records._read_jsonl_lines(lines))
+    assert records._jsonl_block(good, 1, __import__("json").JSONDecoder().scan_once) is not None  # the fast path

@@ -134,3 +134,43 @@ def test_output_to_stdout(tiny):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 120 and all(len(r["items"]) == 2 for r in rows)
+
+
+@pytest.mark.parametrize("format_rows", [1024, 3])
+def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_rows, monkeypatch):
+    """s4rec-score formats an s4rec Recommender's ranked arrays directly: the same text as write_batch of
+    the recommendations, for full rows, fallbacks (null scores), rows with fewer than k items, str ids."""
+    import io
+
+    import numpy as np
+
+    from s4rec.batch import JsonlWriter, _Scored
+    from s4rec.recommender import RankedBatch
+    from s4rec.records import Record
+
+    monkeypatch.setattr("s4rec.batch._FORMAT_ROWS", format_rows)
+    recommender = Recommender.load(tiny / "artifact")
+    everything = list(recommender.metadata.item_ids)
+    histories = [[3, 4], [], ["unknown"], everything, everything[:-2], [5] * 80, [7, "x", 8], [1], [2], [3], [4]]
+    histories += [[9, 10, 11], [12], [13, 14], [15], [16], [17]]
+    users = [1, "ü-ser", 3, 'q"uote', 5, 6, 7, 2**70, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+    records = [Record(u, h, i) for i, (u, h) in enumerate(zip(users, histories), 1)]
+
+    def both(recommender, ranked) -> tuple[str, str]:
+        fast, slow = io.StringIO(), io.StringIO()
+        JsonlWriter(fast).write_scored(_Scored(records, ranked=ranked))
+        JsonlWriter(slow).write_batch([(r.user, recs) for r, recs in zip(records, ranked.recommendations())])
+        return fast.getvalue(), slow.getvalue()
+
+    for k in (1, 5, recommender.top_k):
+        fast, slow = both(recommender, recommender._rank_batch(histories, k=k))
+        assert fast == slow and len(fast.splitlines()) == len(records)
+        assert [json.loads(line)["user"] for line in fast.splitlines()] == users
+
+    class StrIds:  # the same ranked arrays, for a vocabulary of str ids
+        metadata = type("M", (), {"item_ids": tuple(f'sku-{i}\u00e9"' for i in everything)})()
+        _ids_array = np.array([None, *metadata.item_ids], dtype=object)
+
+    ranked = recommender._rank_batch(histories, k=4)
+    fast, slow = both(StrIds(), RankedBatch(StrIds(), *[getattr(ranked, a) for a in RankedBatch.__slots__[1:]]))
+    assert fast == slow and "sku-" in fast

@@ -139,6 +139,33 @@ def test_recommend_batch_equals_single_calls(rec):
         rec.recommend_batch([[3], {4}])
 
 
+@pytest.mark.parametrize("table", ["dense", "dict"])
+def test_batch_id_mapping_equals_history_by_history(rec, table):
+    """recommend_batch maps all ids of a batch at once (a dense table for small int ids, else the dict): the
+    same indices, unknown ids and errors as mapping history by history."""
+    mapper = Recommender.load(rec.path)
+    if table == "dict":
+        mapper._dense = None
+    assert (mapper._dense is not None) == (table == "dense")
+    batches = [
+        synthetic_histories(count=30),
+        [[3, 999, 4], [], [-1, 5], [2**70, 6, "x"], ("7", 8), [40, 41, 0], [1] * 60],
+        [[], []],
+        [],
+    ]
+    for histories in batches:
+        known, counts, unknown_of = mapper._map_histories(histories, "ignore")
+        rows = [mapper._indices(h, "ignore") for h in histories]
+        assert counts.tolist() == [len(r[0]) for r in rows]
+        assert known.dtype == np.int64 and known.tolist() == [i for r in rows for i in r[0]]
+        assert unknown_of == {u: r[1] for u, r in enumerate(rows) if r[1]}
+    with pytest.raises(UnknownItemError, match=r"1 item id\(s\) unknown to the model: 999\.") as caught:
+        mapper.recommend_batch([[3], [4, 999], [2**70]], unknown="error")
+    assert caught.value.items == (999,)
+    with pytest.raises(TypeError, match="got float: 1.5"):
+        mapper.recommend_batch([[3], [4, 1.5]])
+
+
 def test_recommend_batch_result_is_short_only_when_exclusions_eat_the_candidates(rec):
     everything = list(range(1, 41))
     got = rec.recommend_batch([[3, 4]], k=5, exclude=everything[:-2])

@@ -115,6 +115,17 @@ class InferenceEncoder(nn.Module):
         self.position_table = _frozen(encoder.position_embedding.weight)  # (max_len, d)
         self.norm_weight, self.norm_bias = _frozen(encoder.input_norm.weight), _frozen(encoder.input_norm.bias)
         self.blocks = nn.ModuleList(InferenceBlock(b, config.heads, config.layer_norm_eps) for b in encoder.blocks)
+        # Attention masks as constants, sliced to the history's length t (positions are right-aligned): a key
+        # after the query is never seen (causal_bias), and a position always sees itself (self_bias, which
+        # keeps an all-padding row finite, as SASRec does). Fewer nodes than building them from a Range.
+        never = torch.full((config.max_len, config.max_len), float("-inf"))
+        self.register_buffer("causal_bias", torch.triu(never, diagonal=1))  # (L, L): -inf above the diagonal
+        self.register_buffer("self_bias", never.clone().fill_diagonal_(0.0))  # (L, L): 0 on the diagonal only
+        # Scores of the padding index and the extra rows are -inf through the bias of the score product
+        bias = torch.zeros(table.shape[0])
+        bias[PADDING_INDEX] = float("-inf")
+        bias[table.shape[0] - extra_rows :] = float("-inf")
+        self.register_buffer("score_bias", bias)
 
     def lookup(self, history: torch.Tensor) -> torch.Tensor:
         """Item embeddings ``(b, t, d)``."""
@@ -124,22 +135,22 @@ class InferenceEncoder(nn.Module):
         return torch.index_select(self.item_table, 1, history.reshape(-1)).T.reshape(b, t, self.dim)
 
     def scores(self, user: torch.Tensor) -> torch.Tensor:
-        """Scores of every index 0..N (and the extra rows) for user vectors ``(b, d)`` -> ``(b, N + 1 + extra)``."""
+        """Scores of every index 0..N (and the extra rows) for user vectors ``(b, d)`` -> ``(b, N + 1 + extra)``,
+        -inf for the padding index and the extra rows."""
         if self.table_layout == "rows":
-            return F.linear(user, self.item_table)
-        return user @ self.item_table
+            return F.linear(user, self.item_table, self.score_bias)
+        return user @ self.item_table + self.score_bias
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         b, t = history.shape
-        real = history != PADDING_INDEX  # (b, t)
-        h = self.lookup(history) + self.position_table[self.max_len - t :]  # right-aligned positions
+        first = self.max_len - t
+        h = self.lookup(history) + self.position_table[first:]  # right-aligned positions
         h = F.layer_norm(h, (self.dim,), self.norm_weight, self.norm_bias, self.eps)
-        position = torch.arange(t, device=history.device)
-        causal = position[None, :] <= position[:, None]  # (t, t): key <= query
-        itself = position[None, :] == position[:, None]
-        allowed = (causal & real[:, None, :]) | itself  # (b, t, t): earlier real items, and itself (as SASRec)
         zero = torch.zeros((), dtype=h.dtype)
-        mask = torch.where(allowed, zero, zero - float("inf")).unsqueeze(1)  # (b, 1, t, t) additive
+        padding = torch.where(history == PADDING_INDEX, zero - float("inf"), zero)  # (b, t) additive, per key
+        # allowed: earlier real items, and itself (as SASRec): max(causal + padding, itself), additive
+        causal, itself = self.causal_bias[first:, first:], self.self_bias[first:, first:]  # (t, t)
+        mask = torch.maximum(causal + padding[:, None, None, :], itself)  # (b, 1, t, t)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             h = block(h, mask[:, :, -1:] if i == last else mask, last_only=i == last)
@@ -184,8 +195,6 @@ class InferenceGraph(nn.Module):
         width = num_items + 1 if not self.block_size else -(-(num_items + 1) // self.block_size) * self.block_size
         self.extra_rows = width - (num_items + 1)
         self.encoder = InferenceEncoder(encoder.eval(), table_layout, self.extra_rows)
-        # never ranked: the padding index and the extra rows (the caller's exclusions come after them)
-        self.register_buffer("always_excluded", torch.tensor([[PADDING_INDEX, *range(num_items + 1, width)]]))
         object.__setattr__(self, "original", encoder)  # not a submodule: used by reference(), never exported
         self.top_k = top_k
         self.max_len = encoder.config.max_len
@@ -215,7 +224,8 @@ class InferenceGraph(nn.Module):
 
     def stored_elements(self) -> int:
         """Tensor elements the artifact stores by design: the parameters plus the table's zero block padding."""
-        return self.num_parameters() + self.extra_rows * self.config.dim + self.always_excluded.numel()
+        constants = self.encoder.score_bias.numel() + self.encoder.causal_bias.numel() + self.encoder.self_bias.numel()
+        return self.num_parameters() + self.extra_rows * self.config.dim + constants
 
     def _intents(self, user: torch.Tensor) -> torch.Tensor:
         query = F.normalize(user, dim=-1) if self.intent_normalized else user
@@ -228,10 +238,9 @@ class InferenceGraph(nn.Module):
         appends the ranking (top k, with ``k`` a graph input) to the exported graph.
         """
         user = self.encoder(history)  # (b, d)
-        scores = self.encoder.scores(user)  # (b, width)
+        scores = self.encoder.scores(user)  # (b, width), -inf for the padding index and the extra rows
         # ONNX Runtime scatters in place: no copy of the (b, width) matrix, unlike slicing columns off.
-        banned = torch.cat([self.always_excluded.expand(exclude.shape[0], -1), exclude], dim=1)
-        outputs = (user, scores.scatter(1, banned, float("-inf")))
+        outputs = (user, scores.scatter(1, exclude, float("-inf")))
         if self.intent_centroids is not None:
             query = F.normalize(user, dim=-1) if self.intent_normalized else user
             outputs = (*outputs, torch.softmax(query @ self.intent_centroids_t / self.intent_temperature, dim=-1))

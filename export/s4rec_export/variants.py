@@ -68,7 +68,7 @@ def to_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         values = numpy_helper.to_array(tensor)
         half = values.astype(np.float16)
-        if not np.isfinite(half).all():
+        if not np.isfinite(half[np.isfinite(values)]).all():  # -inf (masks, excluded scores) stays -inf
             raise VariantError(
                 f"fp16: weight {tensor.name} has values beyond the float16 range "
                 f"(max abs {np.abs(values).max():.3g} > 65504). Use fp32 or int8 for this model."

@@ -21,6 +21,7 @@ run succeeded, so an interrupted or failed run never leaves a partial file under
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
@@ -30,10 +31,13 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .errors import S4RecError
 from .records import (
@@ -111,6 +115,59 @@ class JsonlWriter:
             lines.append(f'{{"user": {user_text}, "items": {items_text}, "scores": [{scores_text}]}}\n')
         self.out.write("".join(lines))
 
+    def write_scored(self, scored: _Scored) -> None:
+        """Write a scored chunk; from ranked arrays, runs of full rows are formatted with one ``%`` each."""
+        ranked = scored.ranked
+        if ranked is None:
+            self.write_batch(scored.pairs())
+            return
+        users = [record.user for record in scored.records]
+        n, k = ranked.scores.shape
+        if n == 0:
+            return
+        users_text = list(map(str, users)) if set(map(type, users)) <= _INT else list(map(self.encode, users))
+        full = ~ranked.fallback & np.isfinite(ranked.scores).all(axis=1)  # k model scores: no null, no -inf
+        line = _line_template(k)
+        encoded = _encoded_ids(ranked.recommender, self.encode)
+        parts, start = [], 0
+        for stop in [*np.flatnonzero(~full).tolist(), n]:
+            for a in range(start, stop, _FORMAT_ROWS):  # full rows: one formatting call per _FORMAT_ROWS
+                b = min(a + _FORMAT_ROWS, stop)
+                values = np.empty((b - a, 1 + 2 * k), dtype=object)
+                values[:, 0] = users_text[a:b]
+                values[:, 1 : k + 1] = encoded[ranked.items[a:b]]
+                values[:, k + 1 :] = ranked.scores[a:b]
+                parts.append((line * (b - a)) % tuple(values.ravel().tolist()))
+            if stop < n:  # a fallback row, or one with fewer than k items: formatted as write_batch does
+                buffer = io.StringIO()
+                JsonlWriter(buffer).write_batch([(users[stop], ranked.recommendation(stop))])
+                parts.append(buffer.getvalue())
+            start = stop + 1
+        self.out.write("".join(parts))
+
+
+_FORMAT_ROWS = 1024  # rows per formatting call: bounds the Python objects held for one call
+
+
+@functools.lru_cache(maxsize=64)
+def _line_template(k: int) -> str:
+    """One JSONL line with k items and k scores, for ``%`` with (user text, k id texts, k float scores)."""
+    return '{"user": %s, "items": [' + ", ".join(["%s"] * k) + '], "scores": [' + ", ".join(["%.7g"] * k) + "]}\n"
+
+
+_ENCODED_IDS = weakref.WeakKeyDictionary()  # recommender -> its ids as JSON text, by item index
+
+
+def _encoded_ids(recommender, encode) -> np.ndarray:
+    """The JSON text of each item id, by item index (object array; built once per recommender)."""
+    encoded = _ENCODED_IDS.get(recommender)
+    if encoded is None:
+        ids = recommender.metadata.item_ids
+        texts = list(map(str, ids)) if set(map(type, ids)) <= _INT else list(map(encode, ids))
+        encoded = np.array(["null", *texts], dtype=object)
+        _ENCODED_IDS[recommender] = encoded
+    return encoded
+
 
 class CsvWriter:
     """Header ``user,rank,item,score``, one row per recommended item."""
@@ -126,6 +183,9 @@ class CsvWriter:
             for user, recommendations in rows
             for rank, (item, score) in enumerate(recommendations, 1)
         )
+
+    def write_scored(self, scored: _Scored) -> None:
+        self.write_batch(scored.pairs())
 
 
 _INT = {int}
@@ -239,6 +299,25 @@ def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
         thread.join(timeout=5.0)
 
 
+class _Scored:
+    """A scored chunk: its records and, per record, either its recommendations (``results``) or, from an
+    s4rec :class:`~s4rec.Recommender`, the ranked arrays (``ranked``) that the JSONL writer formats as they
+    are, without building a ``(item_id, score)`` list per user."""
+
+    __slots__ = ("records", "results", "ranked")
+
+    def __init__(self, records: list[Record], results: list | None = None, ranked=None) -> None:
+        self.records, self.results, self.ranked = records, results, ranked
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def pairs(self) -> list[tuple]:
+        """``(user, [(item_id, score), ...])`` per record."""
+        results = self.results if self.ranked is None else self.ranked.recommendations()
+        return [(record.user, recommendations) for record, recommendations in zip(self.records, results)]
+
+
 def score_records(
     recommender,
     records: Iterable[Record | BadRecord],
@@ -259,6 +338,25 @@ def score_records(
     ``on_bad``, which may raise to stop the run. ``read_ahead``: read and parse the next chunk in a
     background thread while this one is scored.
     """
+    options = {"k": k, "batch_size": batch_size, "chunk_size": chunk_size, "exclude_seen": exclude_seen}
+    for scored in _score_chunks(recommender, records, on_bad=on_bad, read_ahead=read_ahead, arrays=False, **options):
+        yield list(zip(scored.records, scored.results))
+
+
+def _score_chunks(
+    recommender,
+    records: Iterable[Record | BadRecord],
+    *,
+    k: int,
+    batch_size: int,
+    chunk_size: int,
+    exclude_seen: bool,
+    on_bad: Callable[[BadRecord], None],
+    read_ahead: bool,
+    arrays: bool,
+) -> Iterator[_Scored]:
+    """:func:`score_records` as :class:`_Scored` chunks; ``arrays``: keep an s4rec Recommender's results as
+    ranked arrays (anything else with ``recommend_batch`` gives lists)."""
     if k < 1:
         raise ScoreError(f"k must be >= 1, got {k}. Pass a positive --k.")
     if batch_size < 1:
@@ -266,22 +364,25 @@ def score_records(
     if chunk_size < 1:
         raise ScoreError(f"chunk size must be >= 1, got {chunk_size}. Pass a positive --chunk-size.")
     errors = (S4RecError, TypeError, ValueError)  # what the SDK raises for a history it cannot score
+    rank = getattr(recommender, "_rank_batch", None) if arrays else None
 
-    def run(batch: list[Record]) -> list[tuple[Record, list]]:
+    def run(batch: list[Record]) -> _Scored:
+        histories = [r.history for r in batch]
         try:
-            histories = [r.history for r in batch]
+            if rank is not None:
+                return _Scored(batch, ranked=rank(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size))
             results = recommender.recommend_batch(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
-            return list(zip(batch, results))
+            return _Scored(batch, list(results))
         except errors:
             pass
-        scored = []
+        scored, results = [], []
         for record in batch:  # find the culprit(s): score one by one
             try:
-                results = recommender.recommend_batch([record.history], k=k, exclude_seen=exclude_seen)
-                scored.append((record, results[0]))
+                results.append(recommender.recommend_batch([record.history], k=k, exclude_seen=exclude_seen)[0])
+                scored.append(record)
             except errors as e:
                 on_bad(BadRecord(record.line, f"user {record.user!r}: {e}"))
-        return scored
+        return _Scored(scored, results)
 
     chunks = _chunks(records, chunk_size)
     for chunk in _read_ahead(chunks) if read_ahead else chunks:
@@ -313,13 +414,13 @@ class _WriteBehind:
                 return
             if self.error is None:
                 try:
-                    self.writer.write_batch([(record.user, recommendations) for record, recommendations in batch])
+                    self.writer.write_scored(batch)
                 except BaseException as e:  # noqa: BLE001 - raised in the caller
                     self.error = e
 
-    def __call__(self, batch: list) -> None:
+    def __call__(self, batch: _Scored) -> None:
         if not self.enabled:
-            self.writer.write_batch([(record.user, recommendations) for record, recommendations in batch])
+            self.writer.write_scored(batch)
             return
         if self.error is not None:
             raise self.error
@@ -494,7 +595,7 @@ def score_file(
             )
         users = 0
         with _WriteBehind(writer, enabled=read_ahead) as write:
-            for batch in score_records(
+            for batch in _score_chunks(
                 recommender,
                 records,
                 k=k,
@@ -503,11 +604,12 @@ def score_file(
                 exclude_seen=exclude_seen,
                 on_bad=bad,
                 read_ahead=read_ahead,
+                arrays=True,
             ):
                 write(batch)
                 users += len(batch)
                 if is_log:
-                    events_scored += sum(len(record.history) for record, _ in batch)
+                    events_scored += sum(len(record.history) for record in batch.records)
                 bar.scored(len(batch), events_scored if is_log else counter.bytes_read)
         return users
 

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,42 @@ class Recommendations(list):
         return [item for item, _ in self]
 
 
+class RankedBatch:
+    """The results of a batch as arrays, in input order (internal: what recommend_batch turns into
+    :class:`Recommendations`, and what s4rec-score formats without building them).
+
+    ``scores`` (n, k) float32 and ``items`` (n, k) int64 item indices; a row with fewer than k items left
+    after the exclusions ends in -inf scores; ``fallback`` (n,) bool marks the histories with no known item
+    (their rows are unused: they get ``popular``); ``unknown_of`` maps a row to its unknown ids.
+    """
+
+    __slots__ = ("recommender", "scores", "items", "fallback", "popular", "unknown_of")
+
+    def __init__(self, recommender, scores, items, fallback, popular, unknown_of):
+        self.recommender, self.scores, self.items, self.fallback = recommender, scores, items, fallback
+        self.popular, self.unknown_of = popular, unknown_of
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def recommendations(self) -> list[Recommendations]:
+        ids, scores = self.recommender._ids_array[self.items].tolist(), Recommender._kept_scores(self.scores)
+        results = list(map(Recommendations, map(zip, ids, scores)))
+        for u in np.flatnonzero(self.fallback).tolist():
+            results[u] = Recommendations(self.popular, fallback=True)
+        for u, unknown_items in self.unknown_of.items():
+            results[u].unknown_items = unknown_items
+        return results
+
+    def recommendation(self, u: int) -> Recommendations:
+        """Row ``u`` alone."""
+        if self.fallback[u]:
+            return Recommendations(self.popular, self.unknown_of.get(u, ()), fallback=True)
+        ids = self.recommender._ids_array[self.items[u : u + 1]].tolist()
+        scores = Recommender._kept_scores(self.scores[u : u + 1])
+        return Recommendations(zip(ids[0], scores[0]), self.unknown_of.get(u, ()))
+
+
 class Recommender:
     """Scores histories with an s4rec artifact. Build it with :meth:`Recommender.load`."""
 
@@ -99,6 +136,7 @@ class Recommender:
         self._index_of = {item: i + 1 for i, item in enumerate(metadata.item_ids)}
         self._ids = [None, *metadata.item_ids]  # item index -> the user's own id
         self._ids_array = np.array(self._ids, dtype=object)
+        self._dense = _dense_table(metadata.item_ids)  # None: ids are mapped with _index_of
         self._rank_outputs = [TOP_SCORES, TOP_ITEMS]
         self._k_inputs = [np.array(i, dtype=np.int64) for i in range(self.top_k + 1)]  # the scalar input k
 
@@ -217,32 +255,41 @@ class Recommender:
         Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
         history, so short histories do not pay for padding to ``max_len``.
         """
+        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size).recommendations()
+
+    def _rank_batch(
+        self,
+        histories: Iterable[Sequence[ItemId]],
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: Iterable[ItemId] = (),
+        unknown: str | None = None,
+        batch_size: int = 256,
+    ) -> RankedBatch:
+        """:meth:`recommend_batch`'s work, with the results left as arrays (s4rec-score formats them as they are)."""
         k = self._check_k(k)
         batch_size = _check_positive_int(batch_size, "batch_size")
-        policy = self._policy(unknown)
-        rows = [self._indices(h, policy) for h in _check_histories(histories)]
+        known, counts, unknown_of = self._map_histories(_check_histories(histories), self._policy(unknown))
         skip = sorted(self._exclude_indices(exclude))
-        results: list[Recommendations | None] = [None] * len(rows)
-        full = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
-        lengths = np.minimum(full, self.max_len)
+        n = len(counts)
+        ends = np.cumsum(counts)
+        lengths = np.minimum(counts, self.max_len)
         order = np.argsort(lengths, kind="stable")
         first = int(np.searchsorted(lengths[order], 1))  # histories with no known item come first
-        for u in order[:first].tolist():
-            results[u] = self._popular(k, set(skip), rows[u][1])
+        all_scores = np.zeros((n, k), dtype=np.float32)
+        all_items = np.zeros((n, k), dtype=np.int64)
         k_input = self._k_inputs[k]
 
-        def rank(chunk: np.ndarray) -> tuple[list[int], list, list]:
-            sequences = [rows[u][0] for u in chunk.tolist()]
-            window = self._pad(sequences, int(lengths[chunk[-1]]))
-            banned = self._banned(window, sequences, full[chunk], skip, exclude_seen)
+        def rank(chunk: np.ndarray) -> None:
+            chunk_ends, chunk_lengths = ends[chunk], lengths[chunk]
+            window = _right_aligned(known, chunk_ends, chunk_lengths, int(chunk_lengths[-1]))
+            banned = self._banned(window, known, chunk_ends, counts[chunk], skip, exclude_seen)
             scores, items = self.session.run(self._rank_outputs, {INPUT: window, EXCLUDE: banned, K_INPUT: k_input})
-            return chunk.tolist(), self._ids_array[items].tolist(), self._kept_scores(scores)
+            all_scores[chunk], all_items[chunk] = scores, items  # rows of different chunks never overlap
 
-        chunks = [order[start : start + batch_size] for start in range(first, len(rows), batch_size)]
-        for chunk, ids, scores in self._map(rank, chunks):
-            for u, row_ids, row_scores in zip(chunk, ids, scores):
-                results[u] = Recommendations(zip(row_ids, row_scores), rows[u][1])
-        return results  # type: ignore[return-value]
+        list(self._map(rank, [order[start : start + batch_size] for start in range(first, n, batch_size)]))
+        popular = self._popular(k, set(skip), ()) if first else Recommendations()
+        return RankedBatch(self, all_scores, all_items, lengths == 0, popular, unknown_of)
 
     # ---------------------------------------------------------------- embeddings and intents
 
@@ -323,12 +370,7 @@ class Recommender:
             return indices, ()
         unknown_items = tuple(item for item, i in zip(history, indices, strict=True) if i is None)
         if policy == "error":
-            shown = ", ".join(repr(i) for i in unknown_items[:5]) + (", ..." if len(unknown_items) > 5 else "")
-            raise UnknownItemError(
-                f"{len(unknown_items)} item id(s) unknown to the model: {shown}. Remove them, or use "
-                "unknown='ignore' to drop them.",
-                unknown_items,
-            )
+            raise _unknown_error(unknown_items)
         logger.debug("ignored %d unknown item id(s): %r", len(unknown_items), unknown_items[:5])
         return [i for i in indices if i is not None], unknown_items
 
@@ -362,26 +404,29 @@ class Recommender:
         return window
 
     def _banned(
-        self, window: np.ndarray, sequences: list[list[int]], full: np.ndarray, skip: list[int], exclude_seen: bool
+        self,
+        window: np.ndarray,
+        known: np.ndarray,
+        ends: np.ndarray,
+        counts: np.ndarray,
+        skip: list[int],
+        exclude_seen: bool,
     ) -> np.ndarray:
         """The graph's ``exclude`` input for a bucket: (b, e) item indices, 0 where there is nothing to exclude.
 
-        Usually the window itself (its padding 0 excludes nothing); seen items older than the window and the
-        ``exclude`` ids are appended as columns when there are any.
+        Usually the window itself (its padding 0 excludes nothing). When a history is longer than the window
+        (all of it counts as seen) or there are ``exclude`` ids: each whole history, right-aligned, then the
+        ``exclude`` ids as columns (the graph treats ``exclude`` as a set, so the order does not matter).
         """
         width = window.shape[1]
-        longest = int(full.max()) if exclude_seen else width
+        longest = int(counts.max()) if exclude_seen else 0
         if exclude_seen and longest <= width and not skip:
             return window
-        seen = width if exclude_seen else 0
-        banned = np.zeros((len(window), max(1, seen + longest - width + len(skip))), dtype=np.int64)
+        banned = np.zeros((len(window), max(1, longest + len(skip))), dtype=np.int64)
         if exclude_seen:
-            banned[:, :width] = window
-            for j in np.nonzero(full > width)[0].tolist():  # items older than the window are still seen
-                older = sequences[j][:-width]
-                banned[j, width : width + len(older)] = older
+            banned[:, :longest] = window if longest <= width else _right_aligned(known, ends, counts, longest)
         if skip:
-            banned[:, banned.shape[1] - len(skip) :] = skip
+            banned[:, longest:] = skip
         return banned
 
     @staticmethod
@@ -400,19 +445,68 @@ class Recommender:
 
     def _run_bucketed(self, histories, output: str, unknown: str | None, batch_size: int) -> np.ndarray:
         batch_size = _check_positive_int(batch_size, "batch_size")
-        policy = self._policy(unknown)
-        rows = [self._indices(h, policy)[0] for h in _check_histories(histories)]
-        lengths = np.fromiter((max(1, min(len(r), self.max_len)) for r in rows), dtype=np.int64, count=len(rows))
-        order = np.argsort(lengths, kind="stable")
+        known, counts, _ = self._map_histories(_check_histories(histories), self._policy(unknown))
+        ends = np.cumsum(counts)
+        lengths = np.minimum(counts, self.max_len)
+        order = np.argsort(np.maximum(lengths, 1), kind="stable")
         width = self.metadata.num_intents if output == INTENT_PROBABILITIES else self.metadata.embedding_dim
-        out = np.empty((len(rows), width), dtype=np.float32)
+        out = np.empty((len(counts), width), dtype=np.float32)
 
         def run(chunk: np.ndarray) -> None:
-            window = self._pad([rows[u] for u in chunk.tolist()], int(lengths[chunk[-1]]))
+            chunk_lengths = lengths[chunk]
+            window = _right_aligned(known, ends[chunk], chunk_lengths, max(1, int(chunk_lengths[-1])))
             out[chunk] = self.session.run([output], self._feed_nothing_ranked(window))[0]
 
-        list(self._map(run, [order[start : start + batch_size] for start in range(0, len(rows), batch_size)]))
+        list(self._map(run, [order[start : start + batch_size] for start in range(0, len(counts), batch_size)]))
         return out
+
+    def _map_histories(self, histories: list, policy: str) -> tuple[np.ndarray, np.ndarray, dict[int, tuple]]:
+        """Map many histories at once: the known item indices of all of them concatenated (int64), the number
+        of known items per history, and ``{history number: unknown ids}`` for those with unknown ids.
+
+        The same results, errors and reports as :meth:`_indices` history by history (which it falls back to
+        when a history is not a list or tuple of int and str ids, so that errors name the same value), with
+        a constant number of Python calls per history instead of one per item.
+        """
+        n = len(histories)
+        flat = types = None
+        if set(map(type, histories)) <= _LIST_TYPES:
+            flat = list(chain.from_iterable(histories))
+            types = set(map(type, flat))
+        if flat is None or not types <= _ID_TYPES:  # numpy arrays, ranges, odd ids: checked one by one
+            rows = [self._indices(h, policy) for h in histories]
+            counts = np.fromiter(map(len, (r[0] for r in rows)), dtype=np.int64, count=n)
+            known = np.fromiter(chain.from_iterable(r[0] for r in rows), dtype=np.int64, count=int(counts.sum()))
+            return known, counts, {u: r[1] for u, r in enumerate(rows) if r[1]}
+        counts = np.fromiter(map(len, histories), dtype=np.int64, count=n)
+        indices = self._lookup(flat, types)
+        missing = np.flatnonzero(indices == 0)
+        if not len(missing):
+            return indices, counts, {}
+        owner = np.searchsorted(np.cumsum(counts), missing, side="right")  # the history of each unknown id
+        unknown_of: dict[int, list] = {}
+        for u, j in zip(owner.tolist(), missing.tolist()):
+            unknown_of.setdefault(u, []).append(flat[j])
+        unknown_of = {u: tuple(items) for u, items in unknown_of.items()}
+        if policy == "error":
+            raise _unknown_error(unknown_of[min(unknown_of)])
+        for items in unknown_of.values():
+            logger.debug("ignored %d unknown item id(s): %r", len(items), items[:5])
+        counts -= np.bincount(owner, minlength=n)
+        return indices[indices != 0], counts, unknown_of
+
+    def _lookup(self, flat: list, types: set) -> np.ndarray:
+        """Item indices (int64, 0 for an unknown id) of a list of int and str ids."""
+        if self._dense is not None and types == _INT:
+            try:
+                ids = np.array(flat, dtype=np.int64)
+            except OverflowError:  # beyond int64: unknown to a table of small ids, mapped by the dict below
+                pass
+            else:
+                outside = len(self._dense) - 1  # the table's last entry is 0 (unknown)
+                return self._dense[np.minimum(ids.view(np.uint64), outside)].astype(np.int64)
+        get = self._index_of.get
+        return np.fromiter(map(get, flat, repeat(0)), dtype=np.int64, count=len(flat))
 
     def _map(self, fn, chunks: list) -> Iterable:
         """``map(fn, chunks)``, with up to ``threads`` chunks in flight (ONNX Runtime releases the GIL)."""
@@ -430,6 +524,44 @@ class Recommender:
 
 
 _ID_TYPES = {int, str}
+_INT = {int}
+_LIST_TYPES = {list, tuple}
+# A dense id -> index table is used when the artifact's ids are ints in 0..limit; at most this many entries
+# per item (plus a constant), so that a catalogue of sparse ids never gets a huge table.
+_DENSE_ENTRIES_PER_ITEM = 4
+_DENSE_EXTRA_ENTRIES = 1 << 16
+
+
+def _dense_table(item_ids: tuple) -> np.ndarray | None:
+    """``table[id]`` = the item index of int id ``id`` (0: unknown), ending with a 0 entry for ids beyond it;
+    None when the ids are not all small non-negative ints."""
+    if not item_ids or any(type(i) is not int for i in item_ids):
+        return None
+    low, high = min(item_ids), max(item_ids)
+    if low < 0 or high >= _DENSE_ENTRIES_PER_ITEM * len(item_ids) + _DENSE_EXTRA_ENTRIES:
+        return None
+    table = np.zeros(high + 2, dtype=np.int32 if len(item_ids) < 2**31 - 1 else np.int64)
+    table[np.array(item_ids, dtype=np.int64)] = np.arange(1, len(item_ids) + 1)
+    return table
+
+
+def _right_aligned(known: np.ndarray, ends: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """``(len(ends), width)`` int64: row r holds the last ``min(lengths[r], width)`` items of
+    ``known[: ends[r]]``, right-aligned, 0 before them (``lengths[r]`` <= the items that history has)."""
+    columns = np.arange(width - 1, -1, -1)  # distance from the row's end
+    source = ends[:, None] - 1 - columns  # index into known of each cell
+    window = np.take(known, source, mode="clip") if len(known) else np.zeros(source.shape, dtype=np.int64)
+    window[columns >= lengths[:, None]] = 0
+    return window
+
+
+def _unknown_error(unknown_items: tuple) -> UnknownItemError:
+    shown = ", ".join(repr(i) for i in unknown_items[:5]) + (", ..." if len(unknown_items) > 5 else "")
+    return UnknownItemError(
+        f"{len(unknown_items)} item id(s) unknown to the model: {shown}. Remove them, or use "
+        "unknown='ignore' to drop them.",
+        unknown_items,
+    )
 
 
 def _short(value: Any, limit: int = 80) -> str:

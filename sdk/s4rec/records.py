@@ -28,6 +28,8 @@ import pickle
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, islice, repeat
+from operator import itemgetter, methodcaller
 from pathlib import Path
 
 from .errors import S4RecError
@@ -112,6 +114,8 @@ def parse_id(token: str):
 
 
 _ID_TYPES = {int, str}  # exact types: a bool is not an item id
+_DICT = {dict}
+_LIST = {list}
 
 
 def _valid_id(value) -> bool:
@@ -124,9 +128,57 @@ def _valid_history(history: list) -> bool:
     return types <= _ID_TYPES and (str not in types or "" not in history)
 
 
+_JSONL_BLOCK = 512  # lines parsed and checked together by read_jsonl
+_JSON_WHITESPACE = " \t\n\r"
+
+
 def read_jsonl(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
-    """``{"user": ..., "history": [...]}`` per line; blank lines are ignored."""
-    for line_no, line in enumerate(lines, 1):
+    """``{"user": ..., "history": [...]}`` per line; blank lines are ignored.
+
+    Lines are taken in blocks: a block of well-formed records is parsed and checked with a few calls for
+    all of its lines; a block with anything unusual in it (a blank or malformed line, a wrong type) is read
+    line by line, which reports each malformed record with its line number.
+    """
+    scan = json.JSONDecoder().scan_once  # json.loads's parser, without its per-call overhead
+    lines = iter(lines)
+    line_no = 0
+    while True:
+        block = list(islice(lines, _JSONL_BLOCK))
+        if not block:
+            return
+        records = _jsonl_block(block, line_no + 1, scan)
+        yield from _read_jsonl_lines(block, line_no + 1) if records is None else records
+        line_no += len(block)
+
+
+def _jsonl_block(block: list[str], first_line: int, scan) -> list[Record] | None:
+    """The records of a block of lines when every line is one well-formed record, else None."""
+    try:
+        parsed = list(map(scan, block, repeat(0)))  # raises on a blank line, leading blanks or bad JSON
+    except (StopIteration, ValueError):
+        return None
+    ends = list(map(len, map(methodcaller("rstrip", _JSON_WHITESPACE), block)))
+    if list(map(itemgetter(1), parsed)) != ends:  # something after the value: json.loads's "extra data"
+        return None
+    objects = list(map(itemgetter(0), parsed))
+    if not set(map(type, objects)) <= _DICT:
+        return None
+    try:
+        users = list(map(itemgetter("user"), objects))
+        histories = list(map(itemgetter("history"), objects))
+    except KeyError:
+        return None
+    if not set(map(type, users)) <= _ID_TYPES or "" in users or not set(map(type, histories)) <= _LIST:
+        return None
+    types = set(map(type, chain.from_iterable(histories)))
+    if not types <= _ID_TYPES or (str in types and "" in chain.from_iterable(histories)):
+        return None
+    return list(map(Record, users, histories, range(first_line, first_line + len(block))))
+
+
+def _read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Record | BadRecord]:
+    """:func:`read_jsonl` line by line."""
+    for line_no, line in enumerate(lines, first_line):
         if not line.strip():
             continue
         try:
@@ -154,7 +206,11 @@ def read_text(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
     for line_no, line in enumerate(lines, 1):
         tokens = line.split()
         if tokens:
-            yield Record(parse_id(tokens[0]), [parse_id(t) for t in tokens[1:]], line_no)
+            try:
+                ids = list(map(int, tokens))  # the usual case, all integer ids: one call for the line
+            except ValueError:
+                ids = [parse_id(t) for t in tokens]
+            yield Record(ids[0], ids[1:], line_no)
 
 
 @dataclass
