@@ -219,12 +219,11 @@ def train(
         log(f"S4Rec objectives ({sum(p.numel() for p in heads.parameters()):,} head parameters): {objectives}")
     else:
         log("objectives: next-item loss only (backbone)")
-    batching = config.batching
-    log(f"batching: {batching}")
+    log(f"batching: {config.batching}")
 
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
-    base = _base_checkpoint(data, model_cfg, config, objectives, batching)
+    base = _base_checkpoint(data, model_cfg, config, objectives)
     num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
     total_steps, step = config.epochs * num_batches, 0
     for epoch in range(1, config.epochs + 1):
@@ -235,7 +234,7 @@ def train(
         total = torch.zeros((), device=device)
         term_totals: dict[str, torch.Tensor] = {}
         steps = 0
-        user_batches = batch_order(input_lengths(split), config.batch_size, rng, batching)
+        user_batches = batch_order(input_lengths(split), config.batch_size, rng, config.batching)
         batches = iterate_batches(split, user_batches, device)
         with click.progressbar(
             batches, length=len(user_batches), label=f"epoch {epoch}", file=None if progress else _Null()
@@ -342,7 +341,7 @@ def _intent_entries(heads_state: dict | None, objectives: ObjectiveConfig) -> di
 
 
 def _base_checkpoint(
-    data: Interactions, model_cfg: ModelConfig, config: TrainConfig, objectives: ObjectiveConfig, batching: str
+    data: Interactions, model_cfg: ModelConfig, config: TrainConfig, objectives: ObjectiveConfig
 ) -> dict:
     return {
         "format": FORMAT,
@@ -354,7 +353,7 @@ def _base_checkpoint(
         "intent_config": None,
         "objective_state_dict": None,
         "training": {
-            "settings": dict(asdict(config), batching=batching),
+            "settings": asdict(config),
             "objectives": objectives.to_dict(),
             "data": {
                 "source": data.source,
