@@ -245,8 +245,12 @@ def test_batch_methods_with_worker_threads_equal_serial(artifact):
     serial = Recommender.load(artifact[0], threads=1)
     parallel = Recommender.load(artifact[0], threads=3)
     assert parallel.threads == 3 and Recommender.load(artifact[0], threads=0).threads >= 1
-    got = parallel.recommend_batch(histories, k=6, batch_size=4)
-    assert got == serial.recommend_batch(histories, k=6, batch_size=4)
+    # worker threads also build the results of their buckets: the same lists and reports, in input order
+    mixed = [[], ["unknown"], *histories[:20], [2, "unknown"], [], *histories[20:]]
+    got, expected = parallel.recommend_batch(mixed, k=6, batch_size=4), serial.recommend_batch(mixed, k=6, batch_size=4)
+    assert got == expected
+    assert [(r.fallback, r.unknown_items) for r in got] == [(r.fallback, r.unknown_items) for r in expected]
+    assert got[0].fallback and got[1].unknown_items == ("unknown",) and got[22].unknown_items == ("unknown",)
     assert np.array_equal(parallel.embed_batch(histories, batch_size=4), serial.embed_batch(histories, batch_size=4))
     assert np.array_equal(
         parallel.intents_batch(histories, batch_size=4), serial.intents_batch(histories, batch_size=4)

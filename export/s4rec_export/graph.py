@@ -41,6 +41,10 @@ OPSET = 20  # supported by onnxruntime >= 1.17 (the SDK's lower bound)
 IR_VERSION = 9  # onnxruntime 1.17 reads IR <= 9; the exporter writes 10 though it uses nothing newer
 SCORES = "scores"  # the torch graph's masked score matrix, consumed by the ranking nodes to_onnx appends
 BLOCK_SIZES = (64, 32, 16, 8)  # ranking block sizes tried, largest first
+# Additive attention bias of a padding key: finite, so that a query with only padding keys gets finite
+# weights; so negative that its softmax weight next to a real key is exactly 0 (fp32 exp() is 0 below about
+# -104, and attention logits differ by far less than 9,000); and within float16's range for the fp16 variant.
+KEY_PADDING_BIAS = -1e4
 
 
 def ranking_block_size(num_items: int, top_k: int) -> int:
@@ -75,20 +79,23 @@ class InferenceBlock(nn.Module):
         self.ffn_out_weight, self.ffn_out_bias = _frozen(block.ffn[2].weight.T), _frozen(block.ffn[2].bias)
         self.norm2_weight, self.norm2_bias = _frozen(block.norm2.weight), _frozen(block.norm2.bias)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor, last_only: bool) -> torch.Tensor:
-        # h (b, t, d); mask (b, 1, t, t) additive (0 or -inf), or (b, 1, 1, t) with last_only
-        b, t, d = h.shape
-        qkv = (h @ self.qkv_weight + self.qkv_bias).view(b, t, 3 * self.heads, self.head_dim).transpose(1, 2)
+    def forward(self, h: torch.Tensor, batch: int, mask: torch.Tensor, last_only: bool) -> torch.Tensor:
+        # h (b * t, d): tokens as rows, so that every projection is one Gemm with its bias (MatMul + Add on
+        # a 3-D tensor is two nodes); mask (b, 1, t, t) additive (0 or -inf), or (b, 1, 1, t) with last_only.
+        # Returns (b * t, d), or (b, d) with last_only.
+        d = h.shape[1]
+        qkv = torch.addmm(self.qkv_bias, h, self.qkv_weight)  # (b * t, 3d)
+        qkv = qkv.view(batch, -1, 3 * self.heads, self.head_dim).transpose(1, 2)
         query, key, value = qkv.split(self.heads, dim=1)  # each (b, heads, t, head_dim)
         residual = h
         if last_only:
-            query, residual = query[:, :, -1:], h[:, -1:]  # (b, heads, 1, head_dim), (b, 1, d)
+            query, residual = query[:, :, -1:], h.view(batch, -1, d)[:, -1]  # (b, heads, 1, head_dim), (b, d)
         weights = torch.softmax(query @ key.transpose(-1, -2) + mask, dim=-1)  # (b, heads, q, t)
-        mixed = (weights @ value).transpose(1, 2).reshape(b, -1, d)  # (b, q, d)
-        h = F.layer_norm(
-            residual + (mixed @ self.out_weight + self.out_bias), (d,), self.norm1_weight, self.norm1_bias, self.eps
-        )
-        ffn = F.gelu(h @ self.ffn_in_weight + self.ffn_in_bias) @ self.ffn_out_weight + self.ffn_out_bias
+        mixed = (weights @ value).transpose(1, 2).reshape(-1, d)  # (b * q, d)
+        attended = residual + torch.addmm(self.out_bias, mixed, self.out_weight)
+        h = F.layer_norm(attended, (d,), self.norm1_weight, self.norm1_bias, self.eps)
+        inner = F.gelu(torch.addmm(self.ffn_in_bias, h, self.ffn_in_weight))
+        ffn = torch.addmm(self.ffn_out_bias, inner, self.ffn_out_weight)
         return F.layer_norm(h + ffn, (d,), self.norm2_weight, self.norm2_bias, self.eps)
 
 
@@ -115,12 +122,17 @@ class InferenceEncoder(nn.Module):
         self.position_table = _frozen(encoder.position_embedding.weight)  # (max_len, d)
         self.norm_weight, self.norm_bias = _frozen(encoder.input_norm.weight), _frozen(encoder.input_norm.bias)
         self.blocks = nn.ModuleList(InferenceBlock(b, config.heads, config.layer_norm_eps) for b in encoder.blocks)
-        # Attention masks as constants, sliced to the history's length t (positions are right-aligned): a key
-        # after the query is never seen (causal_bias), and a position always sees itself (self_bias, which
-        # keeps an all-padding row finite, as SASRec does). Fewer nodes than building them from a Range.
+        # The attention mask from constants sliced to the history's length t (positions are right-aligned):
+        # a key after the query is -inf (causal_bias, (L, L)), and a padding key is KEY_PADDING_BIAS, except
+        # the last position's (key_padding_bias, (L,)). Real queries give padding keys a weight of exactly 0,
+        # as SASRec; a padding query sees only padding keys, all at the same finite bias, so its row stays
+        # finite (its output is never seen by a real query); and in an all-padding history the last position
+        # sees only itself, as in SASRec, so it gives SASRec's no-history vector. 8 nodes in all.
         never = torch.full((config.max_len, config.max_len), float("-inf"))
         self.register_buffer("causal_bias", torch.triu(never, diagonal=1))  # (L, L): -inf above the diagonal
-        self.register_buffer("self_bias", never.clone().fill_diagonal_(0.0))  # (L, L): 0 on the diagonal only
+        key_padding = torch.full((config.max_len,), KEY_PADDING_BIAS)
+        key_padding[-1] = 0.0
+        self.register_buffer("key_padding_bias", key_padding)  # (L,)
         # Scores of the padding index and the extra rows are -inf through the bias of the score product
         bias = torch.zeros(table.shape[0])
         bias[PADDING_INDEX] = float("-inf")
@@ -147,14 +159,13 @@ class InferenceEncoder(nn.Module):
         h = self.lookup(history) + self.position_table[first:]  # right-aligned positions
         h = F.layer_norm(h, (self.dim,), self.norm_weight, self.norm_bias, self.eps)
         zero = torch.zeros((), dtype=h.dtype)
-        padding = torch.where(history == PADDING_INDEX, zero - float("inf"), zero)  # (b, t) additive, per key
-        # allowed: earlier real items, and itself (as SASRec): max(causal + padding, itself), additive
-        causal, itself = self.causal_bias[first:, first:], self.self_bias[first:, first:]  # (t, t)
-        mask = torch.maximum(causal + padding[:, None, None, :], itself)  # (b, 1, t, t)
+        padding = torch.where(history == PADDING_INDEX, self.key_padding_bias[first:], zero)  # (b, t), per key
+        mask = self.causal_bias[first:, first:] + padding[:, None, None, :]  # (b, 1, t, t) additive
+        h = h.reshape(b * t, self.dim)  # tokens as rows (see InferenceBlock)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, mask[:, :, -1:] if i == last else mask, last_only=i == last)
-        return h[:, -1]  # (b, d)
+            h = block(h, b, mask[:, :, -1:] if i == last else mask, last_only=i == last)
+        return h  # (b, d): the last block computes the last position only
 
 
 class InferenceGraph(nn.Module):
@@ -224,11 +235,19 @@ class InferenceGraph(nn.Module):
 
     def stored_elements(self) -> int:
         """Tensor elements the artifact stores by design: the parameters plus the table's zero block padding."""
-        constants = self.encoder.score_bias.numel() + self.encoder.causal_bias.numel() + self.encoder.self_bias.numel()
+        encoder = self.encoder
+        constants = encoder.score_bias.numel() + encoder.causal_bias.numel() + encoder.key_padding_bias.numel()
         return self.num_parameters() + self.extra_rows * self.config.dim + constants
 
+    def _intent_query(self, user: torch.Tensor) -> torch.Tensor:
+        """``F.normalize(user, dim=-1)`` (when intents are normalised), written so that the exported graph
+        divides by the (b, 1) norms directly: F.normalize exports an Expand of them first."""
+        if not self.intent_normalized:
+            return user
+        return user / torch.linalg.vector_norm(user, dim=-1, keepdim=True).clamp_min(1e-12)
+
     def _intents(self, user: torch.Tensor) -> torch.Tensor:
-        query = F.normalize(user, dim=-1) if self.intent_normalized else user
+        query = self._intent_query(user)
         return torch.softmax(query @ self.intent_centroids.T / self.intent_temperature, dim=-1)  # (b, K)
 
     def forward(self, history: torch.Tensor, exclude: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -242,8 +261,8 @@ class InferenceGraph(nn.Module):
         # ONNX Runtime scatters in place: no copy of the (b, width) matrix, unlike slicing columns off.
         outputs = (user, scores.scatter(1, exclude, float("-inf")))
         if self.intent_centroids is not None:
-            query = F.normalize(user, dim=-1) if self.intent_normalized else user
-            outputs = (*outputs, torch.softmax(query @ self.intent_centroids_t / self.intent_temperature, dim=-1))
+            logits = self._intent_query(user) @ self.intent_centroids_t / self.intent_temperature
+            outputs = (*outputs, torch.softmax(logits, dim=-1))
         return outputs
 
     @torch.no_grad()
@@ -340,12 +359,11 @@ def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
         node("GatherND", ["ranking.blocks", "ranking.block_index"], "candidates", batch_dims=1)  # (b, k, B)
         node("Reshape", ["ranking.candidates", const("flat", [0, -1])], "candidate_scores")  # (b, k * B)
         node("TopK", ["ranking.candidate_scores", "ranking.k"], [TOP_SCORES, "position"], axis=1)
-        size = const("block_size", [block_size])
-        node("Div", ["ranking.position", size], "nth_block")  # position // B: which of the k blocks
-        node("Mod", ["ranking.position", size], "offset")
-        node("GatherElements", ["ranking.block", "ranking.nth_block"], "chosen_block", axis=1)
-        node("Mul", ["ranking.chosen_block", size], "first_item")
-        node("Add", ["ranking.first_item", "ranking.offset"], TOP_ITEMS)
+        # the item index of every candidate, block * B + (0..B-1), then those at the chosen positions
+        node("Mul", ["ranking.block_index", const("block_size", [block_size])], "first_item")  # (b, k, 1)
+        node("Add", ["ranking.first_item", const("offsets", list(range(block_size)))], "candidate_items")
+        node("Reshape", ["ranking.candidate_items", "ranking.flat"], "candidate_items_flat")  # (b, k * B)
+        node("GatherElements", ["ranking.candidate_items_flat", "ranking.position"], TOP_ITEMS, axis=1)
     for name, kind in ((TOP_SCORES, TensorProto.FLOAT), (TOP_ITEMS, TensorProto.INT64)):
         g.output.append(helper.make_tensor_value_info(name, kind, [batch, "k"]))
     order = {name: i for i, name in enumerate(REQUIRED_OUTPUTS + (INTENT_PROBABILITIES,))}

@@ -84,21 +84,29 @@ class RankedBatch:
 
     ``scores`` (n, k) float32 and ``items`` (n, k) int64 item indices; a row with fewer than k items left
     after the exclusions ends in -inf scores; ``fallback`` (n,) bool marks the histories with no known item
-    (their rows are unused: they get ``popular``); ``unknown_of`` maps a row to its unknown ids.
+    (their rows are unused: they get ``popular``); ``unknown_of`` maps a row to its unknown ids;
+    ``converted``: the rows already turned into :class:`Recommendations` while the batch ran (or None).
     """
 
-    __slots__ = ("recommender", "scores", "items", "fallback", "popular", "unknown_of")
+    __slots__ = ("recommender", "scores", "items", "fallback", "popular", "unknown_of", "converted")
 
-    def __init__(self, recommender, scores, items, fallback, popular, unknown_of):
+    def __init__(self, recommender, scores, items, fallback, popular, unknown_of, converted=None):
         self.recommender, self.scores, self.items, self.fallback = recommender, scores, items, fallback
-        self.popular, self.unknown_of = popular, unknown_of
+        self.popular, self.unknown_of, self.converted = popular, unknown_of, converted
 
     def __len__(self) -> int:
         return len(self.scores)
 
+    @staticmethod
+    def convert(recommender: Recommender, scores: np.ndarray, items: np.ndarray) -> list[Recommendations]:
+        """Rows of scores and item indices as :class:`Recommendations` (without reports)."""
+        ids, kept = recommender._ids_array[items].tolist(), Recommender._kept_scores(scores)
+        return list(map(Recommendations, map(zip, ids, kept)))
+
     def recommendations(self) -> list[Recommendations]:
-        ids, scores = self.recommender._ids_array[self.items].tolist(), Recommender._kept_scores(self.scores)
-        results = list(map(Recommendations, map(zip, ids, scores)))
+        results = self.converted
+        if results is None:
+            results = self.convert(self.recommender, self.scores, self.items)
         for u in np.flatnonzero(self.fallback).tolist():
             results[u] = Recommendations(self.popular, fallback=True)
         for u, unknown_items in self.unknown_of.items():
@@ -226,7 +234,7 @@ class Recommender:
         """
         k = self._check_k(k)
         indices, unknown_items = self._indices(history, self._policy(unknown))
-        skip = self._exclude_indices(exclude)
+        skip = self._exclude_indices(exclude) if type(exclude) is not tuple or exclude else _NOTHING
         if not indices:
             return self._popular(k, skip, unknown_items)
         window = np.array([indices[-self.max_len :]], dtype=np.int64)
@@ -255,7 +263,7 @@ class Recommender:
         Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
         history, so short histories do not pay for padding to ``max_len``.
         """
-        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size).recommendations()
+        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size, True).recommendations()
 
     def _rank_batch(
         self,
@@ -265,8 +273,14 @@ class Recommender:
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
         batch_size: int = 256,
+        convert: bool = False,
     ) -> RankedBatch:
-        """:meth:`recommend_batch`'s work, with the results left as arrays (s4rec-score formats them as they are)."""
+        """:meth:`recommend_batch`'s work, with the results left as arrays (s4rec-score formats them as they are).
+
+        ``convert``: also turn each bucket into :class:`Recommendations` as soon as it is ranked, in the thread
+        that ranked it, so that with several threads this Python work overlaps the other buckets' ONNX Runtime
+        calls (which release the GIL) instead of following them all.
+        """
         k = self._check_k(k)
         batch_size = _check_positive_int(batch_size, "batch_size")
         known, counts, unknown_of = self._map_histories(_check_histories(histories), self._policy(unknown))
@@ -279,6 +293,7 @@ class Recommender:
         all_scores = np.zeros((n, k), dtype=np.float32)
         all_items = np.zeros((n, k), dtype=np.int64)
         k_input = self._k_inputs[k]
+        converted = [None] * n if convert else None
 
         def rank(chunk: np.ndarray) -> None:
             chunk_ends, chunk_lengths = ends[chunk], lengths[chunk]
@@ -286,10 +301,13 @@ class Recommender:
             banned = self._banned(window, known, chunk_ends, counts[chunk], skip, exclude_seen)
             scores, items = self.session.run(self._rank_outputs, {INPUT: window, EXCLUDE: banned, K_INPUT: k_input})
             all_scores[chunk], all_items[chunk] = scores, items  # rows of different chunks never overlap
+            if converted is not None:
+                for u, recommendations in zip(chunk.tolist(), RankedBatch.convert(self, scores, items)):
+                    converted[u] = recommendations
 
         list(self._map(rank, [order[start : start + batch_size] for start in range(first, n, batch_size)]))
         popular = self._popular(k, set(skip), ()) if first else Recommendations()
-        return RankedBatch(self, all_scores, all_items, lengths == 0, popular, unknown_of)
+        return RankedBatch(self, all_scores, all_items, lengths == 0, popular, unknown_of, converted)
 
     # ---------------------------------------------------------------- embeddings and intents
 
@@ -524,6 +542,7 @@ class Recommender:
 
 
 _ID_TYPES = {int, str}
+_NOTHING: frozenset = frozenset()  # no item to exclude
 _INT = {int}
 _LIST_TYPES = {list, tuple}
 # A dense id -> index table is used when the artifact's ids are ints in 0..limit; at most this many entries
