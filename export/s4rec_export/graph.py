@@ -62,36 +62,50 @@ def _frozen(tensor: torch.Tensor) -> nn.Parameter:
 
 
 class InferenceBlock(nn.Module):
-    """One post-LN block with fused QKV weights ``(d, 3d)`` (query part pre-scaled by 1/sqrt(head size))."""
+    """One post-LN block with fused QKV weights ``(d, 3d)`` (query part pre-scaled by 1/sqrt(head size)).
 
-    def __init__(self, block, heads: int, eps: float):
+    ``last_only``: the block computes the last position only (the last block): its query comes from the last
+    position alone (``q_weight`` (d, d)) and its keys and values from all of them (``kv_weight`` (d, 2d)).
+    """
+
+    def __init__(self, block, heads: int, eps: float, last_only: bool = False):
         super().__init__()
         attention = block.attention
         dim = attention.query.weight.shape[0]
-        self.heads, self.head_dim, self.eps = heads, dim // heads, eps
+        self.heads, self.head_dim, self.eps, self.last_only = heads, dim // heads, eps, last_only
         scale = 1.0 / math.sqrt(self.head_dim)
         weight = torch.cat([attention.query.weight * scale, attention.key.weight, attention.value.weight])  # (3d, d)
         bias = torch.cat([attention.query.bias * scale, attention.key.bias, attention.value.bias])
-        self.qkv_weight, self.qkv_bias = _frozen(weight.T), _frozen(bias)  # (d, 3d), (3d,)
+        if last_only:
+            self.q_weight, self.q_bias = _frozen(weight[:dim].T), _frozen(bias[:dim])  # (d, d), (d,)
+            self.kv_weight, self.kv_bias = _frozen(weight[dim:].T), _frozen(bias[dim:])  # (d, 2d), (2d,)
+        else:
+            self.qkv_weight, self.qkv_bias = _frozen(weight.T), _frozen(bias)  # (d, 3d), (3d,)
         self.out_weight, self.out_bias = _frozen(attention.out.weight.T), _frozen(attention.out.bias)
         self.norm1_weight, self.norm1_bias = _frozen(block.norm1.weight), _frozen(block.norm1.bias)
         self.ffn_in_weight, self.ffn_in_bias = _frozen(block.ffn[0].weight.T), _frozen(block.ffn[0].bias)
         self.ffn_out_weight, self.ffn_out_bias = _frozen(block.ffn[2].weight.T), _frozen(block.ffn[2].bias)
         self.norm2_weight, self.norm2_bias = _frozen(block.norm2.weight), _frozen(block.norm2.bias)
 
-    def forward(self, h: torch.Tensor, batch: int, mask: torch.Tensor, last_only: bool) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, batch: int, mask: torch.Tensor) -> torch.Tensor:
         # h (b * t, d): tokens as rows, so that every projection is one Gemm with its bias (MatMul + Add on
         # a 3-D tensor is two nodes); mask (b, 1, t, t) additive (0 or -inf), or (b, 1, 1, t) with last_only.
         # Returns (b * t, d), or (b, d) with last_only.
-        d = h.shape[1]
-        qkv = torch.addmm(self.qkv_bias, h, self.qkv_weight)  # (b * t, 3d)
-        qkv = qkv.view(batch, -1, 3 * self.heads, self.head_dim).transpose(1, 2)
-        query, key, value = qkv.split(self.heads, dim=1)  # each (b, heads, t, head_dim)
-        residual = h
-        if last_only:
-            query, residual = query[:, :, -1:], h.view(batch, -1, d)[:, -1]  # (b, heads, 1, head_dim), (b, d)
+        d, heads, head_dim = h.shape[1], self.heads, self.head_dim
+        if self.last_only:
+            residual = h.view(batch, -1, d)[:, -1]  # (b, d)
+            query = torch.addmm(self.q_bias, residual, self.q_weight).view(-1, heads, 1, head_dim)  # (b, heads, 1, hd)
+            kv = torch.addmm(self.kv_bias, h, self.kv_weight).view(batch, -1, 2 * heads, head_dim).transpose(1, 2)
+            key, value = kv.split(heads, dim=1)  # each (b, heads, t, head_dim)
+        else:
+            residual = h
+            qkv = torch.addmm(self.qkv_bias, h, self.qkv_weight)  # (b * t, 3d)
+            qkv = qkv.view(batch, -1, 3 * heads, head_dim).transpose(1, 2)
+            query, key, value = qkv.split(heads, dim=1)  # each (b, heads, t, head_dim)
         weights = torch.softmax(query @ key.transpose(-1, -2) + mask, dim=-1)  # (b, heads, q, t)
-        mixed = (weights @ value).transpose(1, 2).reshape(-1, d)  # (b * q, d)
+        mixed = weights @ value  # (b, heads, q, head_dim)
+        # (b * q, d): heads side by side; with one query (b, heads, 1, head_dim) is already in that order
+        mixed = mixed.reshape(-1, d) if self.last_only else mixed.transpose(1, 2).reshape(-1, d)
         attended = residual + torch.addmm(self.out_bias, mixed, self.out_weight)
         h = F.layer_norm(attended, (d,), self.norm1_weight, self.norm1_bias, self.eps)
         inner = F.gelu(torch.addmm(self.ffn_in_bias, h, self.ffn_in_weight))
@@ -121,7 +135,11 @@ class InferenceEncoder(nn.Module):
         self.item_table = _frozen(table if table_layout == "rows" else table.T)  # (N + 1 + extra, d) or transposed
         self.position_table = _frozen(encoder.position_embedding.weight)  # (max_len, d)
         self.norm_weight, self.norm_bias = _frozen(encoder.input_norm.weight), _frozen(encoder.input_norm.bias)
-        self.blocks = nn.ModuleList(InferenceBlock(b, config.heads, config.layer_norm_eps) for b in encoder.blocks)
+        last = len(encoder.blocks) - 1
+        eps = config.layer_norm_eps
+        self.blocks = nn.ModuleList(
+            InferenceBlock(b, config.heads, eps, last_only=i == last) for i, b in enumerate(encoder.blocks)
+        )
         # The attention mask from constants sliced to the history's length t (positions are right-aligned):
         # a key after the query is -inf (causal_bias, (L, L)), and a padding key is KEY_PADDING_BIAS, except
         # the last position's (key_padding_bias, (L,)). Real queries give padding keys a weight of exactly 0,
@@ -160,11 +178,11 @@ class InferenceEncoder(nn.Module):
         h = F.layer_norm(h, (self.dim,), self.norm_weight, self.norm_bias, self.eps)
         zero = torch.zeros((), dtype=h.dtype)
         padding = torch.where(history == PADDING_INDEX, self.key_padding_bias[first:], zero)  # (b, t), per key
-        mask = self.causal_bias[first:, first:] + padding[:, None, None, :]  # (b, 1, t, t) additive
+        key_mask = padding[:, None, None, :]  # (b, 1, 1, t): the last query's mask (it sees every earlier key)
+        mask = self.causal_bias[first:, first:] + key_mask  # (b, 1, t, t) additive
         h = h.reshape(b * t, self.dim)  # tokens as rows (see InferenceBlock)
-        last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
-            h = block(h, b, mask[:, :, -1:] if i == last else mask, last_only=i == last)
+        for block in self.blocks:
+            h = block(h, b, key_mask if block.last_only else mask)
         return h  # (b, d): the last block computes the last position only
 
 
