@@ -8,8 +8,10 @@ ARTIFACT_DIR is an export of CHECKPOINT with ``--quantize int8`` (benchmarks/exp
 makes one). Histories are the users' own item ids, all but the last interaction (the test protocol's input).
 
 * single: ``recommend(history, k=10)`` (seen items excluded) per user, 1 thread, p50/p99 over --single users,
-  and torch eager doing the same job in the same process (ids -> indices, trimmed history, encoder with the
-  last position only, scores over all items, seen items excluded, top 10, back to ids);
+  median of --rounds rounds (each round times the SDK then torch over the sample; the per-round SDK p50s are
+  printed, a shared machine moves them by a few percent), and torch eager doing the same job in the same
+  process (ids -> indices, trimmed history, encoder with the last position only, scores over all items, seen
+  items excluded, top 10, back to ids);
 * batch: ``recommend_batch(all histories, k=10)`` with --batch-threads threads, against the same session fed
   batches in input order padded to max_len (the naive way), same post-processing; best of --repeats;
 * cold start: a fresh ``python -c`` that imports s4rec, loads the artifact and recommends once, --cold times.
@@ -148,10 +150,16 @@ def cold_start(artifact: Path, variant: str, history: list, times: int) -> dict:
 @click.option("--single", default=3000, show_default=True, help="Users timed one by one.")
 @click.option("--batch-threads", default=2, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
-@click.option("--repeats", default=3, show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Batch timings: the best of this many.")
+@click.option(
+    "--rounds",
+    default=3,
+    show_default=True,
+    help="Single-user timings: this many rounds over the sample (SDK then torch each round); the median p50/p99.",
+)
 @click.option("--cold", default=7, show_default=True, help="Fresh processes for the cold start (median).")
 @click.option("--json-out", type=click.Path(path_type=Path))
-def main(artifact, checkpoint, data, single, batch_threads, batch_size, repeats, cold, json_out):
+def main(artifact, checkpoint, data, single, batch_threads, batch_size, repeats, rounds, cold, json_out):
     from s4rec_train.data import read_sequences
 
     interactions = read_sequences(data)
@@ -168,15 +176,22 @@ def main(artifact, checkpoint, data, single, batch_threads, batch_size, repeats,
     for variant in variants:
         rec = Recommender.load(artifact, variant=variant, threads=1)
         agree = np.mean([rec.recommend(h, k=10).item_ids() == [i for i, _ in torch_rec(h)] for h in sample[:300]])
-        sdk = percentiles(time_each(lambda h, rec=rec: rec.recommend(h, k=10), sample))
-        eager = percentiles(time_each(torch_rec, sample))  # same run, interleaved per variant
+        sdk_rounds, eager_rounds = [], []
+        for _ in range(rounds):  # same run, SDK and torch alternating, so that drift hits both
+            sdk_rounds.append(percentiles(time_each(lambda h, rec=rec: rec.recommend(h, k=10), sample)))
+            eager_rounds.append(percentiles(time_each(torch_rec, sample)))
+        sdk = tuple(statistics.median(r[i] for r in sdk_rounds) for i in (0, 1))
+        eager = tuple(statistics.median(r[i] for r in eager_rounds) for i in (0, 1))
+        sdk_p50s = [r[0] for r in sdk_rounds]
         figures[f"single_{variant}"] = {"sdk_p50_ms": sdk[0], "sdk_p99_ms": sdk[1], "torch_p50_ms": eager[0],
                                         "torch_p99_ms": eager[1], "ratio_p50": sdk[0] / eager[0],
+                                        "sdk_p50_ms_rounds": sdk_p50s, "rounds": rounds,
                                         "same_top10_as_torch": agree}  # fmt: skip
         print(
             f"single recommend(k=10), 1 thread, {variant}: p50 {sdk[0]:.3f} ms, p99 {sdk[1]:.3f} ms; "
             f"torch eager p50 {eager[0]:.3f} ms, p99 {eager[1]:.3f} ms; SDK/torch p50 {sdk[0] / eager[0]:.2f}x; "
-            f"identical top 10 as torch for {agree:.1%} of 300 users"
+            f"identical top 10 as torch for {agree:.1%} of 300 users "
+            f"(median of {rounds} rounds; SDK p50 per round {', '.join(f'{x:.3f}' for x in sdk_p50s)} ms)"
         )
 
     for variant in variants:
