@@ -20,10 +20,11 @@ import logging
 import math
 import warnings
 
+import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from s4rec.artifact import (
@@ -234,10 +235,9 @@ class InferenceGraph(nn.Module):
             centroids = intent_centroids.detach().float()
             if intent_normalized:
                 centroids = F.normalize(centroids, dim=-1)  # idempotent on L2-normalised centroids
-            self.intent_centroids = centroids  # (K, d), for reference() and the metadata
-            self.register_buffer("intent_centroids_t", centroids.T.contiguous())  # (d, K)
+            self.intent_centroids = centroids  # (K, d), for reference(), the metadata and append_intents()
         else:
-            self.intent_centroids = self.intent_centroids_t = None
+            self.intent_centroids = None
         self.eval()
 
     @property
@@ -258,31 +258,20 @@ class InferenceGraph(nn.Module):
         constants = encoder.score_bias.numel() + encoder.causal_bias.numel() + encoder.key_padding_bias.numel()
         return self.num_parameters() + self.extra_rows * self.config.dim + constants
 
-    def _intent_query(self, user: torch.Tensor) -> torch.Tensor:
-        """``F.normalize(user, dim=-1)`` (when intents are normalised), written so that the exported graph
-        divides by the (b, 1) norms directly: F.normalize exports an Expand of them first."""
-        if not self.intent_normalized:
-            return user
-        return user / torch.linalg.vector_norm(user, dim=-1, keepdim=True).clamp_min(1e-12)
-
     def _intents(self, user: torch.Tensor) -> torch.Tensor:
-        query = self._intent_query(user)
+        query = F.normalize(user, dim=-1) if self.intent_normalized else user
         return torch.softmax(query @ self.intent_centroids.T / self.intent_temperature, dim=-1)  # (b, K)
 
-    def forward(self, history: torch.Tensor, exclude: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``history (b, t)``, ``exclude (b, e)`` -> user (b, d), scores (b, width) [, intents (b, K)].
+    def forward(self, history: torch.Tensor, exclude: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``history (b, t)``, ``exclude (b, e)`` -> user (b, d), scores (b, width).
 
         ``scores`` has -inf for the excluded items, the padding index and the extra rows; :func:`to_onnx`
-        appends the ranking (top k, with ``k`` a graph input) to the exported graph.
+        appends the intent probabilities and the ranking (top k, with ``k`` a graph input) to the exported graph.
         """
         user = self.encoder(history)  # (b, d)
         scores = self.encoder.scores(user)  # (b, width), -inf for the padding index and the extra rows
         # ONNX Runtime scatters in place: no copy of the (b, width) matrix, unlike slicing columns off.
-        outputs = (user, scores.scatter(1, exclude, float("-inf")))
-        if self.intent_centroids is not None:
-            logits = self._intent_query(user) @ self.intent_centroids_t / self.intent_temperature
-            outputs = (*outputs, torch.softmax(logits, dim=-1))
-        return outputs
+        return user, scores.scatter(1, exclude, float("-inf"))
 
     @torch.no_grad()
     def reference(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -319,7 +308,7 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
     if max_len > 1:
         axes[1] = torch.export.Dim("length", min=1, max=max_len)
     dynamic_shapes = {"history": axes, "exclude": {0: batch, 1: torch.export.Dim("excluded", min=1)}}
-    torch_outputs = [USER_EMBEDDING, SCORES] + ([INTENT_PROBABILITIES] if graph.num_intents else [])
+    torch_outputs = [USER_EMBEDDING, SCORES]
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant to this model
@@ -341,10 +330,36 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
     finally:
         registration.setLevel(level)
     model = program.model_proto
+    if graph.num_intents:
+        append_intents(model, graph.intent_centroids, graph.intent_temperature, graph.intent_normalized)
     append_ranking(model, graph.block_size)
     strip_debug_info(model)
     model.ir_version = min(model.ir_version, IR_VERSION)
     return model
+
+
+def append_intents(model: onnx.ModelProto, centroids: torch.Tensor, temperature: float, normalized: bool) -> None:
+    """Add the output ``intent_probabilities`` (b, K) = softmax(normalise(user) @ centroids^T / temperature)
+    (without normalising when ``normalized`` is false). Written as ONNX nodes because one LpNormalization
+    does what F.normalize exports as four (ReduceL2, Clip, Expand, Div): ONNX Runtime runs every node of the
+    graph on every call, whatever outputs are fetched, so these are paid by each recommendation too.
+    LpNormalization maps a zero vector to zero, as F.normalize does (a vector shorter than F.normalize's
+    eps, 1e-12, becomes a unit vector rather than ``user / 1e-12``)."""
+    g = model.graph
+    batch = g.input[0].type.tensor_type.shape.dim[0].dim_param or "batch"
+    table = centroids.detach().float().T.contiguous().numpy()  # (d, K)
+    g.initializer.append(numpy_helper.from_array(table, "intent_centroids_t"))
+    g.initializer.append(numpy_helper.from_array(np.array(temperature, dtype=np.float32), "intents.temperature"))
+
+    def node(op: str, inputs: list[str], output: str, **attributes) -> str:
+        g.node.append(helper.make_node(op, inputs, [output], name=f"intents.{op}", **attributes))
+        return output
+
+    query = node("LpNormalization", [USER_EMBEDDING], "intents.query", axis=-1, p=2) if normalized else USER_EMBEDDING
+    similarity = node("MatMul", [query, "intent_centroids_t"], "intents.similarity")
+    logits = node("Div", [similarity, "intents.temperature"], "intents.logits")
+    node("Softmax", [logits], INTENT_PROBABILITIES, axis=-1)
+    g.output.append(helper.make_tensor_value_info(INTENT_PROBABILITIES, TensorProto.FLOAT, [batch, len(table[0])]))
 
 
 def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
