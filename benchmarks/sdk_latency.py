@@ -153,7 +153,7 @@ def cold_start(artifact: Path, variant: str, history: list, times: int) -> dict:
 @click.option("--repeats", default=3, show_default=True, help="Batch timings: the best of this many.")
 @click.option(
     "--rounds",
-    default=3,
+    default=5,
     show_default=True,
     help="Single-user timings: this many rounds over the sample (SDK then torch each round); the median p50/p99.",
 )

@@ -5,7 +5,7 @@ same weights rearranged for inference: query, key and value projections fused in
 attention scale folded in, the attention mask built once as an additive mask for all blocks, the padding row
 of the item table zeroed (so no per-item mask multiply), only the last position computed in the last block,
 and tokens kept as the rows of a 2-D matrix so that each projection is one Gemm with its bias. That halves the
-node count of the graph (ONNX Runtime pays ~0.7 us per node on a single-user call; 83 nodes after its
+node count of the graph (ONNX Runtime pays ~0.7 us per node on a single-user call; 81 nodes after its
 optimisations). The parity gate compares the exported graph with the untouched ``SASRec``, never with this copy.
 
 The item table is stored once. ``rows`` layout (N + 1, d): a Gather for the lookup and a Gemm with transB for
