@@ -91,7 +91,8 @@ class InferenceBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, batch: int, mask: torch.Tensor) -> torch.Tensor:
         # h (b * t, d): tokens as rows, so that every projection is one Gemm with its bias (MatMul + Add on
-        # a 3-D tensor is two nodes); mask (b, 1, t, t) additive (0 or -inf), or (b, 1, 1, t) with last_only.
+        # a 3-D tensor is two nodes); mask (b, 1, t, t) additive (0, KEY_PADDING_BIAS or -inf), or the key mask
+        # (b, 1, 1, t) with last_only.
         # Returns (b * t, d), or (b, d) with last_only.
         d, heads, head_dim = h.shape[1], self.heads, self.head_dim
         if self.last_only:
@@ -147,7 +148,7 @@ class InferenceEncoder(nn.Module):
         # the last position's (key_padding_bias, (L,)). Real queries give padding keys a weight of exactly 0,
         # as SASRec; a padding query sees only padding keys, all at the same finite bias, so its row stays
         # finite (its output is never seen by a real query); and in an all-padding history the last position
-        # sees only itself, as in SASRec, so it gives SASRec's no-history vector. 8 nodes in all.
+        # sees only itself, as in SASRec, so it gives SASRec's no-history vector. 7 nodes in all.
         never = torch.full((config.max_len, config.max_len), float("-inf"))
         self.register_buffer("causal_bias", torch.triu(never, diagonal=1))  # (L, L): -inf above the diagonal
         key_padding = torch.full((config.max_len,), KEY_PADDING_BIAS)

@@ -263,7 +263,8 @@ class Recommender:
         Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
         history, so short histories do not pay for padding to ``max_len``.
         """
-        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size, True).recommendations()
+        ranked = self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size, convert=True)
+        return ranked.recommendations()
 
     def _rank_batch(
         self,
