@@ -147,6 +147,56 @@ def test_adversary_classifier_learns_while_the_encoder_is_pushed_the_other_way()
     assert after > before
 
 
+def test_adversary_queue_keeps_the_latest_labelled_vectors():
+    heads = S4RecHeads(dim=3, num_intents=2, queue_size=5)
+    assert [len(t) for t in heads.queued()] == [0, 0]
+    heads.enqueue(torch.ones(3, 3), torch.ones(3, dtype=torch.long))
+    heads.enqueue(2 * torch.ones(4, 3), torch.zeros(4, dtype=torch.long))  # wraps: the oldest one is kept
+    vectors, labels = heads.queued()
+    assert sorted(vectors[:, 0].tolist()) == [1.0, 2.0, 2.0, 2.0, 2.0] and sorted(labels.tolist()) == [0, 0, 0, 0, 1]
+    heads.enqueue(3 * torch.ones(7, 3), torch.ones(7, dtype=torch.long))  # more than fits: the last 5
+    assert heads.queued()[0][:, 0].tolist() == [3.0] * 5
+    assert "queue_vectors" not in heads.state_dict()  # a training aid, not saved with the model
+    with pytest.raises(ValueError, match="adversary_queue"):
+        ObjectiveConfig(adversary_queue=-1)
+
+
+def test_adversary_with_a_queue_also_learns_from_earlier_batches():
+    """With a queue the adversary's loss is the mean of its loss on the batch (whose reversed gradient reaches
+    the encoder) and on the queued vectors of earlier batches (which reach only the classifier); batches of one
+    label each, as length-sorted batching makes them, still teach it to separate the labels."""
+    config = ObjectiveConfig(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_queue=256)
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        head = step % 2 == 0
+        user = torch.randn(32, 4, generator=generator) + torch.tensor([1.5 if head else -1.5, 0.0, 0.0, 0.0])
+        return user, torch.full((32,), head)
+
+    torch.manual_seed(0)
+    heads = S4RecHeads(dim=4, num_intents=2, queue_size=config.adversary_queue)
+    optimizer = torch.optim.SGD(heads.adversary.parameters(), lr=0.5)
+    for step in range(60):
+        user, is_head = batch(step)
+        user.requires_grad_(True)
+        queued = heads.queued()
+        loss = s4rec_losses(None, heads, None, user, is_head, None, config, progress=1.0)["adversary"]
+        if step == 5:  # the mean of the two cross-entropies
+            with torch.no_grad():
+                own = F.cross_entropy(heads.adversary(F.normalize(user, dim=-1)), is_head.long())
+                earlier = F.cross_entropy(heads.adversary(queued[0]), queued[1])
+            assert len(queued[0]) == 5 * 32 and torch.isclose(loss, 0.5 * (own + earlier))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert user.grad is not None and torch.isfinite(user.grad).all()
+    test = torch.cat([batch(0)[0], batch(1)[0]])
+    truth = torch.cat([torch.ones(32), torch.zeros(32)]).long()
+    with torch.no_grad():
+        accuracy = (heads.adversary(F.normalize(test, dim=-1)).argmax(-1) == truth).float().mean().item()
+    assert accuracy > 0.9 and len(heads.queued()[0]) == 256
+
+
 def _tiny_step_inputs(seed: int = 0):
     torch.manual_seed(seed)
     model = SASRec(ModelConfig(num_items=30, max_len=12, dim=8, dropout=0.1))
@@ -313,6 +363,14 @@ def test_whole_auxiliary_step_has_no_data_dependent_host_sync():
     assert set(terms) == {"cluster", "contrastive", "distill", "adversary"}
     weighted_total(terms, config).backward()
     assert heads.prototypes.grad is not None and heads.prototypes.grad.device.type == "meta"
+    # the adversary's queue too (enqueue, then a step that reads it)
+    with torch.device("meta"):
+        heads = S4RecHeads(8, 4, queue_size=16)
+    queued = ObjectiveConfig(num_intents=4, adversary_queue=16)
+    for _ in range(2):
+        terms = s4rec_losses(model, heads, history, model(history)[:, -1], is_head, cdf, queued, 0.5)
+        weighted_total(terms, queued).backward()
+    assert heads.adversary.weight.grad.device.type == "meta" and len(heads.queued()[0]) == 16
 
 
 # --- training, checkpoint ---------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ class ObjectiveConfig:
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
     # from the first step stalls the next-item loss (METHOD.md section 7).
     adversary_ramp: bool = True
+    # Labelled user vectors of recent batches that the head/tail classifier also learns from (0 = off, the
+    # paper's form). `tokens` and `users` batching sort users by length within pools, and head users are the
+    # longest histories, so a batch is nearly all head or all tail: on its batch alone the classifier learns
+    # little more than a bias and its loss sits at log 2, leaving the reversed gradient without a signal. With
+    # a queue it separates head from tail across batches, and the encoder is pushed against that separation.
+    adversary_queue: int = 0
     # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
     # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by
     # validation (Beauty, 8 epochs, valid NDCG@20 0.0585 vs 0.0556 without), benchmarks/RESULTS.md section 4.
@@ -74,6 +80,8 @@ class ObjectiveConfig:
         for name in ("mask_ratio", "crop_ratio", "reorder_ratio", "insert_ratio", "warmup"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.adversary_queue < 0:
+            raise ValueError(f"adversary_queue must be >= 0 (0 = off), got {self.adversary_queue}.")
         if self.num_intents < 2:
             raise ValueError(f"num_intents must be >= 2, got {self.num_intents}.")
         if self.sinkhorn_iterations < 1:
@@ -153,7 +161,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 class S4RecHeads(nn.Module):
     """What S4Rec trains besides the encoder: K intent prototypes and a linear head/tail classifier."""
 
-    def __init__(self, dim: int, num_intents: int, generator: torch.Generator | None = None):
+    def __init__(self, dim: int, num_intents: int, generator: torch.Generator | None = None, queue_size: int = 0):
         super().__init__()
         # Initialised from a dedicated generator so that adding the heads leaves the encoder's random stream
         # (weights, dropout) as it is.
@@ -162,6 +170,25 @@ class S4RecHeads(nn.Module):
         with torch.no_grad():
             self.adversary.weight.normal_(0.0, 0.02, generator=generator)
             self.adversary.bias.zero_()
+        # The adversary's queue of recent (user vector, is_head) pairs (ObjectiveConfig.adversary_queue): a
+        # training aid, not part of the model, so not saved with it.
+        self.queue_size, self.queue_filled, self.queue_next = queue_size, 0, 0
+        self.register_buffer("queue_vectors", torch.zeros(queue_size, dim), persistent=False)
+        self.register_buffer("queue_labels", torch.zeros(queue_size, dtype=torch.long), persistent=False)
+
+    def queued(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of the queue's vectors (n, d) and labels (n,), n <= queue_size (copies: the losses built on
+        them are differentiated after the next :meth:`enqueue` overwrote the queue)."""
+        return self.queue_vectors[: self.queue_filled].clone(), self.queue_labels[: self.queue_filled].clone()
+
+    @torch.no_grad()
+    def enqueue(self, vectors: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch (detached), overwriting the oldest entries once the queue is full."""
+        vectors, labels = vectors[-self.queue_size :].float(), labels[-self.queue_size :]
+        slots = (self.queue_next + torch.arange(len(vectors), device=self.queue_labels.device)) % self.queue_size
+        self.queue_vectors[slots], self.queue_labels[slots] = vectors, labels
+        self.queue_next = (self.queue_next + len(vectors)) % self.queue_size
+        self.queue_filled = min(self.queue_size, self.queue_filled + len(vectors))
 
     def centroids(self) -> torch.Tensor:
         """The L2-normalised prototypes (K, d): the checkpoint's ``intent_centroids``."""
@@ -262,7 +289,13 @@ def s4rec_losses(
     if config.adversary_weight > 0:
         coefficient = dann_coefficient(progress) if config.adversary_ramp else 1.0
         logits = heads.adversary(reverse_gradient(user, coefficient))  # bounded input: |user| = 1
-        losses["adversary"] = F.cross_entropy(logits, is_head.long())
+        loss = F.cross_entropy(logits, is_head.long())
+        if heads.queue_size:
+            stored, labels = heads.queued()
+            if len(stored):  # the classifier also learns from recent batches (no gradient to the encoder)
+                loss = 0.5 * (loss + F.cross_entropy(heads.adversary(stored), labels))
+            heads.enqueue(user.detach(), is_head.long())
+        losses["adversary"] = loss
     return losses
 
 

@@ -202,7 +202,7 @@ def train(
     if objectives.enabled:
         # Own generators: S4Rec's extra randomness does not shift the encoder's stream.
         init_generator = torch.Generator().manual_seed(config.seed + 1)
-        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator).to(device)
+        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator, objectives.adversary_queue).to(device)
         parameters += list(heads.parameters())
         augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
         is_head = torch.from_numpy(split.is_head).to(device)
