@@ -197,6 +197,27 @@ def test_adversary_with_a_queue_also_learns_from_earlier_batches():
     assert accuracy > 0.9 and len(heads.queued()[0]) == 256
 
 
+def test_adversary_on_other_users_when_given():
+    """adversary_inputs (ObjectiveConfig.adversary_batch): the adversary classifies those users, not the
+    batch, and its reversed gradient goes to their vectors."""
+    config = ObjectiveConfig(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_batch=8)
+    heads = S4RecHeads(dim=4, num_intents=2)
+    batch_user = torch.randn(6, 4, requires_grad=True)
+    other = torch.randn(8, 4, requires_grad=True)
+    other_is_head = torch.tensor([True, False] * 4)
+    terms = s4rec_losses(
+        None, heads, None, batch_user, torch.zeros(6, dtype=torch.bool), None, config, 1.0,
+        adversary_inputs=(other, other_is_head),
+    )  # fmt: skip
+    with torch.no_grad():
+        expected = F.cross_entropy(heads.adversary(F.normalize(other, dim=-1)), other_is_head.long())
+    assert torch.isclose(terms["adversary"], expected)
+    terms["adversary"].backward()
+    assert batch_user.grad is None and other.grad is not None and other.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="adversary_batch"):
+        ObjectiveConfig(adversary_batch=-1)
+
+
 def _tiny_step_inputs(seed: int = 0):
     torch.manual_seed(seed)
     model = SASRec(ModelConfig(num_items=30, max_len=12, dim=8, dropout=0.1))
@@ -374,6 +395,18 @@ def test_whole_auxiliary_step_has_no_data_dependent_host_sync():
 
 
 # --- training, checkpoint ---------------------------------------------------------------------------------
+
+
+def test_training_with_the_adversary_options(tmp_path):
+    data = synthetic_interactions(num_users=120, num_items=40, seed=0)
+    config = TrainConfig(epochs=1, batch_size=32, seed=0, device="cpu")
+    objectives = ObjectiveConfig(num_intents=6, adversary_batch=16, adversary_queue=64)
+    path = tmp_path / "model.pt"
+    train(data, {"dim": 8, "max_len": 12}, config, path, objectives=objectives, **QUIET)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["training"]["objectives"]["adversary_batch"] == 16
+    assert "queue_vectors" not in checkpoint["objective_state_dict"]
+    assert torch.isfinite(torch.tensor(checkpoint["training"]["history"][0]["terms"]["adversary"]))
 
 
 def test_training_saves_centroids_and_heads(tmp_path):

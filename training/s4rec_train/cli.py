@@ -71,6 +71,8 @@ objective_options = [
     ("--adversary-weight", "adversary_weight", float, "lambda, weight of the head/tail adversary [1.0]"),
     ("--adversary-queue", "adversary_queue", click.IntRange(min=0),
      "recent labelled user vectors the adversary also learns from; 0 = off, the paper [0]"),
+    ("--adversary-batch", "adversary_batch", click.IntRange(min=0),
+     "random users per step for the adversary instead of the batch; 0 = the batch, the paper [0]"),
     ("--intents", "num_intents", click.IntRange(2), "K, number of intent prototypes [128]"),
     ("--cluster-temperature", "cluster_temperature", float, "tau1 of the soft intent assignment [0.1]"),
     ("--contrastive-temperature", "contrastive_temperature", float, "tau2 of the contrastive loss [0.1]"),

@@ -56,6 +56,9 @@ class ObjectiveConfig:
     # little more than a bias and its loss sits at log 2, leaving the reversed gradient without a signal. With
     # a queue it separates head from tail across batches, and the encoder is pushed against that separation.
     adversary_queue: int = 0
+    # Users drawn at random each step for the adversary, instead of the training batch (0 = the batch, the
+    # paper's form): batches of mixed head and tail users, at the cost of one more encoder pass per step.
+    adversary_batch: int = 0
     # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
     # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by
     # validation (Beauty, 8 epochs, valid NDCG@20 0.0585 vs 0.0556 without), benchmarks/RESULTS.md section 4.
@@ -80,6 +83,8 @@ class ObjectiveConfig:
         for name in ("mask_ratio", "crop_ratio", "reorder_ratio", "insert_ratio", "warmup"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.adversary_batch < 0:
+            raise ValueError(f"adversary_batch must be >= 0 (0 = the training batch), got {self.adversary_batch}.")
         if self.adversary_queue < 0:
             raise ValueError(f"adversary_queue must be >= 0 (0 = off), got {self.adversary_queue}.")
         if self.num_intents < 2:
@@ -256,12 +261,14 @@ def s4rec_losses(
     progress: float,
     autocast=None,
     generator: torch.Generator | None = None,
+    adversary_inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The enabled auxiliary terms, unweighted, as a dict ``{name: scalar}``.
 
     ``history`` (b, t) the un-augmented training inputs, ``original`` (b, d) their encoder output at the last
     position (from the next-item pass), ``is_head`` (b,) head/tail labels, ``progress`` in [0, 1] the fraction
-    of training done (for the DANN ramp).
+    of training done (for the DANN ramp). ``adversary_inputs``: ``(z, is_head)`` of other users for the
+    adversary (ObjectiveConfig.adversary_batch) instead of this batch's.
     """
     losses: dict[str, torch.Tensor] = {}
     user = F.normalize(original.float(), dim=-1)  # (b, d)
@@ -288,13 +295,16 @@ def s4rec_losses(
             losses["distill"] = distill_loss(z, centroids[intent], config.distill_temperature)
     if config.adversary_weight > 0:
         coefficient = dann_coefficient(progress) if config.adversary_ramp else 1.0
-        logits = heads.adversary(reverse_gradient(user, coefficient))  # bounded input: |user| = 1
-        loss = F.cross_entropy(logits, is_head.long())
+        adversary_user, adversary_is_head = user, is_head
+        if adversary_inputs is not None:
+            adversary_user, adversary_is_head = F.normalize(adversary_inputs[0].float(), dim=-1), adversary_inputs[1]
+        logits = heads.adversary(reverse_gradient(adversary_user, coefficient))  # bounded input: |user| = 1
+        loss = F.cross_entropy(logits, adversary_is_head.long())
         if heads.queue_size:
             stored, labels = heads.queued()
             if len(stored):  # the classifier also learns from recent batches (no gradient to the encoder)
                 loss = 0.5 * (loss + F.cross_entropy(heads.adversary(stored), labels))
-            heads.enqueue(user.detach(), is_head.long())
+            heads.enqueue(adversary_user.detach(), adversary_is_head.long())
         losses["adversary"] = loss
     return losses
 

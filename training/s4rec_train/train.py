@@ -208,6 +208,8 @@ def train(
         is_head = torch.from_numpy(split.is_head).to(device)
         popularity = np.bincount(split.valid_history.reshape(-1), minlength=data.num_items + 1)[1:]
         popularity_cdf = torch.from_numpy(np.cumsum(popularity).astype(np.float32)).to(device)
+        adversary_rng = np.random.default_rng(config.seed + 3)  # ObjectiveConfig.adversary_batch
+        adversary_pool = np.flatnonzero(input_lengths(split) > 0)
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     log(
@@ -245,9 +247,15 @@ def train(
                 loss = next_item_loss(model, hidden, batch, config.loss)
                 optimize = loss
                 if heads is not None:
+                    adversary_inputs = None
+                    if objectives.adversary_batch:  # random users, head and tail mixed
+                        users = adversary_rng.choice(adversary_pool, objectives.adversary_batch)
+                        side = next(iterate_batches(split, [users], device))
+                        with autocast:
+                            adversary_inputs = (model(side.history, last_only=True), is_head[side.users])
                     terms = s4rec_losses(
                         model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
-                        objectives, step / total_steps, autocast, augment_generator,
+                        objectives, step / total_steps, autocast, augment_generator, adversary_inputs,
                     )  # fmt: skip
                     optimize = loss + weighted_total(terms, objectives, step / total_steps)
                     for name, value in terms.items():
