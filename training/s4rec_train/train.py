@@ -248,7 +248,7 @@ def train(
                 optimize = loss
                 if heads is not None:
                     adversary_inputs = None
-                    if objectives.adversary_batch:  # random users, head and tail mixed
+                    if objectives.adversary_batch and objectives.adversary_weight > 0:  # random, head and tail mixed
                         users = adversary_rng.choice(adversary_pool, objectives.adversary_batch)
                         side = next(iterate_batches(split, [users], device))
                         with autocast:
