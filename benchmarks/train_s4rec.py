@@ -103,9 +103,14 @@ def summary(runs: list[dict]) -> str:
     show_default=True,
     help="How users are grouped into batches, for every arm (s4rec-train --batching).",
 )
+@click.option(
+    "--loss", type=click.Choice(["softmax", "bce"]), default="softmax", show_default=True,
+    help="Next-item loss for every arm: full softmax, or bce with one sampled negative (the paper's SASRec).",
+)  # fmt: skip
+@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--set", "overrides", multiple=True, help="ObjectiveConfig override for S4Rec arms: name=value.")
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")
-def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, overrides, json_out):
+def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, loss, lr, overrides, json_out):
     torch.set_num_threads(threads)
     interactions = read_sequences(data)
     overrides = parse_overrides(overrides)
@@ -119,7 +124,7 @@ def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, ove
             objective = dict(ARMS[arm]) if arm == "backbone" else {**overrides, **ARMS[arm]}
             config = TrainConfig(
                 epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, threads=threads,
-                device="cpu", batching=batching,
+                device="cpu", batching=batching, loss=loss, lr=lr,
             )  # fmt: skip
             print(f"\n== {data.name} arm {arm} seed {seed}: {objective or 'defaults'}", flush=True)
             checkpoint = train(interactions, {}, config, log=lambda s: print(s, flush=True), objectives=objective)
@@ -128,6 +133,7 @@ def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, ove
             runs.append(
                 {"arm": arm, "seed": seed, "objectives": checkpoint["training"]["objectives"],
                  "batching": checkpoint["training"]["settings"]["batching"],
+                 "settings": checkpoint["training"]["settings"],
                  "test": metrics["test"], "valid": metrics["valid"], "best_epoch": metrics["best_epoch"],
                  "epochs_run": len(history), "epoch_seconds": [h["seconds"] for h in history],
                  "history": history, "intents": metrics.get("intents")}

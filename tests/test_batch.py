@@ -13,7 +13,9 @@ import random
 import pytest
 
 from s4rec.batch import ScoreError, atomic_output, score_file, score_records
-from s4rec.records import BadRecord, InputError, LogColumns, Record, read_jsonl, read_log, read_text
+from s4rec.errors import InputError
+from s4rec.logs import LogColumns, read_log
+from s4rec.records import BadRecord, Record, read_jsonl, read_text
 
 
 class StandIn:
@@ -81,8 +83,8 @@ a,5,5,x
 
 @pytest.mark.parametrize("sort_buffer", [1, 2, 3, 1000])
 def test_read_log_groups_by_user_orders_by_time_and_spills(sort_buffer, tmp_path, monkeypatch):
-    monkeypatch.setattr("s4rec.records._MERGE_FAN_IN", 2)  # also exercise multi-pass merging
-    monkeypatch.setattr("s4rec.records._SPILL_BLOCK", 2)
+    monkeypatch.setattr("s4rec.logs._MERGE_FAN_IN", 2)  # also exercise multi-pass merging
+    monkeypatch.setattr("s4rec.logs._SPILL_BLOCK", 2)
     bad = []
     records = list(read_log(io.StringIO(LOG), sort_buffer=sort_buffer, temp_dir=str(tmp_path), on_bad=bad.append))
     # int users before string users; time ties keep file order (a: 2 at line 5 before 5 at line 10)
@@ -92,7 +94,7 @@ def test_read_log_groups_by_user_orders_by_time_and_spills(sort_buffer, tmp_path
 
 
 def test_read_log_header_problems_are_input_errors():
-    with pytest.raises(InputError, match=r"missing column\(s\) \['timestamp'\].*--time-col"):
+    with pytest.raises(InputError, match=r"missing column\(s\) \['timestamp'\].*log_columns"):
         list(read_log(io.StringIO("user,item,time\n1,2,3\n")))
     records = list(read_log(io.StringIO("u\ti\tt\n1\t2\t3\n"), LogColumns("u", "i", "t")))
     assert records == [Record(1, [2], 2)]
@@ -131,7 +133,7 @@ def test_score_file_skip_reports_lines_and_count_fail_stops_without_output(tmp_p
     assert warnings[0].startswith(f"{source}:2: not valid JSON") and warnings[0].endswith("(skipped)")
     assert warnings[1].startswith(f"{source}:3: user 2:") and "boom" in warnings[1]
     assert "skipped 2 malformed record(s)" in report.summary()
-    with pytest.raises(ScoreError, match=r"in.jsonl:2: not valid JSON.*--on-error skip"):
+    with pytest.raises(ScoreError, match=r"in.jsonl:2: not valid JSON.*on_error='skip'"):
         score_file(StandIn(), source, tmp_path / "failed.jsonl", on_error="fail")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no partial, no temp file
 
@@ -139,7 +141,7 @@ def test_score_file_skip_reports_lines_and_count_fail_stops_without_output(tmp_p
 def test_atomic_output_refuses_to_overwrite_and_leaves_nothing_on_interrupt(tmp_path):
     target = tmp_path / "out.jsonl"
     target.write_text("old\n")
-    with pytest.raises(ScoreError, match="already exists. Pass --force"):
+    with pytest.raises(ScoreError, match="already exists. Pass force=True"):
         with atomic_output(target):
             pass
     with pytest.raises(KeyboardInterrupt):

@@ -82,7 +82,7 @@ def test_read_interactions_tsv_custom_columns(tmp_path):
     [
         ("", "empty"),
         ("user,item\n1,2\n", r"missing column\(s\) \['timestamp'\]"),
-        ("user,item,timestamp\n1,2,yesterday\n", r"log.csv:2: non-numeric timestamp 'yesterday'"),
+        ("user,item,timestamp\n1,2,yesterday\n", r"log.csv:2: timestamp 'yesterday' in column 'timestamp' is not"),
         ("user,item,timestamp\n1,2\n", r"log.csv:2: 2 field\(s\)"),
         ("user,item,timestamp\n", "no interactions"),
     ],

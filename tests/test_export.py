@@ -296,7 +296,7 @@ def test_bad_intent_centroids_are_refused(tmp_path, tiny_checkpoint):
 
     path = tmp_path / "bad.pt"
     save_checkpoint(dict(tiny_checkpoint[1], intent_centroids=torch.zeros(3, 7)), path)
-    with pytest.raises(ExportError, match=r"intent_centroids must be a \(K, 16\) tensor, got \(3, 7\)"):
+    with pytest.raises(CheckpointError, match=r"intent_centroids must be a \(K, 16\) tensor, got \(3, 7\)"):
         export_checkpoint(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

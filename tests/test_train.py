@@ -42,7 +42,7 @@ def test_checkpoint_is_weights_only_and_rebuilds_the_model(trained):
     assert loaded["metrics"]["complete"] is True
     model = model_from_checkpoint(load_checkpoint(path))
     split = leave_one_out(data, model.config.max_len)
-    ranks = rank_targets(model, split.test_history, split.test_target)
+    ranks = rank_targets(model, split.test_history, split.test_target, seen=split.seen("test"))
     assert metrics_from_ranks(ranks)["NDCG@20"] == pytest.approx(checkpoint["metrics"]["test"]["overall"]["NDCG@20"])
 
 
@@ -121,8 +121,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, trained, monkey
     before = target.read_bytes()
 
     def crash(obj, f, *args, **kwargs):
-        with open(f, "wb") as handle:
-            handle.write(b"half")
+        f.write(b"half")  # torch.save gets the open temporary file
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash)
@@ -165,3 +164,36 @@ def test_rank_is_over_all_items_with_history_excluded():
     history = torch.tensor([[0, 10], [0, 0]])
     ranks = rank_targets(model, history, torch.tensor([9, 9]))
     assert ranks.tolist() == [0, 1]  # item 10 is excluded for user 0 only
+
+
+def test_evaluation_excludes_the_whole_history_beyond_max_len():
+    """A user longer than max_len: items seen before the window are excluded too (not only the window's)."""
+    from s4rec_train.data import Interactions
+    from s4rec_train.evaluation import evaluate_split
+
+    class Fixed(torch.nn.Module):
+        """Scores item i as i: item 10 is the best, item 9 the second best."""
+
+        def __init__(self):
+            super().__init__()
+            self.item_table = torch.nn.Parameter(torch.arange(11, dtype=torch.float)[:, None])
+
+        def user_embedding(self, history):
+            return torch.ones(history.shape[0], 1)
+
+    # user 0 saw item 10 first, then 6 other items: with max_len 3 the window no longer holds item 10
+    long_user = np.array([10, 1, 2, 3, 4, 5, 9, 8], dtype=np.int64)  # valid target 9, test target 8
+    short_user = np.array([1, 2, 9, 8], dtype=np.int64)
+    data = Interactions(list(range(1, 11)), [0, 1], [long_user, short_user])
+    split = leave_one_out(data, max_len=3)
+    assert 10 not in split.test_history[0]  # the window lost it
+    model = Fixed()
+    window_only = rank_targets(model, split.test_history, split.test_target)
+    whole = rank_targets(model, split.test_history, split.test_target, seen=split.seen("test"))
+    # test target 8: above it are 10 (seen long ago) and 9 (seen, in the window): only the window excludes 9
+    assert window_only.tolist() == [1, 1]
+    assert whole.tolist() == [0, 1]  # user 1 never saw 10
+    test = evaluate_split(model, split, "test")
+    assert test["overall"]["HR@5"] == 1.0 and test["overall"]["NDCG@5"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+    valid = evaluate_split(model, split, "valid")  # valid target 9: item 10 seen by user 0 only
+    assert valid["overall"]["NDCG@5"] == pytest.approx((1 + 1 / np.log2(3)) / 2)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,19 +24,24 @@ import torch
 from s4rec import Recommender
 from s4rec import __version__ as package_version
 from s4rec.artifact import (
-    FORMAT,
     FORMAT_VERSION,
     INPUTS,
-    MANIFEST_FORMAT,
-    MANIFEST_FORMAT_VERSION,
-    MANIFEST_NAME,
-    METADATA_KEY,
     VARIANT_FILES,
     ArtifactMetadata,
     file_sha256,
     items_checksum,
+    metadata_props,
+    write_manifest,
 )
-from s4rec_train.checkpoint import load_checkpoint, model_from_checkpoint
+from s4rec.files import publish_directory, temporary_directory_beside
+from s4rec_train.checkpoint import (
+    checkpoint_metrics,
+    intent_table,
+    item_ids,
+    item_popularity,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 
 from .errors import ExportError, OutputExistsError, ValidationError
 from .graph import InferenceGraph, to_onnx
@@ -58,6 +60,7 @@ DEFAULT_TOP_K = 100
 POPULAR_ITEMS = 1000  # stored popularity ranking (at least top_k): the empty-history fallback
 GRAPH_BYTES = 64 * 1024  # nodes, names and shape constants: ~20 KB for a 2-block encoder
 MIN_OVERLAP = {"int8": 0.8, "fp16": 0.95}  # top-10 overlap with fp32 below which a variant is refused
+MANIFEST_EXTRAS = {"mobile": {"required_operators": "model.required_operators.config"}}
 
 
 @dataclass
@@ -119,7 +122,10 @@ def export_checkpoint(
         raise ExportError(f"top_k must be an int >= 1, got {top_k!r}.")
     ckpt = load_checkpoint(checkpoint)
     encoder = model_from_checkpoint(ckpt)
-    centroids, temperature, normalized = _intents(ckpt, encoder.config.dim, checkpoint)
+    intents = intent_table(ckpt, checkpoint)
+    centroids, temperature, normalized = (None, 1.0, True)
+    if intents is not None:
+        centroids, temperature, normalized = intents.centroids, intents.temperature, intents.normalized
     num_items = encoder.config.num_items
     if top_k > num_items:
         log(f"top_k {top_k} > {num_items} items: using top_k {num_items}")
@@ -135,8 +141,7 @@ def export_checkpoint(
     report = ExportReport(output=output, parameters=parameters)
     report.seconds["load"] = time.perf_counter() - started
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    work = temporary_directory_beside(output)
     threads = torch.get_num_threads()
     # Every torch kernel here is tiny (the parity reference runs a few dozen histories): one thread avoids
     # OpenMP spin-waiting, which made the reference 50x slower on a busy 2-core machine.
@@ -214,7 +219,7 @@ def export_checkpoint(
             variants.append("mobile")
             report.seconds["mobile"] = time.perf_counter() - step
 
-        _write_manifest(work, variants)
+        write_manifest(work, {v: dict(MANIFEST_EXTRAS.get(v, {})) for v in variants})
         for variant in variants:  # read back every file exactly as a user would
             try:
                 recommender = Recommender.load(work, variant=variant)
@@ -222,7 +227,7 @@ def export_checkpoint(
             except Exception as e:
                 raise ValidationError(f"{variant}: the SDK cannot use the written file: {e}") from None
         report.metadata = metadata.to_dict()
-        _publish(work, output)
+        publish_directory(work, output)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -232,39 +237,16 @@ def export_checkpoint(
     return report
 
 
-def _intents(ckpt: dict, dim: int, path: Path) -> tuple[torch.Tensor | None, float, bool]:
-    """The checkpoint's intent centroids (K, d), temperature and normalisation flag, checked."""
-    centroids = ckpt.get("intent_centroids")
-    if centroids is None:
-        return None, 1.0, True
-    config = ckpt.get("intent_config") or {}
-    if not isinstance(centroids, torch.Tensor) or centroids.dim() != 2 or centroids.shape[1] != dim:
-        shape = tuple(centroids.shape) if isinstance(centroids, torch.Tensor) else type(centroids).__name__
-        raise ExportError(f"{path}: intent_centroids must be a (K, {dim}) tensor, got {shape}. Re-create it.")
-    if not torch.isfinite(centroids).all():
-        raise ExportError(f"{path}: intent_centroids holds NaN or inf values. Re-train or fix the checkpoint.")
-    temperature = float(config.get("temperature", 1.0))
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise ExportError(f"{path}: intent_config temperature must be > 0, got {temperature!r}.")
-    num_intents = config.get("num_intents", centroids.shape[0])
-    if num_intents != centroids.shape[0]:
-        raise ExportError(
-            f"{path}: intent_config says {num_intents} intents, intent_centroids has {centroids.shape[0]}."
-        )
-    return centroids.float(), temperature, bool(config.get("normalized", True))
-
-
 def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelProto) -> ArtifactMetadata:
     config = graph.config
-    item_ids = list(ckpt["item_ids"])
-    counts = ckpt.get("item_counts")
-    if isinstance(counts, torch.Tensor) and counts.numel() == config.num_items + 1:
+    ids = item_ids(ckpt)
+    counts = item_popularity(ckpt)
+    if counts is not None:
         # most interactions first; ties by index, so the order is reproducible
-        popular = (np.argsort(-counts[1:].numpy(), kind="stable") + 1)[: max(POPULAR_ITEMS, graph.top_k)]
+        popular = (np.argsort(-counts[1:], kind="stable") + 1)[: max(POPULAR_ITEMS, graph.top_k)]
     else:
         popular = np.arange(1, min(config.num_items, max(POPULAR_ITEMS, graph.top_k)) + 1)
     intent_top_items = graph.intent_top_items()
-    metrics = ckpt.get("metrics") or {}
     return ArtifactMetadata(
         format_version=FORMAT_VERSION,
         package_version=package_version,
@@ -278,14 +260,14 @@ def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelPr
         num_intents=graph.num_intents,
         top_k=graph.top_k,
         ranking_block_size=graph.block_size,
-        item_ids=tuple(item_ids),
-        item_ids_sha256=items_checksum(item_ids),
+        item_ids=tuple(ids),
+        item_ids_sha256=items_checksum(ids),
         popular_items=tuple(int(i) for i in popular),
         intent_top_items=tuple(tuple(row) for row in intent_top_items),
         intent_temperature=graph.intent_temperature if graph.num_intents else None,
         intent_normalized=graph.intent_normalized,
         source_checkpoint_sha256=file_sha256(path),
-        checkpoint_metrics={k: metrics[k] for k in ("best_epoch", "valid", "test") if k in metrics},
+        checkpoint_metrics=checkpoint_metrics(ckpt),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         inputs=INPUTS,
         outputs=tuple(graph.output_names),
@@ -305,12 +287,7 @@ def _variant_metadata(metadata: ArtifactMetadata, variant: str, model: onnx.Mode
 def _save(model: onnx.ModelProto, metadata: ArtifactMetadata, path: Path) -> None:
     """Attach the metadata (docs/ARTIFACT.md) and write one self-contained file."""
     del model.metadata_props[:]
-    props = {
-        "s4rec.format": FORMAT,
-        "s4rec.format_version": str(FORMAT_VERSION),
-        METADATA_KEY: json.dumps(metadata.to_dict(), separators=(",", ":")),
-    }
-    for key, value in props.items():
+    for key, value in metadata_props(metadata).items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "s4rec-export"
     model.producer_version = package_version
@@ -322,31 +299,3 @@ def _compare(variant: str, path: Path, reference, graph: InferenceGraph, report:
     agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len, graph.top_k)
     report.agreement[variant] = agreement
     check_agreement(agreement, MIN_OVERLAP[variant], variant)
-
-
-def _write_manifest(directory: Path, variants: list[str]) -> None:
-    entries = {}
-    for variant in variants:
-        path = directory / VARIANT_FILES[variant]
-        entries[variant] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
-        if variant == "mobile":
-            entries[variant]["required_operators"] = "model.required_operators.config"
-    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_FORMAT_VERSION, "variants": entries}
-    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def _publish(work: Path, output: Path) -> None:
-    """Give the finished directory its final name; an existing output (``force``) is swapped, not merged."""
-    for path in work.iterdir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it private; an artifact is as readable as any output
-    if not output.exists() and not output.is_symlink():
-        os.replace(work, output)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
-    os.replace(output, old / output.name)
-    os.replace(work, output)
-    shutil.rmtree(old, ignore_errors=True)

@@ -37,7 +37,8 @@ from s4rec.artifact import (
     TOP_SCORES,
     USER_EMBEDDING,
 )
-from s4rec_train.model import PADDING_INDEX, SASRec
+from s4rec.windows import PADDING_INDEX
+from s4rec_train.model import SASRec
 
 OPSET = 20  # supported by onnxruntime >= 1.17 (the SDK's lower bound)
 IR_VERSION = 9  # onnxruntime 1.17 reads IR <= 9; the exporter writes 10 though it uses nothing newer

@@ -2,7 +2,9 @@
 
 An artifact is a directory with a manifest ``s4rec.json`` and one file per variant, or a single ``.onnx``
 (or ``.ort``) file, which carries all its metadata in ``metadata_props``. Everything here is plain Python and
-numpy-free; :mod:`s4rec.recommender` builds the ONNX Runtime session.
+numpy-free; :mod:`s4rec.recommender` builds the ONNX Runtime session. The exporter writes artifacts with
+:func:`metadata_props` and :func:`write_manifest`, so this module is the one home of the format: its
+reader (:func:`parse_metadata`, :func:`read_manifest`, :func:`check_signature`) next to its writer.
 """
 
 from __future__ import annotations
@@ -226,6 +228,28 @@ def verify_checksum(model_path: Path, expected: str | None) -> None:
         )
 
 
+def metadata_props(metadata: ArtifactMetadata) -> dict[str, str]:
+    """The ``metadata_props`` entries of a model file: what :func:`parse_metadata` reads back."""
+    return {
+        "s4rec.format": FORMAT,
+        "s4rec.format_version": str(FORMAT_VERSION),
+        METADATA_KEY: json.dumps(metadata.to_dict(), separators=(",", ":")),
+    }
+
+
+def write_manifest(directory: Path, variants: dict[str, dict]) -> dict:
+    """Write ``s4rec.json`` for the model files in ``directory``: ``variants`` maps a variant to its entry's
+    extra fields (``{}`` for none); each entry gets the file name, its SHA-256 and its size. Returns it."""
+    directory = Path(directory)
+    entries = {}
+    for variant, extra in variants.items():
+        path = directory / VARIANT_FILES[variant]
+        entries[variant] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **extra}
+    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_FORMAT_VERSION, "variants": entries}
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
 def parse_metadata(custom: dict[str, str], model_path: Path) -> ArtifactMetadata:
     """Validate the ``metadata_props`` of a model file into :class:`ArtifactMetadata`."""
     fmt = custom.get("s4rec.format")
@@ -253,3 +277,24 @@ def parse_metadata(custom: dict[str, str], model_path: Path) -> ArtifactMetadata
         raise ChecksumError(f"{model_path}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{model_path}: invalid s4rec metadata: {e}. Re-export the artifact.") from None
+
+
+def check_signature(session, metadata: ArtifactMetadata, model_path: Path) -> None:
+    """The graph (an ONNX Runtime session) must have the public inputs and outputs the metadata promises."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    problems = []
+    for name, rank, what in ((INPUT, 2, "[batch, length]"), (EXCLUDE, 2, "[batch, excluded]"), (K_INPUT, 0, "[]")):
+        if name not in inputs:
+            problems.append(f"no input {name!r} (inputs: {sorted(inputs)})")
+        elif inputs[name].type != "tensor(int64)" or len(inputs[name].shape) != rank:
+            problems.append(f"input {name!r} is {inputs[name].type} {inputs[name].shape}, expected int64 {what}")
+    missing = [o for o in REQUIRED_OUTPUTS if o not in outputs]
+    if metadata.num_intents and INTENT_PROBABILITIES not in outputs:
+        missing.append(INTENT_PROBABILITIES)
+    if missing:
+        problems.append(f"missing outputs {missing} (outputs: {sorted(outputs)})")
+    if problems:
+        raise ArtifactError(
+            f"{model_path}: the graph does not match the s4rec contract: {'; '.join(problems)}. Re-export it."
+        )

@@ -28,7 +28,6 @@ import json
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -39,26 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import S4RecError
-from .records import (
-    BadRecord,
-    InputError,
-    LogColumns,
-    Record,
-    detect_format,
-    open_input,
-    read_jsonl,
-    read_log,
-    read_text,
-)
+from .errors import InputError, S4RecError, ScoreError
+from .files import atomic_file
+from .logs import LogColumns, read_log
+from .records import BadRecord, Record, detect_format, open_input, read_jsonl, read_text
 
 OUTPUT_FORMATS = ("jsonl", "csv")
 DEFAULT_BATCH_SIZE = 256  # histories per ONNX Runtime call
 DEFAULT_CHUNK_SIZE = 8192  # histories per recommend_batch call: enough to length-bucket well, a few MB
-
-
-class ScoreError(S4RecError, ValueError):
-    """Batch scoring stopped: a malformed record under ``--on-error fail``, or an output that cannot be written."""
 
 
 def available_cores() -> int:
@@ -194,21 +181,18 @@ WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
 
 @contextmanager
 def atomic_output(path: str | Path, force: bool = False) -> Iterator[io.TextIOBase]:
-    """A text file (gzip-compressed for ``.gz``) that appears under ``path`` only if the block succeeds.
-
-    Writes to ``.NAME.XXXX.partial`` in the same directory (so the final rename is atomic), fsyncs, renames;
-    on any exception, KeyboardInterrupt included, the temporary file is removed and ``path`` is untouched.
-    Without ``force`` an existing ``path`` is an error, raised before anything is written.
-    """
+    """A UTF-8 text file (gzip-compressed for ``.gz``) that appears under ``path`` only if the block succeeds
+    (:func:`s4rec.files.atomic_file`). Without ``force`` an existing ``path`` is an error, raised before
+    anything is written."""
     path = Path(path)
     if path.is_dir():
         raise ScoreError(f"{path}: is a directory. Pass a file name for the output.")
     if path.exists() and not force:
-        raise ScoreError(f"{path}: already exists. Pass --force to overwrite it, or choose another --output.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    raw = os.fdopen(fd, "wb")
-    try:
+        raise ScoreError(
+            f"{path}: already exists. Pass force=True to overwrite it, or choose another output.",
+            flags={"force=True": "--force", "another output": "another --output"},
+        )
+    with atomic_file(path) as raw:
         gz = path.suffix.lower() == ".gz"
         binary = gzip.GzipFile(fileobj=raw, mode="wb", filename=path.stem) if gz else raw
         text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
@@ -216,19 +200,7 @@ def atomic_output(path: str | Path, force: bool = False) -> Iterator[io.TextIOBa
         text.flush()
         text.detach()
         if gz:
-            binary.close()  # writes the gzip trailer; leaves raw open
-        raw.flush()
-        os.fsync(raw.fileno())
-        raw.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        raw.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            binary.close()  # writes the gzip trailer; leaves raw open for atomic_file to finish
 
 
 # --- scoring ------------------------------------------------------------------------------------------------
@@ -473,7 +445,10 @@ class _BadRecords:
         self.count += 1
         where = f"{self.source}:{bad.line}: {bad.reason}"
         if self.on_error == "fail":
-            raise ScoreError(f"{where}. Fix the record, or pass --on-error skip to skip malformed records.")
+            raise ScoreError(
+                f"{where}. Fix the record, or pass on_error='skip' to skip malformed records.",
+                flags={"on_error='skip'": "--on-error skip"},
+            )
         self.warn(f"{where} (skipped)")
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, ScoreError, available_cores, score_file
-from .records import DEFAULT_SORT_BUFFER, InputError, LogColumns
+from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, available_cores, score_file
+from .errors import S4RecError
+from .logs import DEFAULT_SORT_BUFFER, LogColumns
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -103,14 +104,8 @@ def main(
             log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer,
             read_ahead=read_ahead, force=force, progress=not quiet, warn=lambda message: click.echo(message, err=True),
         )  # fmt: skip
-    except (InputError, ScoreError) as e:
-        raise click.ClickException(str(e)) from None
-    except Exception as e:
-        from . import S4RecError
-
-        if isinstance(e, S4RecError):
-            raise click.ClickException(str(e)) from None
-        raise
+    except S4RecError as e:
+        raise click.ClickException(e.for_command_line()) from None
     if not quiet or report.skipped:
         click.echo(report.summary(), err=True)
 

@@ -1,14 +1,30 @@
 """The SDK's exceptions: one small hierarchy under :class:`S4RecError`.
 
-Messages follow ``what is wrong: the values. what to do.`` and name the file when there is one.
-Bad arguments (wrong types, ``k <= 0``) raise the built-in ``TypeError`` / ``ValueError`` instead.
+Messages follow ``what is wrong: the values. what to do.`` in the library's terms (argument names, not
+command-line flags) and name the file when there is one; the commands add their flag hints. Bad arguments
+(wrong types, ``k <= 0``) raise the built-in ``TypeError`` / ``ValueError`` instead.
 """
 
 from __future__ import annotations
 
 
 class S4RecError(Exception):
-    """Base class of every error the s4rec SDK raises on purpose."""
+    """Base class of every error the s4rec SDK raises on purpose.
+
+    ``str(error)`` speaks the library's terms (``on_error="skip"``); ``flags`` maps such phrases to the
+    command-line flags that do the same (``--on-error skip``), which :meth:`for_command_line` puts in their
+    place, so that a command's message names what its user can type.
+    """
+
+    def __init__(self, message: str, *, flags: dict[str, str] | None = None):
+        super().__init__(message)
+        self.flags = dict(flags or {})
+
+    def for_command_line(self) -> str:
+        message = str(self)
+        for phrase, flag in self.flags.items():
+            message = message.replace(phrase, flag)
+        return message
 
 
 class ArtifactError(S4RecError):
@@ -29,3 +45,11 @@ class UnknownItemError(S4RecError, ValueError):
     def __init__(self, message: str, items: tuple = ()):
         super().__init__(message)
         self.items = items
+
+
+class InputError(S4RecError, ValueError):
+    """An input file that cannot be read at all (missing, wrong format, no header), with what to do."""
+
+
+class ScoreError(S4RecError, ValueError):
+    """Batch scoring stopped: a malformed record with ``on_error="fail"``, or an output that cannot be written."""

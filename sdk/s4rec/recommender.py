@@ -32,11 +32,11 @@ from .artifact import (
     INPUT,
     INTENT_PROBABILITIES,
     K_INPUT,
-    REQUIRED_OUTPUTS,
     TOP_ITEMS,
     TOP_SCORES,
     USER_EMBEDDING,
     ArtifactMetadata,
+    check_signature,
     parse_metadata,
     resolve_model_file,
     verify_checksum,
@@ -183,7 +183,7 @@ class Recommender:
         threads = threads or os.cpu_count() or 1
         session = cls.make_session(model_path, 1, optimization)
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path)
-        _check_signature(session, metadata, model_path)
+        check_signature(session, metadata, model_path)
         return cls(session, metadata, model_path, unknown, threads)
 
     @staticmethod
@@ -616,24 +616,3 @@ def _check_histories(histories: Any) -> list:
     if isinstance(histories, np.ndarray) and histories.ndim != 2 and histories.dtype != object:
         raise TypeError(f"histories as a numpy array must be 2-D or of dtype object, got shape {histories.shape}.")
     return list(histories)
-
-
-def _check_signature(session: ort.InferenceSession, metadata: ArtifactMetadata, model_path: Path) -> None:
-    """The graph must have the public inputs and outputs the metadata promises."""
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    problems = []
-    for name, rank, what in ((INPUT, 2, "[batch, length]"), (EXCLUDE, 2, "[batch, excluded]"), (K_INPUT, 0, "[]")):
-        if name not in inputs:
-            problems.append(f"no input {name!r} (inputs: {sorted(inputs)})")
-        elif inputs[name].type != "tensor(int64)" or len(inputs[name].shape) != rank:
-            problems.append(f"input {name!r} is {inputs[name].type} {inputs[name].shape}, expected int64 {what}")
-    missing = [o for o in REQUIRED_OUTPUTS if o not in outputs]
-    if metadata.num_intents and INTENT_PROBABILITIES not in outputs:
-        missing.append(INTENT_PROBABILITIES)
-    if missing:
-        problems.append(f"missing outputs {missing} (outputs: {sorted(outputs)})")
-    if problems:
-        raise ArtifactError(
-            f"{model_path}: the graph does not match the s4rec contract: {'; '.join(problems)}. Re-export it."
-        )

@@ -4,10 +4,8 @@ Three input formats, each read lazily so that memory stays bounded whatever the 
 
 * ``jsonl``: one JSON object per line, ``{"user": ..., "history": [item, ...]}``, items oldest first;
 * ``text``: the benchmark format, ``user item item ...`` per line, items oldest first;
-* ``log``: a CSV/TSV interaction log with a header row and a user, an item and a timestamp column, in any
-  order. It is grouped by user and ordered by time with an external merge sort: at most ``sort_buffer``
-  events are held in memory, the rest is spilled to sorted temporary runs and merged. Users come out in
-  sorted id order (integer ids first, then string ids); ties in time keep file order.
+* ``log``: a CSV/TSV interaction log with a header row and a user, an item and a timestamp column, grouped
+  by user with an external sort (:mod:`s4rec.logs`).
 
 Every reader yields :class:`Record` for a good record and :class:`BadRecord` (with its line number) for a
 malformed one, so that the caller decides whether to skip it or stop. Ids that look like integers are
@@ -17,31 +15,18 @@ match the item ids stored in the artifact. Plain and ``.gz`` files are accepted.
 
 from __future__ import annotations
 
-import csv
 import gzip
-import heapq
 import io
 import json
-import math
-import os
-import pickle
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
 from operator import itemgetter, methodcaller
 from pathlib import Path
 
-from .errors import S4RecError
+from .errors import InputError
 
 FORMATS = ("jsonl", "text", "log")
-DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run is spilled (~50 MB)
-_SPILL_BLOCK = 2048  # events per pickled block in a run: the merge holds one block per open run
-_MERGE_FAN_IN = 64  # runs merged at once; more runs are merged in passes
-
-
-class InputError(S4RecError, ValueError):
-    """An input file that cannot be read at all (missing, wrong format, no header), with what to do."""
 
 
 @dataclass(slots=True)
@@ -105,8 +90,9 @@ def open_input(path: str | Path) -> tuple[io.TextIOBase, CountingReader]:
     return io.TextIOWrapper(binary, encoding="utf-8", newline=""), counter
 
 
-def parse_id(token: str):
-    """An id token from a text or CSV file: an int if it reads as one, else the string."""
+def parse_id(token: str) -> int | str:
+    """An id token from a text or CSV file: an int if it reads as one, else the string (training and
+    scoring read ids alike, so that ``5`` in a file matches the item id ``5`` stored in an artifact)."""
     try:
         return int(token)
     except ValueError:
@@ -211,155 +197,3 @@ def read_text(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
             except ValueError:
                 ids = [parse_id(t) for t in tokens]
             yield Record(ids[0], ids[1:], line_no)
-
-
-@dataclass
-class LogColumns:
-    """Column names of an interaction log and its separator (None: tab for .tsv, else guessed from the header)."""
-
-    user: str = "user"
-    item: str = "item"
-    time: str = "timestamp"
-    sep: str | None = None
-
-
-def _log_events(lines: io.TextIOBase, columns: LogColumns, tsv: bool) -> Iterator[tuple | BadRecord]:
-    """Events ``(kind, user, timestamp, line, item)`` of a log, kind 0 for int users and 1 for str users so
-    that plain tuple comparison sorts them; malformed rows as :class:`BadRecord`."""
-    header_line = lines.readline()
-    if not header_line.strip():
-        raise InputError("the log is empty. Expected a header row naming the user, item and time columns.")
-    sep = columns.sep or ("\t" if tsv else max([",", "\t", ";"], key=header_line.count))
-    header = [h.strip() for h in next(csv.reader([header_line], delimiter=sep))]
-    missing = [c for c in (columns.user, columns.item, columns.time) if c not in header]
-    if missing:
-        raise InputError(
-            f"line 1: missing column(s) {missing}; the header has {header}. "
-            "Name the columns with --user-col/--item-col/--time-col."
-        )
-    u, i, t = header.index(columns.user), header.index(columns.item), header.index(columns.time)
-    width = max(u, i, t) + 1
-    reader = csv.reader(lines, delimiter=sep)
-    line_no = 1
-    for row in reader:
-        line_no, end = line_no + 1, reader.line_num + 1  # +1: the header was read before the reader
-        if not row or all(not c.strip() for c in row):
-            line_no = end
-            continue
-        if len(row) < width:
-            yield BadRecord(line_no, f"{len(row)} field(s), expected at least {width} (columns {header})")
-        else:
-            user, item, stamp = row[u].strip(), row[i].strip(), row[t].strip()
-            try:
-                timestamp = float(stamp)
-            except ValueError:
-                timestamp = math.nan
-            if not user or not item:
-                yield BadRecord(line_no, f"empty {columns.user if not user else columns.item!r} field")
-            elif math.isnan(timestamp):
-                yield BadRecord(line_no, f"timestamp {stamp!r} in column {columns.time!r} is not a number")
-            else:
-                user = parse_id(user)
-                yield (int(isinstance(user, str)), user, timestamp, line_no, parse_id(item))
-        line_no = end
-
-
-def _spill(events: list[tuple], directory: str) -> str:
-    fd, path = tempfile.mkstemp(prefix="s4rec-sort-", suffix=".run", dir=directory)
-    with os.fdopen(fd, "wb") as f:
-        for start in range(0, len(events), _SPILL_BLOCK):
-            pickle.dump(events[start : start + _SPILL_BLOCK], f, protocol=pickle.HIGHEST_PROTOCOL)
-    return path
-
-
-def _read_run(path: str) -> Iterator[tuple]:
-    with open(path, "rb") as f:
-        while True:
-            try:
-                block = pickle.load(f)
-            except EOFError:
-                return
-            yield from block
-
-
-def _merge_runs(runs: list[str], directory: str) -> Iterator[tuple]:
-    """Merge sorted runs, in passes of at most _MERGE_FAN_IN open files; deletes the runs as it goes."""
-    runs = list(runs)
-    try:
-        while len(runs) > _MERGE_FAN_IN:
-            group, runs = runs[:_MERGE_FAN_IN], runs[_MERGE_FAN_IN:]
-            merged: list[tuple] = []  # one block at a time, never the whole merged run
-            fd, path = tempfile.mkstemp(prefix="s4rec-sort-", suffix=".run", dir=directory)
-            with os.fdopen(fd, "wb") as f:
-                for event in heapq.merge(*[_read_run(r) for r in group]):
-                    merged.append(event)
-                    if len(merged) == _SPILL_BLOCK:
-                        pickle.dump(merged, f, protocol=pickle.HIGHEST_PROTOCOL)
-                        merged = []
-                if merged:
-                    pickle.dump(merged, f, protocol=pickle.HIGHEST_PROTOCOL)
-            for r in group:
-                os.unlink(r)
-            runs.append(path)
-        yield from heapq.merge(*[_read_run(r) for r in runs])
-    finally:
-        for r in runs:
-            if os.path.exists(r):
-                os.unlink(r)
-
-
-def read_log(
-    lines: io.TextIOBase,
-    columns: LogColumns | None = None,
-    tsv: bool = False,
-    sort_buffer: int = DEFAULT_SORT_BUFFER,
-    temp_dir: str | None = None,
-    on_bad: Callable[[BadRecord], None] | None = None,
-    on_read: Callable[[], None] | None = None,
-    on_sorted: Callable[[int], None] | None = None,
-) -> Iterator[Record]:
-    """Group a log by user and order each user's items by time, holding at most ``sort_buffer`` events.
-
-    Malformed rows are passed to ``on_bad`` while the log is read (before any user is yielded), since the
-    whole log must be read before the first user is complete. ``on_read()`` is called every 16,384 events
-    read and ``on_sorted(events)`` once the log is read (for progress).
-    """
-    if sort_buffer < 1:
-        raise InputError(f"sort buffer must be >= 1 event, got {sort_buffer}. Pass a positive --sort-buffer.")
-    columns = columns or LogColumns()
-    with tempfile.TemporaryDirectory(prefix="s4rec-sort-", dir=temp_dir) as directory:
-        buffer: list[tuple] = []
-        runs: list[str] = []
-        total = 0
-        for event in _log_events(lines, columns, tsv):
-            if isinstance(event, BadRecord):
-                if on_bad is not None:
-                    on_bad(event)
-                continue
-            buffer.append(event)
-            total += 1
-            if on_read is not None and total % 16384 == 0:
-                on_read()
-            if len(buffer) >= sort_buffer:
-                buffer.sort()
-                runs.append(_spill(buffer, directory))
-                buffer = []
-        buffer.sort()
-        if on_sorted is not None:
-            on_sorted(total)
-        if runs:
-            if buffer:
-                runs.append(_spill(buffer, directory))
-            buffer = []
-            events = _merge_runs(runs, directory)
-        else:
-            events = iter(buffer)
-        current, history, first_line = None, [], 0
-        for kind, user, _, line_no, item in events:
-            if (kind, user) != current:
-                if current is not None:
-                    yield Record(current[1], history, first_line)
-                current, history, first_line = (kind, user), [], line_no
-            history.append(item)
-        if current is not None:
-            yield Record(current[1], history, first_line)

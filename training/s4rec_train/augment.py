@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .model import PADDING_INDEX
+from s4rec.windows import PADDING_INDEX
 
 OPERATORS = ("mask", "crop", "reorder", "insert")
 

@@ -45,7 +45,7 @@ def _load_data(data: Path, user_col: str, item_col: str, time_col: str, min_coun
     try:
         return load_interactions(data, user_col=user_col, item_col=item_col, time_col=time_col, min_count=min_count)
     except DataError as e:
-        raise click.BadParameter(str(e), param_hint="DATA") from None
+        raise click.BadParameter(e.for_command_line(), param_hint="DATA") from None
 
 
 data_options = [

@@ -13,21 +13,23 @@ tensors that training and evaluation use.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-PADDING_INDEX = 0
+from s4rec.errors import InputError
+from s4rec.logs import LogColumns, log_events
+from s4rec.records import BadRecord, parse_id
+from s4rec.windows import left_pad
+
 MIN_INTERACTIONS = 3  # one for training, one for validation, one for test
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Input data that cannot be used, with the file, line and what to do."""
 
 
@@ -62,14 +64,6 @@ def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8", newline="")
-
-
-def _parse_id(token: str):
-    """Keep integer ids as ints (so ``5`` in the file is ``5`` in the SDK), anything else as a string."""
-    try:
-        return int(token)
-    except ValueError:
-        return token
 
 
 def _check_file(path: str | Path) -> Path:
@@ -118,7 +112,7 @@ def read_sequences(path: str | Path) -> Interactions:
                     f"{path}:{line_no}: a user with no items ({line.strip()!r}). Each line must be "
                     "'user_id item item ...'."
                 )
-            user = _parse_id(tokens[0])
+            user = parse_id(tokens[0])
             if user in seen_users:
                 raise DataError(
                     f"{path}:{line_no}: user {user!r} appears on more than one line. Give each user one line "
@@ -126,7 +120,7 @@ def read_sequences(path: str | Path) -> Interactions:
                 )
             seen_users.add(user)
             user_ids.append(user)
-            raw.append([_parse_id(t) for t in tokens[1:]])
+            raw.append([parse_id(t) for t in tokens[1:]])
     if not raw:
         raise DataError(f"{path}: the file is empty. Expected one line per user: 'user_id item item ...'.")
     return _finish(path, user_ids, raw, [])
@@ -159,41 +153,19 @@ def read_interactions(
     Timestamps must be numbers (e.g. Unix seconds); ties keep file order.
     """
     path = _check_file(path)
+    tsv = ".tsv" in [suffix.lower() for suffix in path.suffixes]
+    events = []
     with _open_text(path) as f:
-        header_line = f.readline()
-        if not header_line.strip():
-            raise DataError(f"{path}: the file is empty. Expected a header row naming the columns.")
-        if sep is None:
-            if ".tsv" in path.suffixes:
-                sep = "\t"
-            else:
-                sep = max([",", "\t", ";"], key=header_line.count)
-        header = next(csv.reader([header_line], delimiter=sep))
-        header = [h.strip() for h in header]
-        missing = [c for c in (user_col, item_col, time_col) if c not in header]
-        if missing:
-            raise DataError(
-                f"{path}:1: missing column(s) {missing}; the header has {header}. Name the columns with "
-                "--user-col/--item-col/--time-col."
-            )
-        u, i, t = header.index(user_col), header.index(item_col), header.index(time_col)
-        width = max(u, i, t) + 1
-        events = []
-        for line_no, row in enumerate(csv.reader(f, delimiter=sep), 2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < width:
-                raise DataError(f"{path}:{line_no}: {len(row)} field(s), expected at least {width} (columns {header}).")
-            try:
-                timestamp = float(row[t])
-            except ValueError:
-                raise DataError(
-                    f"{path}:{line_no}: non-numeric timestamp {row[t]!r} in column {time_col!r}. "
-                    "Use numbers (e.g. Unix seconds)."
-                ) from None
-            if math.isnan(timestamp):
-                raise DataError(f"{path}:{line_no}: timestamp is NaN in column {time_col!r}.")
-            events.append((_parse_id(row[u].strip()), _parse_id(row[i].strip()), timestamp, line_no))
+        try:
+            for event in log_events(f, LogColumns(user_col, item_col, time_col, sep), tsv):
+                if type(event) is BadRecord:
+                    raise DataError(f"{path}:{event.line}: {event.reason}. Fix the row or remove it.")
+                line_no, user, item, timestamp = event
+                events.append((user, item, timestamp, line_no))
+        except InputError as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(f"{path}: {e}", flags=e.flags) from None
     if not events:
         raise DataError(f"{path}: no interactions after the header row.")
     total = len(events)
@@ -236,16 +208,18 @@ class Split:
     train_length: np.ndarray  # items in each user's training part
     is_head: np.ndarray  # bool: the 20% of users with the longest training histories
     num_items: int
+    # Every user's whole sequence, concatenated (int64 item indices), and where each starts (users + 1,):
+    # evaluation excludes the whole history from the ranking, not only the max_len items of the window.
+    items: np.ndarray | None = None
+    offsets: np.ndarray | None = None
 
-
-def left_pad(sequences: list[np.ndarray], max_len: int) -> np.ndarray:
-    """Keep the most recent ``max_len`` items of each sequence and pad on the left with 0."""
-    out = np.zeros((len(sequences), max_len), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        seq = seq[-max_len:]
-        if len(seq):
-            out[row, max_len - len(seq) :] = seq
-    return out
+    def seen(self, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(items, starts, ends)``: user u's history before the ``valid`` or ``test`` target is
+        ``items[starts[u]:ends[u]]`` (all of it, however long)."""
+        if which not in ("valid", "test"):
+            raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
+        held_out = 2 if which == "valid" else 1
+        return self.items, self.offsets[:-1], self.offsets[1:] - held_out
 
 
 def head_users(train_length: np.ndarray, head_fraction: float = 0.2) -> np.ndarray:
@@ -263,6 +237,9 @@ def leave_one_out(data: Interactions, max_len: int = 50, head_fraction: float = 
     train_input = left_pad([t[:-1] for t in train_parts], max_len)
     train_target = left_pad([t[1:] for t in train_parts], max_len)
     train_length = np.array([len(t) for t in train_parts], dtype=np.int64)
+    lengths = np.fromiter(map(len, data.sequences), dtype=np.int64, count=len(data.sequences))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.concatenate(data.sequences).astype(np.int64) if data.sequences else np.zeros(0, np.int64)
     return Split(
         max_len=max_len,
         train_input=train_input,
@@ -274,6 +251,8 @@ def leave_one_out(data: Interactions, max_len: int = 50, head_fraction: float = 
         train_length=train_length,
         is_head=head_users(train_length, head_fraction),
         num_items=data.num_items,
+        items=items,
+        offsets=offsets,
     )
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PADDING_INDEX = 0
+from s4rec.windows import PADDING_INDEX
 
 
 @dataclass

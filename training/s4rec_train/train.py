@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
+from .checkpoint import new_checkpoint, save_checkpoint, with_weights
 from .data import Interactions, Split, leave_one_out
 from .evaluation import evaluate_split
 from .model import ModelConfig, SASRec
@@ -296,9 +296,9 @@ def train(
             best_state = _cpu_state(model)
             best_heads = _cpu_state(heads) if heads is not None else None
             if output is not None:
-                partial = dict(base, state_dict=best_state, **_intent_entries(best_heads, objectives))
-                partial["metrics"] = {"best_epoch": epoch, "valid": valid, "complete": False}
-                save_checkpoint(partial, output)
+                metrics = {"best_epoch": epoch, "valid": valid, "complete": False}
+                temperature = objectives.cluster_temperature
+                save_checkpoint(with_weights(base, best_state, best_heads, temperature, metrics), output)
         else:
             stale += 1
             if stale >= config.patience:
@@ -307,8 +307,8 @@ def train(
 
     model.load_state_dict(best_state)
     test = evaluate_split(model, split, "test", config.eval_batch_size)
-    checkpoint = dict(base, state_dict=best_state, **_intent_entries(best_heads, objectives))
-    checkpoint["metrics"] = {"best_epoch": best_epoch, "valid": best_valid, "test": test, "complete": True}
+    metrics = {"best_epoch": best_epoch, "valid": best_valid, "test": test, "complete": True}
+    checkpoint = with_weights(base, best_state, best_heads, objectives.cluster_temperature, metrics)
     if heads is not None:
         heads.load_state_dict(best_heads)
         usage = intent_usage(model, heads, split.valid_history, split.is_head, config.eval_batch_size)
@@ -331,49 +331,23 @@ def _cpu_state(module: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def _intent_entries(heads_state: dict | None, objectives: ObjectiveConfig) -> dict:
-    """The checkpoint keys of the S4Rec heads: weights, normalised centroid table and how to use it."""
-    if heads_state is None:
-        return {"objective_state_dict": None, "intent_centroids": None, "intent_config": None}
-    centroids = torch.nn.functional.normalize(heads_state["prototypes"].float(), dim=-1).contiguous()
-    return {
-        "objective_state_dict": heads_state,
-        "intent_centroids": centroids,
-        "intent_config": {
-            "num_intents": int(centroids.shape[0]),
-            "temperature": objectives.cluster_temperature,
-            # intent = argmax_k normalize(z_u) . intent_centroids[k]; p = softmax(that / temperature)
-            "normalized": True,
-        },
-    }
-
-
 def _base_checkpoint(
     data: Interactions, model_cfg: ModelConfig, config: TrainConfig, objectives: ObjectiveConfig
 ) -> dict:
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": model_cfg.to_dict(),
-        "item_ids": list(data.item_ids),
-        "item_counts": torch.from_numpy(data.item_counts()),
-        "intent_centroids": None,
-        "intent_config": None,
-        "objective_state_dict": None,
-        "training": {
-            "settings": asdict(config),
-            "objectives": objectives.to_dict(),
-            "data": {
-                "source": data.source,
-                "users": len(data.user_ids),
-                "items": data.num_items,
-                "interactions": data.num_interactions,
-                "dropped_users": data.dropped_users,
-            },
-            "package_version": __version__,
-            "torch_version": str(torch.__version__),  # TorchVersion would need unpickling
+    training = {
+        "settings": asdict(config),
+        "objectives": objectives.to_dict(),
+        "data": {
+            "source": data.source,
+            "users": len(data.user_ids),
+            "items": data.num_items,
+            "interactions": data.num_interactions,
+            "dropped_users": data.dropped_users,
         },
+        "package_version": __version__,
+        "torch_version": str(torch.__version__),  # TorchVersion would need unpickling
     }
+    return new_checkpoint(model_cfg, data.item_ids, data.item_counts(), training)
 
 
 class _Null:

@@ -1,0 +1,87 @@
+"""Atomic output: every file and directory s4rec writes appears under its final name only once complete.
+
+One helper for the three commands: ``s4rec-train`` writes its checkpoint with :func:`atomic_file`,
+``s4rec-score`` its output (through :func:`atomic_file`, wrapped in text and gzip layers by
+:mod:`s4rec.writers`), ``s4rec-export`` its artifact directory with :func:`publish_directory`. A failure or an
+interrupt (``KeyboardInterrupt`` and ``SystemExit`` included) removes the temporary file and leaves whatever
+was under the final name untouched. Files get the usual permissions (``0666`` less the umask), not the
+``0600`` of ``mkstemp``, so a checkpoint, an artifact and a scored file are all equally readable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+
+def file_mode() -> int:
+    """``0o666`` less the process's umask: the mode ``open()`` would give a new file."""
+    return 0o666 & ~_umask()
+
+
+def directory_mode() -> int:
+    """``0o777`` less the process's umask: the mode ``mkdir()`` would give a new directory."""
+    return 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(umask)
+    return umask
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file that appears under ``path`` only if the block succeeds.
+
+    Writes ``.NAME.XXXX.partial`` in the same directory (so the final rename is atomic), fsyncs it and
+    renames it over ``path``; on any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    f = os.fdopen(fd, "wb")
+    try:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        f.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def temporary_directory_beside(path: str | Path) -> Path:
+    """A new private directory ``.NAME.XXXX.partial`` next to ``path``, to fill and then publish."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+
+
+def publish_directory(work: str | Path, output: str | Path) -> None:
+    """Give the finished directory ``work`` the name ``output``; an existing ``output`` is swapped, not merged.
+
+    Every file is fsynced first, and the directory gets the usual permissions (``mkdtemp`` makes it private).
+    """
+    work, output = Path(work), Path(output)
+    for path in work.iterdir():
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    os.chmod(work, directory_mode())
+    if not output.exists() and not output.is_symlink():
+        os.replace(work, output)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
+    os.replace(output, old / output.name)
+    os.replace(work, output)
+    shutil.rmtree(old, ignore_errors=True)
