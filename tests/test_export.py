@@ -16,7 +16,7 @@ from s4rec import Recommender
 from s4rec.artifact import INPUT, MANIFEST_NAME, METADATA_KEY, VARIANT_FILES, file_sha256, items_checksum
 from s4rec_export import ExportError, OutputExistsError, ParityError, SizeError, export_checkpoint
 from s4rec_export.cli import cli
-from s4rec_export.graph import InferenceGraph
+from s4rec_export.inference import InferenceGraph
 from s4rec_export.verify import check_parity, check_stored_once, feeds, parity_cases
 from s4rec_train.checkpoint import CheckpointError, model_from_checkpoint
 

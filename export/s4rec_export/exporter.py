@@ -44,7 +44,8 @@ from s4rec_train.checkpoint import (
 )
 
 from .errors import ExportError, OutputExistsError, ValidationError
-from .graph import InferenceGraph, to_onnx
+from .inference import InferenceGraph
+from .onnx_graph import to_onnx
 from .variants import quantize_int8, to_fp16_weights, to_ort_format
 from .verify import (
     ParityReport,

@@ -19,7 +19,7 @@ import torch
 from s4rec.artifact import EXCLUDE, INPUT, K_INPUT, TOP_ITEMS, TOP_SCORES
 
 from .errors import ParityError, SizeError, ValidationError, VariantError
-from .graph import InferenceGraph
+from .inference import InferenceGraph
 
 SIZE_SLACK = 0.01  # stored tensor elements may exceed the parameters by this fraction + 256 (scales, shapes)
 

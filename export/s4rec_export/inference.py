@@ -1,4 +1,4 @@
-"""The inference graph that is exported: a lean copy of the encoder, top-k scoring, intent probabilities.
+"""The torch inference modules that are exported: a lean copy of the encoder, the scores, intent probabilities.
 
 :class:`InferenceEncoder` computes exactly what ``SASRec.forward(history, last_only=True)`` computes, with the
 same weights rearranged for inference: query, key and value projections fused into one matrix with the
@@ -6,43 +6,29 @@ attention scale folded in, the attention mask built once as an additive mask for
 of the item table zeroed (so no per-item mask multiply), only the last position computed in the last block,
 and tokens kept as the rows of a 2-D matrix so that each projection is one Gemm with its bias. That halves the
 node count of the graph (ONNX Runtime pays ~0.7 us per node on a single-user call; 81 nodes after its
-optimisations). The parity gate compares the exported graph with the untouched ``SASRec``, never with this copy.
+optimisations). The parity gate compares the exported graph with the untouched ``SASRec``, never with this copy
+(:meth:`InferenceGraph.reference` computes the untouched model's outputs).
 
 The item table is stored once. ``rows`` layout (N + 1, d): a Gather for the lookup and a Gemm with transB for
 the scores (fp32, fp16, mobile). ``columns`` layout (d, N + 1): a Gather on axis 1 and a plain MatMul, the
 form int8 dynamic quantization needs to quantize the table once for both uses (it quantizes MatMul weights
 and Gather tables, not Gemm weights, and a Gemm would keep a float copy next to the int8 one).
+
+:mod:`s4rec_export.onnx_graph` exports :class:`InferenceGraph` and appends the ranking and intent nodes.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
 
-import numpy as np
-import onnx
 import torch
 import torch.nn.functional as F
-from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from s4rec.artifact import (
-    EXCLUDE,
-    INPUT,
-    INTENT_PROBABILITIES,
-    K_INPUT,
-    REQUIRED_OUTPUTS,
-    TOP_ITEMS,
-    TOP_SCORES,
-    USER_EMBEDDING,
-)
+from s4rec.artifact import INTENT_PROBABILITIES, REQUIRED_OUTPUTS, TOP_ITEMS, TOP_SCORES, USER_EMBEDDING
 from s4rec.windows import PADDING_INDEX
 from s4rec_train.model import SASRec
 
-OPSET = 20  # supported by onnxruntime >= 1.17 (the SDK's lower bound)
-IR_VERSION = 9  # onnxruntime 1.17 reads IR <= 9; the exporter writes 10 though it uses nothing newer
-SCORES = "scores"  # the torch graph's masked score matrix, consumed by the ranking nodes to_onnx appends
 BLOCK_SIZES = (64, 32, 16, 8)  # ranking block sizes tried, largest first
 # Additive attention bias of a padding key: finite, so that a query with only padding keys gets finite
 # weights; so negative that its softmax weight next to a real key is exactly 0 (fp32 exp() is 0 below about
@@ -192,18 +178,15 @@ class InferenceEncoder(nn.Module):
 
 class InferenceGraph(nn.Module):
     """``history (b, t), exclude (b, e), k ()`` -> user_embedding (b, d), top_scores (b, k), top_items (b, k)
-    [, intent_probabilities (b, K)], once exported by :func:`to_onnx`.
+    [, intent_probabilities (b, K)], once exported by :func:`~s4rec_export.onnx_graph.to_onnx`.
 
     Scores are dot products with items 1..N, descending, without the items in ``exclude``; the padding index
     is never returned (``-inf`` entries, only when fewer than ``k`` items remain, are excluded ones).
 
-    Ranking: with ``block_size`` B > 0 the score matrix is cut into blocks of B items (the table gets up to
-    B - 1 zero rows, scored -inf), the k blocks with the largest maxima are kept and the top k is taken
-    over their k * B scores. Exact: every one of the k best items lies in one of those blocks (a block
-    holding one has a maximum at least its score, and only blocks holding an item at least as good can
-    rank above it). ONNX Runtime's TopK compares every element with its heap, a ReduceMax runs vectorised:
-    on Beauty (12,102 columns, k = 10) scoring and ranking a batch of 256 users takes ~0.77x the time of
-    one TopK over all items, and a single user the same. B = 0: one TopK over all items.
+    ``block_size`` B > 0 (None: :func:`ranking_block_size`): the table gets up to B - 1 zero rows, scored
+    -inf, so that the score matrix is a whole number of blocks of B items, which
+    :func:`~s4rec_export.onnx_graph.append_ranking` ranks block by block (:mod:`s4rec_export.onnx_graph` says
+    why that is exact and faster). B = 0: one TopK over all items.
     :meth:`reference` computes the same outputs with the untouched ``SASRec`` for the parity gate.
     """
 
@@ -237,7 +220,7 @@ class InferenceGraph(nn.Module):
             centroids = intent_centroids.detach().float()
             if intent_normalized:
                 centroids = F.normalize(centroids, dim=-1)  # idempotent on L2-normalised centroids
-            self.intent_centroids = centroids  # (K, d), for reference(), the metadata and append_intents()
+            self.intent_centroids = centroids  # (K, d), for reference(), the metadata and onnx_graph.append_intents()
         else:
             self.intent_centroids = None
         self.eval()
@@ -267,7 +250,7 @@ class InferenceGraph(nn.Module):
     def forward(self, history: torch.Tensor, exclude: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``history (b, t)``, ``exclude (b, e)`` -> user (b, d), scores (b, width).
 
-        ``scores`` has -inf for the excluded items, the padding index and the extra rows; :func:`to_onnx`
+        ``scores`` has -inf for the excluded items, the padding index and the extra rows; ``onnx_graph.to_onnx``
         appends the intent probabilities and the ranking (top k, with ``k`` a graph input) to the exported graph.
         """
         user = self.encoder(history)  # (b, d)
@@ -283,7 +266,7 @@ class InferenceGraph(nn.Module):
         ranked = full.clone()
         ranked[:, PADDING_INDEX] = float("-inf")
         top = torch.topk(ranked, self.top_k, dim=1)
-        out = {"user_embedding": user, "top_scores": top.values, "top_items": top.indices, "full_scores": full}
+        out = {USER_EMBEDDING: user, TOP_SCORES: top.values, TOP_ITEMS: top.indices, "full_scores": full}
         if self.intent_centroids is not None:
             out[INTENT_PROBABILITIES] = self._intents(user)
         return out
@@ -295,126 +278,3 @@ class InferenceGraph(nn.Module):
             return []
         closeness = self.intent_centroids @ self.original.item_table[1:].T  # (K, N)
         return (torch.topk(closeness, self.top_k, dim=1).indices + 1).tolist()
-
-
-def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
-    """Export with the dynamo exporter (dynamic batch, length 1..max_len and exclusions), then append the
-    ranking with the graph input ``k``; one self-contained model."""
-    graph.eval()  # the module actually exported: dropout off
-    max_len = graph.max_len
-    example = torch.zeros((2, max_len), dtype=torch.int64)
-    example[:, -1] = 1
-    exclude = torch.ones((2, 3), dtype=torch.int64)
-    batch = torch.export.Dim("batch", min=1)
-    axes = {0: batch}
-    if max_len > 1:
-        axes[1] = torch.export.Dim("length", min=1, max=max_len)
-    dynamic_shapes = {"history": axes, "exclude": {0: batch, 1: torch.export.Dim("excluded", min=1)}}
-    torch_outputs = [USER_EMBEDDING, SCORES]
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    registration.setLevel(logging.ERROR)  # "torchvision is not installed": irrelevant to this model
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's FutureWarnings are not the user's business
-            program = torch.onnx.export(
-                graph,
-                (example, exclude),
-                dynamo=True,
-                input_names=[INPUT, EXCLUDE],
-                output_names=torch_outputs,
-                dynamic_shapes=dynamic_shapes,
-                opset_version=OPSET,
-                external_data=False,
-                optimize=True,
-                verbose=False,
-            )
-    finally:
-        registration.setLevel(level)
-    model = program.model_proto
-    if graph.num_intents:
-        append_intents(model, graph.intent_centroids, graph.intent_temperature, graph.intent_normalized)
-    append_ranking(model, graph.block_size)
-    strip_debug_info(model)
-    model.ir_version = min(model.ir_version, IR_VERSION)
-    return model
-
-
-def append_intents(model: onnx.ModelProto, centroids: torch.Tensor, temperature: float, normalized: bool) -> None:
-    """Add the output ``intent_probabilities`` (b, K) = softmax(normalise(user) @ centroids^T / temperature)
-    (without normalising when ``normalized`` is false). Written as ONNX nodes because one LpNormalization
-    does what F.normalize exports as four (ReduceL2, Clip, Expand, Div): ONNX Runtime runs every node of the
-    graph on every call, whatever outputs are fetched, so these are paid by each recommendation too.
-    LpNormalization maps a zero vector to zero, as F.normalize does (a vector shorter than F.normalize's
-    eps, 1e-12, becomes a unit vector rather than ``user / 1e-12``)."""
-    g = model.graph
-    batch = g.input[0].type.tensor_type.shape.dim[0].dim_param or "batch"
-    table = centroids.detach().float().T.contiguous().numpy()  # (d, K)
-    g.initializer.append(numpy_helper.from_array(table, "intent_centroids_t"))
-    g.initializer.append(numpy_helper.from_array(np.array(temperature, dtype=np.float32), "intents.temperature"))
-
-    def node(op: str, inputs: list[str], output: str, **attributes) -> str:
-        g.node.append(helper.make_node(op, inputs, [output], name=f"intents.{op}", **attributes))
-        return output
-
-    query = node("LpNormalization", [USER_EMBEDDING], "intents.query", axis=-1, p=2) if normalized else USER_EMBEDDING
-    similarity = node("MatMul", [query, "intent_centroids_t"], "intents.similarity")
-    logits = node("Div", [similarity, "intents.temperature"], "intents.logits")
-    node("Softmax", [logits], INTENT_PROBABILITIES, axis=-1)
-    g.output.append(helper.make_tensor_value_info(INTENT_PROBABILITIES, TensorProto.FLOAT, [batch, len(table[0])]))
-
-
-def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
-    """Replace the output ``scores`` (b, width) by ``top_scores``, ``top_items`` (b, k), with ``k`` a scalar
-    int64 input. Written as ONNX nodes because torch.topk needs a Python int; see :class:`InferenceGraph`
-    for the blocked ranking (``block_size`` > 0)."""
-    g = model.graph
-    batch = g.input[0].type.tensor_type.shape.dim[0].dim_param or "batch"
-    g.input.append(helper.make_tensor_value_info(K_INPUT, TensorProto.INT64, []))
-
-    def const(name: str, values) -> str:
-        g.initializer.append(helper.make_tensor(f"ranking.{name}", TensorProto.INT64, [len(values)], values))
-        return f"ranking.{name}"
-
-    def node(op: str, inputs: list[str], output: str | list[str], **attributes) -> None:
-        outputs = [
-            o if o in (TOP_SCORES, TOP_ITEMS) else f"ranking.{o}"
-            for o in ([output] if isinstance(output, str) else output)
-        ]
-        g.node.append(helper.make_node(op, inputs, outputs, name=f"ranking.{op}.{len(g.node)}", **attributes))
-
-    node("Reshape", [K_INPUT, const("one", [1])], "k")  # TopK takes k as a 1-D tensor
-    if not block_size:
-        node("TopK", [SCORES, "ranking.k"], [TOP_SCORES, TOP_ITEMS], axis=1)
-    else:
-        width = next(o for o in g.output if o.name == SCORES).type.tensor_type.shape.dim[1].dim_value
-        node("Reshape", [SCORES, const("blocks_shape", [0, width // block_size, block_size])], "blocks")
-        node("ReduceMax", ["ranking.blocks", const("last_axis", [2])], "block_max", keepdims=0)  # (b, blocks)
-        node("TopK", ["ranking.block_max", "ranking.k"], ["_", "block"], axis=1)  # (b, k): the best blocks
-        node("Unsqueeze", ["ranking.block", "ranking.last_axis"], "block_index")  # (b, k, 1)
-        node("GatherND", ["ranking.blocks", "ranking.block_index"], "candidates", batch_dims=1)  # (b, k, B)
-        node("Reshape", ["ranking.candidates", const("flat", [0, -1])], "candidate_scores")  # (b, k * B)
-        node("TopK", ["ranking.candidate_scores", "ranking.k"], [TOP_SCORES, "position"], axis=1)
-        # the item index of every candidate, block * B + (0..B-1), then those at the chosen positions
-        node("Mul", ["ranking.block_index", const("block_size", [block_size])], "first_item")  # (b, k, 1)
-        node("Add", ["ranking.first_item", const("offsets", list(range(block_size)))], "candidate_items")
-        node("Reshape", ["ranking.candidate_items", "ranking.flat"], "candidate_items_flat")  # (b, k * B)
-        node("GatherElements", ["ranking.candidate_items_flat", "ranking.position"], TOP_ITEMS, axis=1)
-    for name, kind in ((TOP_SCORES, TensorProto.FLOAT), (TOP_ITEMS, TensorProto.INT64)):
-        g.output.append(helper.make_tensor_value_info(name, kind, [batch, "k"]))
-    order = {name: i for i, name in enumerate(REQUIRED_OUTPUTS + (INTENT_PROBABILITIES,))}
-    outputs = sorted((o for o in g.output if o.name != SCORES), key=lambda o: order[o.name])
-    del g.output[:]
-    g.output.extend(outputs)
-
-
-def strip_debug_info(model: onnx.ModelProto) -> None:
-    """Drop per-node stack traces and doc strings (about 2 KB per node, pure weight for a served file)."""
-    for node in model.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    model.graph.doc_string = ""
-    for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        del value.metadata_props[:]
-        value.doc_string = ""
-    del model.metadata_props[:]
