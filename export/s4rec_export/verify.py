@@ -17,6 +17,7 @@ import onnx
 import torch
 
 from s4rec.artifact import EXCLUDE, INPUT, K_INPUT, TOP_ITEMS, TOP_SCORES
+from s4rec.windows import PADDING_INDEX, left_pad
 
 from .errors import ParityError, SizeError, ValidationError, VariantError
 from .inference import InferenceGraph
@@ -37,11 +38,7 @@ def parity_cases(num_items: int, max_len: int, seed: int = 0) -> list[tuple[str,
     rng = np.random.default_rng(seed)
 
     def batch(lengths: list[int], width: int) -> np.ndarray:
-        out = np.zeros((len(lengths), width), dtype=np.int64)
-        for row, length in enumerate(lengths):
-            if length:
-                out[row, width - length :] = rng.integers(1, num_items + 1, length)
-        return out
+        return left_pad([rng.integers(1, num_items + 1, length) for length in lengths], width)
 
     cases = [
         ("random", batch(rng.integers(0, max_len + 1, 32).tolist(), max_len)),
@@ -76,12 +73,6 @@ def feeds(window: np.ndarray, k: int, exclude: np.ndarray | None = None) -> dict
     if exclude is None:
         exclude = np.zeros((window.shape[0], 1), dtype=np.int64)
     return {INPUT: window, EXCLUDE: exclude, K_INPUT: np.array(k, dtype=np.int64)}
-
-
-def _pad_to(window: np.ndarray, max_len: int) -> np.ndarray:
-    padded = np.zeros((window.shape[0], max_len), dtype=np.int64)
-    padded[:, max_len - window.shape[1] :] = window
-    return padded
 
 
 def check_parity(
@@ -127,10 +118,9 @@ def check_parity(
                 break
 
     for case, window in parity_cases(graph.config.num_items, graph.max_len, seed):
+        padded = left_pad(window, graph.max_len)  # torch always gets the full window
         produced = dict(zip(names, session.run(names, feeds(window, graph.top_k)), strict=True))
-        expected = {
-            name: t.numpy() for name, t in graph.reference(torch.from_numpy(_pad_to(window, graph.max_len))).items()
-        }
+        expected = {name: t.numpy() for name, t in graph.reference(torch.from_numpy(padded)).items()}
         full = expected["full_scores"]
         report.cases += 1
         report.users += window.shape[0]
@@ -148,8 +138,8 @@ def check_parity(
         case = f"{case}, history excluded, k {k}"
         scores, items = session.run([TOP_SCORES, TOP_ITEMS], feeds(window, k, exclude=window))
         masked = full.copy()
-        masked[:, 0] = -np.inf
-        np.put_along_axis(masked, _pad_to(window, graph.max_len), -np.inf, axis=1)
+        masked[:, PADDING_INDEX] = -np.inf
+        np.put_along_axis(masked, padded, -np.inf, axis=1)
         want_items = np.argsort(-masked, axis=1, kind="stable")[:, :k]
         want_scores = np.take_along_axis(masked, want_items, 1)
         if items.shape != want_items.shape:
