@@ -2,51 +2,35 @@
 
 Steps: load the checkpoint safely, build the inference graph, export it with the dynamo exporter, attach the
 metadata, then verify (onnx.checker full check, stored-once size check, parity with torch on edge and random
-histories). Variants are made from the verified fp32 file and each is size-checked and compared with fp32.
-Finally every file is read back through the SDK (``s4rec.Recommender.load``) exactly as a user would. Only
-then does the temporary directory get its final name; a failure or an interrupt leaves nothing behind.
+histories). Variants are made from the verified fp32 export by the steps of :data:`VARIANT_STEPS`, one row
+per variant: how it is made, checked, size-limited and compared with fp32 (or with torch). Finally every file
+is read back through the SDK (``s4rec.Recommender.load``) exactly as a user would. Only then does the
+temporary directory get its final name; a failure or an interrupt leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 
 from s4rec import Recommender
-from s4rec import __version__ as package_version
-from s4rec.artifact import (
-    FORMAT_VERSION,
-    INPUTS,
-    VARIANT_FILES,
-    ArtifactMetadata,
-    file_sha256,
-    items_checksum,
-    metadata_props,
-    write_manifest,
-)
+from s4rec.artifact import METADATA_KEY, VARIANT_FILES, ArtifactMetadata, metadata_props, write_manifest
 from s4rec.files import publish_directory, temporary_directory_beside
-from s4rec_train.checkpoint import (
-    checkpoint_metrics,
-    intent_table,
-    item_ids,
-    item_popularity,
-    load_checkpoint,
-    model_from_checkpoint,
-)
+from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
+from s4rec_train.model import SASRec
 
 from .errors import ExportError, OutputExistsError, ValidationError
 from .inference import InferenceGraph
-from .onnx_graph import to_onnx
-from .variants import quantize_int8, to_fp16_weights, to_ort_format
+from .metadata import artifact_metadata, variant_metadata
+from .onnx_graph import save_with_metadata, to_onnx
+from .variants import REQUIRED_OPERATORS_FILE, quantize_int8, to_fp16_weights, to_ort_format
 from .verify import (
     ParityReport,
     check_agreement,
@@ -58,10 +42,7 @@ from .verify import (
 )
 
 DEFAULT_TOP_K = 100
-POPULAR_ITEMS = 1000  # stored popularity ranking (at least top_k): the empty-history fallback
 GRAPH_BYTES = 64 * 1024  # nodes, names and shape constants: ~20 KB for a 2-block encoder
-MIN_OVERLAP = {"int8": 0.8, "fp16": 0.95}  # top-10 overlap with fp32 below which a variant is refused
-MANIFEST_EXTRAS = {"mobile": {"required_operators": "model.required_operators.config"}}
 
 
 @dataclass
@@ -91,6 +72,104 @@ class ExportReport:
             )
         out.append("  time: " + ", ".join(f"{step} {sec:.1f}s" for step, sec in self.seconds.items()))
         return out
+
+
+@dataclass(frozen=True)
+class Fp32Export:
+    """The verified fp32 export: what every variant is made from and compared with."""
+
+    encoder: SASRec  # the untouched model, for graphs in another table layout (int8)
+    intents: IntentTable | None
+    graph: InferenceGraph
+    model: onnx.ModelProto  # as saved, metadata attached
+    path: Path
+    metadata: ArtifactMetadata
+    session: ort.InferenceSession  # the fp32 file through ONNX Runtime: the variants' reference rankings
+    stored: int  # tensor elements stored by design: the parameters plus the ranking blocks' zero rows
+    size: int  # bytes of the fp32 file
+    atol: float
+
+
+def _weights_limit(bytes_per_element: int, stored: int, metadata: ArtifactMetadata) -> int:
+    """A file size limit: ``bytes_per_element`` x ``stored`` tensor elements + 5% + the metadata + 64 KiB of graph."""
+    metadata_bytes = len(metadata_props(metadata)[METADATA_KEY].encode())
+    return int(bytes_per_element * stored * 1.05) + metadata_bytes + GRAPH_BYTES
+
+
+@dataclass(frozen=True)
+class VariantStep:
+    """One row of :data:`VARIANT_STEPS`: how a variant is made from the verified fp32 export, checked, size-limited
+    and compared. Its file is ``s4rec.artifact.VARIANT_FILES[variant]``."""
+
+    variant: str
+    progress: str  # the log line
+    make: Callable[[Fp32Export, Path], onnx.ModelProto | None]  # (fp32, the variant's path) -> its model
+    # Names the conversion in the stored-once check. The model make returns is checked for tables stored once,
+    # saved with its own metadata and run through onnx.checker; None: make wrote a file that is not ONNX (ORT
+    # format, whose metadata is the fp32 file's) and the parity gate checks it instead.
+    conversion: str | None
+    size_limit: Callable[[Fp32Export], int]
+    size_basis: str  # how the limit is made, for the SizeError
+    min_overlap: float | None = None  # top-10 overlap with fp32 below which the variant is refused
+    parity: str | None = None  # or: the full parity gate with torch, under this name
+    extra_files: tuple[str, ...] = ()  # also written by make: sizes in the report
+    manifest: dict[str, str] = field(default_factory=dict)  # extra fields of the variant's manifest entry
+
+
+def _int8(fp32: Fp32Export, path: Path) -> onnx.ModelProto:
+    # The quantizer needs the item table as a MatMul weight to quantize it once for lookup and
+    # scoring: export the column-layout graph, verify it like fp32, quantize it, drop it.
+    graph = fp32.graph
+    columns = _inference_graph(
+        fp32.encoder, graph.top_k, fp32.intents, table_layout="columns", block_size=graph.block_size
+    )
+    source = path.parent / ".int8-source.onnx"
+    save_with_metadata(to_onnx(columns), fp32.metadata, source)
+    check_parity(columns, Recommender.make_session(source), "int8 source (ONNX Runtime vs torch)", atol=fp32.atol)
+    quantize_int8(source, path)
+    source.unlink()
+    return onnx.load(str(path))
+
+
+def _fp16(fp32: Fp32Export, path: Path) -> onnx.ModelProto:
+    return to_fp16_weights(fp32.model)
+
+
+def _mobile(fp32: Fp32Export, path: Path) -> None:
+    to_ort_format(fp32.path, path.parent)  # model.ort and its operator config
+
+
+VARIANT_STEPS = (
+    VariantStep(
+        variant="int8",
+        progress="int8 dynamic quantization",
+        make=_int8,
+        conversion="int8 quantization",
+        size_limit=lambda fp32: _weights_limit(4, fp32.stored, fp32.metadata),
+        size_basis="the fp32 limit",
+        min_overlap=0.8,
+    ),
+    VariantStep(
+        variant="fp16",
+        progress="fp16 weights",
+        make=_fp16,
+        conversion="fp16 conversion",
+        size_limit=lambda fp32: _weights_limit(2, fp32.stored, fp32.metadata),
+        size_basis="2 bytes x parameters + 5% + metadata + graph",
+        min_overlap=0.95,
+    ),
+    VariantStep(
+        variant="mobile",
+        progress="ORT format for ONNX Runtime Mobile",
+        make=_mobile,
+        conversion=None,
+        size_limit=lambda fp32: int(fp32.size * 1.05) + GRAPH_BYTES,
+        size_basis="the fp32 file + 5% + 64 KiB",
+        parity="mobile (ORT format vs torch)",
+        extra_files=(REQUIRED_OPERATORS_FILE,),
+        manifest={"required_operators": REQUIRED_OPERATORS_FILE},
+    ),
+)
 
 
 def export_checkpoint(
@@ -124,9 +203,6 @@ def export_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     encoder = model_from_checkpoint(ckpt)
     intents = intent_table(ckpt, checkpoint)
-    centroids, temperature, normalized = (None, 1.0, True)
-    if intents is not None:
-        centroids, temperature, normalized = intents.centroids, intents.temperature, intents.normalized
     num_items = encoder.config.num_items
     if top_k > num_items:
         log(f"top_k {top_k} > {num_items} items: using top_k {num_items}")
@@ -134,12 +210,12 @@ def export_checkpoint(
     if block_size is not None and (not isinstance(block_size, int) or block_size < 0):
         raise ExportError(f"block_size must be an int >= 0 or None, got {block_size!r}.")
     try:
-        graph = InferenceGraph(encoder, top_k, centroids, temperature, normalized, block_size=block_size)
+        graph = _inference_graph(encoder, top_k, intents, block_size=block_size)
     except ValueError as e:
         raise ExportError(f"{e}. Pass a smaller block size (0: no blocks) or a smaller top_k.") from None
-    parameters = graph.num_parameters()
-    stored = graph.stored_elements()  # the parameters plus the item table's zero rows for ranking blocks
-    report = ExportReport(output=output, parameters=parameters)
+    wanted = {"int8": quantize == "int8", "fp16": fp16, "mobile": mobile}
+    steps = [step for step in VARIANT_STEPS if wanted[step.variant]]
+    report = ExportReport(output=output, parameters=graph.num_parameters())
     report.seconds["load"] = time.perf_counter() - started
 
     work = temporary_directory_beside(output)
@@ -148,86 +224,40 @@ def export_checkpoint(
     # OpenMP spin-waiting, which made the reference 50x slower on a busy 2-core machine.
     torch.set_num_threads(1)
     try:
-        step = time.perf_counter()
+        step_started = time.perf_counter()
         log("exporting the graph (torch.onnx.export, dynamo)")
         model = to_onnx(graph)
-        report.seconds["export"] = time.perf_counter() - step
+        report.seconds["export"] = time.perf_counter() - step_started
 
-        step = time.perf_counter()
-        metadata = _metadata(ckpt, checkpoint, graph, model)
-        fp32_path = work / VARIANT_FILES["fp32"]
-        _save(model, metadata, fp32_path)
-        check_model(fp32_path, "fp32")
+        step_started = time.perf_counter()
+        metadata = artifact_metadata(ckpt, checkpoint, graph, model)
+        path = work / VARIANT_FILES["fp32"]
+        save_with_metadata(model, metadata, path)
+        check_model(path, "fp32")
+        stored = graph.stored_elements()
         check_stored_once(model, stored, "fp32 export")
-        metadata_bytes = len(json.dumps(metadata.to_dict(), separators=(",", ":")).encode())
-        fp32_limit = int(4 * stored * 1.05) + metadata_bytes + GRAPH_BYTES
-        report.sizes[fp32_path.name] = check_file_size(
-            fp32_path, fp32_limit, "fp32", "4 bytes x parameters + 5% + metadata + 64 KiB of graph"
-        )
-        reference = Recommender.make_session(fp32_path)
+        limit = _weights_limit(4, stored, metadata)
+        basis = "4 bytes x parameters + 5% + metadata + 64 KiB of graph"
+        report.sizes[path.name] = size = check_file_size(path, limit, "fp32", basis)
+        session = Recommender.make_session(path)
         log("verifying fp32 against torch")
-        report.parity = check_parity(graph, reference, "fp32 (ONNX Runtime vs torch)", atol=atol)
-        report.seconds["verify"] = time.perf_counter() - step
+        report.parity = check_parity(graph, session, "fp32 (ONNX Runtime vs torch)", atol=atol)
+        fp32 = Fp32Export(encoder, intents, graph, model, path, metadata, session, stored, size, atol)
+        report.seconds["verify"] = time.perf_counter() - step_started
 
-        variants = ["fp32"]
-        if quantize == "int8":
-            step = time.perf_counter()
-            log("int8 dynamic quantization")
-            path = work / VARIANT_FILES["int8"]
-            # The quantizer needs the item table as a MatMul weight to quantize it once for lookup and
-            # scoring: export the column-layout graph, verify it like fp32, quantize it, drop it.
-            columns = InferenceGraph(
-                encoder, top_k, centroids, temperature, normalized, table_layout="columns", block_size=graph.block_size
-            )
-            source = work / ".int8-source.onnx"
-            _save(to_onnx(columns), metadata, source)
-            check_parity(columns, Recommender.make_session(source), "int8 source (ONNX Runtime vs torch)", atol=atol)
-            quantize_int8(source, path)
-            source.unlink()
-            quantized = onnx.load(str(path))
-            check_stored_once(quantized, stored, "int8 quantization")
-            _save(quantized, _variant_metadata(metadata, "int8", quantized), path)
-            check_model(path, "int8")
-            report.sizes[path.name] = check_file_size(path, fp32_limit, "int8", "the fp32 limit")
-            _compare("int8", path, reference, graph, report)
-            variants.append("int8")
-            report.seconds["int8"] = time.perf_counter() - step
-        if fp16:
-            step = time.perf_counter()
-            log("fp16 weights")
-            path = work / VARIANT_FILES["fp16"]
-            half = to_fp16_weights(model)
-            check_stored_once(half, stored, "fp16 conversion")
-            _save(half, _variant_metadata(metadata, "fp16", half), path)
-            check_model(path, "fp16")
-            limit = int(2 * stored * 1.05) + metadata_bytes + GRAPH_BYTES
-            report.sizes[path.name] = check_file_size(
-                path, limit, "fp16", "2 bytes x parameters + 5% + metadata + graph"
-            )
-            _compare("fp16", path, reference, graph, report)
-            variants.append("fp16")
-            report.seconds["fp16"] = time.perf_counter() - step
-        if mobile:
-            step = time.perf_counter()
-            log("ORT format for ONNX Runtime Mobile")
-            ort_path, config_path = to_ort_format(fp32_path, work)
-            limit = int(report.sizes[fp32_path.name] * 1.05) + GRAPH_BYTES
-            report.sizes[ort_path.name] = check_file_size(ort_path, limit, "mobile", "the fp32 file + 5% + 64 KiB")
-            report.sizes[config_path.name] = config_path.stat().st_size
-            session = Recommender.make_session(ort_path)
-            check_parity(graph, session, "mobile (ORT format vs torch)", atol=atol)
-            report.agreement["mobile"] = ranking_agreement(reference, session, num_items, graph.max_len, graph.top_k)
-            variants.append("mobile")
-            report.seconds["mobile"] = time.perf_counter() - step
+        for step in steps:
+            step_started = time.perf_counter()
+            _run_variant(step, fp32, work, report, log)
+            report.seconds[step.variant] = time.perf_counter() - step_started
 
-        write_manifest(work, {v: dict(MANIFEST_EXTRAS.get(v, {})) for v in variants})
-        for variant in variants:  # read back every file exactly as a user would
+        write_manifest(work, {"fp32": {}, **{step.variant: dict(step.manifest) for step in steps}})
+        for variant in ["fp32", *(step.variant for step in steps)]:  # read back every file as a user would
             try:
                 recommender = Recommender.load(work, variant=variant)
-                recommender.recommend([metadata.item_ids[0]], k=min(10, top_k))
+                recommender.recommend([fp32.metadata.item_ids[0]], k=min(10, top_k))
             except Exception as e:
                 raise ValidationError(f"{variant}: the SDK cannot use the written file: {e}") from None
-        report.metadata = metadata.to_dict()
+        report.metadata = fp32.metadata.to_dict()
         publish_directory(work, output)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -238,65 +268,31 @@ def export_checkpoint(
     return report
 
 
-def _metadata(ckpt: dict, path: Path, graph: InferenceGraph, model: onnx.ModelProto) -> ArtifactMetadata:
-    config = graph.config
-    ids = item_ids(ckpt)
-    counts = item_popularity(ckpt)
-    if counts is not None:
-        # most interactions first; ties by index, so the order is reproducible
-        popular = (np.argsort(-counts[1:], kind="stable") + 1)[: max(POPULAR_ITEMS, graph.top_k)]
-    else:
-        popular = np.arange(1, min(config.num_items, max(POPULAR_ITEMS, graph.top_k)) + 1)
-    intent_top_items = graph.intent_top_items()
-    return ArtifactMetadata(
-        format_version=FORMAT_VERSION,
-        package_version=package_version,
-        variant="fp32",
-        opset=_opset(model),
-        ir_version=int(model.ir_version),
-        max_len=config.max_len,
-        padding_index=0,
-        embedding_dim=config.dim,
-        num_items=config.num_items,
-        num_intents=graph.num_intents,
-        top_k=graph.top_k,
-        ranking_block_size=graph.block_size,
-        item_ids=tuple(ids),
-        item_ids_sha256=items_checksum(ids),
-        popular_items=tuple(int(i) for i in popular),
-        intent_top_items=tuple(tuple(row) for row in intent_top_items),
-        intent_temperature=graph.intent_temperature if graph.num_intents else None,
-        intent_normalized=graph.intent_normalized,
-        source_checkpoint_sha256=file_sha256(path),
-        checkpoint_metrics=checkpoint_metrics(ckpt),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        inputs=INPUTS,
-        outputs=tuple(graph.output_names),
-    )
+def _inference_graph(encoder: SASRec, top_k: int, intents: IntentTable | None, **options) -> InferenceGraph:
+    if intents is None:
+        return InferenceGraph(encoder, top_k, **options)
+    return InferenceGraph(encoder, top_k, intents.centroids, intents.temperature, intents.normalized, **options)
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def _variant_metadata(metadata: ArtifactMetadata, variant: str, model: onnx.ModelProto) -> ArtifactMetadata:
-    values = metadata.to_dict()
-    values.update(variant=variant, opset=_opset(model), ir_version=int(model.ir_version))
-    return ArtifactMetadata.from_dict(values)
-
-
-def _save(model: onnx.ModelProto, metadata: ArtifactMetadata, path: Path) -> None:
-    """Attach the metadata (docs/ARTIFACT.md) and write one self-contained file."""
-    del model.metadata_props[:]
-    for key, value in metadata_props(metadata).items():
-        model.metadata_props.add(key=key, value=value)
-    model.producer_name = "s4rec-export"
-    model.producer_version = package_version
-    onnx.save_model(model, str(path), save_as_external_data=False)
-
-
-def _compare(variant: str, path: Path, reference, graph: InferenceGraph, report: ExportReport) -> None:
+def _run_variant(
+    step: VariantStep, fp32: Fp32Export, work: Path, report: ExportReport, log: Callable[[str], None]
+) -> None:
+    """Make one variant (:class:`VariantStep`), check it and compare it; sizes and agreement go into ``report``."""
+    log(step.progress)
+    path = work / VARIANT_FILES[step.variant]
+    model = step.make(fp32, path)
+    if step.conversion is not None:  # an ONNX model: stored once, saved with its own metadata, checked
+        check_stored_once(model, fp32.stored, step.conversion)
+        save_with_metadata(model, variant_metadata(fp32.metadata, step.variant, model), path)
+        check_model(path, step.variant)
+    report.sizes[path.name] = check_file_size(path, step.size_limit(fp32), step.variant, step.size_basis)
+    for name in step.extra_files:
+        report.sizes[name] = (work / name).stat().st_size
     session = Recommender.make_session(path)
-    agreement = ranking_agreement(reference, session, graph.config.num_items, graph.max_len, graph.top_k)
-    report.agreement[variant] = agreement
-    check_agreement(agreement, MIN_OVERLAP[variant], variant)
+    if step.parity is not None:
+        check_parity(fp32.graph, session, step.parity, atol=fp32.atol)
+    graph = fp32.graph
+    agreement = ranking_agreement(fp32.session, session, graph.config.num_items, graph.max_len, graph.top_k)
+    report.agreement[step.variant] = agreement
+    if step.min_overlap is not None:
+        check_agreement(agreement, step.min_overlap, step.variant)

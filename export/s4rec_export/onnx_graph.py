@@ -1,6 +1,7 @@
 """The ONNX side of the export: :class:`~s4rec_export.inference.InferenceGraph` through the dynamo exporter,
 then graph surgery with ``onnx.helper``: the intent probabilities, the ranking with ``k`` as a graph input,
-stack traces stripped, the IR version lowered for older ONNX Runtime releases.
+stack traces stripped, the IR version lowered for older ONNX Runtime releases; and
+:func:`save_with_metadata`, which writes every ``.onnx`` file of an artifact.
 
 Ranking: with a block size B > 0 the score matrix is cut into blocks of B items (the table has up to B - 1
 zero rows, scored -inf), the k blocks with the largest maxima are kept and the top k is taken over their
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from s4rec import __version__ as package_version
 from s4rec.artifact import (
     EXCLUDE,
     INPUT,
@@ -30,6 +33,8 @@ from s4rec.artifact import (
     TOP_ITEMS,
     TOP_SCORES,
     USER_EMBEDDING,
+    ArtifactMetadata,
+    metadata_props,
 )
 
 from .inference import InferenceGraph
@@ -160,3 +165,13 @@ def strip_debug_info(model: onnx.ModelProto) -> None:
         del value.metadata_props[:]
         value.doc_string = ""
     del model.metadata_props[:]
+
+
+def save_with_metadata(model: onnx.ModelProto, metadata: ArtifactMetadata, path: Path) -> None:
+    """Attach the metadata (docs/ARTIFACT.md) and write one self-contained file."""
+    del model.metadata_props[:]
+    for key, value in metadata_props(metadata).items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "s4rec-export"
+    model.producer_version = package_version
+    onnx.save_model(model, str(path), save_as_external_data=False)

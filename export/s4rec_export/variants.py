@@ -1,7 +1,8 @@
 """Smaller or mobile variants of the fp32 model: int8 dynamic quantization, fp16 weights, ORT format.
 
-Every function takes the verified fp32 file and writes its variant; the exporter then checks its size,
-re-attaches the metadata and measures its ranking agreement with fp32.
+The conversions alone: each takes an ONNX file or model and writes or returns its variant. The exporter's
+table of variant steps (``exporter.VARIANT_STEPS``) says which conversion makes which file, how it is checked
+(elements stored once, file size, onnx.checker) and compared with fp32, and attaches the metadata.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from s4rec.artifact import VARIANT_FILES
+
 from .errors import VariantError
 
+REQUIRED_OPERATORS_FILE = "model.required_operators.config"  # the mobile variant's operator config
 FP16_MIN_ELEMENTS = 16  # tiny tensors (LayerNorm eps-sized biases, shapes) stay float32: no gain, some risk
 
 
@@ -89,8 +93,8 @@ def to_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
 def to_ort_format(source: Path, directory: Path) -> tuple[Path, Path]:
     """ORT format for ONNX Runtime Mobile with onnxruntime's own converter, plus the reduced operator config.
 
-    Returns ``(directory / "model.ort", directory / "model.required_operators.config")``; the config (with
-    type reduction) is what a minimal ONNX Runtime build takes with ``--include_ops_by_config``.
+    Returns ``(directory / "model.ort", directory / REQUIRED_OPERATORS_FILE)``; the config (with type
+    reduction) is what a minimal ONNX Runtime build takes with ``--include_ops_by_config``.
     """
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
@@ -110,8 +114,8 @@ def to_ort_format(source: Path, directory: Path) -> tuple[Path, Path]:
         configs = sorted((scratch / "out").glob("*.config"))
         if not produced.is_file() or not configs:
             raise VariantError(f"mobile: the ORT converter wrote no model.ort / config for {source.name}")
-        ort_path = directory / "model.ort"
-        config_path = directory / "model.required_operators.config"
+        ort_path = directory / VARIANT_FILES["mobile"]
+        config_path = directory / REQUIRED_OPERATORS_FILE
         shutil.move(produced, ort_path)
         shutil.move(configs[0], config_path)
         return ort_path, config_path
