@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from s4rec import Recommender
+from s4rec.artifact import VARIANT_FILES
 from s4rec_export import export_checkpoint
-from s4rec_train.checkpoint import load_checkpoint
+from s4rec_train.checkpoint import checkpoint_metrics, item_ids, load_checkpoint
 from s4rec_train.data import leave_one_out, read_sequences, remap_to_vocabulary
 from s4rec_train.evaluation import metrics_from_ranks
 
@@ -67,13 +68,14 @@ def main(checkpoint, data, output, threads, json_out):
     print(f"export + verification: fp32 {fp32_only:.1f} s; with int8, fp16 and mobile variants {wall:.1f} s wall")
 
     ckpt = load_checkpoint(checkpoint)
-    max_len = ckpt["config"]["max_len"]
-    interactions = remap_to_vocabulary(read_sequences(data), ckpt["item_ids"])
+    max_len = report.metadata["max_len"]
+    vocabulary = item_ids(ckpt)
+    interactions = remap_to_vocabulary(read_sequences(data), vocabulary)
     split = leave_one_out(interactions, max_len)
-    ids = np.array([None, *ckpt["item_ids"]], dtype=object)
+    ids = np.array([None, *vocabulary], dtype=object)
     histories = [[ids[i] for i in row[row > 0]] for row in split.test_history]
     targets = ids[split.test_target].tolist()
-    stored = ckpt.get("metrics", {}).get("test", {}).get("overall", {})
+    stored = checkpoint_metrics(ckpt).get("test", {}).get("overall", {})
     figures = {"export_seconds_fp32": fp32_only, "export_seconds_all": wall, "sizes": report.sizes}
     figures["parity_max_abs_diff"] = report.parity.max_abs_diff
     figures["agreement"] = report.agreement
@@ -89,14 +91,14 @@ def main(checkpoint, data, output, threads, json_out):
         elapsed = time.perf_counter() - t
         fp32_ndcg = fp32_ndcg or m["NDCG@20"]
         relative = m["NDCG@20"] / fp32_ndcg - 1
-        size = report.sizes[Path(rec.path).name]
+        size = report.sizes[VARIANT_FILES[variant]]
         figures["test"][variant] = dict(m, relative_to_fp32=relative, bytes=size)
         print(f"{variant:8s} {size:>11,} {m['HR@20']:8.4f} {m['NDCG@20']:8.4f} {relative:+8.2%} {elapsed:8.2f}")
-    fp32_size = report.sizes["model.onnx"]
+    fp32_size, sizes = report.sizes[VARIANT_FILES["fp32"]], report.sizes
     print(
         f"\nfp32 size / (4 x {report.parameters:,} parameters) = {fp32_size / (4 * report.parameters):.3f}; "
-        f"int8 / fp32 = {report.sizes['model.int8.onnx'] / fp32_size:.3f}; "
-        f"fp16 / fp32 = {report.sizes['model.fp16.onnx'] / fp32_size:.3f}"
+        f"int8 / fp32 = {sizes[VARIANT_FILES['int8']] / fp32_size:.3f}; "
+        f"fp16 / fp32 = {sizes[VARIANT_FILES['fp16']] / fp32_size:.3f}"
     )
     print(reproduce_command())
     if json_out:
