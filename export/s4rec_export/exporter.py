@@ -58,6 +58,7 @@ class ExportReport:
     metadata: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
+        """The summary ``s4rec-export`` prints: sizes, parity, agreement with fp32, seconds per step."""
         fp32 = self.sizes.get(VARIANT_FILES["fp32"], 0)
         out = [f"wrote {self.output} ({self.parameters:,} parameters, {4 * self.parameters:,} bytes as float32)"]
         for name, size in self.sizes.items():

@@ -27,7 +27,7 @@ from torch import nn
 
 from s4rec.artifact import INTENT_PROBABILITIES, REQUIRED_OUTPUTS, TOP_ITEMS, TOP_SCORES, USER_EMBEDDING
 from s4rec.windows import PADDING_INDEX
-from s4rec_train.model import SASRec
+from s4rec_train.model import Block, SASRec
 
 BLOCK_SIZES = (64, 32, 16, 8)  # ranking block sizes tried, largest first
 # Additive attention bias of a padding key: finite, so that a query with only padding keys gets finite
@@ -57,7 +57,7 @@ class InferenceBlock(nn.Module):
     position alone (``q_weight`` (d, d)) and its keys and values from all of them (``kv_weight`` (d, 2d)).
     """
 
-    def __init__(self, block, heads: int, eps: float, last_only: bool = False):
+    def __init__(self, block: Block, heads: int, eps: float, last_only: bool = False):
         super().__init__()
         attention = block.attention
         dim = attention.query.weight.shape[0]
@@ -276,5 +276,5 @@ class InferenceGraph(nn.Module):
         """Per intent, the ``top_k`` item indices with the largest dot product with its centroid."""
         if self.intent_centroids is None:
             return []
-        closeness = self.intent_centroids @ self.original.item_table[1:].T  # (K, N)
+        closeness = self.original.scores(self.intent_centroids)  # (K, N): items 1..N
         return (torch.topk(closeness, self.top_k, dim=1).indices + 1).tolist()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -21,6 +22,9 @@ from s4rec.windows import PADDING_INDEX, left_pad
 
 from .errors import ParityError, SizeError, ValidationError, VariantError
 from .inference import InferenceGraph
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 SIZE_SLACK = 0.01  # stored tensor elements may exceed the parameters by this fraction + 256 (scales, shapes)
 
@@ -77,7 +81,7 @@ def feeds(window: np.ndarray, k: int, exclude: np.ndarray | None = None) -> dict
 
 def check_parity(
     graph: InferenceGraph,
-    session,
+    session: InferenceSession,
     what: str,
     atol: float = 1e-4,
     tie_tol: float = 1e-6,
@@ -103,7 +107,7 @@ def check_parity(
         if diff > worst.get(name, (-1.0, ""))[0]:
             worst[name] = (diff, case)
 
-    def compare_items(got: np.ndarray, want: np.ndarray, want_scores: np.ndarray, full: np.ndarray, case: str):
+    def compare_items(got: np.ndarray, want: np.ndarray, want_scores: np.ndarray, full: np.ndarray, case: str) -> None:
         if (got < 1).any():
             lines.append(f"{TOP_ITEMS}: returned the padding index 0 ({case})")
         for row, col in zip(*np.nonzero(got != want), strict=True):
@@ -159,7 +163,15 @@ def check_parity(
     return report
 
 
-def ranking_agreement(reference, session, num_items: int, max_len: int, top_k: int, k: int = 10, seed: int = 1) -> dict:
+def ranking_agreement(
+    reference: InferenceSession,
+    session: InferenceSession,
+    num_items: int,
+    max_len: int,
+    top_k: int,
+    k: int = 10,
+    seed: int = 1,
+) -> dict:
     """How a variant's rankings compare with fp32's (both ONNX Runtime sessions) on random histories.
 
     ``top{k}_overlap``: mean share of fp32's top k that the variant also ranks in its top k;
@@ -184,6 +196,8 @@ def ranking_agreement(reference, session, num_items: int, max_len: int, top_k: i
 
 
 def check_agreement(agreement: dict, minimum_overlap: float, what: str, k: int = 10) -> None:
+    """Raise :class:`VariantError` when ``agreement`` (:func:`ranking_agreement`) has a top-``k`` overlap with
+    fp32 below ``minimum_overlap``."""
     overlap = agreement[f"top{k}_overlap"]
     if overlap < minimum_overlap:
         raise VariantError(
@@ -217,6 +231,7 @@ def check_stored_once(model: onnx.ModelProto, parameters: int, what: str) -> int
 
 
 def check_file_size(path: Path, limit: int, what: str, basis: str) -> int:
+    """The size of ``path`` in bytes; :class:`SizeError` above ``limit`` (``basis`` says how it was made)."""
     size = path.stat().st_size
     if size > limit:
         raise SizeError(
