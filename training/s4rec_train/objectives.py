@@ -21,6 +21,11 @@ from torch import nn
 
 from .augment import two_views
 
+# Experiments removed after they measured no better (benchmarks/RESULTS.md section 6; the code last existed at
+# commit e21a317), with the value that meant "off". Checkpoints trained before still list them in
+# ``training.objectives``, so :meth:`ObjectiveConfig.from_dict` accepts them there at that value.
+REMOVED_OPTIONS = {"adversary_queue": 0, "adversary_batch": 0}
+
 
 @dataclass
 class ObjectiveConfig:
@@ -50,17 +55,6 @@ class ObjectiveConfig:
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
     # from the first step stalls the next-item loss (METHOD.md section 7).
     adversary_ramp: bool = True
-    # Labelled user vectors of recent batches that the head/tail classifier also learns from (0 = off, the
-    # paper's form). `tokens` and `users` batching sort users by length within pools, and head users are the
-    # longest histories, so a batch is nearly all head or all tail and the classifier's loss on it sits at
-    # log 2; a queue shows it both labels at every step. Measured (benchmarks/RESULTS.md section 6): it lowers
-    # the head/tail information in z_u that the adversary adds, but does not remove it; validation level.
-    adversary_queue: int = 0
-    # Users drawn at random each step for the adversary, instead of the training batch (0 = the batch, the
-    # paper's form): batches of mixed head and tail users, at the cost of one more encoder pass per step.
-    # Measured (section 6): the encoder fools the classifier, a fresh probe still reads head/tail, and
-    # validation NDCG@20 is 8% lower.
-    adversary_batch: int = 0
     # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
     # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by
     # validation (Beauty, 8 epochs, valid NDCG@20 0.0585 vs 0.0556 without), benchmarks/RESULTS.md section 4.
@@ -85,10 +79,6 @@ class ObjectiveConfig:
         for name in ("mask_ratio", "crop_ratio", "reorder_ratio", "insert_ratio", "warmup"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
-        if self.adversary_batch < 0:
-            raise ValueError(f"adversary_batch must be >= 0 (0 = the training batch), got {self.adversary_batch}.")
-        if self.adversary_queue < 0:
-            raise ValueError(f"adversary_queue must be >= 0 (0 = off), got {self.adversary_queue}.")
         if self.num_intents < 2:
             raise ValueError(f"num_intents must be >= 2, got {self.num_intents}.")
         if self.sinkhorn_iterations < 1:
@@ -110,15 +100,21 @@ class ObjectiveConfig:
         # The intent negatives of L_SCL and the teacher of L_CKD are prototypes too.
         return self.cluster_weight > 0 or self.contrastive_weight > 0 or self.distill_weight > 0
 
-    @property
-    def needs_views(self) -> bool:
-        return self.needs_prototypes
-
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> ObjectiveConfig:
+        """The config of ``values`` (e.g. a checkpoint's ``training.objectives``); options removed since are
+        accepted at their "off" value, which is what this code does."""
+        values = dict(values)
+        for name, off in REMOVED_OPTIONS.items():
+            if name in values and (value := values.pop(name)) != off:
+                raise ValueError(
+                    f"objective config {name}={value!r}: this option was removed (measured no better, "
+                    f"benchmarks/RESULTS.md section 6; the code last existed at commit e21a317). "
+                    f"Drop it or set it to {off!r}."
+                )
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -168,7 +164,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 class S4RecHeads(nn.Module):
     """What S4Rec trains besides the encoder: K intent prototypes and a linear head/tail classifier."""
 
-    def __init__(self, dim: int, num_intents: int, generator: torch.Generator | None = None, queue_size: int = 0):
+    def __init__(self, dim: int, num_intents: int, generator: torch.Generator | None = None):
         super().__init__()
         # Initialised from a dedicated generator so that adding the heads leaves the encoder's random stream
         # (weights, dropout) as it is.
@@ -177,27 +173,6 @@ class S4RecHeads(nn.Module):
         with torch.no_grad():
             self.adversary.weight.normal_(0.0, 0.02, generator=generator)
             self.adversary.bias.zero_()
-        # The adversary's queue of recent (user vector, is_head) pairs (ObjectiveConfig.adversary_queue): a
-        # training aid, not part of the model, so not saved with it.
-        self.queue_size, self.queue_filled, self.queue_next = queue_size, 0, 0
-        self.register_buffer("queue_vectors", torch.zeros(queue_size, dim), persistent=False)
-        self.register_buffer("queue_labels", torch.zeros(queue_size, dtype=torch.long), persistent=False)
-
-    def queued(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copies of the queue's vectors (n, d) and labels (n,), n <= queue_size (copies: the losses built on
-        them are differentiated after the next :meth:`enqueue` overwrote the queue)."""
-        return self.queue_vectors[: self.queue_filled].clone(), self.queue_labels[: self.queue_filled].clone()
-
-    @torch.no_grad()
-    def enqueue(self, vectors: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a batch (detached), overwriting the oldest entries once the queue is full."""
-        if not self.queue_size:
-            return
-        vectors, labels = vectors[-self.queue_size :].float(), labels[-self.queue_size :]
-        slots = (self.queue_next + torch.arange(len(vectors), device=self.queue_labels.device)) % self.queue_size
-        self.queue_vectors[slots], self.queue_labels[slots] = vectors, labels
-        self.queue_next = (self.queue_next + len(vectors)) % self.queue_size
-        self.queue_filled = min(self.queue_size, self.queue_filled + len(vectors))
 
     def centroids(self) -> torch.Tensor:
         """The L2-normalised prototypes (K, d): the checkpoint's ``intent_centroids``."""
@@ -265,14 +240,12 @@ def s4rec_losses(
     progress: float,
     autocast=None,
     generator: torch.Generator | None = None,
-    adversary_inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The enabled auxiliary terms, unweighted, as a dict ``{name: scalar}``.
 
     ``history`` (b, t) the un-augmented training inputs, ``original`` (b, d) their encoder output at the last
     position (from the next-item pass), ``is_head`` (b,) head/tail labels, ``progress`` in [0, 1] the fraction
-    of training done (for the DANN ramp). ``adversary_inputs``: ``(z, is_head)`` of other users for the
-    adversary (ObjectiveConfig.adversary_batch) instead of this batch's.
+    of training done (for the DANN ramp).
     """
     losses: dict[str, torch.Tensor] = {}
     user = F.normalize(original.float(), dim=-1)  # (b, d)
@@ -299,17 +272,8 @@ def s4rec_losses(
             losses["distill"] = distill_loss(z, centroids[intent], config.distill_temperature)
     if config.adversary_weight > 0:
         coefficient = dann_coefficient(progress) if config.adversary_ramp else 1.0
-        adversary_user, adversary_is_head = user, is_head
-        if adversary_inputs is not None:
-            adversary_user, adversary_is_head = F.normalize(adversary_inputs[0].float(), dim=-1), adversary_inputs[1]
-        logits = heads.adversary(reverse_gradient(adversary_user, coefficient))  # bounded input: |user| = 1
-        loss = F.cross_entropy(logits, adversary_is_head.long())
-        if heads.queue_size:
-            stored, labels = heads.queued()
-            if len(stored):  # the classifier also learns from recent batches (no gradient to the encoder)
-                loss = 0.5 * (loss + F.cross_entropy(heads.adversary(stored), labels))
-            heads.enqueue(adversary_user.detach(), adversary_is_head.long())
-        losses["adversary"] = loss
+        logits = heads.adversary(reverse_gradient(user, coefficient))  # bounded input: |user| = 1
+        losses["adversary"] = F.cross_entropy(logits, is_head.long())
     return losses
 
 

@@ -202,14 +202,12 @@ def train(
     if objectives.enabled:
         # Own generators: S4Rec's extra randomness does not shift the encoder's stream.
         init_generator = torch.Generator().manual_seed(config.seed + 1)
-        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator, objectives.adversary_queue).to(device)
+        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator).to(device)
         parameters += list(heads.parameters())
         augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
         is_head = torch.from_numpy(split.is_head).to(device)
         popularity = np.bincount(split.valid_history.reshape(-1), minlength=data.num_items + 1)[1:]
         popularity_cdf = torch.from_numpy(np.cumsum(popularity).astype(np.float32)).to(device)
-        adversary_rng = np.random.default_rng(config.seed + 3)  # ObjectiveConfig.adversary_batch
-        adversary_pool = np.flatnonzero(input_lengths(split) > 0)
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     log(
@@ -247,15 +245,9 @@ def train(
                 loss = next_item_loss(model, hidden, batch, config.loss)
                 optimize = loss
                 if heads is not None:
-                    adversary_inputs = None
-                    if objectives.adversary_batch and objectives.adversary_weight > 0:  # random, head and tail mixed
-                        users = adversary_rng.choice(adversary_pool, objectives.adversary_batch)
-                        side = next(iterate_batches(split, [users], device))
-                        with autocast:
-                            adversary_inputs = (model(side.history, last_only=True), is_head[side.users])
                     terms = s4rec_losses(
                         model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
-                        objectives, step / total_steps, autocast, augment_generator, adversary_inputs,
+                        objectives, step / total_steps, autocast, augment_generator,
                     )  # fmt: skip
                     optimize = loss + weighted_total(terms, objectives, step / total_steps)
                     for name, value in terms.items():
