@@ -11,19 +11,16 @@ import torch.nn.functional as F
 from s4rec_train import augment
 from s4rec_train.checkpoint import load_checkpoint
 from s4rec_train.data import synthetic_interactions
-from s4rec_train.model import ModelConfig, SASRec
-from s4rec_train.objectives import (
-    ObjectiveConfig,
-    S4RecHeads,
+from s4rec_train.losses import (
     cluster_loss,
     contrastive_loss,
     dann_coefficient,
     distill_loss,
     reverse_gradient,
-    s4rec_losses,
     sinkhorn,
-    weighted_total,
 )
+from s4rec_train.model import ModelConfig, SASRec
+from s4rec_train.objectives import ObjectiveConfig, S4RecHeads, s4rec_losses, weighted_total
 from s4rec_train.train import TrainConfig, train
 
 QUIET = dict(log=lambda _s: None)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from s4rec_train.batching import batch_order
 from s4rec_train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -12,7 +13,7 @@ from s4rec_train.checkpoint import (
 )
 from s4rec_train.data import leave_one_out, synthetic_interactions
 from s4rec_train.evaluation import exclude_history, grouped_metrics, metrics_from_ranks, rank_targets
-from s4rec_train.train import TrainConfig, batch_order, train
+from s4rec_train.train import TrainConfig, train
 
 TINY = {"max_len": 12, "dim": 16, "layers": 1, "heads": 2, "dropout": 0.1}
 

@@ -1,10 +1,10 @@
-"""The training loop: next-item prediction with full-softmax cross-entropy plus S4Rec's auxiliary objectives
-(:mod:`s4rec_train.objectives`), early stopping on validation.
+"""The training loop (:func:`train`, settings :class:`TrainConfig`): next-item prediction plus S4Rec's auxiliary
+objectives, evaluation on validation after every epoch, early stopping, the best epoch's checkpoint.
 
-Batches are cut on the host from pre-padded arrays (trimmed to the longest history in the batch, which is
-exact because positions are right-aligned), pinned and moved with non-blocking copies; the loss is computed
-only at non-padded positions, so no (batch, length, items) logits tensor is ever built. Everything after the
-copy (augmentations, Sinkhorn, losses) runs on the training device without reading values back to the host;
+The parts it drives have their own modules: batches (:mod:`s4rec_train.batching`), the loss terms
+(:mod:`s4rec_train.losses`), their composition (:mod:`s4rec_train.objectives`), evaluation
+(:mod:`s4rec_train.evaluation`) and the checkpoint (:mod:`s4rec_train.checkpoint`). Everything after a batch's
+copy to the device (augmentations, Sinkhorn, losses) runs there without reading values back to the host;
 losses are summed on the device and read once per epoch.
 
 With every auxiliary weight 0 (``ObjectiveConfig.backbone()``) the step is exactly the backbone's: no extra
@@ -15,57 +15,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__
+from .batching import batch_order, input_lengths, iterate_batches
 from .checkpoint import new_checkpoint, save_checkpoint, with_weights
-from .data import Interactions, Split, leave_one_out
-from .evaluation import evaluate_split
-from .model import ModelConfig, SASRec
-from .objectives import ObjectiveConfig, S4RecHeads, intent_usage, s4rec_losses, weighted_total
+from .config import ModelConfig, ObjectiveConfig, TrainConfig
+from .data import Interactions, leave_one_out
+from .evaluation import evaluate_split, intent_usage
+from .losses import next_item_loss
+from .model import SASRec
+from .objectives import S4RecHeads, s4rec_losses, weighted_total
 
-
-@dataclass
-class TrainConfig:
-    epochs: int = 30  # upper bound; early stopping usually ends Beauty-sized runs sooner
-    batch_size: int = 256
-    lr: float = 1e-3  # Adam, as in the paper
-    weight_decay: float = 0.0
-    patience: int = 5  # epochs without a better validation NDCG@20 before stopping
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda (auto picks CUDA when present)
-    bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
-    threads: int | None = None  # torch CPU threads; None keeps torch's default
-    loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
-    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
-    # positions per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
-    # (benchmarks/RESULTS.md section 0) and for S4Rec (section 4: valid NDCG@20 0.0351 vs 0.0297 with users
-    # after 5 epochs); users; random.
-    batching: str = "tokens"
-    eval_batch_size: int = 1024
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.batching not in BATCHING:
-            raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
-        if self.loss not in ("softmax", "bce"):
-            raise ValueError(f"loss must be softmax or bce, got {self.loss!r}")
+__all__ = ["TrainConfig", "resolve_device", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of a ``TrainConfig.device`` setting (auto: CUDA when torch sees one)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -74,96 +45,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch's default generator (weights, dropout) and numpy's global one."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-
-
-@dataclass
-class Batch:
-    users: torch.Tensor  # (b,) user rows in the split
-    history: torch.Tensor  # (b, t) left-padded inputs, trimmed to the longest in the batch
-    target: torch.Tensor  # (b, t) next items, 0 where there is nothing to predict
-    positions: torch.Tensor  # (m,) flat indices into (b * t) of the positions with a target
-
-
-BATCHING = ("tokens", "users", "random")
-
-
-def batch_order(
-    input_length: np.ndarray, batch_size: int, rng: np.random.Generator, batching: str = "tokens"
-) -> list[np.ndarray]:
-    """Users of each batch for one epoch, shuffled.
-
-    * ``random``: random batches of ``batch_size`` users. Almost every such batch holds one long history, so
-      it is padded to nearly ``max_len`` although most users have ~9 items.
-    * ``users``: users are shuffled, cut into pools of 32 batches and sorted by length inside each pool, then
-      cut into batches of ``batch_size`` users whose order is shuffled again. Short windows, but a batch of
-      256 two-item users weighs as much in a step as a batch of 256 fifty-item users, which measurably slowed
-      learning of the next-item loss on Beauty (docs/s4rec.md, benchmarks/RESULTS.md).
-    * ``tokens`` (default): as ``users``, but each pool is cut into batches holding about as many training
-      positions as a random batch (``batch_size`` x the mean positions per user): short-history batches hold
-      more users, long-history batches fewer. Steps average over as many next-item predictions as random
-      batches do (the loss curve follows the random one) while the window shrinks to the batch's longest
-      history.
-    """
-    if batching not in BATCHING:
-        raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
-    order = rng.permutation(len(input_length))
-    order = order[input_length[order] > 0]  # users whose training part has one item teach nothing
-    if batching == "random":
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    budget = batch_size * float(input_length[order].mean())
-    pool = 32 * batch_size
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = order[start : start + pool]
-        chunk = chunk[np.argsort(input_length[chunk], kind="stable")]
-        if batching == "users":
-            batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-            continue
-        # cut where the running count of positions crosses a multiple of the budget
-        cut = np.floor(np.cumsum(input_length[chunk]) / budget).astype(np.int64)
-        bounds = np.flatnonzero(np.diff(cut)) + 1
-        batches.extend(b for b in np.split(chunk, bounds) if len(b))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def input_lengths(split: Split) -> np.ndarray:
-    """Training positions per user (the training part minus its first item, capped at max_len)."""
-    return np.minimum(np.maximum(split.train_length - 1, 0), split.max_len)
-
-
-def iterate_batches(split: Split, user_batches: list[np.ndarray], device: torch.device):
-    """Training batches for the given users, cut and indexed on the host, moved with pinned non-blocking copies."""
-    input_length = input_lengths(split)
-    pin = device.type == "cuda"
-    for users in user_batches:
-        users = np.sort(users)
-        t = int(input_length[users].max())
-        history = split.train_input[users, -t:]
-        target = split.train_target[users, -t:]
-        positions = np.flatnonzero(target.reshape(-1))
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (users, history, target, positions)]
-        if pin:
-            tensors = [x.pin_memory() for x in tensors]
-        yield Batch(*(x.to(device, non_blocking=True) for x in tensors))
-
-
-def next_item_loss(
-    model: SASRec, hidden: torch.Tensor, batch: Batch, kind: str = "softmax", generator=None
-) -> torch.Tensor:
-    """L_SR: cross-entropy of the next item at the non-padded positions only."""
-    d = hidden.shape[-1]
-    h = hidden.reshape(-1, d).index_select(0, batch.positions)  # (m, d)
-    target = batch.target.reshape(-1).index_select(0, batch.positions)  # (m,) in 1..N
-    table = model.item_table
-    if kind == "softmax":
-        logits = h @ table[1:].T  # (m, N), never (b, t, N)
-        return F.cross_entropy(logits.float(), target - 1)
-    negative = torch.randint(1, table.shape[0], target.shape, device=target.device, generator=generator)
-    pos = (h * table[target]).sum(-1).float()
-    neg = (h * table[negative]).sum(-1).float()
-    return F.softplus(-pos).mean() + F.softplus(neg).mean()
 
 
 def train(
