@@ -1,7 +1,9 @@
 """s4rec-train as a user runs it: fit, evaluate, bad input, and the message without torch."""
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +58,48 @@ def test_without_torch_says_which_extra_to_install():
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "pip install 's4rec[train]'" in result.stderr
+
+
+def progress(epoch, step, steps=200, elapsed=0.0, loss=3.0):
+    import torch
+
+    from s4rec_train.train import Progress
+
+    return Progress(epoch, 4, step, steps, users=10 * step, elapsed=elapsed, loss_total=torch.tensor(loss * step))
+
+
+def test_progress_lines_without_a_terminal_every_30_seconds():
+    from s4rec_train.cli import ProgressLines, progress_reporter
+
+    lines = []
+    report = ProgressLines(lines.append)
+    for epoch in (1, 2):
+        for step in range(1, 201):
+            report(progress(epoch, step, elapsed=0.5 * step))  # 100 s per epoch
+    assert len(lines) == 6  # at 30, 60 and 90 s of each epoch
+    assert lines[0] == "epoch 1/4  step 60/200  2.00 steps/s  20 users/s  loss 3.0000  epoch ETA 1m10s"
+    assert lines[3].startswith("epoch 2/4  step 60/200")
+    assert isinstance(progress_reporter(io.StringIO()), ProgressLines)
+
+
+def test_progress_bar_on_a_terminal():
+    from s4rec_train.cli import ProgressBar, progress_reporter
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    bar = progress_reporter(screen)
+    assert isinstance(bar, ProgressBar)
+    for step in range(1, 6):
+        bar(progress(1, step, steps=5, elapsed=step, loss=2.5))
+    assert bar.bar is None  # closed after the epoch's last step
+    assert "epoch 1/4" in screen.getvalue() and "5/5" in screen.getvalue() and "loss 2.5000" in screen.getvalue()
+
+
+def test_only_the_command_line_imports_click():
+    package = ROOT / "training" / "s4rec_train"
+    imports = re.compile(r"^\s*(import|from)\s+click\b", re.MULTILINE)
+    users = sorted(p.name for p in package.glob("*.py") if imports.search(p.read_text()))
+    assert users == ["cli.py"]

@@ -7,6 +7,7 @@ say which extra to install instead of failing with a traceback.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,6 +38,82 @@ def cli() -> None:
     s4rec-train DATA -o model.pt          train (same as `s4rec-train fit DATA -o model.pt`)
     s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA's leave-one-out test split
     """
+
+
+class ProgressBar:
+    """``train(on_progress=...)`` for a terminal: a click progress bar per epoch (steps, ETA, running loss)."""
+
+    def __init__(self, file=None) -> None:
+        self.file = file if file is not None else sys.stderr
+        self.bar = None
+        self.epoch = None
+        self.loss_text, self.loss_read_at = "", -math.inf
+
+    def __call__(self, progress) -> None:
+        if progress.epoch != self.epoch:
+            self.close()
+            self.epoch = progress.epoch
+            self.bar = click.progressbar(
+                length=progress.steps, label=f"epoch {progress.epoch}/{progress.epochs}", file=self.file,
+                show_pos=True, item_show_func=lambda _item: self.loss_text,
+            )  # fmt: skip
+            self.bar.__enter__()
+        # The running loss is read from the training device at most once a second, not every step.
+        if progress.elapsed - self.loss_read_at >= 1.0 or progress.step == progress.steps:
+            self.loss_text, self.loss_read_at = f"loss {progress.loss:.4f}", progress.elapsed
+        self.bar.update(progress.step - self.bar.pos)
+        if progress.step >= progress.steps:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+class ProgressLines:
+    """``train(on_progress=...)`` for a log file, CI or nohup: a plain line every ``interval`` seconds of an
+    epoch (step/steps, rates, running loss, the epoch's ETA); the epoch summary line follows each epoch."""
+
+    def __init__(self, echo=None, interval: float = 30.0) -> None:
+        self.echo = echo if echo is not None else (lambda line: click.echo(line, err=True))  # flushed: nohup
+        self.interval = interval
+        self.epoch, self.shown_at = None, 0.0
+
+    def __call__(self, progress) -> None:
+        if progress.epoch != self.epoch:
+            self.epoch, self.shown_at = progress.epoch, 0.0
+        if progress.elapsed - self.shown_at < self.interval:
+            return
+        self.shown_at = progress.elapsed
+        rate = progress.step / progress.elapsed
+        eta = (progress.steps - progress.step) / rate
+        self.echo(
+            f"epoch {progress.epoch}/{progress.epochs}  step {progress.step}/{progress.steps}  "
+            f"{rate:.2f} steps/s  {progress.users / progress.elapsed:,.0f} users/s  loss {progress.loss:.4f}  "
+            f"epoch ETA {format_duration(eta)}"
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m07s``, ``1h02m``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_reporter(stream=None) -> ProgressBar | ProgressLines:
+    """A progress bar when ``stream`` (stderr by default) is a terminal, otherwise plain lines every 30 s."""
+    stream = stream if stream is not None else sys.stderr
+    if stream.isatty():
+        return ProgressBar(stream)
+    return ProgressLines(lambda line: click.echo(line, file=stream))
 
 
 def _load_data(data: Path, user_col: str, item_col: str, time_col: str, min_count: int):
@@ -140,7 +217,7 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--metrics-json", type=click.Path(path_type=Path), help="Also write the final metrics here.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no progress lines (epoch summaries stay).")
 @with_objective_options
 @with_data_options
 def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, device,
@@ -160,6 +237,7 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
 
     objectives = objective_settings(backbone, dict(objective_values, adversary_ramp=adversary_ramp))
     interactions = _load_data(data, user_col, item_col, time_col, min_count)
+    progress = None if quiet else progress_reporter()
     try:
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
@@ -172,11 +250,14 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             config,
             output,
             log=click.echo,
-            progress=not quiet,
             objectives=objectives,
+            on_progress=progress,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    finally:
+        if progress is not None:
+            progress.close()
     metrics = checkpoint["metrics"]
     click.echo(f"best epoch {metrics['best_epoch']}; wrote {output}")
     click.echo(format_table({"valid": metrics["valid"], "test": metrics["test"]}))

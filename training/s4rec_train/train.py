@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
 
@@ -32,7 +31,27 @@ from .losses import next_item_loss
 from .model import SASRec
 from .objectives import S4RecHeads, s4rec_losses, weighted_total
 
-__all__ = ["TrainConfig", "resolve_device", "train"]
+__all__ = ["Progress", "TrainConfig", "resolve_device", "train"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, handed to ``train(on_progress=...)`` after every optimizer step."""
+
+    epoch: int  # 1-based
+    epochs: int  # TrainConfig.epochs, an upper bound: early stopping may end the run sooner
+    step: int  # optimizer steps done in this epoch, 1..steps
+    steps: int  # steps in this epoch (with `tokens` batching it varies a little from epoch to epoch)
+    users: int  # users trained on so far in this epoch
+    elapsed: float  # seconds since this epoch's first step began
+    # The epoch's summed next-item loss, on the training device: read only when `loss` is asked for, so
+    # that reporting progress does not make every CUDA step wait for its loss.
+    loss_total: torch.Tensor = field(repr=False, compare=False)
+
+    @property
+    def loss(self) -> float:
+        """Mean next-item loss of this epoch's steps so far (reads the value from the training device)."""
+        return float(self.loss_total) / self.step
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,8 +75,8 @@ def train(
     config: TrainConfig | None = None,
     output: str | Path | None = None,
     log: Callable[[str], None] = print,
-    progress: bool = False,
     objectives: ObjectiveConfig | dict | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> dict:
     """Train S4Rec (or, with ``ObjectiveConfig.backbone()``, the plain SASRec backbone) on ``data``.
 
@@ -65,6 +84,10 @@ def train(
     written to ``output``): the encoder weights of the epoch with the best validation NDCG@20, the S4Rec
     heads (``objective_state_dict``) and normalised intent centroids, and that model's validation and test
     figures.
+
+    ``log`` receives the run's description and one summary line per epoch (loss, validation figures, times);
+    ``on_progress``, when given, a :class:`Progress` after every optimizer step (the command line draws a
+    progress bar or prints a line now and then from it).
     """
     config = config or TrainConfig()
     if objectives is None:
@@ -119,29 +142,31 @@ def train(
         term_totals: dict[str, torch.Tensor] = {}
         steps = 0
         user_batches = batch_order(input_lengths(split), config.batch_size, rng, config.batching)
-        batches = iterate_batches(split, user_batches, device)
-        with click.progressbar(
-            batches, length=len(user_batches), label=f"epoch {epoch}", file=None if progress else _Null()
-        ) as bar:
-            for batch in bar:
-                with autocast:
-                    hidden = model(batch.history)
-                loss = next_item_loss(model, hidden, batch, config.loss)
-                optimize = loss
-                if heads is not None:
-                    terms = s4rec_losses(
-                        model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
-                        objectives, step / total_steps, autocast, augment_generator,
-                    )  # fmt: skip
-                    optimize = loss + weighted_total(terms, objectives, step / total_steps)
-                    for name, value in terms.items():
-                        term_totals[name] = term_totals.get(name, 0.0) + value.detach()
-                optimizer.zero_grad(set_to_none=True)
-                optimize.backward()
-                optimizer.step()
-                total += loss.detach()
-                steps += 1
-                step += 1
+        batch_users = np.cumsum([len(users) for users in user_batches])  # users trained on after each step
+        for batch in iterate_batches(split, user_batches, device):
+            with autocast:
+                hidden = model(batch.history)
+            loss = next_item_loss(model, hidden, batch, config.loss)
+            optimize = loss
+            if heads is not None:
+                terms = s4rec_losses(
+                    model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
+                    objectives, step / total_steps, autocast, augment_generator,
+                )  # fmt: skip
+                optimize = loss + weighted_total(terms, objectives, step / total_steps)
+                for name, value in terms.items():
+                    term_totals[name] = term_totals.get(name, 0.0) + value.detach()
+            optimizer.zero_grad(set_to_none=True)
+            optimize.backward()
+            optimizer.step()
+            total += loss.detach()
+            steps += 1
+            step += 1
+            if on_progress is not None:
+                elapsed = time.perf_counter() - started
+                users = int(batch_users[steps - 1])
+                loss_total = total.clone()  # a copy on the device, no host sync: `total` keeps growing
+                on_progress(Progress(epoch, config.epochs, steps, len(user_batches), users, elapsed, loss_total))
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
         eval_started = time.perf_counter()
@@ -224,16 +249,3 @@ def _base_checkpoint(
         "torch_version": str(torch.__version__),  # TorchVersion would need unpickling
     }
     return new_checkpoint(model_cfg, data.item_ids, data.item_counts(), training)
-
-
-class _Null:
-    """A write-only sink for the progress bar when it is turned off."""
-
-    def write(self, _text: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
