@@ -103,3 +103,55 @@ def test_only_the_command_line_imports_click():
     imports = re.compile(r"^\s*(import|from)\s+click\b", re.MULTILINE)
     users = sorted(p.name for p in package.glob("*.py") if imports.search(p.read_text()))
     assert users == ["cli.py"]
+
+
+def test_help_shows_training_options_with_the_config_defaults():
+    """`s4rec-train --help` is training's help (usage, every option with its default) and names evaluate."""
+    import click
+
+    from s4rec_train.config import ModelConfig, TrainConfig
+    from s4rec_train.objectives import ObjectiveConfig
+
+    result = CliRunner().invoke(cli, ["--help"], prog_name="s4rec-train")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Usage: s4rec-train [fit] DATA [OPTIONS]" in text and "s4rec-train evaluate" in text
+    train, model, objectives = TrainConfig(), ModelConfig(num_items=1), ObjectiveConfig()
+    expected = {
+        "--output": "model.pt", "--epochs": train.epochs, "--batch-size": train.batch_size, "--lr": train.lr,
+        "--patience": train.patience, "--max-len": model.max_len, "--dim": model.dim, "--layers": model.layers,
+        "--heads": model.heads, "--dropout": model.dropout, "--loss": train.loss, "--seed": train.seed,
+        "--device": train.device, "--batching": train.batching, "--threads": "(torch's default)",
+        "--intents": objectives.num_intents, "--cluster-weight": objectives.cluster_weight,
+    }  # fmt: skip
+    fit = cli.commands["fit"]
+    ctx = click.Context(fit, show_default=True)
+    records = {
+        opt: record for param in fit.params if isinstance(param, click.Option)
+        for opt in param.opts if (record := param.get_help_record(ctx))
+    }  # fmt: skip
+    for flag, default in expected.items():
+        assert flag in text, flag
+        assert f"[default: {default}" in " ".join(records[flag][1].split()), flag
+    undocumented = [p.name for p in fit.params if isinstance(p, click.Option) and not p.help]
+    assert undocumented == []
+
+
+def test_help_and_version_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from s4rec_train.cli import cli\n"
+        "for args in (['--help'], ['fit', '--help'], ['evaluate', '--help'], ['--version']):\n"
+        "    assert cli(args, standalone_mode=False) == 0, args\n"
+        "print('torch' in sys.modules, file=sys.stderr)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("sdk", "training", "export")))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "False"
+    assert "--max-len" in result.stdout
+    # and without torch at all, the entry point still answers --help
+    blocked = "import sys; sys.modules['torch'] = None; sys.argv[1:] = ['--help']\n"
+    blocked += "from s4rec_train.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "--epochs" in result.stdout, result.stderr
