@@ -131,6 +131,8 @@ def train(
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
     base = _base_checkpoint(data, model_cfg, config, objectives)
+    # The ramps (DANN, warm-up) measure progress in steps of batch_size users; `tokens` batching takes about
+    # as many steps (about one more per pool of 32 batches), and both ramps are flat once progress reaches 1.
     num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
     total_steps, step = config.epochs * num_batches, 0
     for epoch in range(1, config.epochs + 1):
