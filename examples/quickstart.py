@@ -29,6 +29,7 @@ def main(data: Path, epochs: int, workdir: Path, users: int) -> None:
     from s4rec import Recommender
     from s4rec.batch import available_cores, score_file
     from s4rec_export import export_checkpoint
+    from s4rec_train.cli import progress_reporter
     from s4rec_train.data import load_interactions
     from s4rec_train.evaluation import format_table
     from s4rec_train.train import TrainConfig, train
@@ -37,7 +38,8 @@ def main(data: Path, epochs: int, workdir: Path, users: int) -> None:
     checkpoint_path, artifact, recs = workdir / "model.pt", workdir / "artifact", workdir / "recs.jsonl"
     interactions = load_interactions(data)
     click.echo(f"1/3 training on {data.name} for {epochs} epochs -> {checkpoint_path}")
-    checkpoint = train(interactions, {}, TrainConfig(epochs=epochs), checkpoint_path, log=click.echo, progress=True)
+    config = TrainConfig(epochs=epochs)
+    checkpoint = train(interactions, {}, config, checkpoint_path, log=click.echo, on_progress=progress_reporter())
     click.echo(format_table({"test": checkpoint["metrics"]["test"]}))
 
     click.echo(f"\n2/3 exporting -> {artifact}")

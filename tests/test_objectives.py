@@ -11,19 +11,16 @@ import torch.nn.functional as F
 from s4rec_train import augment
 from s4rec_train.checkpoint import load_checkpoint
 from s4rec_train.data import synthetic_interactions
-from s4rec_train.model import ModelConfig, SASRec
-from s4rec_train.objectives import (
-    ObjectiveConfig,
-    S4RecHeads,
+from s4rec_train.losses import (
     cluster_loss,
     contrastive_loss,
     dann_coefficient,
     distill_loss,
     reverse_gradient,
-    s4rec_losses,
     sinkhorn,
-    weighted_total,
 )
+from s4rec_train.model import ModelConfig, SASRec
+from s4rec_train.objectives import ObjectiveConfig, S4RecHeads, s4rec_losses, weighted_total
 from s4rec_train.train import TrainConfig, train
 
 QUIET = dict(log=lambda _s: None)
@@ -145,77 +142,6 @@ def test_adversary_classifier_learns_while_the_encoder_is_pushed_the_other_way()
         before = F.cross_entropy(heads.adversary(F.normalize(user, dim=-1)), is_head.long())
         after = F.cross_entropy(heads.adversary(F.normalize(user - 0.5 * user.grad, dim=-1)), is_head.long())
     assert after > before
-
-
-def test_adversary_queue_keeps_the_latest_labelled_vectors():
-    heads = S4RecHeads(dim=3, num_intents=2, queue_size=5)
-    assert [len(t) for t in heads.queued()] == [0, 0]
-    heads.enqueue(torch.ones(3, 3), torch.ones(3, dtype=torch.long))
-    heads.enqueue(2 * torch.ones(4, 3), torch.zeros(4, dtype=torch.long))  # wraps: the oldest one is kept
-    vectors, labels = heads.queued()
-    assert sorted(vectors[:, 0].tolist()) == [1.0, 2.0, 2.0, 2.0, 2.0] and sorted(labels.tolist()) == [0, 0, 0, 0, 1]
-    heads.enqueue(3 * torch.ones(7, 3), torch.ones(7, dtype=torch.long))  # more than fits: the last 5
-    assert heads.queued()[0][:, 0].tolist() == [3.0] * 5
-    assert "queue_vectors" not in heads.state_dict()  # a training aid, not saved with the model
-    with pytest.raises(ValueError, match="adversary_queue"):
-        ObjectiveConfig(adversary_queue=-1)
-
-
-def test_adversary_with_a_queue_also_learns_from_earlier_batches():
-    """With a queue the adversary's loss is the mean of its loss on the batch (whose reversed gradient reaches
-    the encoder) and on the queued vectors of earlier batches (which reach only the classifier); batches of one
-    label each, as length-sorted batching makes them, still teach it to separate the labels."""
-    config = ObjectiveConfig(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_queue=256)
-    generator = torch.Generator().manual_seed(0)
-
-    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        head = step % 2 == 0
-        user = torch.randn(32, 4, generator=generator) + torch.tensor([1.5 if head else -1.5, 0.0, 0.0, 0.0])
-        return user, torch.full((32,), head)
-
-    torch.manual_seed(0)
-    heads = S4RecHeads(dim=4, num_intents=2, queue_size=config.adversary_queue)
-    optimizer = torch.optim.SGD(heads.adversary.parameters(), lr=0.5)
-    for step in range(60):
-        user, is_head = batch(step)
-        user.requires_grad_(True)
-        queued = heads.queued()
-        loss = s4rec_losses(None, heads, None, user, is_head, None, config, progress=1.0)["adversary"]
-        if step == 5:  # the mean of the two cross-entropies
-            with torch.no_grad():
-                own = F.cross_entropy(heads.adversary(F.normalize(user, dim=-1)), is_head.long())
-                earlier = F.cross_entropy(heads.adversary(queued[0]), queued[1])
-            assert len(queued[0]) == 5 * 32 and torch.isclose(loss, 0.5 * (own + earlier))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        assert user.grad is not None and torch.isfinite(user.grad).all()
-    test = torch.cat([batch(0)[0], batch(1)[0]])
-    truth = torch.cat([torch.ones(32), torch.zeros(32)]).long()
-    with torch.no_grad():
-        accuracy = (heads.adversary(F.normalize(test, dim=-1)).argmax(-1) == truth).float().mean().item()
-    assert accuracy > 0.9 and len(heads.queued()[0]) == 256
-
-
-def test_adversary_on_other_users_when_given():
-    """adversary_inputs (ObjectiveConfig.adversary_batch): the adversary classifies those users, not the
-    batch, and its reversed gradient goes to their vectors."""
-    config = ObjectiveConfig(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_batch=8)
-    heads = S4RecHeads(dim=4, num_intents=2)
-    batch_user = torch.randn(6, 4, requires_grad=True)
-    other = torch.randn(8, 4, requires_grad=True)
-    other_is_head = torch.tensor([True, False] * 4)
-    terms = s4rec_losses(
-        None, heads, None, batch_user, torch.zeros(6, dtype=torch.bool), None, config, 1.0,
-        adversary_inputs=(other, other_is_head),
-    )  # fmt: skip
-    with torch.no_grad():
-        expected = F.cross_entropy(heads.adversary(F.normalize(other, dim=-1)), other_is_head.long())
-    assert torch.isclose(terms["adversary"], expected)
-    terms["adversary"].backward()
-    assert batch_user.grad is None and other.grad is not None and other.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="adversary_batch"):
-        ObjectiveConfig(adversary_batch=-1)
 
 
 def _tiny_step_inputs(seed: int = 0):
@@ -384,29 +310,9 @@ def test_whole_auxiliary_step_has_no_data_dependent_host_sync():
     assert set(terms) == {"cluster", "contrastive", "distill", "adversary"}
     weighted_total(terms, config).backward()
     assert heads.prototypes.grad is not None and heads.prototypes.grad.device.type == "meta"
-    # the adversary's queue too (enqueue, then a step that reads it)
-    with torch.device("meta"):
-        heads = S4RecHeads(8, 4, queue_size=16)
-    queued = ObjectiveConfig(num_intents=4, adversary_queue=16)
-    for _ in range(2):
-        terms = s4rec_losses(model, heads, history, model(history)[:, -1], is_head, cdf, queued, 0.5)
-        weighted_total(terms, queued).backward()
-    assert heads.adversary.weight.grad.device.type == "meta" and len(heads.queued()[0]) == 16
 
 
 # --- training, checkpoint ---------------------------------------------------------------------------------
-
-
-def test_training_with_the_adversary_options(tmp_path):
-    data = synthetic_interactions(num_users=120, num_items=40, seed=0)
-    config = TrainConfig(epochs=1, batch_size=32, seed=0, device="cpu")
-    objectives = ObjectiveConfig(num_intents=6, adversary_batch=16, adversary_queue=64)
-    path = tmp_path / "model.pt"
-    train(data, {"dim": 8, "max_len": 12}, config, path, objectives=objectives, **QUIET)
-    checkpoint = load_checkpoint(path)
-    assert checkpoint["training"]["objectives"]["adversary_batch"] == 16
-    assert "queue_vectors" not in checkpoint["objective_state_dict"]
-    assert torch.isfinite(torch.tensor(checkpoint["training"]["history"][0]["terms"]["adversary"]))
 
 
 def test_training_saves_centroids_and_heads(tmp_path):
@@ -454,3 +360,26 @@ def test_objective_config_rejects_bad_values():
         ObjectiveConfig(cluster_target="both")
     with pytest.raises(ValueError, match="unknown objective config keys"):
         ObjectiveConfig.from_dict({"alpha": 1})
+
+
+def test_removed_experiment_options_of_old_checkpoints_still_read():
+    """Checkpoints trained before --adversary-queue and --adversary-batch were removed list them (at 0, off) in
+    training.objectives: that dict still gives the config; a non-zero value is refused, naming the commit."""
+    old = dict(ObjectiveConfig(num_intents=6).to_dict(), adversary_queue=0, adversary_batch=0)
+    assert ObjectiveConfig.from_dict(old) == ObjectiveConfig(num_intents=6)
+    with pytest.raises(ValueError, match="adversary_queue=4096: this option was removed.*e21a317"):
+        ObjectiveConfig.from_dict(dict(old, adversary_queue=4096))
+
+
+def test_old_checkpoint_with_the_removed_options_loads(tmp_path):
+    from s4rec_train.checkpoint import intent_table, model_from_checkpoint, save_checkpoint
+
+    data = synthetic_interactions(num_users=60, num_items=20, seed=1)
+    config = TrainConfig(epochs=1, batch_size=32, seed=0, device="cpu")
+    checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=ObjectiveConfig(num_intents=4), **QUIET)
+    checkpoint["training"]["objectives"].update(adversary_queue=0, adversary_batch=0)  # as e21a317 wrote them
+    save_checkpoint(checkpoint, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    model_from_checkpoint(loaded)
+    assert intent_table(loaded) is not None
+    assert ObjectiveConfig.from_dict(loaded["training"]["objectives"]) == ObjectiveConfig(num_intents=4)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from s4rec_train.batching import batch_order
 from s4rec_train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -12,7 +13,7 @@ from s4rec_train.checkpoint import (
 )
 from s4rec_train.data import leave_one_out, synthetic_interactions
 from s4rec_train.evaluation import exclude_history, grouped_metrics, metrics_from_ranks, rank_targets
-from s4rec_train.train import TrainConfig, batch_order, train
+from s4rec_train.train import TrainConfig, train
 
 TINY = {"max_len": 12, "dim": 16, "layers": 1, "heads": 2, "dropout": 0.1}
 
@@ -197,3 +198,19 @@ def test_evaluation_excludes_the_whole_history_beyond_max_len():
     assert test["overall"]["HR@5"] == 1.0 and test["overall"]["NDCG@5"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
     valid = evaluate_split(model, split, "valid")  # valid target 9: item 10 seen by user 0 only
     assert valid["overall"]["NDCG@5"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+
+
+def test_progress_reports_every_step_and_leaves_the_numbers_alone():
+    data = synthetic_interactions(num_users=120, num_items=30, seed=2)
+    config = TrainConfig(epochs=2, batch_size=32, seed=3)
+    seen = []
+    a = train(data, TINY, config, log=lambda _: None, on_progress=seen.append)
+    b = train(data, TINY, config, log=lambda _: None)
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key])
+    for epoch, summary in enumerate(a["training"]["history"], start=1):
+        steps = [p for p in seen if p.epoch == epoch]
+        assert [p.step for p in steps] == list(range(1, steps[0].steps + 1))
+        assert all(p.epochs == 2 and p.elapsed >= 0 for p in steps)
+        assert steps[-1].users == int((leave_one_out(data, TINY["max_len"]).train_length > 1).sum())
+        assert steps[-1].loss == pytest.approx(summary["loss"])  # the running loss ends at the epoch's mean

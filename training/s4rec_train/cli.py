@@ -1,34 +1,65 @@
 """``s4rec-train``: train a model (``s4rec-train DATA -o model.pt``) or evaluate one (``... evaluate``).
 
-This module imports torch only inside the commands, so that ``s4rec-train`` on a machine without torch can
-say which extra to install instead of failing with a traceback.
+This module imports torch only inside the commands, so that ``s4rec-train --help`` and ``--version`` work
+(and are fast) without it, and ``s4rec-train`` on a machine without torch can say which extra to install
+instead of failing with a traceback. The defaults it shows come from the torch-free config dataclasses
+(:mod:`s4rec_train.config`). It also renders the training loop's progress (a bar or plain lines).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
+
+from .config import BATCHING, DEVICES, LOSSES, ModelConfig, ObjectiveConfig, TrainConfig
 
 MISSING_TORCH = (
     "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
 )
+HELP_OPTIONS = ("-h", "--help")
+TRAIN, OBJECTIVES = TrainConfig(), ObjectiveConfig()
+MODEL = ModelConfig(num_items=1)  # num_items comes from the data
+DEFAULT = ParameterSource.DEFAULT
 
 
 class DefaultCommandGroup(click.Group):
-    """A group whose first argument may be data for the default command: ``s4rec-train DATA ...``."""
+    """A group whose first argument may be data for the default command: ``s4rec-train DATA ...``.
+
+    Its help is the default command's (usage, options with their defaults) followed by the command list, so
+    that ``s4rec-train --help`` documents what ``s4rec-train DATA`` does.
+    """
 
     default_command = "fit"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and args[0] not in self.commands and args[0] not in (*HELP_OPTIONS, "--version"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[fit] DATA [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "evaluate CHECKPOINT DATA [OPTIONS]", prefix="       ")
 
-@click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        default = self.commands[self.default_command]
+        default_ctx = click.Context(
+            default, info_name=ctx.info_name, help_option_names=ctx.help_option_names, show_default=True
+        )
+        options = [param for param in default.get_params(default_ctx) if isinstance(param, click.Option)]
+        records = [param.get_help_record(default_ctx) for param in options]
+        records += [param.get_help_record(ctx) for param in self.get_params(ctx) if param.name == "version"]
+        with formatter.section(f"Options (of {self.default_command})"):
+            formatter.write_dl([record for record in records if record is not None])
+        self.format_commands(ctx, formatter)
+
+
+@click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": list(HELP_OPTIONS), "show_default": True})
 @click.version_option(package_name="s4rec")
 def cli() -> None:
     """Train and evaluate S4Rec sequential recommenders.
@@ -36,7 +67,87 @@ def cli() -> None:
     \b
     s4rec-train DATA -o model.pt          train (same as `s4rec-train fit DATA -o model.pt`)
     s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA's leave-one-out test split
+
+    DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz) or a
+    CSV/TSV interaction log with user, item and timestamp columns. The options below are training's; see
+    `s4rec-train evaluate --help` for evaluation's.
     """
+
+
+class ProgressBar:
+    """``train(on_progress=...)`` for a terminal: a click progress bar per epoch (steps, ETA, running loss)."""
+
+    def __init__(self, file=None) -> None:
+        self.file = file if file is not None else sys.stderr
+        self.bar = None
+        self.epoch = None
+        self.loss_text, self.loss_read_at = "", -math.inf
+
+    def __call__(self, progress) -> None:
+        if progress.epoch != self.epoch:
+            self.close()
+            self.epoch = progress.epoch
+            self.bar = click.progressbar(
+                length=progress.steps, label=f"epoch {progress.epoch}/{progress.epochs}", file=self.file,
+                show_pos=True, item_show_func=lambda _item: self.loss_text,
+            )  # fmt: skip
+            self.bar.__enter__()
+        # The running loss is read from the training device at most once a second, not every step.
+        if progress.elapsed - self.loss_read_at >= 1.0 or progress.step == progress.steps:
+            self.loss_text, self.loss_read_at = f"loss {progress.loss:.4f}", progress.elapsed
+        self.bar.update(progress.step - self.bar.pos)
+        if progress.step >= progress.steps:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+class ProgressLines:
+    """``train(on_progress=...)`` for a log file, CI or nohup: a plain line every ``interval`` seconds of an
+    epoch (step/steps, rates, running loss, the epoch's ETA); the epoch summary line follows each epoch."""
+
+    def __init__(self, echo=None, interval: float = 30.0) -> None:
+        self.echo = echo if echo is not None else (lambda line: click.echo(line, err=True))  # flushed: nohup
+        self.interval = interval
+        self.epoch, self.shown_at = None, 0.0
+
+    def __call__(self, progress) -> None:
+        if progress.epoch != self.epoch:
+            self.epoch, self.shown_at = progress.epoch, 0.0
+        if progress.elapsed - self.shown_at < self.interval:
+            return
+        self.shown_at = progress.elapsed
+        rate = progress.step / progress.elapsed
+        eta = (progress.steps - progress.step) / rate
+        self.echo(
+            f"epoch {progress.epoch}/{progress.epochs}  step {progress.step}/{progress.steps}  "
+            f"{rate:.2f} steps/s  {progress.users / progress.elapsed:,.0f} users/s  loss {progress.loss:.4f}  "
+            f"epoch ETA {format_duration(eta)}"
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m07s``, ``1h02m``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_reporter(stream=None) -> ProgressBar | ProgressLines:
+    """A progress bar when ``stream`` (stderr by default) is a terminal, otherwise plain lines every 30 s."""
+    stream = stream if stream is not None else sys.stderr
+    if stream.isatty():
+        return ProgressBar(stream)
+    return ProgressLines(lambda line: click.echo(line, file=stream))
 
 
 def _load_data(data: Path, user_col: str, item_col: str, time_col: str, min_count: int):
@@ -62,40 +173,40 @@ def with_data_options(f):
     return f
 
 
-# S4Rec's objective flags. Defaults are None so that ObjectiveConfig's defaults (and their reasons) live in
-# one place; the help repeats them (a test checks it). Each sets the ObjectiveConfig field of that name.
+def _objective(flag: str, name: str, kind, text: str) -> tuple:
+    return flag, name, kind, f"{text} [{getattr(OBJECTIVES, name)}]"
+
+
+# S4Rec's objective flags: (flag, ObjectiveConfig field it sets, type, help ending in the field's default).
 objective_options = [
-    ("--cluster-weight", "cluster_weight", float, "alpha, weight of the online-clustering loss [0.01]"),
-    ("--contrastive-weight", "contrastive_weight", float, "beta1, weight of the contrastive loss [0.1]"),
-    ("--distill-weight", "distill_weight", float, "beta2, weight of the self-distillation loss [0.1]"),
-    ("--adversary-weight", "adversary_weight", float, "lambda, weight of the head/tail adversary [1.0]"),
-    ("--adversary-queue", "adversary_queue", click.IntRange(min=0),
-     "recent labelled user vectors the adversary also learns from; 0 = off, the paper [0]"),
-    ("--adversary-batch", "adversary_batch", click.IntRange(min=0),
-     "random users per step for the adversary instead of the batch; 0 = the batch, the paper [0]"),
-    ("--intents", "num_intents", click.IntRange(2), "K, number of intent prototypes [128]"),
-    ("--cluster-temperature", "cluster_temperature", float, "tau1 of the soft intent assignment [0.1]"),
-    ("--contrastive-temperature", "contrastive_temperature", float, "tau2 of the contrastive loss [0.1]"),
-    ("--distill-temperature", "distill_temperature", float, "tau3 of the self-distillation [0.1]"),
-    ("--sinkhorn-epsilon", "sinkhorn_epsilon", float, "entropy regularisation of Sinkhorn targets [0.05]"),
-    ("--cluster-target", "cluster_target", click.Choice(["original", "swapped"]),
-     "which history's Sinkhorn targets supervise the views [original]"),
-    ("--mask-ratio", "mask_ratio", click.FloatRange(0, 1), "fraction of items the mask view hides [0.3]"),
-    ("--crop-ratio", "crop_ratio", click.FloatRange(0, 1), "fraction of items the crop view keeps [0.6]"),
-    ("--reorder-ratio", "reorder_ratio", click.FloatRange(0, 1), "fraction the reorder view shuffles [0.2]"),
-    ("--insert-ratio", "insert_ratio", click.FloatRange(0, 1), "fraction of items insert view adds [0.2]"),
-    ("--warmup", "warmup", click.FloatRange(0, 1), "fraction of training over which alpha, beta1, beta2 rise "
-     "from 0 [0.3]"),
+    _objective("--cluster-weight", "cluster_weight", float, "alpha, weight of the online-clustering loss"),
+    _objective("--contrastive-weight", "contrastive_weight", float, "beta1, weight of the contrastive loss"),
+    _objective("--distill-weight", "distill_weight", float, "beta2, weight of the self-distillation loss"),
+    _objective("--adversary-weight", "adversary_weight", float, "lambda, weight of the head/tail adversary"),
+    _objective("--intents", "num_intents", click.IntRange(2), "K, number of intent prototypes"),
+    _objective("--cluster-temperature", "cluster_temperature", float, "tau1 of the soft intent assignment"),
+    _objective("--contrastive-temperature", "contrastive_temperature", float, "tau2 of the contrastive loss"),
+    _objective("--distill-temperature", "distill_temperature", float, "tau3 of the self-distillation"),
+    _objective("--sinkhorn-epsilon", "sinkhorn_epsilon", float, "entropy regularisation of Sinkhorn targets"),
+    _objective("--cluster-target", "cluster_target", click.Choice(["original", "swapped"]),
+               "which history's Sinkhorn targets supervise the views"),
+    _objective("--mask-ratio", "mask_ratio", click.FloatRange(0, 1), "fraction of items the mask view hides"),
+    _objective("--crop-ratio", "crop_ratio", click.FloatRange(0, 1), "fraction of items the crop view keeps"),
+    _objective("--reorder-ratio", "reorder_ratio", click.FloatRange(0, 1), "fraction the reorder view shuffles"),
+    _objective("--insert-ratio", "insert_ratio", click.FloatRange(0, 1), "fraction of items insert view adds"),
+    _objective("--warmup", "warmup", click.FloatRange(0, 1),
+               "fraction of training over which alpha, beta1, beta2 rise from 0"),
 ]  # fmt: skip
 WEIGHT_FIELDS = ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight")
 
 
 def with_objective_options(f):
     for flag, name, kind, text in reversed(objective_options):
-        f = click.option(flag, name, type=kind, default=None, help=f"S4Rec: {text}.")(f)
+        description = text.rpartition(" [")[0]  # click states the default, as for the other options
+        f = click.option(flag, name, type=kind, default=getattr(OBJECTIVES, name), help=f"S4Rec: {description}.")(f)
     f = click.option(
-        "--adversary-ramp/--no-adversary-ramp", default=None,
-        help="S4Rec: ramp the gradient-reversal coefficient from 0 to 1 as DANN does [on].",
+        "--adversary-ramp/--no-adversary-ramp", default=OBJECTIVES.adversary_ramp,
+        help="S4Rec: ramp the gradient-reversal coefficient from 0 to 1 as DANN does.",
     )(f)  # fmt: skip
     return click.option(
         "--backbone", is_flag=True,
@@ -104,8 +215,10 @@ def with_objective_options(f):
 
 
 def objective_settings(backbone: bool, values: dict) -> dict:
-    """ObjectiveConfig fields from the command line: only what was given, the rest keeps its default."""
-    given = {name: value for name, value in values.items() if value is not None}
+    """ObjectiveConfig fields from the command line: only those given there (the rest keeps ObjectiveConfig's
+    default, and --backbone can tell a weight the user gave from a default)."""
+    ctx = click.get_current_context()
+    given = {name: value for name, value in values.items() if ctx.get_parameter_source(name) != DEFAULT}
     if backbone:
         clash = sorted(name for name in given if name in WEIGHT_FIELDS and given[name] > 0)
         if clash:
@@ -119,32 +232,39 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 
 @cli.command("fit")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default="model.pt", show_default=True)
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--patience", default=5, show_default=True, type=click.IntRange(1), help="Early stopping.")
-@click.option("--max-len", default=50, show_default=True, type=click.IntRange(1))
-@click.option("--dim", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--layers", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--heads", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True))
-@click.option("--loss", type=click.Choice(["softmax", "bce"]), default="softmax", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--bf16/--no-bf16", default=False, show_default=True, help="bf16 autocast.")
-@click.option(
-    "--batching",
-    type=click.Choice(["tokens", "users", "random"]),
-    default="tokens",
-    show_default=True,
-    help="tokens: similar-length users, as many training positions per batch as random batches (fast, "
-    "measured best for both the backbone and S4Rec); users: similar-length batches of --batch-size users; "
-    "random: random batches.",
-)
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--metrics-json", type=click.Path(path_type=Path), help="Also write the final metrics here.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default="model.pt",
+              help="Checkpoint of the best epoch (by validation NDCG@20), rewritten whenever it improves.")  # fmt: skip
+@click.option("--epochs", default=TRAIN.epochs, type=click.IntRange(1),
+              help="Upper bound on epochs; early stopping usually ends sooner.")  # fmt: skip
+@click.option("--batch-size", default=TRAIN.batch_size, type=click.IntRange(1),
+              help="Users per batch (tokens batching: the training positions of that many average users).")  # fmt: skip
+@click.option("--lr", default=TRAIN.lr, type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@click.option("--patience", default=TRAIN.patience, type=click.IntRange(1),
+              help="Early stopping: epochs without a better validation NDCG@20.")  # fmt: skip
+@click.option("--max-len", default=MODEL.max_len, type=click.IntRange(1),
+              help="History window: the most recent items the model reads.")  # fmt: skip
+@click.option("--dim", default=MODEL.dim, type=click.IntRange(1), help="Embedding size d.")
+@click.option("--layers", default=MODEL.layers, type=click.IntRange(1), help="Transformer blocks.")
+@click.option("--heads", default=MODEL.heads, type=click.IntRange(1), help="Attention heads (--dim must divide by it).")
+@click.option("--dropout", default=MODEL.dropout, type=click.FloatRange(0, 1, max_open=True),
+              help="Hidden and attention dropout.")  # fmt: skip
+@click.option("--loss", type=click.Choice(LOSSES), default=TRAIN.loss,
+              help="Next-item loss. softmax: cross-entropy over the whole catalogue; bce: one sampled negative "
+              "(the paper's SASRec).")  # fmt: skip
+@click.option("--device", type=click.Choice(DEVICES), default=TRAIN.device,
+              help="auto: CUDA when torch sees a GPU, else CPU.")  # fmt: skip
+@click.option("--bf16/--no-bf16", default=TRAIN.bf16,
+              help="bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support).")  # fmt: skip
+@click.option("--batching", type=click.Choice(BATCHING), default=TRAIN.batching,
+              help="tokens: similar-length users, as many training positions per batch as random batches (fast, "
+              "measured best for both the backbone and S4Rec); users: similar-length batches of --batch-size "
+              "users; random: random batches.")  # fmt: skip
+@click.option("--threads", type=click.IntRange(1), default=TRAIN.threads, show_default="torch's default",
+              help="torch CPU threads.")  # fmt: skip
+@click.option("--seed", default=TRAIN.seed, help="Seed of the weights, dropout, batch order and augmentations.")
+@click.option("--metrics-json", type=click.Path(path_type=Path), show_default="none",
+              help="Also write the final metrics here (JSON).")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No progress bar and no progress lines (epoch summaries stay).")
 @with_objective_options
 @with_data_options
 def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, device,
@@ -160,10 +280,11 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     default; --backbone trains the next-item loss alone. A weight of 0 turns its term off.
     """
     from .evaluation import format_table
-    from .train import TrainConfig, train
+    from .train import train
 
     objectives = objective_settings(backbone, dict(objective_values, adversary_ramp=adversary_ramp))
     interactions = _load_data(data, user_col, item_col, time_col, min_count)
+    progress = None if quiet else progress_reporter()
     try:
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
@@ -176,11 +297,14 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             config,
             output,
             log=click.echo,
-            progress=not quiet,
             objectives=objectives,
+            on_progress=progress,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    finally:
+        if progress is not None:
+            progress.close()
     metrics = checkpoint["metrics"]
     click.echo(f"best epoch {metrics['best_epoch']}; wrote {output}")
     click.echo(format_table({"valid": metrics["valid"], "test": metrics["test"]}))
@@ -191,8 +315,16 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
 @cli.command("evaluate")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    show_default="none",
+    help="Also write the metrics here (JSON).",
+)
+@click.option(
+    "--device", type=click.Choice(DEVICES), default=TRAIN.device, help="auto: CUDA when torch sees a GPU, else CPU."
+)
 @with_data_options
 def evaluate(checkpoint, data, json_path, device, user_col, item_col, time_col, min_count):
     """Evaluate CHECKPOINT on DATA: full ranking, history excluded, overall/head/tail.
@@ -224,9 +356,11 @@ def evaluate(checkpoint, data, json_path, device, user_col, item_col, time_col, 
 
 
 def main() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    """The ``s4rec-train`` entry point. Without torch, anything but --help and --version says which extra to
+    install (one line, exit 1); torch itself is imported only by the command that runs."""
+    args = sys.argv[1:]
+    asks_for_help = any(arg in (*HELP_OPTIONS, "--version") for arg in args)
+    if not asks_for_help and importlib.util.find_spec("torch") is None:
         click.echo(MISSING_TORCH, err=True)
         sys.exit(1)
     cli()

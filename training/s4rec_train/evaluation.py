@@ -4,14 +4,22 @@ Every item of the catalogue is ranked for every user (the padding index never is
 user's history are excluded (score -inf). With r the 0-based rank of the target,
 HR@k = mean[r < k] and NDCG@k = mean[(r < k) / log2(r + 2)]. Figures are reported overall and for head
 users (the 20% with the longest training histories) and tail users (the rest).
+
+:func:`intent_usage` describes an S4Rec model's intents instead: how many are used and how head users spread
+over them.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from s4rec.windows import PADDING_INDEX
+
+if TYPE_CHECKING:
+    from .objectives import S4RecHeads
 
 KS = (5, 10, 20)
 
@@ -135,3 +143,42 @@ def format_table(results: dict[str, dict]) -> str:
             users = grouped.get("users", {}).get(group, "")
             lines.append(f"{split_name + ' ' + group:14s}" + "".join(f"{row[n]:9.4f}" for n in names) + f"{users:>8}")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def intent_usage(encoder: torch.nn.Module, heads: S4RecHeads, history, is_head, batch_size: int = 1024) -> dict:
+    """Which intents the users' (un-augmented) histories are assigned to, and how head users spread over them.
+
+    Returns the number of prototypes assigned to at least one user, the largest intent's share of users, and
+    the head share (fraction of head users) across used intents: min, max and standard deviation, next to
+    the overall head share. A share spread near 0 means intents are not organised by history length.
+    """
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    history = torch.as_tensor(history)
+    intents = []
+    try:
+        for start in range(0, len(history), batch_size):
+            h = trim_padding(history[start : start + batch_size].to(device))
+            intents.append(heads.assign(encoder.user_embedding(h)).cpu())
+    finally:
+        encoder.train(was_training)
+    intent = torch.cat(intents)
+    k = heads.prototypes.shape[0]
+    head = torch.as_tensor(is_head, dtype=torch.float64)
+    users = torch.bincount(intent, minlength=k).double()
+    heads_per = torch.bincount(intent, weights=head, minlength=k)
+    used = users > 0
+    share = heads_per[used] / users[used]
+    return {
+        "num_intents": k,
+        "intents_used": int(used.sum()),
+        "largest_intent_share": float(users.max() / users.sum()),
+        "head_share_overall": float(head.mean()),
+        "head_share_min": float(share.min()),
+        "head_share_max": float(share.max()),
+        "head_share_std": float(share.std(unbiased=False)),
+        # Weighted by intent size, so tiny intents with 1-2 users do not dominate the spread.
+        "head_share_std_weighted": float(((users[used] * (share - head.mean()) ** 2).sum() / users[used].sum()).sqrt()),
+    }

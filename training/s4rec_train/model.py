@@ -1,6 +1,7 @@
 """The SASRec encoder that S4Rec trains and every other part of s4rec serves.
 
-One config dataclass and a few small modules over tensors. The encoder maps left-padded item-index histories
+A few small modules over tensors, shaped by :class:`ModelConfig` (defined in the torch-free
+:mod:`s4rec_train.config`, re-exported here). The encoder maps left-padded item-index histories
 ``(b, t)`` to hidden states ``(b, t, d)``; the output at position ``t`` predicts item ``t + 1`` by a dot product
 with the (tied) item table. The user representation used by S4Rec's auxiliary losses and at serving time is
 the output at the last position.
@@ -13,45 +14,15 @@ one; export and the SDK rely on that to score short histories cheaply.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from s4rec.windows import PADDING_INDEX
 
+from .config import ModelConfig
 
-@dataclass
-class ModelConfig:
-    num_items: int  # N; item indices are 1..N and 0 is padding
-    max_len: int = 50  # history window; Beauty/Toys users average ~9 items, 50 covers >99% of them
-    dim: int = 64  # d in METHOD.md; the paper's setting
-    layers: int = 2  # transformer blocks; the paper searches 1-3
-    heads: int = 2  # attention heads (dim must divide by it)
-    dropout: float = 0.5  # hidden and attention dropout; high because the data are sparse
-    layer_norm_eps: float = 1e-12  # the SASRec/ICLRec code lineage's value
-
-    def __post_init__(self) -> None:
-        if self.num_items < 1:
-            raise ValueError(f"num_items must be >= 1, got {self.num_items}")
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
-        if self.dim % self.heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; this s4rec knows {sorted(known)}")
-        return cls(**values)
+__all__ = ["ModelConfig", "SASRec"]
 
 
 class SelfAttention(nn.Module):

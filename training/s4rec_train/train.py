@@ -1,10 +1,10 @@
-"""The training loop: next-item prediction with full-softmax cross-entropy plus S4Rec's auxiliary objectives
-(:mod:`s4rec_train.objectives`), early stopping on validation.
+"""The training loop (:func:`train`, settings :class:`TrainConfig`): next-item prediction plus S4Rec's auxiliary
+objectives, evaluation on validation after every epoch, early stopping, the best epoch's checkpoint.
 
-Batches are cut on the host from pre-padded arrays (trimmed to the longest history in the batch, which is
-exact because positions are right-aligned), pinned and moved with non-blocking copies; the loss is computed
-only at non-padded positions, so no (batch, length, items) logits tensor is ever built. Everything after the
-copy (augmentations, Sinkhorn, losses) runs on the training device without reading values back to the host;
+The parts it drives have their own modules: batches (:mod:`s4rec_train.batching`), the loss terms
+(:mod:`s4rec_train.losses`), their composition (:mod:`s4rec_train.objectives`), evaluation
+(:mod:`s4rec_train.evaluation`) and the checkpoint (:mod:`s4rec_train.checkpoint`). Everything after a batch's
+copy to the device (augmentations, Sinkhorn, losses) runs there without reading values back to the host;
 losses are summed on the device and read once per epoch.
 
 With every auxiliary weight 0 (``ObjectiveConfig.backbone()``) the step is exactly the backbone's: no extra
@@ -15,57 +15,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__
+from .batching import batch_order, input_lengths, iterate_batches
 from .checkpoint import new_checkpoint, save_checkpoint, with_weights
-from .data import Interactions, Split, leave_one_out
-from .evaluation import evaluate_split
-from .model import ModelConfig, SASRec
-from .objectives import ObjectiveConfig, S4RecHeads, intent_usage, s4rec_losses, weighted_total
+from .config import ModelConfig, ObjectiveConfig, TrainConfig
+from .data import Interactions, leave_one_out
+from .evaluation import evaluate_split, intent_usage
+from .losses import next_item_loss
+from .model import SASRec
+from .objectives import S4RecHeads, s4rec_losses, weighted_total
+
+__all__ = ["Progress", "TrainConfig", "resolve_device", "train"]
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 30  # upper bound; early stopping usually ends Beauty-sized runs sooner
-    batch_size: int = 256
-    lr: float = 1e-3  # Adam, as in the paper
-    weight_decay: float = 0.0
-    patience: int = 5  # epochs without a better validation NDCG@20 before stopping
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda (auto picks CUDA when present)
-    bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
-    threads: int | None = None  # torch CPU threads; None keeps torch's default
-    loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
-    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
-    # positions per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
-    # (benchmarks/RESULTS.md section 0) and for S4Rec (section 4: valid NDCG@20 0.0351 vs 0.0297 with users
-    # after 5 epochs); users; random.
-    batching: str = "tokens"
-    eval_batch_size: int = 1024
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, handed to ``train(on_progress=...)`` after every optimizer step."""
 
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.batching not in BATCHING:
-            raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
-        if self.loss not in ("softmax", "bce"):
-            raise ValueError(f"loss must be softmax or bce, got {self.loss!r}")
+    epoch: int  # 1-based
+    epochs: int  # TrainConfig.epochs, an upper bound: early stopping may end the run sooner
+    step: int  # optimizer steps done in this epoch, 1..steps
+    steps: int  # steps in this epoch (with `tokens` batching it varies a little from epoch to epoch)
+    users: int  # users trained on so far in this epoch
+    elapsed: float  # seconds since this epoch's first step began
+    # The epoch's summed next-item loss, on the training device: read only when `loss` is asked for, so
+    # that reporting progress does not make every CUDA step wait for its loss.
+    loss_total: torch.Tensor = field(repr=False, compare=False)
+
+    @property
+    def loss(self) -> float:
+        """Mean next-item loss of this epoch's steps so far (reads the value from the training device)."""
+        return float(self.loss_total) / self.step
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of a ``TrainConfig.device`` setting (auto: CUDA when torch sees one)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -74,96 +64,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch's default generator (weights, dropout) and numpy's global one."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-
-
-@dataclass
-class Batch:
-    users: torch.Tensor  # (b,) user rows in the split
-    history: torch.Tensor  # (b, t) left-padded inputs, trimmed to the longest in the batch
-    target: torch.Tensor  # (b, t) next items, 0 where there is nothing to predict
-    positions: torch.Tensor  # (m,) flat indices into (b * t) of the positions with a target
-
-
-BATCHING = ("tokens", "users", "random")
-
-
-def batch_order(
-    input_length: np.ndarray, batch_size: int, rng: np.random.Generator, batching: str = "tokens"
-) -> list[np.ndarray]:
-    """Users of each batch for one epoch, shuffled.
-
-    * ``random``: random batches of ``batch_size`` users. Almost every such batch holds one long history, so
-      it is padded to nearly ``max_len`` although most users have ~9 items.
-    * ``users``: users are shuffled, cut into pools of 32 batches and sorted by length inside each pool, then
-      cut into batches of ``batch_size`` users whose order is shuffled again. Short windows, but a batch of
-      256 two-item users weighs as much in a step as a batch of 256 fifty-item users, which measurably slowed
-      learning of the next-item loss on Beauty (docs/s4rec.md, benchmarks/RESULTS.md).
-    * ``tokens`` (default): as ``users``, but each pool is cut into batches holding about as many training
-      positions as a random batch (``batch_size`` x the mean positions per user): short-history batches hold
-      more users, long-history batches fewer. Steps average over as many next-item predictions as random
-      batches do (the loss curve follows the random one) while the window shrinks to the batch's longest
-      history.
-    """
-    if batching not in BATCHING:
-        raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
-    order = rng.permutation(len(input_length))
-    order = order[input_length[order] > 0]  # users whose training part has one item teach nothing
-    if batching == "random":
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    budget = batch_size * float(input_length[order].mean())
-    pool = 32 * batch_size
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = order[start : start + pool]
-        chunk = chunk[np.argsort(input_length[chunk], kind="stable")]
-        if batching == "users":
-            batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-            continue
-        # cut where the running count of positions crosses a multiple of the budget
-        cut = np.floor(np.cumsum(input_length[chunk]) / budget).astype(np.int64)
-        bounds = np.flatnonzero(np.diff(cut)) + 1
-        batches.extend(b for b in np.split(chunk, bounds) if len(b))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def input_lengths(split: Split) -> np.ndarray:
-    """Training positions per user (the training part minus its first item, capped at max_len)."""
-    return np.minimum(np.maximum(split.train_length - 1, 0), split.max_len)
-
-
-def iterate_batches(split: Split, user_batches: list[np.ndarray], device: torch.device):
-    """Training batches for the given users, cut and indexed on the host, moved with pinned non-blocking copies."""
-    input_length = input_lengths(split)
-    pin = device.type == "cuda"
-    for users in user_batches:
-        users = np.sort(users)
-        t = int(input_length[users].max())
-        history = split.train_input[users, -t:]
-        target = split.train_target[users, -t:]
-        positions = np.flatnonzero(target.reshape(-1))
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (users, history, target, positions)]
-        if pin:
-            tensors = [x.pin_memory() for x in tensors]
-        yield Batch(*(x.to(device, non_blocking=True) for x in tensors))
-
-
-def next_item_loss(
-    model: SASRec, hidden: torch.Tensor, batch: Batch, kind: str = "softmax", generator=None
-) -> torch.Tensor:
-    """L_SR: cross-entropy of the next item at the non-padded positions only."""
-    d = hidden.shape[-1]
-    h = hidden.reshape(-1, d).index_select(0, batch.positions)  # (m, d)
-    target = batch.target.reshape(-1).index_select(0, batch.positions)  # (m,) in 1..N
-    table = model.item_table
-    if kind == "softmax":
-        logits = h @ table[1:].T  # (m, N), never (b, t, N)
-        return F.cross_entropy(logits.float(), target - 1)
-    negative = torch.randint(1, table.shape[0], target.shape, device=target.device, generator=generator)
-    pos = (h * table[target]).sum(-1).float()
-    neg = (h * table[negative]).sum(-1).float()
-    return F.softplus(-pos).mean() + F.softplus(neg).mean()
 
 
 def train(
@@ -172,8 +75,8 @@ def train(
     config: TrainConfig | None = None,
     output: str | Path | None = None,
     log: Callable[[str], None] = print,
-    progress: bool = False,
     objectives: ObjectiveConfig | dict | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> dict:
     """Train S4Rec (or, with ``ObjectiveConfig.backbone()``, the plain SASRec backbone) on ``data``.
 
@@ -181,6 +84,10 @@ def train(
     written to ``output``): the encoder weights of the epoch with the best validation NDCG@20, the S4Rec
     heads (``objective_state_dict``) and normalised intent centroids, and that model's validation and test
     figures.
+
+    ``log`` receives the run's description and one summary line per epoch (loss, validation figures, times);
+    ``on_progress``, when given, a :class:`Progress` after every optimizer step (the command line draws a
+    progress bar or prints a line now and then from it).
     """
     config = config or TrainConfig()
     if objectives is None:
@@ -202,14 +109,12 @@ def train(
     if objectives.enabled:
         # Own generators: S4Rec's extra randomness does not shift the encoder's stream.
         init_generator = torch.Generator().manual_seed(config.seed + 1)
-        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator, objectives.adversary_queue).to(device)
+        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator).to(device)
         parameters += list(heads.parameters())
         augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
         is_head = torch.from_numpy(split.is_head).to(device)
         popularity = np.bincount(split.valid_history.reshape(-1), minlength=data.num_items + 1)[1:]
         popularity_cdf = torch.from_numpy(np.cumsum(popularity).astype(np.float32)).to(device)
-        adversary_rng = np.random.default_rng(config.seed + 3)  # ObjectiveConfig.adversary_batch
-        adversary_pool = np.flatnonzero(input_lengths(split) > 0)
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     log(
@@ -226,6 +131,8 @@ def train(
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
     base = _base_checkpoint(data, model_cfg, config, objectives)
+    # The ramps (DANN, warm-up) measure progress in steps of batch_size users; `tokens` batching takes about
+    # as many steps (about one more per pool of 32 batches), and both ramps are flat once progress reaches 1.
     num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
     total_steps, step = config.epochs * num_batches, 0
     for epoch in range(1, config.epochs + 1):
@@ -237,35 +144,31 @@ def train(
         term_totals: dict[str, torch.Tensor] = {}
         steps = 0
         user_batches = batch_order(input_lengths(split), config.batch_size, rng, config.batching)
-        batches = iterate_batches(split, user_batches, device)
-        with click.progressbar(
-            batches, length=len(user_batches), label=f"epoch {epoch}", file=None if progress else _Null()
-        ) as bar:
-            for batch in bar:
-                with autocast:
-                    hidden = model(batch.history)
-                loss = next_item_loss(model, hidden, batch, config.loss)
-                optimize = loss
-                if heads is not None:
-                    adversary_inputs = None
-                    if objectives.adversary_batch and objectives.adversary_weight > 0:  # random, head and tail mixed
-                        users = adversary_rng.choice(adversary_pool, objectives.adversary_batch)
-                        side = next(iterate_batches(split, [users], device))
-                        with autocast:
-                            adversary_inputs = (model(side.history, last_only=True), is_head[side.users])
-                    terms = s4rec_losses(
-                        model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
-                        objectives, step / total_steps, autocast, augment_generator, adversary_inputs,
-                    )  # fmt: skip
-                    optimize = loss + weighted_total(terms, objectives, step / total_steps)
-                    for name, value in terms.items():
-                        term_totals[name] = term_totals.get(name, 0.0) + value.detach()
-                optimizer.zero_grad(set_to_none=True)
-                optimize.backward()
-                optimizer.step()
-                total += loss.detach()
-                steps += 1
-                step += 1
+        batch_users = np.cumsum([len(users) for users in user_batches])  # users trained on after each step
+        for batch in iterate_batches(split, user_batches, device):
+            with autocast:
+                hidden = model(batch.history)
+            loss = next_item_loss(model, hidden, batch, config.loss)
+            optimize = loss
+            if heads is not None:
+                terms = s4rec_losses(
+                    model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
+                    objectives, step / total_steps, autocast, augment_generator,
+                )  # fmt: skip
+                optimize = loss + weighted_total(terms, objectives, step / total_steps)
+                for name, value in terms.items():
+                    term_totals[name] = term_totals.get(name, 0.0) + value.detach()
+            optimizer.zero_grad(set_to_none=True)
+            optimize.backward()
+            optimizer.step()
+            total += loss.detach()
+            steps += 1
+            step += 1
+            if on_progress is not None:
+                elapsed = time.perf_counter() - started
+                users = int(batch_users[steps - 1])
+                loss_total = total.clone()  # a copy on the device, no host sync: `total` keeps growing
+                on_progress(Progress(epoch, config.epochs, steps, len(user_batches), users, elapsed, loss_total))
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
         eval_started = time.perf_counter()
@@ -348,16 +251,3 @@ def _base_checkpoint(
         "torch_version": str(torch.__version__),  # TorchVersion would need unpickling
     }
     return new_checkpoint(model_cfg, data.item_ids, data.item_counts(), training)
-
-
-class _Null:
-    """A write-only sink for the progress bar when it is turned off."""
-
-    def write(self, _text: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False

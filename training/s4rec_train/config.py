@@ -1,0 +1,187 @@
+"""The settings of a training run as plain, validated dataclasses: the model, S4Rec's objectives, the loop.
+
+They live apart from the modules that use them (``model``, ``objectives``, ``train``, which re-export them)
+because this module imports no torch: ``s4rec-train --help`` shows these defaults, and must work, and stay
+fast, on a machine without torch. Each default carries the reason it was chosen; the checkpoint stores
+``ModelConfig`` (``config``) and the other two (``training.settings``, ``training.objectives``) as dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+# The choices of TrainConfig's string settings (also the command line's).
+BATCHING = ("tokens", "users", "random")  # see s4rec_train.batching.batch_order
+LOSSES = ("softmax", "bce")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class ModelConfig:
+    """The SASRec encoder's shape (:class:`~s4rec_train.model.SASRec`); the checkpoint's ``config``."""
+
+    num_items: int  # N; item indices are 1..N and 0 is padding
+    max_len: int = 50  # history window; Beauty/Toys users average ~9 items, 50 covers >99% of them
+    dim: int = 64  # d in METHOD.md; the paper's setting
+    layers: int = 2  # transformer blocks; the paper searches 1-3
+    heads: int = 2  # attention heads (dim must divide by it)
+    dropout: float = 0.5  # hidden and attention dropout; high because the data are sparse
+    layer_norm_eps: float = 1e-12  # the SASRec/ICLRec code lineage's value
+
+    def __post_init__(self) -> None:
+        if self.num_items < 1:
+            raise ValueError(f"num_items must be >= 1, got {self.num_items}")
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; this s4rec knows {sorted(known)}")
+        return cls(**values)
+
+
+# Experiments removed after they measured no better (benchmarks/RESULTS.md section 6; the code last existed at
+# commit e21a317), with the value that meant "off". Checkpoints trained before still list them in
+# ``training.objectives``, so :meth:`ObjectiveConfig.from_dict` accepts them there at that value.
+REMOVED_OPTIONS = {"adversary_queue": 0, "adversary_batch": 0}
+
+
+@dataclass
+class ObjectiveConfig:
+    """Weights, temperatures and augmentation ratios of S4Rec's auxiliary losses (eq. 14).
+
+    A weight of 0 turns its term off and skips its computation; all four at 0 is the plain backbone.
+    """
+
+    cluster_weight: float = 0.01  # alpha of L_Clust; the paper's best value on Beauty
+    contrastive_weight: float = 0.1  # beta1 of L_SCL; the paper's best value on Beauty
+    distill_weight: float = 0.1  # beta2 of L_CKD; the paper's best value on Beauty
+    adversary_weight: float = 1.0  # lambda of L_Adv; the paper's value, made safe by the DANN ramp below
+    num_intents: int = 128  # K prototypes; the paper's best on Beauty (32-128 are within 2% HR@5)
+    cluster_temperature: float = 0.1  # tau1 of the soft assignment p; SwAV's value
+    sinkhorn_epsilon: float = 0.05  # entropy regularisation of the Sinkhorn targets; SwAV's value
+    sinkhorn_iterations: int = 3  # SwAV's value; enough for a usable equal partition
+    # tau2 from the paper's grid {0.1, 1.0}: 0.1 by validation (Beauty, 8 epochs, valid NDCG@20 0.0556 vs 0.0495;
+    # at 1.0 the loss stays near log(negatives) and barely trains), benchmarks/RESULTS.md section 4
+    contrastive_temperature: float = 0.1
+    # tau3 from the paper's grid {0.1, 1.0}: 0.1 by validation (6 epochs, 0.0439 vs 0.0418 with 1.0)
+    distill_temperature: float = 0.1
+    # Which view feeds the Sinkhorn targets: "original" = q of the un-augmented history supervises p of both
+    # views (that history's vector is free: the next-item pass already computes it); "swapped" = SwAV's
+    # swapped prediction between the two views. Level on Beauty validation after 5 epochs (NDCG@20 0.0297
+    # vs 0.0296, docs/s4rec.md); "original" kept as the reading closer to the paper's h(u).
+    cluster_target: str = "original"
+    # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
+    # from the first step stalls the next-item loss (METHOD.md section 7).
+    adversary_ramp: bool = True
+    # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
+    # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by
+    # validation (Beauty, 8 epochs, valid NDCG@20 0.0585 vs 0.0556 without), benchmarks/RESULTS.md section 4.
+    warmup: float = 0.3
+    mask_ratio: float = 0.3  # gamma of the mask operator (Appendix A default)
+    crop_ratio: float = 0.6  # eta of the crop operator (Appendix A default)
+    reorder_ratio: float = 0.2  # beta of the reorder operator (Appendix A default)
+    insert_ratio: float = 0.2  # fraction of inserted popular items (Appendix A default)
+
+    def __post_init__(self) -> None:
+        for name in ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}. Use 0 to turn the term off.")
+        for name in (
+            "cluster_temperature",
+            "sinkhorn_epsilon",
+            "contrastive_temperature",
+            "distill_temperature",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("mask_ratio", "crop_ratio", "reorder_ratio", "insert_ratio", "warmup"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.num_intents < 2:
+            raise ValueError(f"num_intents must be >= 2, got {self.num_intents}.")
+        if self.sinkhorn_iterations < 1:
+            raise ValueError(f"sinkhorn_iterations must be >= 1, got {self.sinkhorn_iterations}.")
+        if self.cluster_target not in ("original", "swapped"):
+            raise ValueError(f"cluster_target must be 'original' or 'swapped', got {self.cluster_target!r}.")
+
+    @classmethod
+    def backbone(cls) -> ObjectiveConfig:
+        """Every auxiliary weight 0: the plain next-item backbone."""
+        return cls(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_weight=0.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.needs_prototypes or self.adversary_weight > 0
+
+    @property
+    def needs_prototypes(self) -> bool:
+        # The intent negatives of L_SCL and the teacher of L_CKD are prototypes too.
+        return self.cluster_weight > 0 or self.contrastive_weight > 0 or self.distill_weight > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ObjectiveConfig:
+        """The config of ``values`` (e.g. a checkpoint's ``training.objectives``); options removed since are
+        accepted at their "off" value, which is what this code does."""
+        values = dict(values)
+        for name, off in REMOVED_OPTIONS.items():
+            if name in values and (value := values.pop(name)) != off:
+                raise ValueError(
+                    f"objective config {name}={value!r}: this option was removed (measured no better, "
+                    f"benchmarks/RESULTS.md section 6; the code last existed at commit e21a317). "
+                    f"Drop it or set it to {off!r}."
+                )
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown objective config keys {sorted(unknown)}; this s4rec knows {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class TrainConfig:
+    """The training loop's settings (:func:`~s4rec_train.train.train`); the checkpoint's ``training.settings``."""
+
+    epochs: int = 30  # upper bound; early stopping usually ends Beauty-sized runs sooner
+    batch_size: int = 256
+    lr: float = 1e-3  # Adam, as in the paper
+    weight_decay: float = 0.0
+    patience: int = 5  # epochs without a better validation NDCG@20 before stopping
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda (auto picks CUDA when present)
+    bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
+    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
+    # positions per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
+    # (benchmarks/RESULTS.md section 0) and for S4Rec (section 4: valid NDCG@20 0.0351 vs 0.0297 with users
+    # after 5 epochs); users; random.
+    batching: str = "tokens"
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.batching not in BATCHING:
+            raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be softmax or bce, got {self.loss!r}")
