@@ -145,8 +145,8 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_
     import numpy as np
 
     from s4rec.batch import JsonlWriter, _Scored
-    from s4rec.recommender import RankedBatch
     from s4rec.records import Record
+    from s4rec.results import RankedBatch
 
     monkeypatch.setattr("s4rec.batch._FORMAT_ROWS", format_rows)
     recommender = Recommender.load(tiny / "artifact")
@@ -163,14 +163,12 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_
         return fast.getvalue(), slow.getvalue()
 
     for k in (1, 5, recommender.top_k):
-        fast, slow = both(recommender, recommender._rank_batch(histories, k=k))
+        fast, slow = both(recommender, recommender.rank_batch(histories, k=k))
         assert fast == slow and len(fast.splitlines()) == len(records)
         assert [json.loads(line)["user"] for line in fast.splitlines()] == users
 
-    class StrIds:  # the same ranked arrays, for a vocabulary of str ids
-        metadata = type("M", (), {"item_ids": tuple(f'sku-{i}\u00e9"' for i in everything)})()
-        _ids_array = np.array([None, *metadata.item_ids], dtype=object)
+    str_ids = np.array([None, *(f'sku-{i}\u00e9"' for i in everything)], dtype=object)  # a vocabulary of str ids
 
-    ranked = recommender._rank_batch(histories, k=4)
-    fast, slow = both(StrIds(), RankedBatch(StrIds(), *[getattr(ranked, a) for a in RankedBatch.__slots__[1:]]))
+    ranked = recommender.rank_batch(histories, k=4)
+    fast, slow = both(recommender, RankedBatch(str_ids, *[getattr(ranked, a) for a in RankedBatch.__slots__[1:]]))
     assert fast == slow and "sku-" in fast

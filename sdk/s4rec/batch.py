@@ -115,7 +115,7 @@ class JsonlWriter:
         users_text = list(map(str, users)) if set(map(type, users)) <= _INT else list(map(self.encode, users))
         full = ~ranked.fallback & np.isfinite(ranked.scores).all(axis=1)  # k model scores: no null, no -inf
         line = _line_template(k)
-        encoded = _encoded_ids(ranked.recommender, self.encode)
+        encoded = _encoded_ids(ranked.ids, self.encode)
         parts, start = [], 0
         for stop in [*np.flatnonzero(~full).tolist(), n]:
             for a in range(start, stop, _FORMAT_ROWS):  # full rows: one formatting call per _FORMAT_ROWS
@@ -142,17 +142,22 @@ def _line_template(k: int) -> str:
     return '{"user": %s, "items": [' + ", ".join(["%s"] * k) + '], "scores": [' + ", ".join(["%.7g"] * k) + "]}\n"
 
 
-_ENCODED_IDS = weakref.WeakKeyDictionary()  # recommender -> its ids as JSON text, by item index
+# id(a vocabulary's id array) -> (a weak reference to it, its ids as JSON text); numpy arrays are not
+# hashable, so not WeakKeyDictionary keys: an entry goes when its array does.
+_ENCODED_IDS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 
-def _encoded_ids(recommender, encode) -> np.ndarray:
-    """The JSON text of each item id, by item index (object array; built once per recommender)."""
-    encoded = _ENCODED_IDS.get(recommender)
-    if encoded is None:
-        ids = recommender.metadata.item_ids
-        texts = list(map(str, ids)) if set(map(type, ids)) <= _INT else list(map(encode, ids))
-        encoded = np.array(["null", *texts], dtype=object)
-        _ENCODED_IDS[recommender] = encoded
+def _encoded_ids(ids: np.ndarray, encode) -> np.ndarray:
+    """The JSON text of each item id of ``ids`` (item index -> id, ``ids[0]`` None), by item index (object
+    array; built once per id array, that is once per recommender)."""
+    key = id(ids)
+    entry = _ENCODED_IDS.get(key)
+    if entry is not None and entry[0]() is ids:
+        return entry[1]
+    item_ids = ids[1:].tolist()
+    texts = list(map(str, item_ids)) if set(map(type, item_ids)) <= _INT else list(map(encode, item_ids))
+    encoded = np.array(["null", *texts], dtype=object)
+    _ENCODED_IDS[key] = (weakref.ref(ids, lambda _ref: _ENCODED_IDS.pop(key, None)), encoded)
     return encoded
 
 
@@ -336,7 +341,7 @@ def _score_chunks(
     if chunk_size < 1:
         raise ScoreError(f"chunk size must be >= 1, got {chunk_size}. Pass a positive --chunk-size.")
     errors = (S4RecError, TypeError, ValueError)  # what the SDK raises for a history it cannot score
-    rank = getattr(recommender, "_rank_batch", None) if arrays else None
+    rank = getattr(recommender, "rank_batch", None) if arrays else None
 
     def run(batch: list[Record]) -> _Scored:
         histories = [r.history for r in batch]
