@@ -27,6 +27,7 @@ from .errors import InputError, S4RecError, ScoreError
 from .logs import LogColumns, read_log
 from .progress import ProgressReporter, ScoreProgress
 from .records import BadRecord, Record, detect_format, open_input, read_jsonl, read_text
+from .results import RankedBatch
 from .writers import WRITERS, atomic_output, output_format_for  # the last two: also importable from here, as before
 
 DEFAULT_BATCH_SIZE = 256  # histories per ONNX Runtime call
@@ -122,7 +123,7 @@ class ScoredChunk:
 
     __slots__ = ("records", "results", "ranked")
 
-    def __init__(self, records: list[Record], results: list | None = None, ranked=None) -> None:
+    def __init__(self, records: list[Record], results: list | None = None, ranked: RankedBatch | None = None) -> None:
         self.records, self.results, self.ranked = records, results, ranked
 
     def __len__(self) -> int:

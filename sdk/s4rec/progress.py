@@ -12,6 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .batch import ScoredChunk
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class ProgressReporter:
         self.stage, self.started, self.total_events = "scoring", time.perf_counter(), events
         self.report()
 
-    def scored(self, chunk, position: int) -> None:
+    def scored(self, chunk: ScoredChunk, position: int) -> None:
         """A chunk of users was handed to the writer; ``position``: the input bytes behind its last record."""
         self.users += len(chunk)
         self.position = position
