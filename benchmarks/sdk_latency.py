@@ -31,9 +31,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from s4rec import Recommendations, Recommender
+from s4rec import Recommender
 from s4rec.artifact import EXCLUDE, INPUT, K_INPUT
-from s4rec.recommender import _right_aligned
+from s4rec.results import recommendation_lists
+from s4rec.windows import exclude_input, right_aligned
 
 
 def reproduce_command() -> str:
@@ -88,18 +89,17 @@ def torch_recommender(checkpoint: Path):
 def naive_padded_batch(rec: Recommender, histories, k: int = 10, batch_size: int = 256) -> list:
     """recommend_batch without length bucketing: input order, every batch padded to max_len (the same
     vectorised id mapping and result building as recommend_batch, so that the ratio measures the bucketing)."""
-    known, counts, unknown_of = rec._map_histories(list(histories), "ignore")
+    known, counts, unknown_of = rec.vocabulary.map_histories(histories, "ignore")
     ends = np.cumsum(counts)
     lengths = np.minimum(counts, rec.max_len)
     results = []
     for start in range(0, len(counts), batch_size):
         chunk = np.arange(start, min(start + batch_size, len(counts)))
-        window = _right_aligned(known, ends[chunk], lengths[chunk], rec.max_len)
-        banned = rec._banned(window, known, ends[chunk], counts[chunk], [], True)
+        window = right_aligned(known, ends[chunk], lengths[chunk], rec.max_len)
+        banned = exclude_input(window, known, ends[chunk], counts[chunk], [], True)
         feed = {INPUT: window, EXCLUDE: banned, K_INPUT: np.array(k, dtype=np.int64)}
         scores, items = rec.session.run(["top_scores", "top_items"], feed)
-        ids, kept = rec._ids_array[items].tolist(), rec._kept_scores(scores)
-        results.extend(map(Recommendations, map(zip, ids, kept)))
+        results.extend(recommendation_lists(rec.vocabulary.ids_array, scores, items))
     for u, unknown_items in unknown_of.items():
         results[u].unknown_items = unknown_items
     return results

@@ -33,6 +33,7 @@ DEFAULT_DATA = HERE / "data" / "beauty.txt.gz"
 def main(data, epochs, workdir, k, threads, model_json, show):
     from s4rec import Recommender
     from s4rec.batch import available_cores, score_file
+    from s4rec.cli import ProgressBar
     from s4rec_export import export_checkpoint
     from s4rec_train.data import load_interactions
     from s4rec_train.train import TrainConfig, train
@@ -51,7 +52,7 @@ def main(data, epochs, workdir, k, threads, model_json, show):
 
     click.echo(f"3/3 score every user in {data.name} -> {recs}")
     recommender = Recommender.load(artifact, threads=threads)
-    report = score_file(recommender, data, recs, k=k, force=True, progress=True)
+    report = score_file(recommender, data, recs, k=k, force=True, on_progress=ProgressBar())
     click.echo(f"    {report.summary()}")
 
     with open(recs) as f:

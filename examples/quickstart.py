@@ -28,6 +28,7 @@ DEFAULT_DATA = HERE / "data" / "beauty.txt.gz"
 def main(data: Path, epochs: int, workdir: Path, users: int) -> None:
     from s4rec import Recommender
     from s4rec.batch import available_cores, score_file
+    from s4rec.cli import ProgressBar
     from s4rec_export import export_checkpoint
     from s4rec_train.cli import progress_reporter
     from s4rec_train.data import load_interactions
@@ -48,7 +49,7 @@ def main(data: Path, epochs: int, workdir: Path, users: int) -> None:
 
     click.echo(f"\n3/3 scoring every user of {data.name} -> {recs}")
     recommender = Recommender.load(artifact, threads=available_cores())
-    click.echo(f"    {score_file(recommender, data, recs, k=10, force=True, progress=True).summary()}")
+    click.echo(f"    {score_file(recommender, data, recs, k=10, force=True, on_progress=ProgressBar()).summary()}")
 
     click.echo(f"\nrecommendations for {users} users (their own item ids; history most recent last):")
     histories = dict(zip(interactions.user_ids, interactions.sequences))

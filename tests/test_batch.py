@@ -83,8 +83,8 @@ a,5,5,x
 
 @pytest.mark.parametrize("sort_buffer", [1, 2, 3, 1000])
 def test_read_log_groups_by_user_orders_by_time_and_spills(sort_buffer, tmp_path, monkeypatch):
-    monkeypatch.setattr("s4rec.logs._MERGE_FAN_IN", 2)  # also exercise multi-pass merging
-    monkeypatch.setattr("s4rec.logs._SPILL_BLOCK", 2)
+    monkeypatch.setattr("s4rec.logs.MERGE_FAN_IN", 2)  # also exercise multi-pass merging
+    monkeypatch.setattr("s4rec.logs.SPILL_BLOCK", 2)
     bad = []
     records = list(read_log(io.StringIO(LOG), sort_buffer=sort_buffer, temp_dir=str(tmp_path), on_bad=bad.append))
     # int users before string users; time ties keep file order (a: 2 at line 5 before 5 at line 10)
@@ -194,7 +194,7 @@ def test_a_write_error_in_the_write_behind_thread_stops_the_run_without_output(t
     def full_disk(self, rows):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("s4rec.batch.JsonlWriter.write_batch", full_disk)
+    monkeypatch.setattr("s4rec.writers.JsonlWriter.write_batch", full_disk)
     source = write(tmp_path / "in.txt", "".join(f"{u} 1 2\n" for u in range(40)))
     with pytest.raises(OSError, match="No space left"):
         score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=4)
@@ -232,11 +232,52 @@ def test_read_jsonl_blocks_give_the_same_records_as_line_by_line(monkeypatch):
         '\ufeff{"user": 1, "history": [1]}\n',
         '{"user": NaN, "history": [1]}\n',
     ]
-    monkeypatch.setattr(records, "_JSONL_BLOCK", 4)
+    monkeypatch.setattr(records, "JSONL_BLOCK", 4)
     rng = random.Random(0)
     for _ in range(200):
         lines = [rng.choice(good) if rng.random() < 0.8 else rng.choice(bad) for _line in range(rng.randrange(0, 13))]
-        assert list(records.read_jsonl(lines)) == list(records._read_jsonl_lines(lines)), lines
+        assert list(records.read_jsonl(lines)) == list(records.read_jsonl_lines(lines)), lines
     lines = good * 50
-    assert list(records.read_jsonl(lines)) == list(records._read_jsonl_lines(lines))
-    assert records._jsonl_block(good, 1, __import__("json").JSONDecoder().scan_once) is not None  # the fast path
+    assert list(records.read_jsonl(lines)) == list(records.read_jsonl_lines(lines))
+    assert records.parse_jsonl_block(good, 1, __import__("json").JSONDecoder().scan_once) is not None  # the fast path
+
+
+def test_progress_counts_users_scored_and_estimates_the_total_from_bytes(tmp_path):
+    """on_progress follows the users scored (not the bytes read ahead): it does not reach the end early, its
+    estimate of the users in all converges, and the last report is exact."""
+    users = 20_000
+    source = write(tmp_path / "in.txt", "".join(f"{u} 1 2 3 4 5 6 7 8 9 10 11\n" for u in range(users)))
+    reports = []
+    report = score_file(StandIn(), source, tmp_path / "out.jsonl", k=1, chunk_size=1000, on_progress=reports.append)
+    assert report.users == users
+    assert [r.users for r in reports] == [*range(1000, users + 1, 1000), users]
+    assert all(r.stage == "scoring" and r.total_events is None for r in reports)
+    assert reports[-1].finished and reports[-1].fraction == 1 and reports[-1].estimated_users == users
+    assert not any(r.finished for r in reports[:-1]) and all(r.fraction < 1 for r in reports[:-1])
+    assert reports[0].fraction < 0.25  # one chunk of twenty, plus what the reader's buffer holds
+    fractions = [r.fraction for r in reports]
+    assert fractions == sorted(fractions)
+    assert abs(reports[len(reports) // 2].estimated_users - users) < 0.1 * users
+    assert all(r.seconds_left is not None and r.seconds_left >= 0 for r in reports)
+
+
+def test_progress_of_a_log_follows_its_events_once_sorted(tmp_path):
+    events = [(u, item, t) for u in range(40) for t, item in enumerate(range(1, 1 + u % 5))]  # 32 users
+    source = write(tmp_path / "log.csv", "user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in events))
+    reports = []
+    score_file(StandIn(), source, tmp_path / "out.jsonl", chunk_size=8, on_progress=reports.append)
+    scoring = [r for r in reports if r.stage == "scoring"]
+    assert scoring[0].users == 0 and all(r.total_events == len(events) for r in scoring)
+    assert [r.events for r in scoring][-1] == len(events) and scoring[-1].finished and scoring[-1].users == 32
+    assert scoring[-2].fraction == min(scoring[-2].events / len(events), 0.999)
+
+
+def test_k_beyond_the_artifacts_top_k_stops_the_run_instead_of_skipping_every_record(tmp_path):
+    class TopK(StandIn):
+        top_k = 5
+
+    source = write(tmp_path / "in.txt", "1 2 3\n2 3\n")
+    with pytest.raises(ScoreError, match=r"k must be in 1\.\.5 \(the artifact's top_k\), got 6") as caught:
+        score_file(TopK(), source, tmp_path / "out.jsonl", k=6)
+    assert "--k" in caught.value.for_command_line() and "--k" not in str(caught.value)
+    assert not (tmp_path / "out.jsonl").exists()

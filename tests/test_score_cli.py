@@ -144,11 +144,12 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_
 
     import numpy as np
 
-    from s4rec.batch import JsonlWriter, _Scored
-    from s4rec.recommender import RankedBatch
+    from s4rec.batch import ScoredChunk
     from s4rec.records import Record
+    from s4rec.results import RankedBatch
+    from s4rec.writers import JsonlWriter
 
-    monkeypatch.setattr("s4rec.batch._FORMAT_ROWS", format_rows)
+    monkeypatch.setattr("s4rec.writers.FORMAT_ROWS", format_rows)
     recommender = Recommender.load(tiny / "artifact")
     everything = list(recommender.metadata.item_ids)
     histories = [[3, 4], [], ["unknown"], everything, everything[:-2], [5] * 80, [7, "x", 8], [1], [2], [3], [4]]
@@ -158,19 +159,36 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_
 
     def both(recommender, ranked) -> tuple[str, str]:
         fast, slow = io.StringIO(), io.StringIO()
-        JsonlWriter(fast).write_scored(_Scored(records, ranked=ranked))
+        JsonlWriter(fast).write_scored(ScoredChunk(records, ranked=ranked))
         JsonlWriter(slow).write_batch([(r.user, recs) for r, recs in zip(records, ranked.recommendations())])
         return fast.getvalue(), slow.getvalue()
 
     for k in (1, 5, recommender.top_k):
-        fast, slow = both(recommender, recommender._rank_batch(histories, k=k))
+        fast, slow = both(recommender, recommender.rank_batch(histories, k=k))
         assert fast == slow and len(fast.splitlines()) == len(records)
         assert [json.loads(line)["user"] for line in fast.splitlines()] == users
 
-    class StrIds:  # the same ranked arrays, for a vocabulary of str ids
-        metadata = type("M", (), {"item_ids": tuple(f'sku-{i}\u00e9"' for i in everything)})()
-        _ids_array = np.array([None, *metadata.item_ids], dtype=object)
+    str_ids = np.array([None, *(f'sku-{i}\u00e9"' for i in everything)], dtype=object)  # a vocabulary of str ids
 
-    ranked = recommender._rank_batch(histories, k=4)
-    fast, slow = both(StrIds(), RankedBatch(StrIds(), *[getattr(ranked, a) for a in RankedBatch.__slots__[1:]]))
+    ranked = recommender.rank_batch(histories, k=4)
+    fast, slow = both(recommender, RankedBatch(str_ids, *[getattr(ranked, a) for a in RankedBatch.__slots__[1:]]))
     assert fast == slow and "sku-" in fast
+
+
+def test_progress_bar_shows_users_of_the_estimated_total_rate_and_time_left():
+    import io
+
+    from s4rec.cli import ProgressBar
+    from s4rec.progress import ScoreProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    bar = ProgressBar(file=terminal)
+    bar(ScoreProgress("scoring", 500, 5_000, 10_000, elapsed=2.0))
+    assert "500 of ~1,000 users, 250 users/s, 0:00:02 left" in terminal.getvalue() and " 50%" in terminal.getvalue()
+    bar(ScoreProgress("scoring", 1_000, 10_000, 10_000, elapsed=4.0, finished=True))
+    assert "1,000 of 1,000 users, 250 users/s" in terminal.getvalue() and "100%" in terminal.getvalue()
+    assert bar.bar is None  # closed by the last report

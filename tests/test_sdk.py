@@ -145,8 +145,8 @@ def test_batch_id_mapping_equals_history_by_history(rec, table):
     same indices, unknown ids and errors as mapping history by history."""
     mapper = Recommender.load(rec.path)
     if table == "dict":
-        mapper._dense = None
-    assert (mapper._dense is not None) == (table == "dense")
+        mapper.vocabulary.dense_table = None
+    assert (mapper.vocabulary.dense_table is not None) == (table == "dense")
     batches = [
         synthetic_histories(count=30),
         [[3, 999, 4], [], [-1, 5], [2**70, 6, "x"], ("7", 8), [40, 41, 0], [1] * 60],
@@ -154,8 +154,8 @@ def test_batch_id_mapping_equals_history_by_history(rec, table):
         [],
     ]
     for histories in batches:
-        known, counts, unknown_of = mapper._map_histories(histories, "ignore")
-        rows = [mapper._indices(h, "ignore") for h in histories]
+        known, counts, unknown_of = mapper.vocabulary.map_histories(histories, "ignore")
+        rows = [mapper.vocabulary.map_history(h, "ignore") for h in histories]
         assert counts.tolist() == [len(r[0]) for r in rows]
         assert known.dtype == np.int64 and known.tolist() == [i for r in rows for i in r[0]]
         assert unknown_of == {u: r[1] for u, r in enumerate(rows) if r[1]}

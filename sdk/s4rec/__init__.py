@@ -7,7 +7,9 @@
 
 from .artifact import ArtifactMetadata
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError, S4RecError, UnknownItemError
-from .recommender import Recommendations, Recommender
+from .recommender import Recommender
+from .results import RankedBatch, Recommendations
+from .vocabulary import ItemVocabulary
 
 
 def __getattr__(name: str) -> str:
@@ -27,6 +29,8 @@ __all__ = [
     "ArtifactMetadata",
     "ArtifactVersionError",
     "ChecksumError",
+    "ItemVocabulary",
+    "RankedBatch",
     "Recommendations",
     "Recommender",
     "S4RecError",

@@ -197,8 +197,9 @@ def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, s
         if entry is None:
             available = sorted(manifest["variants"])
             raise ArtifactError(
-                f"{path}: no {variant!r} variant in this artifact (it has {available}). "
-                f"Load one of those, or re-export with the option that writes it (e.g. --quantize int8)."
+                f"{path}: no {variant!r} variant in this artifact (it has {available}). Load one of those "
+                "(variant=...), or re-export with the s4rec-export option that writes it (e.g. --quantize int8).",
+                flags={"variant=...": "--variant"},
             )
         model_path = path / entry["file"]
         if not model_path.is_file():

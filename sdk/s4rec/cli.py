@@ -1,16 +1,91 @@
-"""``s4rec-score``: offline batch scoring of a file of histories with an s4rec artifact."""
+"""``s4rec-score``: offline batch scoring of a file of histories with an s4rec artifact, and its progress bar.
+
+The command is a thin layer over :func:`s4rec.batch.score_file`; this is the only module of the SDK that
+draws anything on the terminal (click), so the library stays usable from any program.
+"""
 
 from __future__ import annotations
 
 import signal
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, available_cores, score_file
 from .errors import S4RecError
 from .logs import DEFAULT_SORT_BUFFER, LogColumns
+from .progress import ScoreProgress
+
+
+class ProgressBar:
+    """:func:`~s4rec.batch.score_file`'s ``on_progress`` as a click progress bar on stderr: the estimated
+    fraction done, users scored of the estimated total, users/s and time left (a log first gets a bar of its
+    own while it is read and sorted). It closes itself on the last report of a run; call :meth:`close` when a
+    run stops early.
+
+        score_file(recommender, "users.jsonl", "recs.jsonl", on_progress=ProgressBar())
+    """
+
+    steps = 1000  # the bar's length: per mille of the stage done (its position is the estimated fraction)
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self.file = file  # None: stderr
+        self.bar = None
+        self.stage: str | None = None
+        self.shown = 0
+        self.latest: ScoreProgress | None = None
+
+    def __call__(self, progress: ScoreProgress) -> None:
+        if progress.stage != self.stage:
+            self._open(progress.stage)
+        self.latest = progress
+        position = round(progress.fraction * self.steps)
+        if position > self.shown:
+            self.bar.update(position - self.shown)
+            self.shown = position
+        else:
+            self.bar.render_progress()  # new figures, same position
+        if progress.finished:
+            self.close()
+
+    def _open(self, stage: str) -> None:
+        if self.bar is not None:  # the previous stage is over
+            self.bar.update(self.steps - self.shown)
+            self.close()
+        label = "sorting log" if stage == "sorting" else "scoring"
+        self.bar = click.progressbar(
+            length=self.steps,
+            label=label,
+            file=self.file or sys.stderr,
+            item_show_func=self._status,
+            show_eta=False,
+            width=24,
+        )
+        self.bar.__enter__()
+        self.stage, self.shown = stage, 0
+
+    def _status(self, _item) -> str | None:
+        p = self.latest
+        if p is None:
+            return None
+        if p.stage == "sorting":
+            text = f"{p.bytes_read / 1e6:,.1f} of {p.total_bytes / 1e6:,.1f} MB read"
+        else:
+            total = p.estimated_users
+            of = "" if total is None else f" of {total:,}" if p.finished else f" of ~{total:,}"
+            text = f"{p.users:,}{of} users, {p.users_per_second:,.0f} users/s"
+        left = p.seconds_left
+        if left is not None and not p.finished:
+            minutes, seconds = divmod(round(left), 60)
+            text += f", {minutes // 60}:{minutes % 60:02}:{seconds:02} left"
+        return text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -94,6 +169,7 @@ def main(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if str(output_path) != "-" and output_path.exists() and not force:
         raise click.BadParameter(f"{output_path} already exists. Pass --force to overwrite it.", param_hint="--output")
+    bar = None if quiet else ProgressBar()
     try:
         recommender = Recommender.load(artifact, threads=threads or available_cores(), variant=variant)
         report = score_file(
@@ -102,10 +178,13 @@ def main(
             on_error=on_error, input_format=None if input_format == "auto" else input_format,
             output_format=None if output_format == "auto" else output_format,
             log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer,
-            read_ahead=read_ahead, force=force, progress=not quiet, warn=lambda message: click.echo(message, err=True),
+            read_ahead=read_ahead, force=force, warn=lambda message: click.echo(message, err=True), on_progress=bar,
         )  # fmt: skip
     except S4RecError as e:
         raise click.ClickException(e.for_command_line()) from None
+    finally:
+        if bar is not None:
+            bar.close()
     if not quiet or report.skipped:
         click.echo(report.summary(), err=True)
 

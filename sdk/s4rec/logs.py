@@ -26,8 +26,10 @@ from .errors import InputError
 from .records import BadRecord, Record, parse_id
 
 DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run is spilled (~50 MB)
-_SPILL_BLOCK = 2048  # events per pickled block in a run: the merge holds one block per open run
-_MERGE_FAN_IN = 64  # runs merged at once; more runs are merged in passes
+# Tuning of the external sort (read when it runs): events per pickled block in a run (the merge holds one
+# block per open run), and runs merged at once (more are merged in passes).
+SPILL_BLOCK = 2048
+MERGE_FAN_IN = 64
 _COLUMN_FLAGS = {"log_columns": "--user-col/--item-col/--time-col"}
 
 
@@ -94,8 +96,8 @@ def log_events(
 def _spill(events: list[tuple], directory: str) -> str:
     fd, path = tempfile.mkstemp(prefix="s4rec-sort-", suffix=".run", dir=directory)
     with os.fdopen(fd, "wb") as f:
-        for start in range(0, len(events), _SPILL_BLOCK):
-            pickle.dump(events[start : start + _SPILL_BLOCK], f, protocol=pickle.HIGHEST_PROTOCOL)
+        for start in range(0, len(events), SPILL_BLOCK):
+            pickle.dump(events[start : start + SPILL_BLOCK], f, protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
 
@@ -110,17 +112,17 @@ def _read_run(path: str) -> Iterator[tuple]:
 
 
 def _merge_runs(runs: list[str], directory: str) -> Iterator[tuple]:
-    """Merge sorted runs, in passes of at most _MERGE_FAN_IN open files; deletes the runs as it goes."""
+    """Merge sorted runs, in passes of at most MERGE_FAN_IN open files; deletes the runs as it goes."""
     runs = list(runs)
     try:
-        while len(runs) > _MERGE_FAN_IN:
-            group, runs = runs[:_MERGE_FAN_IN], runs[_MERGE_FAN_IN:]
+        while len(runs) > MERGE_FAN_IN:
+            group, runs = runs[:MERGE_FAN_IN], runs[MERGE_FAN_IN:]
             merged: list[tuple] = []  # one block at a time, never the whole merged run
             fd, path = tempfile.mkstemp(prefix="s4rec-sort-", suffix=".run", dir=directory)
             with os.fdopen(fd, "wb") as f:
                 for event in heapq.merge(*[_read_run(r) for r in group]):
                     merged.append(event)
-                    if len(merged) == _SPILL_BLOCK:
+                    if len(merged) == SPILL_BLOCK:
                         pickle.dump(merged, f, protocol=pickle.HIGHEST_PROTOCOL)
                         merged = []
                 if merged:
@@ -152,7 +154,10 @@ def read_log(
     read and ``on_sorted(events)`` once the log is read (for progress).
     """
     if sort_buffer < 1:
-        raise InputError(f"sort buffer must be >= 1 event, got {sort_buffer}. Pass a positive --sort-buffer.")
+        raise InputError(
+            f"sort_buffer must be >= 1 event, got {sort_buffer}. Pass a positive sort_buffer.",
+            flags={"a positive sort_buffer": "a positive --sort-buffer"},
+        )
     columns = columns or LogColumns()
     with tempfile.TemporaryDirectory(prefix="s4rec-sort-", dir=temp_dir) as directory:
         buffer: list[tuple] = []

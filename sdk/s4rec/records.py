@@ -114,7 +114,7 @@ def _valid_history(history: list) -> bool:
     return types <= _ID_TYPES and (str not in types or "" not in history)
 
 
-_JSONL_BLOCK = 512  # lines parsed and checked together by read_jsonl
+JSONL_BLOCK = 512  # lines parsed and checked together by read_jsonl (read when it runs)
 _JSON_WHITESPACE = " \t\n\r"
 
 
@@ -129,16 +129,21 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
     lines = iter(lines)
     line_no = 0
     while True:
-        block = list(islice(lines, _JSONL_BLOCK))
+        block = list(islice(lines, JSONL_BLOCK))
         if not block:
             return
-        records = _jsonl_block(block, line_no + 1, scan)
-        yield from _read_jsonl_lines(block, line_no + 1) if records is None else records
+        records = parse_jsonl_block(block, line_no + 1, scan)
+        yield from read_jsonl_lines(block, line_no + 1) if records is None else records
         line_no += len(block)
 
 
-def _jsonl_block(block: list[str], first_line: int, scan) -> list[Record] | None:
-    """The records of a block of lines when every line is one well-formed record, else None."""
+def parse_jsonl_block(block: list[str], first_line: int = 1, scan=None) -> list[Record] | None:
+    """The records of a block of JSONL lines (the first is line ``first_line``) when every line is one
+    well-formed record, else None (then :func:`read_jsonl_lines` reports what is wrong, line by line).
+
+    ``scan``: ``json.JSONDecoder().scan_once``, made once by a caller that parses many blocks.
+    """
+    scan = scan or json.JSONDecoder().scan_once
     try:
         parsed = list(map(scan, block, repeat(0)))  # raises on a blank line, leading blanks or bad JSON
     except (StopIteration, ValueError):
@@ -162,8 +167,8 @@ def _jsonl_block(block: list[str], first_line: int, scan) -> list[Record] | None
     return list(map(Record, users, histories, range(first_line, first_line + len(block))))
 
 
-def _read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Record | BadRecord]:
-    """:func:`read_jsonl` line by line."""
+def read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Record | BadRecord]:
+    """:func:`read_jsonl` line by line (slower; the reference its blocks give the same records as)."""
     for line_no, line in enumerate(lines, first_line):
         if not line.strip():
             continue

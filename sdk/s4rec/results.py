@@ -1,0 +1,98 @@
+"""What the recommender returns: :class:`Recommendations` for one history, :class:`RankedBatch` for many.
+
+A :class:`RankedBatch` keeps a batch's results as the graph's arrays (scores and item indices) with the
+vocabulary's id array, so that a caller that only formats them (``s4rec-score``) never builds a
+``(item_id, score)`` list per user; :meth:`RankedBatch.recommendations` builds them when wanted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+
+class Recommendations(list):
+    """Ranked ``(item_id, score)`` pairs, best first, with a report of how the input was handled.
+
+    * ``unknown_items``: the history's item ids the model does not know, which were ignored;
+    * ``fallback``: True when the history had no known item and the list holds the most popular items
+      (their scores are NaN: there is no model score without a history).
+    """
+
+    __slots__ = ("unknown_items", "fallback")
+
+    def __init__(self, pairs: Iterable = (), unknown_items: tuple = (), fallback: bool = False):
+        super().__init__(pairs)
+        self.unknown_items = unknown_items
+        self.fallback = fallback
+
+    def item_ids(self) -> list:
+        return [item for item, _ in self]
+
+
+def kept_scores(scores: np.ndarray) -> list[list[float]]:
+    """Rows of ``(n, k)`` scores as lists, without the -inf tail of a row that has fewer than k items left."""
+    lists = scores.tolist()
+    if np.isneginf(scores[:, -1]).any():
+        for row in lists:
+            if row[-1] == -math.inf:
+                del row[row.index(-math.inf) :]
+    return lists
+
+
+def recommendation_lists(ids: np.ndarray, scores: np.ndarray, items: np.ndarray) -> list[Recommendations]:
+    """Rows of ``(n, k)`` scores and item indices as :class:`Recommendations` (without reports); ``ids`` is
+    the vocabulary's id array (:attr:`~s4rec.vocabulary.ItemVocabulary.ids_array`)."""
+    return list(map(Recommendations, map(zip, ids[items].tolist(), kept_scores(scores))))
+
+
+class RankedBatch:
+    """The results of a batch as arrays, in input order (:meth:`Recommender.rank_batch`).
+
+    * ``ids``: the vocabulary's id array, item index -> the user's own id (object array, ``ids[0]`` None);
+    * ``scores`` (n, k) float32 and ``items`` (n, k) int64 item indices, best first; a row with fewer than k
+      items left after the exclusions ends in -inf scores;
+    * ``fallback`` (n,) bool: the histories with no known item (their rows are unused: they get ``popular``,
+      the most popular items as :class:`Recommendations`);
+    * ``unknown_of``: ``{row: unknown ids}`` for the rows whose history had unknown ids;
+    * ``converted``: the rows already turned into :class:`Recommendations` while the batch ran, or None.
+    """
+
+    __slots__ = ("ids", "scores", "items", "fallback", "popular", "unknown_of", "converted")
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        items: np.ndarray,
+        fallback: np.ndarray,
+        popular: Recommendations,
+        unknown_of: dict[int, tuple],
+        converted: list | None = None,
+    ) -> None:
+        self.ids, self.scores, self.items, self.fallback = ids, scores, items, fallback
+        self.popular, self.unknown_of, self.converted = popular, unknown_of, converted
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def recommendations(self) -> list[Recommendations]:
+        """Every row as :class:`Recommendations` with its report, in input order."""
+        results = self.converted
+        if results is None:
+            results = recommendation_lists(self.ids, self.scores, self.items)
+        for u in np.flatnonzero(self.fallback).tolist():
+            results[u] = Recommendations(self.popular, fallback=True)
+        for u, unknown_items in self.unknown_of.items():
+            results[u].unknown_items = unknown_items
+        return results
+
+    def recommendation(self, u: int) -> Recommendations:
+        """Row ``u`` alone, with its report."""
+        if self.fallback[u]:
+            return Recommendations(self.popular, self.unknown_of.get(u, ()), fallback=True)
+        ids = self.ids[self.items[u : u + 1]].tolist()
+        scores = kept_scores(self.scores[u : u + 1])
+        return Recommendations(zip(ids[0], scores[0]), self.unknown_of.get(u, ()))

@@ -1,0 +1,206 @@
+"""The item vocabulary: the user's own item ids <-> the model's item indices, and what to do with unknown ids.
+
+An artifact stores its item ids in index order (index 0 is padding, :data:`~s4rec.windows.PADDING_INDEX`):
+:class:`ItemVocabulary` maps histories of ids to indices (one at a time, or many at once with a constant
+number of Python calls per history), exclusion ids to indices, and indices back to ids. Ids are compared as
+they are (``5`` and ``"5"`` are different items); numpy integers count as ints.
+
+Unknown ids follow a policy, ``"ignore"`` (dropped and reported) or ``"error"`` (:class:`UnknownItemError`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
+from typing import Any
+
+import numpy as np
+
+from .errors import UnknownItemError
+
+logger = logging.getLogger("s4rec")
+
+ItemId = Any  # int or str, as in the training data
+UNKNOWN_POLICIES = ("ignore", "error")
+
+_ID_TYPES = {int, str}
+_INT = {int}
+_LIST_TYPES = {list, tuple}
+# A dense id -> index table is used when the artifact's ids are ints in 0..limit; at most this many entries
+# per item (plus a constant), so that a catalogue of sparse ids never gets a huge table.
+_DENSE_ENTRIES_PER_ITEM = 4
+_DENSE_EXTRA_ENTRIES = 1 << 16
+
+
+class ItemVocabulary:
+    """The item ids of an artifact, by item index (index ``i + 1`` is ``item_ids[i]``; 0 is padding).
+
+    * ``index_of``: ``{item id: item index}``;
+    * ``ids``: ``[None, *item_ids]``, item index -> id (a list, for per-item lookups);
+    * ``ids_array``: the same as a numpy object array (``ids_array[items]`` maps a whole array of indices);
+    * ``dense_table``: ``dense_table[id]`` = the index of int id ``id`` (0: unknown), used by
+      :meth:`map_histories` when every id is a small non-negative int (None otherwise: the dict is used;
+      setting it to None forces the dict, which gives the same results).
+    """
+
+    def __init__(self, item_ids: Sequence[ItemId]) -> None:
+        self.item_ids = tuple(item_ids)
+        self.index_of = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        self.ids = [None, *self.item_ids]
+        self.ids_array = np.array(self.ids, dtype=object)
+        self.dense_table = dense_table(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __repr__(self) -> str:
+        mapping = "dict" if self.dense_table is None else "dense table"
+        return f"ItemVocabulary({len(self.item_ids)} items, {mapping})"
+
+    def map_history(self, history: Sequence[ItemId], unknown: str = "ignore") -> tuple[list[int], tuple]:
+        """One history's item indices (in order) and its unknown ids, which are dropped under
+        ``unknown="ignore"`` and raise :class:`UnknownItemError` under ``"error"``.
+
+        ``history``: a list, tuple, range or 1-D numpy array of int or str ids; anything else is a
+        ``TypeError`` naming the value.
+        """
+        if unknown not in UNKNOWN_POLICIES:
+            check_unknown_policy(unknown)
+        if isinstance(history, np.ndarray):
+            if history.ndim != 1 or history.dtype.kind not in "iuUO":
+                raise TypeError(
+                    f"history must be a 1-D sequence of int or str item ids, got a numpy array of shape "
+                    f"{history.shape} and dtype {history.dtype}."
+                )
+            history = history.tolist()
+        elif isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple, range)):
+            raise TypeError(
+                f"history must be a list, tuple or 1-D numpy array of item ids (oldest first), got "
+                f"{type(history).__name__}: {_short(history)}."
+            )
+        if not set(map(type, history)) <= _ID_TYPES:
+            history = [_check_item_id(item) for item in history]
+        index_of = self.index_of
+        indices = [index_of.get(item) for item in history]
+        if None not in indices:
+            return indices, ()
+        unknown_items = tuple(item for item, i in zip(history, indices, strict=True) if i is None)
+        if unknown == "error":
+            raise _unknown_error(unknown_items)
+        logger.debug("ignored %d unknown item id(s): %r", len(unknown_items), unknown_items[:5])
+        return [i for i in indices if i is not None], unknown_items
+
+    def map_histories(
+        self, histories: Iterable[Sequence[ItemId]], unknown: str = "ignore"
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple]]:
+        """Map many histories at once: the known item indices of all of them concatenated (int64), the number
+        of known items per history (int64), and ``{history number: unknown ids}`` for those with unknown ids.
+
+        The same results, errors and reports as :meth:`map_history` history by history (which it falls back
+        to when a history is not a list or tuple of int and str ids, so that errors name the same value), with
+        a constant number of Python calls per history instead of one per item.
+        """
+        histories = check_histories(histories)
+        if unknown not in UNKNOWN_POLICIES:
+            check_unknown_policy(unknown)
+        n = len(histories)
+        flat = types = None
+        if set(map(type, histories)) <= _LIST_TYPES:
+            flat = list(chain.from_iterable(histories))
+            types = set(map(type, flat))
+        if flat is None or not types <= _ID_TYPES:  # numpy arrays, ranges, odd ids: checked one by one
+            rows = [self.map_history(h, unknown) for h in histories]
+            counts = np.fromiter(map(len, (r[0] for r in rows)), dtype=np.int64, count=n)
+            known = np.fromiter(chain.from_iterable(r[0] for r in rows), dtype=np.int64, count=int(counts.sum()))
+            return known, counts, {u: r[1] for u, r in enumerate(rows) if r[1]}
+        counts = np.fromiter(map(len, histories), dtype=np.int64, count=n)
+        indices = self._lookup(flat, types)
+        missing = np.flatnonzero(indices == 0)
+        if not len(missing):
+            return indices, counts, {}
+        owner = np.searchsorted(np.cumsum(counts), missing, side="right")  # the history of each unknown id
+        unknown_of: dict[int, list] = {}
+        for u, j in zip(owner.tolist(), missing.tolist()):
+            unknown_of.setdefault(u, []).append(flat[j])
+        unknown_of = {u: tuple(items) for u, items in unknown_of.items()}
+        if unknown == "error":
+            raise _unknown_error(unknown_of[min(unknown_of)])
+        for items in unknown_of.values():
+            logger.debug("ignored %d unknown item id(s): %r", len(items), items[:5])
+        counts -= np.bincount(owner, minlength=n)
+        return indices[indices != 0], counts, unknown_of
+
+    def exclusion_indices(self, exclude: Iterable[ItemId]) -> set[int]:
+        """The item indices of the ids in ``exclude`` (a collection of ids; unknown ids are ignored)."""
+        if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+            raise TypeError(
+                f"exclude must be a collection of item ids, got {type(exclude).__name__}: {_short(exclude)}."
+            )
+        index_of = self.index_of
+        found = (index_of.get(_check_item_id(item)) for item in exclude)
+        return {i for i in found if i is not None}
+
+    def _lookup(self, flat: list, types: set) -> np.ndarray:
+        """Item indices (int64, 0 for an unknown id) of a list of int and str ids."""
+        table = self.dense_table
+        if table is not None and types == _INT:
+            try:
+                ids = np.array(flat, dtype=np.int64)
+            except OverflowError:  # beyond int64: unknown to a table of small ids, mapped by the dict below
+                pass
+            else:
+                outside = len(table) - 1  # the table's last entry is 0 (unknown)
+                return table[np.minimum(ids.view(np.uint64), outside)].astype(np.int64)
+        get = self.index_of.get
+        return np.fromiter(map(get, flat, repeat(0)), dtype=np.int64, count=len(flat))
+
+
+def dense_table(item_ids: Sequence[ItemId]) -> np.ndarray | None:
+    """``table[id]`` = the item index of int id ``id`` (0: unknown), ending with a 0 entry for ids beyond it;
+    None when the ids are not all small non-negative ints."""
+    if not item_ids or any(type(i) is not int for i in item_ids):
+        return None
+    low, high = min(item_ids), max(item_ids)
+    if low < 0 or high >= _DENSE_ENTRIES_PER_ITEM * len(item_ids) + _DENSE_EXTRA_ENTRIES:
+        return None
+    table = np.zeros(high + 2, dtype=np.int32 if len(item_ids) < 2**31 - 1 else np.int64)
+    table[np.array(item_ids, dtype=np.int64)] = np.arange(1, len(item_ids) + 1)
+    return table
+
+
+def check_unknown_policy(policy: str) -> None:
+    """Raise ``ValueError`` unless ``policy`` is one of :data:`UNKNOWN_POLICIES`."""
+    if policy not in UNKNOWN_POLICIES:
+        raise ValueError(f"unknown must be one of {list(UNKNOWN_POLICIES)}, got {policy!r}.")
+
+
+def check_histories(histories: Any) -> list:
+    """``histories`` as a list, or ``TypeError`` when it is not a collection of histories (a string, a dict, ...)."""
+    if isinstance(histories, (str, bytes, dict)) or not isinstance(histories, Iterable):
+        raise TypeError(f"histories must be a list of histories, got {type(histories).__name__}: {_short(histories)}.")
+    if isinstance(histories, np.ndarray) and histories.ndim != 2 and histories.dtype != object:
+        raise TypeError(f"histories as a numpy array must be 2-D or of dtype object, got shape {histories.shape}.")
+    return list(histories)
+
+
+def _unknown_error(unknown_items: tuple) -> UnknownItemError:
+    shown = ", ".join(repr(i) for i in unknown_items[:5]) + (", ..." if len(unknown_items) > 5 else "")
+    return UnknownItemError(
+        f"{len(unknown_items)} item id(s) unknown to the model: {shown}. Remove them, or use "
+        "unknown='ignore' to drop them.",
+        unknown_items,
+    )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_item_id(item: Any) -> ItemId:
+    if type(item) is int or isinstance(item, str):
+        return str(item) if type(item) is not str and isinstance(item, str) else item
+    if isinstance(item, np.integer):
+        return int(item)
+    raise TypeError(f"item ids must be ints or strings, got {type(item).__name__}: {_short(item)}.")
