@@ -36,8 +36,8 @@ __all__ = [
 class Batch:
     users: torch.Tensor  # (b,) the user row of each sequence (its head/tail label)
     history: torch.Tensor  # (b, t) left-padded inputs, trimmed to the longest in the batch
-    target: torch.Tensor  # (b, t) next items, 0 where there is nothing to predict
-    positions: torch.Tensor  # (m,) flat indices into (b * t) of the positions with a target
+    target: torch.Tensor  # (b, t) next items, 0 where there is nothing to predict; (b, 1) with last_only
+    positions: torch.Tensor  # (m,) flat indices into target's (b * t) of the positions with a target
     last_only: bool = False  # prefix split: the only target is at the last position
     # Under DDP (1.0 otherwise): world size x this process's share of the global batch's positions (for the
     # next-item loss) and sequences (S4Rec's per-sequence terms), so that DDP's mean of the processes'
@@ -186,9 +186,8 @@ def iterate_batches(
         length = sequences.length[mine]
         t = int(length.max())
         history = right_aligned(split.items, sequences.end[mine], length, t)
-        if sequences.last_only:
-            target = np.zeros_like(history)
-            target[:, -1] = split.items[sequences.end[mine]]
+        if sequences.last_only:  # one target per sequence, at its last position: (b, 1)
+            target = split.items[sequences.end[mine]].astype(np.int64)[:, None]
         else:
             target = right_aligned(split.items, sequences.end[mine] + 1, length, t)
         positions = np.flatnonzero(target.reshape(-1))

@@ -22,6 +22,7 @@ S4Rec's batch-level terms see the global batch, as they would in one process (:c
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -128,5 +129,7 @@ class BatchGroup:
 
         longest = max(self.sizes)
         padded = torch.nn.functional.pad(rows, (0, 0, 0, longest - rows.shape[0]))
-        parts = all_gather(padded)
+        with warnings.catch_warnings():  # torch 2.13 points to a private replacement; this one has autograd
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = all_gather(padded)
         return torch.cat([part[:size] for part, size in zip(parts, self.sizes)])
