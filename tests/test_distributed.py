@@ -31,7 +31,8 @@ RUNS = {
     "softmax": TrainConfig(epochs=2, batch_size=32, seed=0, lr=5e-3, loss="softmax"),
     "sampled": TrainConfig(epochs=2, batch_size=32, seed=0, lr=5e-3, loss="sampled", negatives=16),
 }
-CLI_ARGS = ["--backbone", "--max-len", "10", "--dim", "16", "--layers", "1", "--epochs", "1", "--batch-size", "32", "--quiet"]
+CLI_ARGS = ["--backbone", "--max-len", "10", "--dim", "16", "--layers", "1", "--epochs", "1", "--batch-size", "32"]
+CLI_ARGS += ["--quiet"]
 B, D, K = 7, 8, 4  # an odd global batch: the two shards differ in size
 
 
