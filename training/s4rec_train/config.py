@@ -167,8 +167,8 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     # auto: full-catalogue softmax cross-entropy up to 50,000 items (Beauty/Toys: 12k), sampled softmax above,
-    # where the (positions x items) logits block costs more than twice the sampled step (s4rec_train.sampled);
-    # softmax; sampled; bce: one sampled negative (the paper's SASRec).
+    # where the (positions x items) logits block passes ~0.5 GB and a CPU step costs >10x the sampled one
+    # (measured: s4rec_train.sampled.SAMPLED_ABOVE); softmax; sampled; bce: one sampled negative (paper's SASRec).
     loss: str = "auto"
     # Sampled softmax: negatives shared by each step's batch, drawn uniformly (eSASRec's strong SASRec used 256
     # uniform negatives; more cost little next to the encoder), by popularity, or half each (mixed) ...
@@ -177,6 +177,11 @@ class TrainConfig:
     # ... plus at most this many of the batch's own target items (in-batch negatives: popular items, which
     # uniform draws rarely hit); 0 turns them off.
     in_batch_negatives: int = 1024
+    # The item table's rows get sparse gradients and a lazy Adam (torch's SparseAdam: only the rows a step
+    # touches move, as large-embedding trainers do) instead of a dense Adam over all N x d entries every step:
+    # at 10^6 items on CPU that dense update dominates a sampled step (benchmarks/softmax_threshold.py). Only
+    # with a sampled loss (full softmax touches every row), no weight decay, not with NCCL.
+    sparse_items: bool = False
     # Every prefix of each training part is a sequence of its own, trained at its last position only
     # (sub-sequence splitting of the SASRec-CE baselines BSARec, ICSRec, DuoRec); off: one sequence per user.
     prefix_split: bool = False
@@ -204,5 +209,15 @@ class TrainConfig:
             raise ValueError(f"negatives must be >= 1, got {self.negatives}")
         if self.in_batch_negatives < 0:
             raise ValueError(f"in_batch_negatives must be >= 0, got {self.in_batch_negatives}. Use 0 for none.")
+        if self.sparse_items and self.weight_decay:
+            raise ValueError(
+                "sparse_items updates the item table with SparseAdam, which has no weight decay; "
+                "set weight_decay to 0 or turn sparse_items off."
+            )
+        if self.sparse_items and self.loss == "softmax":
+            raise ValueError(
+                "sparse_items needs a sampled loss (sampled, auto or bce): the full softmax touches "
+                "every item row, so its gradient is dense."
+            )
         if self.negative_sampler not in SAMPLERS:
             raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")

@@ -59,11 +59,13 @@ def next_item_loss(
             return F.cross_entropy(logits, target - 1).float()
         logits = h @ table[1:].T  # (m, N), never (b, t, N)
         return F.cross_entropy(logits.float(), target - 1)
+    sparse = model.item_embedding.sparse  # TrainConfig.sparse_items: only the rows used get gradient
     if kind == "sampled":
-        return sampled_softmax_loss(h, target, table, sampler, batch.in_batch, low_precision)
+        return sampled_softmax_loss(h, target, table, sampler, batch.in_batch, low_precision, sparse)
     negative = torch.randint(1, table.shape[0], target.shape, device=target.device, generator=generator)
-    pos = (h * table[target]).sum(-1).float()
-    neg = (h * table[negative]).sum(-1).float()
+    rows = (lambda ids: F.embedding(ids, table, sparse=True)) if sparse else table.__getitem__
+    pos = (h * rows(target)).sum(-1).float()
+    neg = (h * rows(negative)).sum(-1).float()
     return F.softplus(-pos).mean() + F.softplus(neg).mean()
 
 

@@ -31,12 +31,17 @@ import torch.nn.functional as F
 from .config import SAMPLERS
 
 # Catalogue size above which `--loss auto` trains with sampled softmax. Measured with
-# benchmarks/softmax_threshold.py (2 shared CPU cores, load ~5; one step = encoder forward + loss + backward
-# + Adam, 2,300 positions, d 64, sampled = 1024 uniform + in-batch negatives): full vs sampled step
-# 10^4 items 0.20 s vs 0.16 s (logits block 92 MB); 3*10^4 0.33 vs 0.18 (276 MB); 10^5 0.96 vs 0.21
-# (920 MB); 10^6 items: full softmax needs a 9.2 GB block (not run), sampled 0.55 s (dominated by Adam over
-# the 64 M-parameter item table). Full softmax is the better loss (it is the default measured on Beauty and
-# Toys, 12k items), so it stays while its step costs at most ~2x the sampled one: up to 5*10^4 items.
+# benchmarks/softmax_threshold.py (this 2-core machine shared with other jobs, load 4.2-5.7, 1 torch thread; one
+# step = encoder forward + loss + backward + Adam on a Beauty-like batch of 2,304 positions, d 64; sampled =
+# 1,024 uniform + 1,024 in-batch negatives): full softmax vs sampled, seconds per step and peak RSS
+#   10^4 items: 1.09 s, 0.70 GB (logits block 88 MB)  vs 0.34 s, 0.55 GB
+#   3*10^4:     2.30 s, 1.24 GB (264 MB)               vs 0.29 s, 0.59 GB
+#   10^5:       9.87 s, 3.18 GB (879 MB)               vs 0.40 s, 0.72 GB
+#   10^6:       not run: the block alone is 8.8 GB, as much again for its gradient; sampled 2.57 s, 2.0 GB
+#               (0.32 s, 1.3 GB with TrainConfig.sparse_items: the dense Adam over 64 M table entries dominates).
+# Full softmax is the better loss (the measured default on Beauty and Toys, 12k items) and stays affordable
+# while its block is under ~0.5 GB (50,000 items x 2,304 positions x 4 bytes = 0.44 GB; ML-20M's 27k items
+# included); beyond that it grows linearly and costs >10x the sampled step on CPU (25x at 10^5).
 SAMPLED_ABOVE = 50_000
 
 
@@ -99,24 +104,27 @@ def sampled_softmax_loss(
     sampler: NegativeSampler,
     in_batch: torch.Tensor | None = None,
     low_precision: bool = False,
+    sparse: bool = False,
 ) -> torch.Tensor:
     """Mean cross-entropy of each position's target against the shared negatives, logQ-corrected.
 
     ``h`` (m, d) hidden states of the positions with a target, ``target`` (m,) their items, ``table``
     (N + 1, d) the item table, ``in_batch`` (k,) extra in-batch candidates. With ``low_precision`` the
-    (m, C) scores are computed in bf16 (the rows of the table are cast for the product).
+    (m, C) scores are computed in bf16 (the rows of the table are cast for the product). ``sparse``: the
+    table's gradient is sparse (its rows of the candidates and targets only; see ``TrainConfig.sparse_items``).
     """
     negatives = sampler.draw()
     if in_batch is not None and in_batch.numel():
         negatives = torch.cat([negatives, in_batch])
     extra = 0 if in_batch is None else in_batch.shape[0]
-    candidates = table[negatives]  # (C, d)
+    candidates = F.embedding(negatives, table, sparse=sparse)  # (C, d); sparse: only these rows get gradient
     if low_precision:
         scores = (h.to(torch.bfloat16) @ candidates.to(torch.bfloat16).T).float()  # (m, C)
     else:
         scores = h @ candidates.T  # (m, C)
     scores = scores - sampler.log_expected(negatives, extra)
     scores = scores.masked_fill(negatives[None, :] == target[:, None], float("-inf"))  # accidental hits
-    positive = (h * table[target]).sum(-1, keepdim=True).float() - sampler.log_expected(target, extra)[:, None]
+    positive = (h * F.embedding(target, table, sparse=sparse)).sum(-1, keepdim=True).float()
+    positive = positive - sampler.log_expected(target, extra)[:, None]
     logits = torch.cat([positive, scores.float()], 1)  # (m, 1 + C): the positive is class 0
     return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))

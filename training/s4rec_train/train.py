@@ -152,7 +152,7 @@ def train(
         unused = heads is not None and (objectives.adversary_weight == 0 or not objectives.needs_prototypes)
         ids = [device.index] if device.type == "cuda" else None
         runner = DistributedDataParallel(step_module, device_ids=ids, find_unused_parameters=unused)
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _optimizer(model, parameters, config, loss_kind, group)
     log(
         f"data {data.source}: {len(data.user_ids)} users, {data.num_items} items, "
         f"{data.num_interactions} interactions" + "".join(f"; {n}" for n in data.notes)
@@ -270,6 +270,37 @@ def train(
     return checkpoint
 
 
+class _Optimizers:
+    """Adam for the dense parameters and SparseAdam for the item table (``TrainConfig.sparse_items``)."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def _optimizer(model: SASRec, parameters: list, config: TrainConfig, loss: str, group) -> torch.optim.Optimizer:
+    if not config.sparse_items:
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if loss == "softmax":
+        raise ValueError(f"sparse_items needs a sampled loss; `{config.loss}` trains this data with the full softmax.")
+    if group.enabled and torch.distributed.get_backend() == "nccl":
+        raise ValueError("sparse_items: NCCL cannot all-reduce sparse gradients; train without it on GPUs.")
+    model.item_embedding.sparse = True  # the lookups of histories and views; the loss reads this flag too
+    table = model.item_embedding.weight
+    dense = [p for p in parameters if p is not table]
+    return _Optimizers(
+        torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay),
+        torch.optim.SparseAdam([table], lr=config.lr),
+    )
+
+
 def _describe_loss(config: TrainConfig, kind: str, num_items: int) -> str:
     why = ""
     if config.loss == "auto":
@@ -278,7 +309,8 @@ def _describe_loss(config: TrainConfig, kind: str, num_items: int) -> str:
         return f"next-item loss: {kind}{why}"
     in_batch = f" + up to {config.in_batch_negatives} in-batch" if config.in_batch_negatives else ""
     negatives = f"{config.negatives} {config.negative_sampler} negatives{in_batch}"
-    return f"next-item loss: sampled softmax{why}, {negatives}, logQ-corrected"
+    sparse = "; item table: sparse gradients, SparseAdam" if config.sparse_items else ""
+    return f"next-item loss: sampled softmax{why}, {negatives}, logQ-corrected{sparse}"
 
 
 def _cpu_state(module: torch.nn.Module) -> dict:
