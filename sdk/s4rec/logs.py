@@ -2,7 +2,8 @@
 external sort that groups a log of any size by user for scoring.
 
 A log has a header row naming a user, an item and a timestamp column, in any order; the separator is a tab
-for ``.tsv`` and otherwise whichever of comma, tab and semicolon the header uses most. :func:`log_events`
+for ``.tsv`` and otherwise whichever of comma, tab and semicolon the header uses most (:func:`log_header`, which
+``s4rec-train``'s columnar reader uses too, so both read the same files with the same messages). :func:`log_events`
 yields one event per good row and a :class:`~s4rec.records.BadRecord` (with its line number) per malformed
 one; :func:`read_log` groups the events by user and orders each user's items by time with an external merge
 sort: at most ``sort_buffer`` events are held in memory, the rest is spilled to sorted temporary runs and
