@@ -130,3 +130,21 @@ def test_whole_sampled_step_has_no_data_dependent_host_sync():
     assert loss.device.type == "meta" and set(terms) == {"cluster", "contrastive", "distill", "adversary"}
     optimize.backward()
     assert model.item_embedding.weight.grad is not None and model.item_embedding.weight.grad.device.type == "meta"
+
+
+def test_command_line_trains_with_sampled_softmax_and_prefixes(tmp_path):
+    from click.testing import CliRunner
+
+    from s4rec_train.cli import cli
+    from s4rec_train.data import write_sequences
+
+    data, model = tmp_path / "data.txt", tmp_path / "model.pt"
+    write_sequences(synthetic_interactions(num_users=80, num_items=30), data)
+    args = [str(data), "-o", str(model), "--max-len", "8", "--dim", "8", "--layers", "1", "--epochs", "1", "--quiet"]
+    args += ["--backbone", "--loss", "sampled", "--negatives", "8", "--negative-sampler", "mixed"]
+    args += ["--in-batch-negatives", "0", "--prefix-split", "--sparse-items"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "sampled softmax, 8 mixed negatives, logQ-corrected; item table: sparse gradients" in result.output
+    settings = torch.load(model, weights_only=True)["training"]["settings"]
+    assert settings["prefix_split"] and settings["negatives"] == 8 and settings["in_batch_negatives"] == 0

@@ -259,6 +259,9 @@ def objective_settings(backbone: bool, values: dict) -> dict:
               help="Sampled softmax: draw negatives uniformly, by popularity as targets, or half each.")  # fmt: skip
 @click.option("--in-batch-negatives", default=TRAIN.in_batch_negatives, type=click.IntRange(0),
               help="Sampled softmax: also at most this many of the batch's own target items (0: none).")  # fmt: skip
+@click.option("--sparse-items/--no-sparse-items", default=TRAIN.sparse_items,
+              help="Sampled losses: sparse gradients and SparseAdam for the item table (only the rows a step uses "
+              "move; much faster on CPU at 10^6 items; not with NCCL).")  # fmt: skip
 @click.option("--prefix-split/--no-prefix-split", default=TRAIN.prefix_split,
               help="Train on every prefix of each history as its own sequence, with the loss at its last position "
               "(sub-sequence splitting); validation and test are unchanged.")  # fmt: skip
@@ -279,8 +282,9 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @with_objective_options
 @with_data_options
 def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, negatives,
-        negative_sampler, in_batch_negatives, prefix_split, device, bf16, batching, threads, seed, metrics_json,
-        quiet, backbone, adversary_ramp, user_col, item_col, time_col, min_count, **objective_values):  # fmt: skip
+        negative_sampler, in_batch_negatives, sparse_items, prefix_split, device, bf16, batching, threads, seed,
+        metrics_json, quiet, backbone, adversary_ramp, user_col, item_col, time_col, min_count,
+        **objective_values):  # fmt: skip
     """Train S4Rec on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
 
     DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz), a
@@ -307,7 +311,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
             bf16=bf16, batching=batching, threads=threads, loss=loss, negatives=negatives,
-            negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, prefix_split=prefix_split,
+            negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, sparse_items=sparse_items,
+            prefix_split=prefix_split,
         )  # fmt: skip
         model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
         checkpoint = train(
