@@ -153,3 +153,12 @@ def test_rank_zero_alone_logs_and_writes_the_checkpoint(two_processes):
     one = torch.load(out / "one.pt", weights_only=True)
     for key, value in one["state_dict"].items():
         torch.testing.assert_close(written["state_dict"][key], value, rtol=0, atol=1e-4)
+
+
+def test_global_batches_smaller_than_the_world_are_joined_to_a_neighbour():
+    from s4rec_train.batching import merge_small_batches
+
+    batches = [np.array([5]), np.array([1, 2, 3]), np.array([4]), np.array([6, 7]), np.array([8])]
+    merged = merge_small_batches(batches, 2)
+    assert [b.tolist() for b in merged] == [[5, 1, 2, 3, 4], [6, 7, 8]]
+    assert all(len(b) >= 2 for b in merged) and merge_small_batches(batches, 1) == batches

@@ -22,6 +22,7 @@ from .config import BATCHING, DEVICES, LOSSES, SAMPLERS, ModelConfig, ObjectiveC
 MISSING_TORCH = (
     "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
 )
+MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install 's4rec[train]' (or pip install pyarrow)"
 HELP_OPTIONS = ("-h", "--help")
 TRAIN, OBJECTIVES = TrainConfig(), ObjectiveConfig()
 MODEL = ModelConfig(num_items=1)  # num_items comes from the data
@@ -390,6 +391,9 @@ def main() -> None:
     asks_for_help = any(arg in (*HELP_OPTIONS, "--version") for arg in args)
     if not asks_for_help and importlib.util.find_spec("torch") is None:
         click.echo(MISSING_TORCH, err=True)
+        sys.exit(1)
+    if not asks_for_help and importlib.util.find_spec("pyarrow") is None:
+        click.echo(MISSING_PYARROW, err=True)
         sys.exit(1)
     cli()
 

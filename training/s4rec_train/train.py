@@ -145,6 +145,7 @@ def train(
         model, heads, objectives, loss_kind, autocast, sampler, popularity_cdf, is_head, augment_generator,
         low_precision=config.bf16, rank=group.rank,
     )  # fmt: skip
+    optimizer = _optimizer(model, parameters, config, loss_kind, group)  # before DDP: it may make the table sparse
     runner = step_module
     if group.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -152,7 +153,6 @@ def train(
         unused = heads is not None and (objectives.adversary_weight == 0 or not objectives.needs_prototypes)
         ids = [device.index] if device.type == "cuda" else None
         runner = DistributedDataParallel(step_module, device_ids=ids, find_unused_parameters=unused)
-    optimizer = _optimizer(model, parameters, config, loss_kind, group)
     log(
         f"data {data.source}: {len(data.user_ids)} users, {data.num_items} items, "
         f"{data.num_interactions} interactions" + "".join(f"; {n}" for n in data.notes)
