@@ -40,10 +40,12 @@ class Record:
 
 @dataclass(slots=True)
 class BadRecord:
-    """A malformed record: its line number and what is wrong with it."""
+    """A malformed record: its line number and what is wrong with it (and, for a log row, its user when the
+    row names one: a user whose every row is malformed gets no output, and the report counts them)."""
 
     line: int
     reason: str
+    user: object = None
 
 
 def detect_format(path: str | Path) -> str:
