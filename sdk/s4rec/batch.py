@@ -312,9 +312,10 @@ class ScoreReport:
             notes.append(f"skipped {self.skipped:,} malformed record(s)")
         if self.without_valid_rows:
             notes.append(f"{self.without_valid_rows:,} user(s) had only malformed rows and got no output")
+        users = f"{self.users:,} user{'' if self.users == 1 else 's'}"
         return (
-            f"scored {self.users:,} user{'' if self.users == 1 else 's'} in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) "
-            f"-> {self.output}" + "".join(f"; {note}" for note in notes)
+            f"scored {users} in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) -> {self.output}"
+            + "".join(f"; {note}" for note in notes)
         )
 
 
