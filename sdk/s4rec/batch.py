@@ -13,12 +13,14 @@ through ``on_progress`` (:class:`ScoreProgress`); ``s4rec-score`` draws it as a 
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import queue
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,15 @@ from pathlib import Path
 from .errors import InputError, S4RecError, ScoreError
 from .logs import LogColumns, LogSummary, read_log
 from .progress import ProgressReporter, ScoreProgress
-from .records import BadRecord, Record, detect_format, open_input, read_jsonl, read_text
+from .records import (
+    BadRecord,
+    Record,
+    compressed_input_error,
+    detect_format,
+    open_input,
+    read_jsonl,
+    read_text,
+)
 from .results import RankedBatch
 from .writers import WRITERS, atomic_output, output_format_for  # the last two: also importable from here, as before
 
@@ -427,6 +437,8 @@ def score_file(
         message = str(e)
         located = message if message.startswith(str(input_path)) else f"{input_path}: {message}"
         raise InputError(located, flags=e.flags) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a damaged .gz input, found while reading it
+        raise compressed_input_error(input_path, e) from None
     progress.report(finished=True)
     output = "stdout" if to_stdout else str(output_path)
     seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ was under the final name untouched. Files get the usual permissions (``0666`` le
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -17,6 +18,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from .errors import OutputError
+
+# What a full disk, a file-size limit (ulimit -f: Python ignores SIGXFSZ, so the write fails) or a quota
+# look like to a writer.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def output_error(error: OSError, path: str | Path) -> OutputError | None:
+    """The one-line :class:`~s4rec.errors.OutputError` for an ``OSError`` that means there is no room to
+    write ``path`` (None for any other error, which should propagate as it is)."""
+    if error.errno not in _NO_ROOM:
+        return None
+    reason = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (a file-size limit)"}
+    why = reason.get(error.errno, "disk quota exceeded")
+    return OutputError(
+        f"{path}: {why} while writing it; nothing was left behind. Free some space (or raise the limit) and "
+        "run again, or write the output elsewhere."
+    )
 
 
 def file_mode() -> int:
@@ -53,10 +73,17 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         f.close()
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        f.close()
+    except BaseException as e:
+        try:
+            f.close()
+        except OSError:  # the close's own flush fails on a full disk too
+            pass
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            full = output_error(e, path)
+            if full is not None:
+                raise full from None
         raise
 
 

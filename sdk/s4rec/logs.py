@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import InputError
-from .records import BadRecord, Record, parse_id
+from .records import BadRecord, Record, parse_id, undecodable
 
 DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run is spilled (~50 MB)
 # Tuning of the external sort (read when it runs): events per pickled block in a run (the merge holds one
@@ -54,6 +54,9 @@ def log_events(
     columns = columns or LogColumns()
     lines = iter(lines)
     header_line = next(lines, "")
+    bad_bytes = undecodable(header_line)
+    if bad_bytes:
+        raise InputError(f"line 1 (the header): {bad_bytes}.")
     if not header_line.strip():
         raise InputError("the log is empty. Expected a header row naming the user, item and time columns.")
     sep = columns.sep or ("\t" if tsv else max([",", "\t", ";"], key=header_line.count))
@@ -79,6 +82,14 @@ def log_events(
             yield BadRecord(line_no, reason, parse_id(user) if user else None)
         else:
             user, item, stamp = row[u].strip(), row[i].strip(), row[t].strip()
+            if not (user + item + stamp).isascii():
+                fields = ((columns.user, user), (columns.item, item), (columns.time, stamp))
+                bad = [(name, undecodable(value)) for name, value in fields if undecodable(value)]
+                if bad:
+                    name, problem = bad[0]
+                    yield BadRecord(line_no, f"column {name!r}: {problem}")
+                    line_no = end
+                    continue
             try:
                 timestamp = float(stamp)
             except ValueError:
