@@ -117,3 +117,108 @@ def test_non_utf8_lines_are_reported_by_the_readers(tmp_path):
     assert len(records) == 601 and records[-1] == BadRecord(
         601, "not valid UTF-8 (byte 0xff at column 29); re-encode the file as UTF-8"
     )
+
+
+# --- s4rec-export: interruptions, a crash in the middle of a forced replacement, a full disk -------------------
+
+
+def _export_env():
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / p) for p in ("sdk", "training", "export"))}
+
+
+def test_sigterm_during_export_leaves_no_partial_directory(tmp_path, tiny_checkpoint):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "artifact"
+    command = [
+        sys.executable,
+        "-c",
+        "from s4rec_export.cli import main; main()",
+        str(tiny_checkpoint[0]),
+        "-o",
+        str(out),
+    ]
+    process = subprocess.Popen(command, env=_export_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".artifact.*.partial")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert list(tmp_path.glob(".artifact.*.partial")), "the export never started its temporary directory"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == [], "an interrupted export leaves nothing behind"
+
+
+@pytest.mark.parametrize("atomic_swap", [True, False], ids=["exchange", "two renames"])
+def test_crash_between_the_renames_of_a_forced_export_is_recovered(tmp_path, tiny_checkpoint, monkeypatch, atomic_swap):
+    import os
+
+    import s4rec.files as files
+    from s4rec import Recommender
+    from s4rec_export import export_checkpoint
+
+    out = tmp_path / "artifact"
+    export_checkpoint(tiny_checkpoint[0], out, top_k=5)
+    before = (out / "model.onnx").read_bytes()
+    if not atomic_swap:
+        monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    real_replace, calls = os.replace, []
+
+    def crash_on_the_second_rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies between moving the old artifact aside and the new one in
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", crash_on_the_second_rename)
+    if atomic_swap:  # one atomic exchange: there is no moment without an artifact under the name
+        export_checkpoint(tiny_checkpoint[0], out, top_k=6, force=True)
+        assert Recommender.load(out).top_k == 6 and calls == []
+        return
+    with pytest.raises(KeyboardInterrupt):
+        export_checkpoint(tiny_checkpoint[0], out, top_k=6, force=True)
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    assert not out.exists() and files.interrupted_backup(out) is not None
+    lines = []
+    with pytest.raises(Exception, match="already exists"):  # the next run puts the old one back first
+        export_checkpoint(tiny_checkpoint[0], out, top_k=6, log=lines.append)
+    assert (out / "model.onnx").read_bytes() == before and "interrupted forced export" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
+
+
+def test_export_and_train_on_a_full_disk_say_so_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
+    import onnx
+
+    from s4rec_export.cli import cli as export_cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", full)
+    out = tmp_path / "artifact"
+    result = CliRunner().invoke(export_cli, [str(tiny_checkpoint[0]), "-o", str(out), "--quiet"])
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and f"{out}: no space left on the device" in errors[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    import torch
+
+    from s4rec_train.cli import cli as train_cli
+
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"{u} " + " ".join(str(1 + (u + i) % 9) for i in range(6)) + "\n" for u in range(40)))
+    monkeypatch.setattr(torch, "save", full)
+    model = tmp_path / "model.pt"
+    result = CliRunner().invoke(train_cli, [str(data), "-o", str(model), "--epochs", "1", "--dim", "8", "--quiet"])
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and f"{model}: no space left on the device" in errors[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.txt"]

@@ -22,7 +22,7 @@ import torch
 
 from s4rec import Recommender
 from s4rec.artifact import METADATA_KEY, VARIANT_FILES, ArtifactMetadata, metadata_props, write_manifest
-from s4rec.files import publish_directory, temporary_directory_beside
+from s4rec.files import publish_directory, recover_interrupted, temporary_directory_beside
 from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
 from s4rec_train.model import SASRec
 
@@ -197,6 +197,9 @@ def export_checkpoint(
     checkpoint, output = Path(checkpoint), Path(output)
     if quantize not in (None, "int8"):
         raise ExportError(f"quantize must be 'int8' or None, got {quantize!r}.")
+    restored = recover_interrupted(output)
+    if restored is not None:
+        log(f"{output}: put back the artifact an interrupted forced export had left in {restored.parent}")
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: already exists. Choose another path, or pass --force to replace it.")
     if not isinstance(top_k, int) or top_k < 1:

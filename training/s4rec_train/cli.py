@@ -279,6 +279,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     learning with intent negatives, cluster-level self-distillation and a head/tail adversary) is the
     default; --backbone trains the next-item loss alone. A weight of 0 turns its term off.
     """
+    from s4rec.errors import OutputError
+
     from .evaluation import format_table
     from .train import train
 
@@ -300,6 +302,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             objectives=objectives,
             on_progress=progress,
         )
+    except OutputError as e:  # no room to write the checkpoint: the previous one (if any) is untouched
+        raise click.ClickException(str(e)) from None
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     finally:
