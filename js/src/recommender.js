@@ -129,6 +129,18 @@ export class Recommendations extends Array {
 }
 
 /**
+ * An option's value, or its default when it is not given (null is a value: a TypeError where not allowed).
+ *
+ * @template T, D
+ * @param {T | undefined} value
+ * @param {D} fallback
+ * @returns {T | D}
+ */
+function orDefault(value, fallback) {
+  return value === undefined ? fallback : value;
+}
+
+/**
  * @param {Recommendation[]} entries
  * @param {ReadonlyArray<HistoryItem>} unknownItems
  * @param {boolean} fallback
@@ -212,16 +224,19 @@ export class Recommender {
    */
   static async load(source, options) {
     const o = checkOptions(options, LOAD_OPTIONS, "Recommender.load()");
-    const unknown = checkPolicy(o.unknown ?? "ignore");
-    const variant = o.variant ?? "fp32";
+    const unknown = checkPolicy(orDefault(o.unknown, "ignore"));
+    const variant = orDefault(o.variant, "fp32");
     if (typeof variant !== "string") throw new TypeError(`variant must be a string, got ${describe(variant)}.`);
-    const sidecar = o.sidecar ?? true;
+    const sidecar = orDefault(o.sidecar, true);
     if (typeof sidecar !== "boolean" && !isObject(sidecar)) {
       throw new TypeError(`sidecar must be true, false or an object, got ${describe(sidecar)}.`);
     }
-    const fetchImpl = o.fetch ?? (typeof fetch === "function" ? fetch.bind(globalThis) : undefined);
+    const fetchImpl = orDefault(o.fetch, typeof fetch === "function" ? fetch.bind(globalThis) : undefined);
+    if (fetchImpl !== undefined && typeof fetchImpl !== "function") {
+      throw new TypeError(`fetch must be a function, got ${describe(fetchImpl)}.`);
+    }
     // The runtime is imported while the model downloads; a failure is reported after the download's own.
-    const runtime = o.ort ? Promise.resolve(o.ort) : this.runtime();
+    const runtime = o.ort === undefined ? this.runtime() : Promise.resolve(checkRuntime(o.ort));
     runtime.catch(() => {});
     const model = await this.readSource(source, variant, sidecar === true, fetchImpl);
     if (typeof sidecar === "object") model.sidecar = sidecar;
@@ -311,8 +326,8 @@ export class Recommender {
    */
   async recommend(history, options) {
     const o = checkOptions(options, RECOMMEND_OPTIONS, "recommend()");
-    const k = checkK(o.k ?? DEFAULT_K, this.topK);
-    const excludeSeen = checkBoolean(o.excludeSeen ?? true, "excludeSeen");
+    const k = checkK(orDefault(o.k, DEFAULT_K), this.topK);
+    const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
     const policy = this.#policy(o.unknown);
     const skip = o.exclude === undefined ? [] : this.#excludeIndices(o.exclude);
     const { indices, unknownItems } = this.#indices(history, policy);
@@ -343,9 +358,9 @@ export class Recommender {
    */
   async recommendBatch(histories, options) {
     const o = checkOptions(options, BATCH_OPTIONS, "recommendBatch()");
-    const k = checkK(o.k ?? DEFAULT_K, this.topK);
-    const excludeSeen = checkBoolean(o.excludeSeen ?? true, "excludeSeen");
-    const batchSize = checkPositiveInteger(o.batchSize ?? 256, "batchSize");
+    const k = checkK(orDefault(o.k, DEFAULT_K), this.topK);
+    const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
+    const batchSize = checkPositiveInteger(orDefault(o.batchSize, 256), "batchSize");
     const policy = this.#policy(o.unknown);
     const skip = o.exclude === undefined ? [] : this.#excludeIndices(o.exclude);
     const rows = checkHistories(histories).map((history) => this.#indices(history, policy));
@@ -410,7 +425,7 @@ export class Recommender {
   async intents(history, options) {
     const o = checkOptions(options, ["top", "unknown"], "intents()");
     this.#requireIntents();
-    const top = checkPositiveInteger(o.top ?? 3, "top");
+    const top = checkPositiveInteger(orDefault(o.top, 3), "top");
     const numIntents = this.metadata.numIntents;
     if (top > numIntents) {
       throw new RangeError(`top must be in 1..${numIntents} (the number of intents), got ${top}.`);
@@ -566,6 +581,21 @@ export class Recommender {
 }
 
 /**
+ * @param {unknown} ort
+ * @returns {Runtime}
+ */
+function checkRuntime(ort) {
+  const module = /** @type {any} */ (ort);
+  if (typeof module?.InferenceSession?.create !== "function" || typeof module?.Tensor !== "function") {
+    throw new TypeError(
+      `ort must be an ONNX Runtime module (import * as ort from "onnxruntime-web", or -node, or ` +
+        `-react-native), got ${describe(ort)}.`,
+    );
+  }
+  return module;
+}
+
+/**
  * @param {unknown} histories
  * @returns {unknown[]}
  */
@@ -603,7 +633,9 @@ async function createSession(ort, bytes, options, name) {
   try {
     return await ort.InferenceSession.create(bytes, options);
   } catch (e) {
-    const text = (e instanceof Error ? e.message : String(e)).trim().split("\n")[0];
+    const first = (e instanceof Error ? e.message : String(e)).trim().split("\n")[0];
+    // ONNX Runtime prefixes its reason with the C++ source position and function: keep the reason.
+    const text = /(Unsupported .*|Opset .*|[^:]*not supported.*)/.exec(first)?.[1] ?? first;
     const versions = JSON.stringify(ort.env?.versions ?? {});
     if (/ir version|opset|domain_version|not supported|unsupported/i.test(text)) {
       throw new ArtifactVersionError(
