@@ -215,7 +215,7 @@ function checkValues(v, itemIds) {
   const bigId = itemIds.find((id) => Number.isInteger(id) && !Number.isSafeInteger(id));
   if (bigId !== undefined) {
     problems.push(
-      `item id ${show(bigId)} is beyond 2^53, the largest integer a JavaScript number holds exactly ` +
+      `an item id near ${show(bigId)} is beyond 2^53, the largest integer a JavaScript number holds exactly ` +
         "(give such ids to s4rec-train as strings)",
     );
   }
