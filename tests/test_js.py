@@ -13,33 +13,17 @@ import re
 import subprocess
 
 import pytest
-from helpers import NUM_ITEMS, synthetic_histories
+from helpers import synthetic_histories
 from js_helpers import JS, js_env, node_executable
 
 from s4rec import Recommender, UnknownItemError
 
-# Ids that JSON, Python's ensure_ascii checksum and JavaScript each treat in their own way: non-ASCII
-# (two-byte, CJK, an astral emoji), quotes, backslashes, control characters, and 5 next to "5".
-SPECIAL_IDS = ["café", "日本", "😀", 'say "hi"', "back\\slash", "tab\t", "5", 5, "x/y", "\u2028", "\x7f"]
-MIXED_IDS = SPECIAL_IDS + [f"item-{i}" for i in range(len(SPECIAL_IDS) + 1, NUM_ITEMS + 1)]
 UNKNOWN = [999, "zz"]
 
 
 @pytest.fixture(scope="module")
 def node():
     return node_executable()
-
-
-@pytest.fixture(scope="module")
-def mixed_id_artifact(tmp_path_factory, tiny_checkpoint):
-    """The tiny model with its item ids rewritten to MIXED_IDS (index i -> MIXED_IDS[i - 1]), fp32."""
-    from s4rec_export import export_checkpoint
-    from s4rec_train.checkpoint import save_checkpoint
-
-    out = tmp_path_factory.mktemp("mixed-ids")
-    save_checkpoint(dict(tiny_checkpoint[1], item_ids=MIXED_IDS), out / "model.pt")
-    export_checkpoint(out / "model.pt", out / "artifact", top_k=10)
-    return out / "artifact"
 
 
 def as_list(recommendations) -> dict:
