@@ -31,19 +31,23 @@ ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".onnx": "application/octet-stream"}  # fmt: skip
 
 
-class Handler(SimpleHTTPRequestHandler):
-    """Files from a few mounted directories (``mounts``: URL prefix -> directory), with the isolation headers."""
+def local_path(mounts: dict[str, Path], url_path: str) -> Path:
+    """The file a URL path names: the longest matching mount prefix, nothing above it ("/a/../../b" is "/b")."""
+    path = posixpath.normpath(unquote(urlsplit(url_path).path))
+    for prefix, directory in sorted(mounts.items(), key=lambda mount: -len(mount[0])):
+        mount = prefix.rstrip("/")  # "" for "/", which takes every path
+        if path == mount or path.startswith(mount + "/"):
+            return directory.joinpath(path[len(mount) :].lstrip("/"))
+    raise ValueError(f"no mount for {url_path!r} (the mounts must include '/')")
 
-    mounts: dict[str, Path] = {}
+
+class Handler(SimpleHTTPRequestHandler):
+    """Files from the server's mounted directories, with the isolation headers."""
+
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **TYPES}
 
     def translate_path(self, path: str) -> str:
-        path = posixpath.normpath(unquote(urlsplit(path).path))  # "/a/../../b" -> "/b": nothing above a mount
-        for prefix, directory in sorted(self.mounts.items(), key=lambda mount: -len(mount[0])):
-            mount = prefix.rstrip("/")  # "" for "/", which takes every path
-            if path == mount or path.startswith(mount + "/"):
-                return str(directory.joinpath(path[len(mount) :].lstrip("/")))
-        raise AssertionError("the mounts include /")
+        return str(local_path(self.server.mounts, path))
 
     def end_headers(self) -> None:
         for name, value in ISOLATION_HEADERS.items():
@@ -57,8 +61,11 @@ class Handler(SimpleHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
+    """``mounts``: URL prefix -> directory."""
+
     daemon_threads = True
     verbose = False
+    mounts: dict[str, Path] = {}
 
     @property
     def url(self) -> str:
@@ -77,9 +84,9 @@ def make_server(artifact: str | Path, port: int = 0, host: str = "127.0.0.1") ->
         raise FileNotFoundError(
             f"{ORT_DIST}: onnxruntime-web is not installed. Run `ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix js`."
         )
-    mounts = {"/artifact/": Path(artifact).resolve(), "/s4rec/": ROOT / "js" / "src", "/ort/": ORT_DIST, "/": HERE}
-    handler = type("MountedHandler", (Handler,), {"mounts": mounts})
-    return Server((host, port), functools.partial(handler, directory=str(HERE)))
+    server = Server((host, port), functools.partial(Handler, directory=str(HERE)))
+    server.mounts = {"/artifact/": Path(artifact).resolve(), "/s4rec/": ROOT / "js" / "src", "/ort/": ORT_DIST, "/": HERE}
+    return server
 
 
 def main() -> None:

@@ -1,0 +1,260 @@
+"""The JavaScript SDK in the browser (onnxruntime-web, WASM, headless Chromium) on a Beauty-sized artifact:
+single-user latency next to the Python SDK's in the same run, time to first recommendation, and the bytes a
+page downloads, for fp32 and int8.
+
+    flock /tmp/s4rec-cpu.lock env PYTHONPATH=sdk:training:export python benchmarks/web_latency.py \\
+        [--artifact ARTIFACT_DIR | --checkpoint CHECKPOINT.pt]
+
+ARTIFACT_DIR needs the fp32 and int8 variants (`s4rec-export CHECKPOINT.pt -o DIR --quantize int8`). Without
+either option a synthetic checkpoint of Beauty's shape (12,101 items, d 64, 2 blocks, max_len 50, random
+weights: a forward pass costs the same trained or not) is built and exported to a temporary directory.
+Needs `ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix js` and Chromium (`apt-get install -y chromium`).
+
+* latency: the example page (examples/web) served on 127.0.0.1 with COOP/COEP, one onnxruntime-web WASM
+  thread (--threads); in the page, `await rec.recommend(history, {k: 10})` per Beauty test history (all but
+  the last item of a user), --calls of them after --warmup others, timed with performance.now() (5 us
+  resolution in a cross-origin isolated page); then the Python SDK's `recommend(history, k=10)` on the same
+  histories, 1 thread, in this process. --rounds rounds alternate the two; figures are medians of rounds.
+* first recommendation: a fresh Chromium (empty profile: no HTTP or compiled-code cache) opens the page; ms
+  from navigation start to the first list on screen (the page's own clock), median of --cold runs. Served from
+  this machine, so it is download-free: compile the WASM, fetch and check the artifact, build the session, rank.
+* bytes: the files that page fetched (DevTools network events), raw and gzip -9, by group.
+* agreement: the page's top 10 against the Python SDK's for --agreement histories (identical lists, overlap).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "web"))
+
+from headless import Chromium  # noqa: E402
+from serve import local_path, make_server  # noqa: E402
+
+from s4rec import Recommender  # noqa: E402
+
+VARIANTS = ("fp32", "int8")
+
+
+def reproduce_command() -> str:
+    args = " ".join(shlex.quote(a) for a in sys.argv)
+    path = os.environ.get("PYTHONPATH", "")
+    return f"command (in {os.getcwd()}): flock /tmp/s4rec-cpu.lock env PYTHONPATH={path} python {args}"
+
+
+def synthetic_artifact(directory: Path) -> Path:
+    """A Beauty-shaped checkpoint with random weights, exported with --quantize int8 (needs the [export] extra)."""
+    import torch
+
+    from s4rec_export import export_checkpoint
+    from s4rec_train.checkpoint import new_checkpoint, save_checkpoint, with_weights
+    from s4rec_train.model import ModelConfig, SASRec
+
+    torch.manual_seed(0)
+    config = ModelConfig(num_items=12_101, max_len=50, dim=64, layers=2, heads=2)
+    item_ids = list(range(1, config.num_items + 1))  # Beauty's own ids are 1..12,101
+    counts = np.r_[0, np.random.default_rng(0).integers(1, 100, config.num_items)]
+    training = {"note": "synthetic Beauty-shaped checkpoint, benchmarks/web_latency.py"}
+    checkpoint = with_weights(new_checkpoint(config, item_ids, counts, training), SASRec(config).state_dict())
+    save_checkpoint(checkpoint, directory / "synthetic.pt")
+    export_checkpoint(directory / "synthetic.pt", directory / "artifact", quantize="int8")
+    return directory / "artifact"
+
+
+def test_histories(data: Path, count: int, known: set) -> list[list]:
+    """``count`` random Beauty test inputs (all but the last item of a user), seed 0, in the artifact's ids."""
+    from s4rec_train.data import read_sequences
+
+    interactions = read_sequences(data)
+    ids = interactions.item_ids
+    histories = [[ids[i - 1] for i in seq[:-1]] for seq in interactions.sequences]
+    histories = [h for h in histories if any(item in known for item in h)]
+    chosen = np.random.default_rng(0).choice(len(histories), size=min(count, len(histories)), replace=False)
+    return [histories[i] for i in chosen]
+
+
+def page_url(server, variant: str, threads: int) -> str:
+    return f"{server.url}?variant={variant}&threads={threads}"
+
+
+def browser_times(page, histories: list, warmup: list) -> list[float]:
+    """Per-call ms of ``await rec.recommend(h, {k: 10})`` in the page, after the warm-up calls."""
+    script = """window.s4recDemo.ready.then(async rec => {
+      const histories = HISTORIES, warmup = WARMUP;
+      for (const h of warmup) await rec.recommend(h, { k: 10 });
+      const times = new Float64Array(histories.length);
+      for (let i = 0; i < histories.length; i++) {
+        const start = performance.now();
+        await rec.recommend(histories[i], { k: 10 });
+        times[i] = performance.now() - start;
+      }
+      return Array.from(times);
+    })"""
+    script = script.replace("HISTORIES", json.dumps(histories)).replace("WARMUP", json.dumps(warmup))
+    return page.evaluate(script, timeout=600)
+
+
+def python_times(rec: Recommender, histories: list, warmup: list) -> list[float]:
+    for h in warmup:
+        rec.recommend(h, k=10)
+    out = []
+    for h in histories:
+        start = time.perf_counter_ns()
+        rec.recommend(h, k=10)
+        out.append((time.perf_counter_ns() - start) / 1e6)
+    return out
+
+
+def cold_start(server, variant: str, threads: int) -> tuple[float, dict[str, int]]:
+    """ms from navigation start to the first recommendations in a fresh browser, and the URLs it fetched."""
+    with Chromium() as browser:
+        page = browser.open(page_url(server, variant, threads), network=True)
+        ms = page.evaluate(
+            "window.s4recDemo.ready.then(() => window.s4recDemo.pending).then(() => window.s4recDemo.firstRecommendationMs)"
+        )
+        return ms, page.requests()
+
+
+def download_sizes(server, fetched: dict[str, int]) -> dict[str, dict]:
+    """Raw and gzip -9 bytes of the files the page fetched (found ones only), by group."""
+    groups: dict[str, dict] = {}
+    for url in fetched:
+        path = urlsplit(url).path
+        local = local_path(server.mounts, path)
+        if local.is_dir():
+            local = local / "index.html"
+        if not local.is_file():
+            continue  # the sidecar probe (404)
+        group = "onnxruntime-web" if path.startswith("/ort/") else "s4rec SDK" if path.startswith("/s4rec/") else (
+            "artifact" if path.startswith("/artifact/") else "page")  # fmt: skip
+        data = local.read_bytes()
+        entry = groups.setdefault(group, {"files": {}, "raw": 0, "gzip": 0})
+        packed = len(gzip.compress(data, compresslevel=9, mtime=0))
+        entry["files"][path] = {"raw": len(data), "gzip": packed}
+        entry["raw"] += len(data)
+        entry["gzip"] += packed
+    return groups
+
+
+def agreement(page, rec: Recommender, histories: list) -> dict:
+    got = page.evaluate(
+        "window.s4recDemo.ready.then(async rec => { const out = []; for (const h of HISTORIES) "
+        "out.push((await rec.recommend(h, { k: 10 })).itemIds()); return out; })".replace("HISTORIES", json.dumps(histories)),
+        timeout=600,
+    )
+    want = [rec.recommend(h, k=10).item_ids() for h in histories]
+    identical = float(np.mean([g == w for g, w in zip(got, want)]))
+    overlap = float(np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want)]))
+    return {"identical_top10": identical, "overlap_at_10": overlap, "histories": len(histories)}
+
+
+@click.command()
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="export this one")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=ROOT / "examples/data/beauty.txt.gz")
+@click.option("--calls", default=3000, show_default=True, help="timed recommend calls per round")
+@click.option("--warmup", default=300, show_default=True, help="untimed calls before them")
+@click.option("--rounds", default=3, show_default=True, help="browser / Python alternations (medians reported)")
+@click.option("--cold", default=3, show_default=True, help="fresh browsers for the time to first recommendation")
+@click.option("--agreement", "agree_count", default=1000, show_default=True, help="histories for top-10 agreement")
+@click.option("--threads", default=1, show_default=True, help="onnxruntime-web WASM threads")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path))
+def main(artifact, checkpoint, data, calls, warmup, rounds, cold, agree_count, threads, json_out):
+    """Browser latency, time to first recommendation and download size of the JavaScript SDK."""
+    scratch = Path(tempfile.mkdtemp(prefix="s4rec-web-"))
+    if artifact is None and checkpoint is not None:
+        from s4rec_export import export_checkpoint
+
+        export_checkpoint(checkpoint, scratch / "artifact", quantize="int8")
+        artifact = scratch / "artifact"
+    source = "given" if artifact else "synthetic Beauty-shaped checkpoint (random weights)"
+    artifact = artifact or synthetic_artifact(scratch)
+    recs = {v: Recommender.load(artifact, variant=v) for v in VARIANTS}
+    sample = test_histories(data, calls + warmup, set(recs["fp32"].metadata.item_ids))
+    timed, warm = sample[:calls], sample[calls:]
+    lengths = [len(h) for h in timed]
+    print(f"artifact {artifact} ({source}): {recs['fp32'].metadata.num_items} items, max_len {recs['fp32'].max_len}")
+    print(f"{len(timed)} timed test histories of {data.name} (mean length {np.mean(lengths):.1f}), {len(warm)} warm-up ones")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
+    figures: dict = {"artifact": str(artifact), "source": source, "calls": len(timed), "threads": threads}
+    server = make_server(artifact).start()
+    try:
+        for variant in VARIANTS:
+            first, fetched = [], {}
+            for _ in range(cold):
+                ms, fetched = cold_start(server, variant, threads)
+                first.append(ms)
+            sizes = download_sizes(server, fetched)
+            figures[f"first_recommendation_ms_{variant}"] = statistics.median(first)
+            figures[f"download_{variant}"] = sizes
+            total_raw = sum(g["raw"] for g in sizes.values())
+            total_gzip = sum(g["gzip"] for g in sizes.values())
+            figures[f"download_total_{variant}"] = {"raw": total_raw, "gzip": total_gzip}
+            print(f"\n{variant}: time to first recommendation (fresh headless Chromium, page served from this machine): "
+                  f"median {statistics.median(first):.0f} ms of {', '.join(f'{x:.0f}' for x in first)}")  # fmt: skip
+            print(f"{variant}: bytes the page downloads: {total_raw:,} raw, {total_gzip:,} gzip -9")
+            for group, entry in sizes.items():
+                files = ", ".join(f"{Path(p).name or 'index.html'} {f['raw']:,} ({f['gzip']:,} gz)" for p, f in entry["files"].items())
+                if group == "s4rec SDK":
+                    files = f"{len(entry['files'])} ES modules"
+                print(f"  {group}: {entry['raw']:,} raw, {entry['gzip']:,} gzip: {files}")
+
+        with Chromium() as browser:
+            for variant in VARIANTS:
+                page = browser.open(page_url(server, variant, threads))
+                rec = recs[variant]
+                per_round = []
+                for _ in range(rounds):  # alternating, so that drift on a shared machine hits both
+                    web = browser_times(page, timed, warm)
+                    python = python_times(rec, timed, warm)
+                    per_round.append({"web_mean": float(np.mean(web)), "web_p50": float(np.median(web)),
+                                      "python_mean": float(np.mean(python)), "python_p50": float(np.median(python))})  # fmt: skip
+                med = {key: statistics.median(r[key] for r in per_round) for key in per_round[0]}
+                ratios = [r["web_mean"] / r["python_mean"] for r in per_round]
+                med["ratio_mean"] = statistics.median(ratios)
+                med["rounds"] = per_round
+                med["agreement"] = agreement(page, rec, timed[:agree_count])
+                if variant == "int8":
+                    med["agreement_with_python_fp32"] = agreement(page, recs["fp32"], timed[:agree_count])
+                figures[f"latency_{variant}"] = med
+                print(
+                    f"\n{variant}: browser recommend(k=10) mean {med['web_mean']:.3f} ms, p50 {med['web_p50']:.3f} ms; "
+                    f"Python SDK mean {med['python_mean']:.3f} ms, p50 {med['python_p50']:.3f} ms; browser/Python "
+                    f"(mean) {med['ratio_mean']:.2f}x (median of {rounds} rounds; per round "
+                    f"{', '.join(f'{x:.2f}x' for x in ratios)})"
+                )
+                a = med["agreement"]
+                print(f"{variant}: top 10 identical to the Python SDK's for {a['identical_top10']:.1%} of {a['histories']} "
+                      f"histories, overlap@10 {a['overlap_at_10']:.3f}")  # fmt: skip
+                if variant == "int8":
+                    b = med["agreement_with_python_fp32"]
+                    py = float(np.mean([recs["int8"].recommend(h, k=10).item_ids() == recs["fp32"].recommend(h, k=10).item_ids()
+                                        for h in timed[:agree_count]]))  # fmt: skip
+                    print(f"int8: browser int8 vs Python fp32: identical {b['identical_top10']:.1%}, overlap@10 "
+                          f"{b['overlap_at_10']:.3f} (Python int8 vs Python fp32: identical {py:.1%})")  # fmt: skip
+                    med["python_int8_identical_to_fp32"] = py
+                page.send("Page.close")
+    finally:
+        server.shutdown()
+        server.server_close()
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(reproduce_command())
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
