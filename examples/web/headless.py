@@ -26,6 +26,7 @@ FLAGS = [
     "--headless",
     "--no-sandbox",  # as root (CI, containers) Chromium refuses to start with its sandbox
     "--disable-gpu",
+    "--disable-quic",
     "--disable-dev-shm-usage",
     "--no-first-run",
     "--no-default-browser-check",
