@@ -65,3 +65,12 @@ test("recommendBatch equals recommend history by history", async () => {
     }
   }
 });
+
+test("concurrent calls on one recommender give the sequential results", async () => {
+  const rec = await Recommender.load(KNOWN_ARTIFACT);
+  const histories = Array.from({ length: 60 }, (_, i) => [1 + (i % 12), 1 + ((i * 7) % 12), 1 + ((i * 5) % 12)]);
+  const sequential = [];
+  for (const history of histories) sequential.push((await rec.recommend(history, { k: 4 })).itemIds());
+  const concurrent = await Promise.all(histories.map((history) => rec.recommend(history, { k: 4 })));
+  assert.deepEqual(concurrent.map((r) => r.itemIds()), sequential);
+});
