@@ -23,6 +23,8 @@ const demo = {
   ready: Recommender.load(params.get("artifact") ?? "artifact/", { ort, variant: params.get("variant") ?? "fp32" }),
   /** @type {Promise<void> | null} the rendering in progress or last done */
   pending: null,
+  /** @type {number | null} ms from navigation start to the recommender loaded (runtime, model, session) */
+  loadedMs: null,
   /** @type {number | null} ms from navigation start to the first recommendations on screen */
   firstRecommendationMs: null,
 };
@@ -82,6 +84,7 @@ async function render(rec) {
 
 demo.ready.then(
   async (rec) => {
+    demo.loadedMs = performance.now();
     const m = rec.metadata;
     $("status").textContent =
       `${m.numItems.toLocaleString()} items, ${m.variant}, embedding ${m.embeddingDim}, ` +
