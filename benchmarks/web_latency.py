@@ -176,13 +176,70 @@ def download_sizes(server, fetched: dict[str, int]) -> dict[str, dict]:
 def agreement(page, rec: Recommender, histories: list) -> dict:
     got = page.evaluate(
         "window.s4recDemo.ready.then(async rec => { const out = []; for (const h of HISTORIES) "
-        "out.push((await rec.recommend(h, { k: 10 })).itemIds()); return out; })".replace("HISTORIES", json.dumps(histories)),
+        "out.push((await rec.recommend(h, { k: 10 })).itemIds()); return out; })".replace(
+            "HISTORIES", json.dumps(histories)
+        ),
         timeout=600,
     )
     want = [rec.recommend(h, k=10).item_ids() for h in histories]
     identical = float(np.mean([g == w for g, w in zip(got, want)]))
     overlap = float(np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want)]))
     return {"identical_top10": identical, "overlap_at_10": overlap, "histories": len(histories)}
+
+
+def report_cold_start(server, variant: str, threads: int, cold: int) -> dict:
+    """Time to first recommendation (median of ``cold`` fresh browsers) and download sizes, printed."""
+    loaded, first, fetched = [], [], {}
+    for _ in range(cold):
+        loaded_ms, first_ms, fetched = cold_start(server, variant, threads)
+        loaded.append(loaded_ms)
+        first.append(first_ms)
+    sizes = download_sizes(server, fetched)
+    total = {"raw": sum(g["raw"] for g in sizes.values()), "gzip": sum(g["gzip"] for g in sizes.values())}
+    print(
+        f"\n{variant}: time to first recommendation (fresh headless Chromium, page served from this machine): "
+        f"median {statistics.median(first):.0f} ms of {', '.join(f'{x:.0f}' for x in first)} "
+        f"(recommender loaded at {statistics.median(loaded):.0f} ms)"
+    )
+    print(f"{variant}: bytes the page downloads: {total['raw']:,} raw, {total['gzip']:,} gzip -9")
+    for group, entry in sizes.items():
+        names = (f"{Path(p).name or 'index.html'} {f['raw']:,} ({f['gzip']:,} gz)" for p, f in entry["files"].items())
+        files = f"{len(entry['files'])} ES modules" if group == "s4rec SDK" else ", ".join(names)
+        print(f"  {group}: {entry['raw']:,} raw, {entry['gzip']:,} gzip: {files}")
+    return {
+        "first_recommendation_ms": statistics.median(first), "first_recommendation_ms_runs": first,
+        "loaded_ms": statistics.median(loaded), "download": sizes, "download_total": total,
+    }  # fmt: skip
+
+
+def report_latency(
+    page, recs: dict, variant: str, timed: list, warm: list, rounds: int, chunk: int, count: int
+) -> dict:
+    """Browser vs Python latency and top-10 agreement on ``count`` histories, printed."""
+    rec = recs[variant]
+    figures = interleaved(page, rec, timed, warm, rounds, chunk)
+    spread = f"{min(figures['chunk_ratios']):.2f}-{max(figures['chunk_ratios']):.2f}x"
+    print(
+        f"\n{variant}: browser recommend(k=10) mean {figures['web_mean']:.3f} ms, p50 {figures['web_p50']:.3f} ms; "
+        f"Python SDK recommend(k=10) mean {figures['python_mean']:.3f} ms, p50 {figures['python_p50']:.3f} ms "
+        f"({figures['calls']} calls each, alternating every {chunk}); browser/Python: mean "
+        f"{figures['ratio_mean']:.2f}x, p50 {figures['ratio_p50']:.2f}x, median of chunk ratios "
+        f"{figures['ratio_median_of_chunks']:.2f}x ({spread})"
+    )
+    a = figures["agreement"] = agreement(page, rec, timed[:count])
+    print(
+        f"{variant}: top 10 identical to the Python SDK's for {a['identical_top10']:.1%} of {a['histories']} "
+        f"histories, overlap@10 {a['overlap_at_10']:.3f}"
+    )
+    if variant != "fp32":
+        b = figures["agreement_with_python_fp32"] = agreement(page, recs["fp32"], timed[:count])
+        same = [rec.recommend(h, k=10).item_ids() == recs["fp32"].recommend(h, k=10).item_ids() for h in timed[:count]]
+        figures["python_identical_to_fp32"] = python_same = float(np.mean(same))
+        print(
+            f"{variant}: browser {variant} vs Python fp32: identical {b['identical_top10']:.1%}, overlap@10 "
+            f"{b['overlap_at_10']:.3f} (Python {variant} vs Python fp32: identical {python_same:.1%})"
+        )
+    return figures
 
 
 @click.command()
@@ -212,60 +269,22 @@ def main(artifact, checkpoint, data, calls, warmup, rounds, chunk, cold, agree_c
     timed, warm = sample[:calls], sample[calls:]
     lengths = [len(h) for h in timed]
     print(f"artifact {artifact} ({source}): {recs['fp32'].metadata.num_items} items, max_len {recs['fp32'].max_len}")
-    print(f"{len(timed)} timed test histories of {data.name} (mean length {np.mean(lengths):.1f}), {len(warm)} warm-up ones")
+    print(
+        f"{len(timed)} timed test histories of {data.name} (mean length {np.mean(lengths):.1f}), "
+        f"{len(warm)} more to warm up"
+    )
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
     figures: dict = {"artifact": str(artifact), "source": source, "calls": len(timed), "threads": threads}
     server = make_server(artifact).start()
     try:
         for variant in VARIANTS:
-            loaded, first, fetched = [], [], {}
-            for _ in range(cold):
-                loaded_ms, first_ms, fetched = cold_start(server, variant, threads)
-                loaded.append(loaded_ms)
-                first.append(first_ms)
-            sizes = download_sizes(server, fetched)
-            figures[f"first_recommendation_ms_{variant}"] = statistics.median(first)
-            figures[f"loaded_ms_{variant}"] = statistics.median(loaded)
-            figures[f"download_{variant}"] = sizes
-            total_raw = sum(g["raw"] for g in sizes.values())
-            total_gzip = sum(g["gzip"] for g in sizes.values())
-            figures[f"download_total_{variant}"] = {"raw": total_raw, "gzip": total_gzip}
-            print(f"\n{variant}: time to first recommendation (fresh headless Chromium, page served from this machine): "
-                  f"median {statistics.median(first):.0f} ms of {', '.join(f'{x:.0f}' for x in first)} "
-                  f"(recommender loaded at {statistics.median(loaded):.0f} ms)")  # fmt: skip
-            print(f"{variant}: bytes the page downloads: {total_raw:,} raw, {total_gzip:,} gzip -9")
-            for group, entry in sizes.items():
-                files = ", ".join(f"{Path(p).name or 'index.html'} {f['raw']:,} ({f['gzip']:,} gz)" for p, f in entry["files"].items())
-                if group == "s4rec SDK":
-                    files = f"{len(entry['files'])} ES modules"
-                print(f"  {group}: {entry['raw']:,} raw, {entry['gzip']:,} gzip: {files}")
-
+            figures[f"cold_{variant}"] = report_cold_start(server, variant, threads, cold)
         with Chromium() as browser:
             for variant in VARIANTS:
                 page = browser.open(page_url(server, variant, threads))
-                rec = recs[variant]
-                med = interleaved(page, rec, timed, warm, rounds, chunk)
-                med["agreement"] = agreement(page, rec, timed[:agree_count])
-                if variant == "int8":
-                    med["agreement_with_python_fp32"] = agreement(page, recs["fp32"], timed[:agree_count])
-                figures[f"latency_{variant}"] = med
-                spread = f"{min(med['chunk_ratios']):.2f}-{max(med['chunk_ratios']):.2f}x"
-                print(
-                    f"\n{variant}: browser recommend(k=10) mean {med['web_mean']:.3f} ms, p50 {med['web_p50']:.3f} ms; "
-                    f"Python SDK recommend(k=10) mean {med['python_mean']:.3f} ms, p50 {med['python_p50']:.3f} ms "
-                    f"({med['calls']} calls each, alternating every {chunk}); browser/Python: mean {med['ratio_mean']:.2f}x, "
-                    f"p50 {med['ratio_p50']:.2f}x, median of chunk ratios {med['ratio_median_of_chunks']:.2f}x ({spread})"
+                figures[f"latency_{variant}"] = report_latency(
+                    page, recs, variant, timed, warm, rounds, chunk, agree_count
                 )
-                a = med["agreement"]
-                print(f"{variant}: top 10 identical to the Python SDK's for {a['identical_top10']:.1%} of {a['histories']} "
-                      f"histories, overlap@10 {a['overlap_at_10']:.3f}")  # fmt: skip
-                if variant == "int8":
-                    b = med["agreement_with_python_fp32"]
-                    py = float(np.mean([recs["int8"].recommend(h, k=10).item_ids() == recs["fp32"].recommend(h, k=10).item_ids()
-                                        for h in timed[:agree_count]]))  # fmt: skip
-                    print(f"int8: browser int8 vs Python fp32: identical {b['identical_top10']:.1%}, overlap@10 "
-                          f"{b['overlap_at_10']:.3f} (Python int8 vs Python fp32: identical {py:.1%})")  # fmt: skip
-                    med["python_int8_identical_to_fp32"] = py
                 page.send("Page.close")
     finally:
         server.shutdown()

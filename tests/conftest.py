@@ -55,6 +55,7 @@ def plain_artifact(tmp_path_factory, tiny_checkpoint):
 def mixed_id_artifact(tmp_path_factory, tiny_checkpoint):
     """The tiny model with its item ids rewritten to helpers.MIXED_IDS (ints and non-ASCII strings), fp32."""
     from helpers import MIXED_IDS
+
     from s4rec_export import export_checkpoint
     from s4rec_train.checkpoint import save_checkpoint
 

@@ -125,8 +125,14 @@ def test_node_tests_give_the_python_sdks_results(node, artifact, plain_artifact,
             parity_artifact("int ids, no intents, a single file", plain_artifact[0] / "model.onnx"),
             parity_artifact("mixed int and string ids", mixed_id_artifact),
         ],
-        "refused": [{"source": str(directory), "options": {"variant": "mobile"}, "error": "ArtifactError",
-                     "message": "ORT-format file"}],  # fmt: skip
+        "refused": [
+            {
+                "source": str(directory),
+                "options": {"variant": "mobile"},
+                "error": "ArtifactError",
+                "message": "ORT-format file",
+            }
+        ],  # fmt: skip
     }
     parity_file = tmp_path / "parity.json"
     parity_file.write_text(json.dumps(parity, allow_nan=False, ensure_ascii=False), encoding="utf-8")

@@ -73,7 +73,8 @@ def typed_recommendations(page, history_text: str, k: int) -> tuple[list[tuple],
     return page.evaluate(
         """document.querySelector("#recommend").click(),
         window.s4recDemo.pending.then(() => [
-          [...document.querySelectorAll("#results li")].map(li => [JSON.parse(li.dataset.item), Number(li.dataset.score)]),
+          [...document.querySelectorAll("#results li")]
+            .map(li => [JSON.parse(li.dataset.item), Number(li.dataset.score)]),
           document.querySelector("#report").textContent,
         ])"""
     )

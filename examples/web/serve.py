@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 ORT_DIST = ROOT / "js" / "node_modules" / "onnxruntime-web" / "dist"
 ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
-TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".onnx": "application/octet-stream"}  # fmt: skip
+TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
 
 
 def local_path(mounts: dict[str, Path], url_path: str) -> Path:
@@ -85,7 +85,12 @@ def make_server(artifact: str | Path, port: int = 0, host: str = "127.0.0.1") ->
             f"{ORT_DIST}: onnxruntime-web is not installed. Run `ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix js`."
         )
     server = Server((host, port), functools.partial(Handler, directory=str(HERE)))
-    server.mounts = {"/artifact/": Path(artifact).resolve(), "/s4rec/": ROOT / "js" / "src", "/ort/": ORT_DIST, "/": HERE}
+    server.mounts = {
+        "/artifact/": Path(artifact).resolve(),
+        "/s4rec/": ROOT / "js" / "src",
+        "/ort/": ORT_DIST,
+        "/": HERE,
+    }
     return server
 
 
