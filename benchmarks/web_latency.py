@@ -254,16 +254,25 @@ def report_latency(
 @click.option("--agreement", "agree_count", default=1000, show_default=True, help="histories for top-10 agreement")
 @click.option("--threads", default=1, show_default=True, help="onnxruntime-web WASM threads")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path))
-def main(artifact, checkpoint, data, calls, warmup, rounds, chunk, cold, agree_count, threads, json_out):
+def main(artifact, checkpoint, json_out, **settings):
     """Browser latency, time to first recommendation and download size of the JavaScript SDK."""
-    scratch = Path(tempfile.mkdtemp(prefix="s4rec-web-"))
-    if artifact is None and checkpoint is not None:
-        from s4rec_export import export_checkpoint
+    with tempfile.TemporaryDirectory(prefix="s4rec-web-") as scratch:  # an export made here is removed after
+        source = "given"
+        if artifact is None and checkpoint is not None:
+            from s4rec_export import export_checkpoint
 
-        export_checkpoint(checkpoint, scratch / "artifact", quantize="int8")
-        artifact = scratch / "artifact"
-    source = "given" if artifact else "synthetic Beauty-shaped checkpoint (random weights)"
-    artifact = artifact or synthetic_artifact(scratch)
+            artifact, source = Path(scratch) / "artifact", f"export of {checkpoint}"
+            export_checkpoint(checkpoint, artifact, quantize="int8")
+        elif artifact is None:
+            artifact = synthetic_artifact(Path(scratch))
+            source = "synthetic Beauty-shaped checkpoint (random weights)"
+        figures = measure(artifact, source, **settings)
+    print(reproduce_command())
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def measure(artifact, source, data, calls, warmup, rounds, chunk, cold, agree_count, threads) -> dict:
     recs = {v: Recommender.load(artifact, variant=v) for v in VARIANTS}
     sample = test_histories(data, calls + warmup, set(recs["fp32"].metadata.item_ids))
     timed, warm = sample[:calls], sample[calls:]
@@ -290,9 +299,7 @@ def main(artifact, checkpoint, data, calls, warmup, rounds, chunk, cold, agree_c
         server.shutdown()
         server.server_close()
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(reproduce_command())
-    if json_out:
-        json_out.write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
 
 
 if __name__ == "__main__":

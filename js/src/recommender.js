@@ -235,7 +235,8 @@ export class Recommender {
     if (fetchImpl !== undefined && typeof fetchImpl !== "function") {
       throw new TypeError(`fetch must be a function, got ${describe(fetchImpl)}.`);
     }
-    // The runtime is imported while the model downloads; a failure is reported after the download's own.
+    // The runtime is imported while the model downloads; a failure is reported after the download's own (the
+    // empty catch only keeps an early rejection from being reported as unhandled meanwhile).
     const runtime = o.ort === undefined ? this.runtime() : Promise.resolve(checkRuntime(o.ort));
     runtime.catch(() => {});
     const model = await this.readSource(source, variant, sidecar === true, fetchImpl);
