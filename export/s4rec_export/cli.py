@@ -1,11 +1,13 @@
 """``s4rec-export model.pt -o ARTIFACT``: freeze a checkpoint into a verified ONNX artifact directory.
 
-This module imports torch and onnx only inside the command, so that ``s4rec-export`` on a machine without
-them can say which extra to install instead of failing with a traceback.
+This module imports torch and onnx only inside the command, so that ``s4rec-export --help`` is instant and
+``s4rec-export`` on a machine without them says which extra to install instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, force, quiet):
     file sizes against the parameter count, and a read-back through the s4rec SDK. Each variant is
     compared with fp32 and its size printed. A failed export leaves no output behind.
     """
+    from s4rec.files import output_error
     from s4rec_train.checkpoint import CheckpointError
 
     from .errors import ExportError, OutputExistsError
@@ -48,17 +51,30 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, force, quiet):
         raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
     except ExportError as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # a full disk or a file-size limit while writing the artifact (nothing is left)
+        full = output_error(e, output)
+        if full is None:
+            raise
+        raise click.ClickException(str(full)) from None
     for line in report.lines():
         click.echo(line)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # A plain SIGTERM would end the process without cleanup; SystemExit unwinds the stack, so the export's
+    # temporary directory is removed and nothing appears under the output's name.
+    sys.exit(128 + signum)
+
+
 def main() -> None:
-    try:
-        import onnx  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
+    """The ``s4rec-export`` entry point: help and ``--version`` never import torch or onnx (importing torch takes
+    seconds); anything else on a machine without them says which extra to install (one line, exit 1)."""
+    asks_for_help = any(arg in ("-h", "--help", "--version") for arg in sys.argv[1:])
+    missing = [name for name in ("torch", "onnx") if importlib.util.find_spec(name) is None]
+    if missing and not asks_for_help:
         click.echo(MISSING_EXPORT, err=True)
         sys.exit(1)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     cli()
 
 

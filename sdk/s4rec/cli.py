@@ -118,7 +118,10 @@ def _exit_on_sigterm(signum, frame) -> None:
     "--threads", type=click.IntRange(min=1), default=None,
     help="ONNX Runtime threads [default: all available cores].",
 )  # fmt: skip
-@click.option("--variant", default="fp32", show_default=True, help="Artifact variant: fp32, int8 or fp16.")
+@click.option(
+    "--variant", default="fp32", show_default=True,
+    help="Artifact variant: fp32, int8, fp16 or mobile (whichever the artifact has; see its s4rec.json).",
+)  # fmt: skip
 @click.option(
     "--exclude-seen/--no-exclude-seen", default=True, show_default=True,
     help="Leave out items already in the user's history.",
@@ -149,6 +152,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+@click.version_option(package_name="s4rec")
 def main(
     artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
     input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, force, quiet,

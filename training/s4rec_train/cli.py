@@ -298,6 +298,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     Under torchrun (`torchrun --nproc-per-node N -m s4rec_train DATA ...`) the N processes train together
     with DistributedDataParallel (NCCL on GPUs, gloo on CPU); rank 0 logs and writes OUTPUT.
     """
+    from s4rec.errors import OutputError
+
     from . import distributed
     from .evaluation import format_table
     from .train import train
@@ -325,6 +327,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             objectives=objectives,
             on_progress=progress,
         )
+    except OutputError as e:  # no room to write the checkpoint: the previous one (if any) is untouched
+        raise click.ClickException(str(e)) from None
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     finally:
