@@ -222,3 +222,30 @@ def test_export_and_train_on_a_full_disk_say_so_in_one_line(tmp_path, tiny_check
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and f"{model}: no space left on the device" in errors[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.txt"]
+
+
+def test_a_sigterm_a_library_swallowed_still_publishes_nothing(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from s4rec import files
+
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(files, "_terminated_with", None)
+    try:
+        files.exit_on_sigterm()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException:  # what a library that catches everything does with the SystemExit
+            pass
+        with pytest.raises(SystemExit) as stopped:
+            with files.atomic_file(tmp_path / "out.jsonl") as f:
+                f.write(b"{}\n")
+        work = files.temporary_directory_beside(tmp_path / "artifact")
+        with pytest.raises(SystemExit):
+            files.publish_directory(work, tmp_path / "artifact")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "artifact").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [work.name]  # the caller's cleanup removes its own directory

@@ -7,7 +7,6 @@ This module imports torch and onnx only inside the command, so that ``s4rec-expo
 from __future__ import annotations
 
 import importlib.util
-import signal
 import sys
 from pathlib import Path
 
@@ -60,12 +59,6 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, force, quiet):
         click.echo(line)
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    # A plain SIGTERM would end the process without cleanup; SystemExit unwinds the stack, so the export's
-    # temporary directory is removed and nothing appears under the output's name.
-    sys.exit(128 + signum)
-
-
 def main() -> None:
     """The ``s4rec-export`` entry point: help and ``--version`` never import torch or onnx (importing torch takes
     seconds); anything else on a machine without them says which extra to install (one line, exit 1)."""
@@ -74,7 +67,10 @@ def main() -> None:
     if missing and not asks_for_help:
         click.echo(MISSING_EXPORT, err=True)
         sys.exit(1)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if not asks_for_help:  # s4rec imports onnxruntime, which --help and --version do without
+        from s4rec.files import exit_on_sigterm
+
+        exit_on_sigterm()  # a SIGTERM removes the partial output; nothing appears under the output's name
     cli()
 
 

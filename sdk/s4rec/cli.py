@@ -6,7 +6,6 @@ draws anything on the terminal (click), so the library stays usable from any pro
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -15,6 +14,7 @@ import click
 
 from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, available_cores, score_file
 from .errors import S4RecError
+from .files import exit_on_sigterm
 from .logs import DEFAULT_SORT_BUFFER, LogColumns
 from .progress import ScoreProgress
 
@@ -86,12 +86,6 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.render_finish()
             self.bar = None
-
-
-def _exit_on_sigterm(signum, frame) -> None:
-    # A plain SIGTERM would kill the process without running cleanup; SystemExit unwinds the stack, so the
-    # temporary output file is removed and nothing appears under the final name.
-    sys.exit(128 + signum)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -170,7 +164,7 @@ def main(
     """
     from . import Recommender
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()  # a SIGTERM removes the partial output
     if str(output_path) != "-" and output_path.exists() and not force:
         raise click.BadParameter(f"{output_path} already exists. Pass --force to overwrite it.", param_hint="--output")
     bar = None if quiet else ProgressBar()

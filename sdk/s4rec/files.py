@@ -14,6 +14,7 @@ import errno
 import glob
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,31 @@ from .errors import OutputError
 # What a full disk, a file-size limit (ulimit -f: Python ignores SIGXFSZ, so the write fails) or a quota
 # look like to a writer.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+_terminated_with: int | None = None  # the exit status a SIGTERM asked for
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind the stack like an exception (a plain SIGTERM ends the process without cleanup), so
+    every partial file and directory is removed; the commands call it first thing.
+
+    The signal is also remembered: nothing is published after it, even where a library caught the
+    ``SystemExit`` (the export was once seen finishing with status 0 after a SIGTERM, under load), and the
+    command then exits with ``128 + SIGTERM``.
+    """
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _terminated_with
+    _terminated_with = 128 + signum
+    sys.exit(_terminated_with)
+
+
+def exit_if_terminated() -> None:
+    """``SystemExit(128 + SIGTERM)`` if a SIGTERM arrived (see :func:`exit_on_sigterm`); else nothing."""
+    if _terminated_with is not None:
+        sys.exit(_terminated_with)
 
 
 def output_error(error: OSError, path: str | Path) -> OutputError | None:
@@ -73,6 +99,7 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         f.flush()
         os.fsync(f.fileno())
         f.close()
+        exit_if_terminated()
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException as e:
@@ -106,6 +133,7 @@ def publish_directory(work: str | Path, output: str | Path) -> None:
     them leaves the old artifact there, and :func:`recover_interrupted` (run by the next export) puts it back.
     """
     work, output = Path(work), Path(output)
+    exit_if_terminated()
     for path in work.iterdir():
         if path.is_file():
             with open(path, "rb") as f:

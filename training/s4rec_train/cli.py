@@ -399,6 +399,10 @@ def main() -> None:
     if not asks_for_help and importlib.util.find_spec("pyarrow") is None:
         click.echo(MISSING_PYARROW, err=True)
         sys.exit(1)
+    if not asks_for_help:  # s4rec imports onnxruntime, which --help and --version do without
+        from s4rec.files import exit_on_sigterm
+
+        exit_on_sigterm()  # a SIGTERM removes the partial output; nothing appears under the output's name
     cli()
 
 
