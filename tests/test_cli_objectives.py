@@ -33,7 +33,7 @@ def test_s4rec_is_the_default_and_saves_centroids(data_file, tmp_path):
     out = tmp_path / "m.pt"
     result = CliRunner().invoke(cli, [str(data_file), "-o", str(out), *TINY, "--intents", "4"])
     assert result.exit_code == 0, result.output
-    assert "intents used" in result.output
+    assert "intents: users of the training data fall into" in result.output
     checkpoint = torch.load(out, weights_only=True)
     assert checkpoint["intent_centroids"].shape == (4, 8)
     assert checkpoint["training"]["objectives"] == ObjectiveConfig(num_intents=4).to_dict()

@@ -155,3 +155,15 @@ def test_help_and_version_do_not_import_torch():
     blocked += "from s4rec_train.cli import main; main()"
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and "--epochs" in result.stdout, result.stderr
+
+
+def test_data_too_small_for_a_head_and_a_tail_group_is_refused_up_front(tmp_path):
+    from click.testing import CliRunner
+
+    from s4rec_train.cli import cli
+
+    path = tmp_path / "two.txt"
+    path.write_text("1 1 2 3\n2 2 3 1\n")
+    result = CliRunner().invoke(cli, [str(path), "-o", str(tmp_path / "m.pt"), "--epochs", "1"])
+    assert result.exit_code == 2 and "too small to train and evaluate: 2 user(s)" in result.output
+    assert "nan" not in result.output and not (tmp_path / "m.pt").exists()

@@ -97,8 +97,18 @@ def test_read_interactions_errors(tmp_path, text, message):
 def test_all_users_too_short_is_an_error(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("1 1 2\n2 3\n")
-    with pytest.raises(DataError, match="at least 3 interactions"):
+    with pytest.raises(DataError, match="the 3 interactions training needs .* all 2 users have fewer"):
         read_sequences(path)
+
+
+def test_a_log_the_k_core_empties_says_what_the_filter_removed(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n" + "".join(f"u{i},i{i},{i}\n" for i in range(20)))
+    with pytest.raises(DataError) as error:
+        read_interactions(path)
+    message = str(error.value)
+    assert "20 users and 20 interactions" in message and "5-core filtering kept 0 of 20" in message
+    assert "0 users dropped" not in message and "lower --min-count" in message
 
 
 def test_k_core_is_iterated_to_a_fixed_point():

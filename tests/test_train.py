@@ -33,7 +33,7 @@ def test_training_learns_and_logs(trained):
     assert history[-1]["loss"] < history[0]["loss"] - 0.3
     # the cyclic synthetic data are learnable: far better than random ranking of 40 items (HR@5 = 0.125)
     assert checkpoint["metrics"]["test"]["overall"]["HR@5"] > 0.4
-    assert sum("valid HR@5" in line for line in lines) == len(history)
+    assert sum("valid HR@20" in line for line in lines) == len(history)
 
 
 def test_checkpoint_is_weights_only_and_rebuilds_the_model(trained):
@@ -214,3 +214,26 @@ def test_progress_reports_every_step_and_leaves_the_numbers_alone():
         assert all(p.epochs == 2 and p.elapsed >= 0 for p in steps)
         assert steps[-1].users == int((leave_one_out(data, TINY["max_len"]).train_length > 1).sum())
         assert steps[-1].loss == pytest.approx(summary["loss"])  # the running loss ends at the epoch's mean
+
+
+def test_validate_every_validates_on_schedule_and_after_the_last_epoch():
+    from s4rec_train.config import ObjectiveConfig
+
+    data = synthetic_interactions(num_users=120, num_items=30, seed=2)
+    lines = []
+    config = TrainConfig(epochs=5, batch_size=64, lr=5e-3, validate_every=2, lr_schedule="linear")
+    checkpoint = train(data, TINY, config, None, log=lines.append, objectives=ObjectiveConfig.backbone())
+    validated = [h["epoch"] for h in checkpoint["training"]["history"] if "valid" in h]
+    assert validated == [2, 4, 5] and checkpoint["metrics"]["best_epoch"] in validated
+    assert sum("validated every 2 epochs" in line for line in lines) == 2
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    from s4rec_train.train import lr_factor
+
+    factors = [lr_factor("linear", step, 100) for step in range(100)]
+    assert factors[0] == pytest.approx(0.2) and factors[4] == 1.0  # 5 warm-up steps
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[-1] == pytest.approx(1 / 95)
+    assert lr_factor("constant", 50, 100) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="cosine")

@@ -12,18 +12,24 @@ import importlib.util
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from .config import BATCHING, DEVICES, LOSSES, SAMPLERS, ModelConfig, ObjectiveConfig, TrainConfig
+from .config import BATCHING, DEVICES, LOSSES, LR_SCHEDULES, SAMPLERS, ModelConfig, ObjectiveConfig, TrainConfig
 
 MISSING_TORCH = (
     "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
 )
 MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install 's4rec[train]' (or pip install pyarrow)"
 HELP_OPTIONS = ("-h", "--help")
+METRICS_LEGEND = (
+    "HR@k: share of users whose held-out next item is among their top k of the whole catalogue (their history "
+    "excluded); NDCG@k also rewards ranking it higher (1 at rank 1). valid: second-last item, test: last item; "
+    "head: the 20% of users with the longest histories, tail: the rest."
+)
 TRAIN, OBJECTIVES = TrainConfig(), ObjectiveConfig()
 MODEL = ModelConfig(num_items=1)  # num_items comes from the data
 DEFAULT = ParameterSource.DEFAULT
@@ -241,8 +247,12 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--batch-size", default=TRAIN.batch_size, type=click.IntRange(1),
               help="Users per batch (tokens batching: the training positions of that many average users).")  # fmt: skip
 @click.option("--lr", default=TRAIN.lr, type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@click.option("--lr-schedule", default=TRAIN.lr_schedule, type=click.Choice(LR_SCHEDULES),
+              help="constant; linear: warm-up over 5% of the steps, then down to 0 at the last epoch.")  # fmt: skip
 @click.option("--patience", default=TRAIN.patience, type=click.IntRange(1),
-              help="Early stopping: epochs without a better validation NDCG@20.")  # fmt: skip
+              help="Early stopping: validations without a better validation NDCG@20.")  # fmt: skip
+@click.option("--validate-every", default=TRAIN.validate_every, type=click.IntRange(1),
+              help="Validate after every N epochs (and after the last); the best validated epoch is kept.")  # fmt: skip
 @click.option("--max-len", default=MODEL.max_len, type=click.IntRange(1),
               help="History window: the most recent items the model reads.")  # fmt: skip
 @click.option("--dim", default=MODEL.dim, type=click.IntRange(1), help="Embedding size d.")
@@ -280,11 +290,13 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--metrics-json", type=click.Path(path_type=Path), show_default="none",
               help="Also write the final metrics here (JSON).")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar and no progress lines (epoch summaries stay).")
+@click.option("--verbose", is_flag=True, help="Also log the full configurations, each loss term and intent details.")
 @with_objective_options
 @with_data_options
-def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, negatives,
-        negative_sampler, in_batch_negatives, sparse_items, prefix_split, device, bf16, batching, threads, seed,
-        metrics_json, quiet, backbone, adversary_ramp, user_col, item_col, time_col, min_count,
+def fit(data, output, epochs, batch_size, lr, lr_schedule, patience, validate_every, max_len, dim, layers, heads,
+        dropout, loss, negatives, negative_sampler, in_batch_negatives, sparse_items, prefix_split, device, bf16,
+        batching, threads, seed, metrics_json, quiet, verbose, backbone, adversary_ramp, user_col, item_col, time_col,
+        min_count,
         **objective_values):  # fmt: skip
     """Train S4Rec on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
 
@@ -301,6 +313,7 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     from s4rec.errors import OutputError
 
     from . import distributed
+    from .data import DataError
     from .evaluation import format_table
     from .train import train
 
@@ -315,7 +328,7 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
             bf16=bf16, batching=batching, threads=threads, loss=loss, negatives=negatives,
             negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, sparse_items=sparse_items,
-            prefix_split=prefix_split,
+            prefix_split=prefix_split, lr_schedule=lr_schedule, validate_every=validate_every,
         )  # fmt: skip
         model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
         checkpoint = train(
@@ -326,9 +339,12 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             log=echo,
             objectives=objectives,
             on_progress=progress,
+            verbose=verbose,
         )
     except OutputError as e:  # no room to write the checkpoint: the previous one (if any) is untouched
         raise click.ClickException(str(e)) from None
+    except DataError as e:  # e.g. too few users to split
+        raise click.BadParameter(e.for_command_line(), param_hint="DATA") from None
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     finally:
@@ -339,10 +355,19 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     if not group.is_main:
         return
     metrics = checkpoint["metrics"]
-    click.echo(f"best epoch {metrics['best_epoch']}; wrote {output}")
+    click.echo(f"best epoch {metrics['best_epoch']}; wrote {output.resolve()}")
     click.echo(format_table({"valid": metrics["valid"], "test": metrics["test"]}))
+    click.echo(METRICS_LEGEND)
     if metrics_json:
-        metrics_json.write_text(json.dumps(metrics, indent=2))
+        write_json(metrics_json, metrics)
+
+
+def write_json(path: Path, value) -> None:
+    """``value`` as indented JSON at ``path``, all or nothing."""
+    from s4rec.files import atomic_file
+
+    with atomic_file(path) as f:
+        f.write(json.dumps(value, indent=2).encode())
 
 
 @cli.command("evaluate")
@@ -379,13 +404,23 @@ def evaluate(checkpoint, data, json_path, device, user_col, item_col, time_col, 
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="DATA") from None
     model = model_from_checkpoint(ckpt).to(resolve_device(device))
-    from .data import leave_one_out
+    from .data import DataError, leave_one_out, require_both_groups
 
     split = leave_one_out(interactions, model.config.max_len)
-    results = {"valid": evaluate_split(model, split, "valid"), "test": evaluate_split(model, split, "test")}
+    try:
+        require_both_groups(split, interactions.source)
+    except DataError as e:
+        raise click.BadParameter(e.for_command_line(), param_hint="DATA") from None
+    results = {}
+    for name, what in (("valid", "validation"), ("test", "test")):
+        started = time.perf_counter()
+        click.echo(f"{what}: ranking all {split.num_items:,} items for {split.num_users:,} users ...", err=True)
+        results[name] = evaluate_split(model, split, name)
+        click.echo(f"{what}: done in {time.perf_counter() - started:.1f} s", err=True)
     click.echo(format_table(results))
+    click.echo(METRICS_LEGEND)
     if json_path:
-        json_path.write_text(json.dumps(results, indent=2))
+        write_json(json_path, results)
 
 
 def main() -> None:

@@ -65,6 +65,8 @@ class Grouped:
     offsets: np.ndarray  # int64 (users + 1,)
     dropped_users: int
     notes: list[str]
+    read_users: int = 0  # before any filtering
+    read_events: int = 0
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -296,4 +298,6 @@ def group_events(events: Events, min_count: int, min_interactions: int) -> Group
     np.cumsum(lengths, out=offsets[1:])
     if dropped:
         notes.append(f"dropped {dropped} users with fewer than {min_interactions} interactions")
-    return Grouped(events.user_ids.take(kept_users), vocabulary, items, offsets, dropped, notes)
+    return Grouped(
+        events.user_ids.take(kept_users), vocabulary, items, offsets, dropped, notes, len(events.user_ids), total
+    )

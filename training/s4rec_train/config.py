@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 BATCHING = ("tokens", "users", "random")  # see s4rec_train.batching.batch_order
 # auto: softmax up to s4rec_train.sampled.SAMPLED_ABOVE items, sampled above (measured there)
 LOSSES = ("auto", "softmax", "sampled", "bce")
+LR_SCHEDULES = ("constant", "linear")
 SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its shared negatives from
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -161,7 +162,14 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3  # Adam, as in the paper
     weight_decay: float = 0.0
-    patience: int = 5  # epochs without a better validation NDCG@20 before stopping
+    patience: int = 5  # validations without a better validation NDCG@20 before stopping
+    # Validate after every this many epochs (and after the last): the checkpoint is the best validated epoch.
+    # Validation costs ~a quarter of a Beauty epoch on CPU, so short runs validate rarely (examples/quickstart.py).
+    validate_every: int = 1
+    # Learning-rate schedule over the run's steps: constant, or linear warm-up over the first 5% of the steps
+    # then linear decay to 0 at the last epoch ("linear"), which lets a short run use a higher rate
+    # (benchmarks/quick_schedule.py).
+    lr_schedule: str = "constant"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda (auto picks CUDA when present)
     bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
@@ -199,6 +207,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.validate_every < 1:
+            raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.batching not in BATCHING:

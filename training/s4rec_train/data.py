@@ -132,8 +132,12 @@ def _check_file(path: str | Path) -> Path:
 def _interactions(path: Path, grouped: columnar.Grouped) -> Interactions:
     if not grouped.user_ids:
         raise DataError(
-            f"{path}: no user has at least {MIN_INTERACTIONS} interactions after filtering "
-            f"({grouped.dropped_users} users dropped). Use more data or a lower --min-count."
+            f"{path}: no user is left with the {MIN_INTERACTIONS} interactions training needs (one each for "
+            f"training, validation and test): the log has {grouped.read_users:,} users and "
+            f"{grouped.read_events:,} interactions, and "
+            + "; ".join(grouped.notes or ["every user has fewer"])
+            + ". Use more data or a lower --min-count (the k-core filter keeps users and items with at least "
+            "that many interactions)."
         )
     return Interactions(
         grouped.item_ids, grouped.user_ids, grouped.items, grouped.offsets, str(path), grouped.dropped_users,
@@ -277,7 +281,20 @@ def head_users(train_length: np.ndarray, head_fraction: float = 0.2) -> np.ndarr
 def leave_one_out(data: Interactions, max_len: int = 50, head_fraction: float = 0.2) -> Split:
     """Split every user: train on all but the last two items, validate on the second last, test on the last."""
     train_length = data.lengths - 2
-    return Split(max_len, data.items, data.offsets, data.num_items, head_users(train_length, head_fraction))
+    is_head = head_users(train_length, head_fraction)
+    return Split(max_len, data.items, data.offsets, data.num_items, is_head)
+
+
+def require_both_groups(split: Split, source: str, head_fraction: float = 0.2) -> None:
+    """A :class:`DataError` when the split's head or tail group is empty (a handful of users): their figures
+    would be NaN, so training and evaluation refuse such data up front."""
+    if split.is_head.all() or not split.is_head.any():
+        raise DataError(
+            f"{source}: too small to train and evaluate: {len(split.is_head)} user(s) with at least "
+            f"{MIN_INTERACTIONS} interactions, which leaves the head group (the {head_fraction:.0%} of users with "
+            "the longest histories) or the tail group empty, so their figures would be undefined. Use data with "
+            f"at least {int(np.ceil(0.5 / head_fraction))} such users (real data: thousands)."
+        )
 
 
 def synthetic_interactions(

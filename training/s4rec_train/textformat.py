@@ -70,8 +70,8 @@ def read_text(error: type[LogError], path: Path, min_interactions: int) -> Group
     dropped = int((~keep).sum())
     if not keep.any():
         raise error(
-            f"{path}: no user has at least {min_interactions} interactions after filtering "
-            f"({dropped} users dropped). Use more data or a lower --min-count."
+            f"{path}: no user has the {min_interactions} interactions training needs (one each for training, "
+            f"validation and test): all {dropped:,} users have fewer. Use more data."
         )
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     lengths, starts = lengths[keep], starts[keep]

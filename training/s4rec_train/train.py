@@ -31,7 +31,7 @@ from . import distributed as distributed_training
 from .batching import batch_order, iterate_batches, merge_small_batches, prefix_sequences, target_items, user_sequences
 from .checkpoint import new_checkpoint, save_checkpoint, with_weights
 from .config import ModelConfig, ObjectiveConfig, TrainConfig
-from .data import Interactions, leave_one_out
+from .data import Interactions, leave_one_out, require_both_groups
 from .evaluation import evaluate_split, intent_usage
 from .model import SASRec
 from .objectives import S4RecHeads
@@ -85,6 +85,7 @@ def train(
     log: Callable[[str], None] = print,
     objectives: ObjectiveConfig | dict | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    verbose: bool = False,
 ) -> dict:
     """Train S4Rec (or, with ``ObjectiveConfig.backbone()``, the plain SASRec backbone) on ``data``.
 
@@ -94,6 +95,7 @@ def train(
     figures.
 
     ``log`` receives the run's description and one summary line per epoch (loss, validation figures, times);
+    ``verbose`` adds the full configurations, each loss term and the intents' head shares to it;
     ``on_progress``, when given, a :class:`Progress` after every optimizer step (the command line draws a
     progress bar or prints a line now and then from it). In a process group (torchrun; see
     :mod:`s4rec_train.distributed`) every process trains its share with DDP and returns the same checkpoint;
@@ -110,12 +112,14 @@ def train(
     group = distributed_training.current()
     if not group.is_main:
         log, on_progress, output = (lambda _: None), None, None
+    detail = log if verbose else (lambda _: None)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device, group.local_rank if group.enabled else None)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     split = leave_one_out(data, model_cfg.max_len)
+    require_both_groups(split, data.source)
     model = SASRec(model_cfg).to(device)
     parameters = list(model.parameters())
     heads = popularity_cdf = is_head = augment_generator = None
@@ -154,20 +158,38 @@ def train(
         ids = [device.index] if device.type == "cuda" else None
         runner = DistributedDataParallel(step_module, device_ids=ids, find_unused_parameters=unused)
     log(
-        f"data {data.source}: {len(data.user_ids)} users, {data.num_items} items, "
-        f"{data.num_interactions} interactions" + "".join(f"; {n}" for n in data.notes)
+        f"data {data.source}: {len(data.user_ids):,} users, {data.num_items:,} items, "
+        f"{data.num_interactions:,} interactions" + "".join(f"; {n}" for n in data.notes)
     )
-    log(f"model: {model.num_parameters():,} parameters on {device}; {model_cfg}")
+    table = model.item_embedding.weight.numel()
+    log(
+        f"model: SASRec encoder, {model.num_parameters():,} parameters (item table {table:,}, positions and "
+        f"transformer {model.num_parameters() - table:,}) on {device}"
+    )
+    detail(f"  {model_cfg}")
     if heads is not None:
-        log(f"S4Rec objectives ({sum(p.numel() for p in heads.parameters()):,} head parameters): {objectives}")
+        prototypes, adversary = heads.prototypes.numel(), sum(p.numel() for p in heads.adversary.parameters())
+        log(
+            f"objectives: S4Rec (next-item loss + intent clustering, contrastive, self-distillation, head/tail "
+            f"adversary); training heads {prototypes + adversary:,} parameters: {objectives.num_intents} intent "
+            f"prototypes {prototypes:,} (exported as the intent centroids) + adversary {adversary:,} (not exported)"
+        )
+        detail(f"  {objectives}")
     else:
         log("objectives: next-item loss only (backbone)")
     log(_describe_loss(config, loss_kind, data.num_items))
-    log(
-        f"batching: {config.batching}"
+    detail(
+        f"  batching: {config.batching}"
         + (f"; prefix split: {len(sequences):,} training sequences" if config.prefix_split else "")
         + (f"; {group.world_size} processes (DDP), each its share of every batch" if group.enabled else "")
+        + f"; {config}"
     )
+    if config.prefix_split or group.enabled:
+        log(
+            (f"prefix split: {len(sequences):,} training sequences" if config.prefix_split else "")
+            + ("; " if config.prefix_split and group.enabled else "")
+            + (f"{group.world_size} processes (DDP)" if group.enabled else "")
+        )
 
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
@@ -196,6 +218,8 @@ def train(
                 term_totals[name] = term_totals.get(name, 0.0) + value
             optimizer.zero_grad(set_to_none=True)
             optimize.backward()
+            if config.lr_schedule != "constant":
+                _set_lr(optimizer, config.lr * lr_factor(config.lr_schedule, step, total_steps))
             optimizer.step()
             total += loss
             steps += 1
@@ -210,6 +234,12 @@ def train(
             term_totals = {name: group.all_reduce(value) / group.world_size for name, value in term_totals.items()}
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
+        if epoch % config.validate_every and epoch != config.epochs:
+            mean_loss = float(total) / max(steps, 1)
+            history_log.append({"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds})
+            log(f"epoch {epoch:3d}  loss {mean_loss:.4f}  train {epoch_seconds:.1f}s (validated every "
+                f"{config.validate_every} epochs)")  # fmt: skip
+            continue
         eval_started = time.perf_counter()
         valid = evaluate_split(model, split, "valid", **evaluation)
         eval_seconds = time.perf_counter() - eval_started
@@ -229,9 +259,11 @@ def train(
         v = valid["overall"]
         log(
             f"epoch {epoch:3d}  loss {mean_loss:.4f}"
-            + "".join(f" {name} {value:.4f}" for name, value in terms.items())
-            + f"  valid HR@5 {v['HR@5']:.4f} HR@20 {v['HR@20']:.4f} NDCG@20 {v['NDCG@20']:.4f}"
-            f"  train {epoch_seconds:.1f}s eval {eval_seconds:.1f}s" + ("  *" if improved else "")
+            + "".join(f" {name} {value:.4f}" for name, value in terms.items() if verbose)
+            + f"  valid HR@20 {v['HR@20']:.4f} NDCG@20 {v['NDCG@20']:.4f}"
+            + (f" (HR@5 {v['HR@5']:.4f})" if verbose else "")
+            + f"  train {epoch_seconds:.1f}s eval {eval_seconds:.1f}s"
+            + ("  * best so far" if improved else "")
         )
         if improved:
             best_score, best_epoch, best_valid, stale = score, epoch, valid, 0
@@ -244,7 +276,8 @@ def train(
         else:
             stale += 1
             if stale >= config.patience:
-                log(f"early stop: no better validation NDCG@20 for {config.patience} epochs")
+                every = "" if config.validate_every == 1 else f" validations ({config.validate_every} epochs each)"
+                log(f"early stop: no better validation NDCG@20 for {config.patience}{every or ' epochs'}")
                 break
 
     model.load_state_dict(best_state)
@@ -256,8 +289,10 @@ def train(
         usage = intent_usage(model, heads, split, **evaluation)
         checkpoint["metrics"]["intents"] = usage
         u = usage
-        log(
-            f"intents used: {u['intents_used']} of {u['num_intents']}; head share across intents "
+        log(f"intents: users of the training data fall into {u['intents_used']} of the {u['num_intents']} intents")
+        detail(
+            f"  head share across intents (fraction of each intent's users who are head users; the adversary "
+            f"pushes it towards the overall share): "
             f"{u['head_share_min']:.2f}..{u['head_share_max']:.2f} (std {u['head_share_std']:.3f}, "
             f"size-weighted {u['head_share_std_weighted']:.3f}; overall {u['head_share_overall']:.2f})"
         )
@@ -283,6 +318,25 @@ class _Optimizers:
     def step(self) -> None:
         for optimizer in self.optimizers:
             optimizer.step()
+
+
+LR_WARMUP = 0.05  # the linear schedule's warm-up: this fraction of the run's steps
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """The learning rate of ``step`` (0-based) of ``total_steps`` as a fraction of ``TrainConfig.lr``."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, round(LR_WARMUP * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+def _set_lr(optimizer, lr: float) -> None:
+    for one in getattr(optimizer, "optimizers", (optimizer,)):
+        for group in one.param_groups:
+            group["lr"] = lr
 
 
 def _optimizer(model: SASRec, parameters: list, config: TrainConfig, loss: str, group) -> torch.optim.Optimizer:
