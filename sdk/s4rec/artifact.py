@@ -361,6 +361,9 @@ def parse_metadata(custom: dict[str, str], model_path: Path, verify: str = "fast
         )
     try:
         values = json.loads(custom[METADATA_KEY])
+        if not isinstance(values, dict) or str(values.get("format_version")) != version:
+            found = values.get("format_version") if isinstance(values, dict) else None
+            raise ValueError(f"s4rec.format_version {version!r} but the metadata's format_version is {found!r}")
         lists = None
         if values.get("format_version") == 3:
             lists = read_lists(Sidecars(model_path.parent, values.get("sidecars"), model_path, verify), values)
