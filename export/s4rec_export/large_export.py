@@ -88,7 +88,7 @@ def export_large(
         sidecars.update(write_item_ids(work, ids))
         popular = popular_items(ckpt, graph)
         sidecars["popular_items"] = write_npy(work / "popular.npy", popular)
-        top = np.array(graph.intent_top_items(), dtype=np.int64).reshape(graph.num_intents, -1)
+        top = np.array(graph.intent_top_items(), dtype=np.int64).reshape(graph.num_intents, graph.top_k)
         if graph.num_intents:
             sidecars["intent_top_items"] = write_npy(work / "intent_top_items.npy", top)
         encoder_path = work / ENCODER_FILE
