@@ -59,9 +59,10 @@ from .windows import exclude_input, history_window, right_aligned
 _NOTHING: frozenset = frozenset()  # no item to exclude
 RETRIEVALS = ("exact", "ann")
 VERIFY_MODES = ("fast", "full")
-# Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^22 floats (16 MB) keep a
-# call's matrix in a 32 MB L3 cache while it is ranked. At 10^6 items that is 4 users a call; measured by
-# benchmarks/large_catalogue.py (8 and 16 users a call were slower, the matrix left the cache).
+# Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^22 floats (16 MB, about
+# half the 32 MB L3 cache), so that a call's matrix stays bounded (a 256-user call at 10^6 items would hold
+# 1 GB) and mostly in cache while it is ranked: 4 users a call at 10^6 items, 41 at 10^5; no effect below
+# 16,000 items (Beauty keeps its 256). A bound chosen for memory, not tuned further.
 SCORE_CELLS = 1 << 22
 
 
