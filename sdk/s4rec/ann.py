@@ -21,6 +21,7 @@ build and search at the same recall here, and the smallest install (8 MB).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,11 @@ class AnnIndex:
 
     def __init__(self, index: Any, table: np.ndarray, num_items: int, ef_search: int, path: Path) -> None:
         self.index, self.table, self.num_items, self.ef_search, self.path = index, table, num_items, ef_search, path
+        index.set_ef(ef_search)
+        # ef is the index's state: a search that needs more than ef_search (many excluded items) raises it
+        # under this lock and puts it back; searches that need no more run concurrently (a raised ef only
+        # widens theirs)
+        self._wider = threading.Lock()
 
     @classmethod
     def load(cls, path: Path, entry: dict, table: np.ndarray, num_items: int, ef_search: int | None) -> AnnIndex:
@@ -133,8 +139,16 @@ class AnnIndex:
             return scores, items
         excluded = max((len(b) for b in banned), default=0)
         fetch = min(self.num_items, k + excluded)
-        self.index.set_ef(max(self.ef_search, fetch))
-        labels, _ = self.index.knn_query(np.ascontiguousarray(users, dtype=np.float32), k=fetch, num_threads=threads)
+        queries = np.ascontiguousarray(users, dtype=np.float32)
+        if fetch <= self.ef_search:
+            labels, _ = self.index.knn_query(queries, k=fetch, num_threads=threads)
+        else:
+            with self._wider:
+                self.index.set_ef(fetch)
+                try:
+                    labels, _ = self.index.knn_query(queries, k=fetch, num_threads=threads)
+                finally:
+                    self.index.set_ef(self.ef_search)
         labels = labels.astype(np.int64)
         table = self.table
         for row in range(n):
