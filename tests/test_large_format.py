@@ -21,23 +21,8 @@ NUM_ITEMS = 2000
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from helpers import TINY_MODEL, train_tiny, with_intents
-
-    directory = tmp_path_factory.mktemp("large_ckpt")
-    ckpt = train_tiny(directory / "plain.pt", model=TINY_MODEL, num_items=NUM_ITEMS)
-    return directory / "model.pt", with_intents(ckpt, directory / "model.pt")
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, checkpoint):
-    """(format 2 directory, format 3 directory) of the same checkpoint."""
-    from s4rec_export import export_checkpoint
-
-    out = tmp_path_factory.mktemp("large_art")
-    export_checkpoint(checkpoint[0], out / "small", top_k=50)
-    export_checkpoint(checkpoint[0], out / "large", top_k=50, large_format=True, quantize="int8", ann=True)
-    return out / "small", out / "large"
+def artifacts(large_artifacts):
+    return large_artifacts
 
 
 @pytest.fixture(scope="module")
