@@ -59,11 +59,12 @@ from .windows import exclude_input, history_window, right_aligned
 _NOTHING: frozenset = frozenset()  # no item to exclude
 RETRIEVALS = ("exact", "ann")
 VERIFY_MODES = ("fast", "full")
-# Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^22 floats (16 MB, about
-# half the 32 MB L3 cache), so that a call's matrix stays bounded (a 256-user call at 10^6 items would hold
-# 1 GB) and mostly in cache while it is ranked: 4 users a call at 10^6 items, 41 at 10^5; no effect below
-# 16,000 items (Beauty keeps its 256). A bound chosen for memory, not tuned further.
-SCORE_CELLS = 1 << 22
+# Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^26 floats (256 MB), so that
+# a call's matrix stays bounded (a 256-user call at 10^6 items would hold 1 GB, per thread): 64 users a call at
+# 10^6 items, no effect up to 262,143 items (batch_size 256). Not smaller: each call streams the whole table,
+# so users per call divide the table's memory traffic; measured at 10^6 items, 2 threads, float32: 81, 143,
+# 178, 238 users/s at 4, 16, 32, 64 users a call (the int8 table: 118-129 users/s whatever the size).
+SCORE_CELLS = 1 << 26
 
 
 class Recommender:
