@@ -84,8 +84,9 @@ def prepare(base: Path | None, items: int, workdir: Path, fresh: bool, ann_threa
 
 PROBE = """
 import json, time, sys
-t0 = time.perf_counter()
+t = time.perf_counter()
 from s4rec import Recommender
+t0 = time.perf_counter()
 rec = Recommender.load({artifact!r}, variant={variant!r}, retrieval={retrieval!r})
 t1 = time.perf_counter()
 def status(key):
@@ -94,7 +95,7 @@ after_load = status("VmRSS:")
 for h in {histories!r}:
     rec.recommend(h, k=10)
 rss, peak = status("VmRSS:"), status("VmHWM:")
-print(json.dumps({{"load_s": t1 - t0, "rss_load_mb": after_load, "rss_mb": rss, "peak_mb": peak}}))
+print(json.dumps({{"import_s": t0 - t, "load_s": t1 - t0, "rss_load_mb": after_load, "rss_mb": rss, "peak_mb": peak}}))
 """
 
 
@@ -188,7 +189,7 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
     for path, variant, retrieval in probes + ([(small, "fp32", "format2")] if small.exists() else []):
         p = probe(path, variant, "exact" if retrieval == "format2" else retrieval, histories)
         f[f"load_{variant}_{retrieval}"] = p
-        print(f"[{items:,}] load {variant} {retrieval}: {p['load_s']:.2f} s, RSS {p['rss_load_mb']:.0f} MB after "
+        print(f"[{items:,}] load {variant} {retrieval}: {p['load_s']:.2f} s (import {p['import_s']:.2f} s), RSS {p['rss_load_mb']:.0f} MB after "
               f"load, {p['rss_mb']:.0f} MB after 50 recommendations, peak {p['peak_mb']:.0f} MB")  # fmt: skip
 
     fp32 = Recommender.load(artifact, variant="fp32")
