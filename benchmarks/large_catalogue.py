@@ -189,8 +189,9 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
     for path, variant, retrieval in probes + ([(small, "fp32", "format2")] if small.exists() else []):
         p = probe(path, variant, "exact" if retrieval == "format2" else retrieval, histories)
         f[f"load_{variant}_{retrieval}"] = p
-        print(f"[{items:,}] load {variant} {retrieval}: {p['load_s']:.2f} s (import {p['import_s']:.2f} s), RSS {p['rss_load_mb']:.0f} MB after "
-              f"load, {p['rss_mb']:.0f} MB after 50 recommendations, peak {p['peak_mb']:.0f} MB")  # fmt: skip
+        print(f"[{items:,}] load {variant} {retrieval}: {p['load_s']:.2f} s (import {p['import_s']:.2f} s), "
+              f"RSS {p['rss_load_mb']:.0f} MB after load, {p['rss_mb']:.0f} MB after 50 recommendations, "
+              f"peak {p['peak_mb']:.0f} MB")  # fmt: skip
 
     fp32 = Recommender.load(artifact, variant="fp32")
     int8 = Recommender.load(artifact, variant="int8")
