@@ -28,10 +28,15 @@ MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install 's4rec[export
     "items on.",
 )  # fmt: skip
 @click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (hnswlib: pip install 's4rec[ann]').")
+@click.option("--ann-m", default=16, show_default=True, type=click.IntRange(2), help="ANN index: links per node.")
+@click.option(
+    "--ann-ef-construction", default=100, show_default=True, type=click.IntRange(1),
+    help="ANN index: build breadth (higher: better recall, slower build).",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 @click.version_option(package_name="s4rec")
-def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, force, quiet):
+def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, ann_m, ann_ef_construction, force, quiet):
     """Export CHECKPOINT (written by s4rec-train) to the artifact directory OUTPUT.
 
     The export is verified before anything is written: onnx.checker (full check), parity of ONNX Runtime
@@ -49,7 +54,7 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, fo
     try:
         report = export_checkpoint(
             checkpoint, output, top_k=top_k, quantize=quantize, fp16=fp16, mobile=mobile, force=force, log=log,
-            large_format=large_format, ann=ann,
+            large_format=large_format, ann=ann, ann_m=ann_m, ann_ef_construction=ann_ef_construction,
         )  # fmt: skip
     except OutputExistsError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None

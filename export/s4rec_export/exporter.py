@@ -192,6 +192,8 @@ def export_checkpoint(
     large_format: bool | None = None,
     ann: bool = False,
     ann_threads: int = 0,
+    ann_m: int = 16,
+    ann_ef_construction: int = 100,
 ) -> ExportReport:
     """Export ``checkpoint`` (an s4rec-train ``model.pt``) to the artifact directory ``output``.
 
@@ -201,7 +203,8 @@ def export_checkpoint(
     ``large_format``: write format 3 (the item ids, popular items, intent top items and the item table in
     sidecar files, an encoder-only graph; ``quantize="int8"`` then adds the per-row int8 scoring table);
     None: from :data:`LARGE_CATALOGUE_ITEMS` items on. ``ann``: also build the approximate-retrieval index
-    (format 3 only, needs hnswlib: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores).
+    (format 3 only, needs hnswlib: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores), with
+    ``ann_m`` links per node and build breadth ``ann_ef_construction`` (s4rec.ann).
     Raises :class:`~s4rec_export.errors.ExportError` subclasses (and ``CheckpointError`` for an unusable
     checkpoint); nothing is written unless every check passes.
     """
@@ -240,7 +243,7 @@ def export_checkpoint(
 
         return export_large(
             ckpt, checkpoint, output, graph, encoder, intents, report, quantize == "int8", ann, ann_threads, atol,
-            log, started,
+            log, started, ann_m=ann_m, ann_ef_construction=ann_ef_construction,
         )  # fmt: skip
 
     work = temporary_directory_beside(output)

@@ -70,6 +70,8 @@ def export_large(
     atol: float,
     log: Callable[[str], None],
     started: float,
+    ann_m: int = 16,
+    ann_ef_construction: int = 100,
 ):
     from .exporter import _weights_limit
 
@@ -155,7 +157,9 @@ def export_large(
         if ann:
             step = time.perf_counter()
             log("building the ANN index (hnswlib)")
-            fields = build_index(table, work / ANN_FILE, graph.config.num_items, threads=ann_threads)
+            fields = build_index(
+                table, work / ANN_FILE, graph.config.num_items, ann_m, ann_ef_construction, threads=ann_threads
+            )
             sidecars = {**sidecars, ANN_SIDECAR: file_entry(work / ANN_FILE, **fields)}
             metadata = dataclasses.replace(metadata, sidecars=sidecars)
             save_with_metadata(model, metadata, path)
