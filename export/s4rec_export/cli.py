@@ -28,9 +28,9 @@ MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install 's4rec[export
     "items on.",
 )  # fmt: skip
 @click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (hnswlib: pip install 's4rec[ann]').")
-@click.option("--ann-m", default=16, show_default=True, type=click.IntRange(2), help="ANN index: links per node.")
+@click.option("--ann-m", default=32, show_default=True, type=click.IntRange(2), help="ANN index: links per node.")
 @click.option(
-    "--ann-ef-construction", default=100, show_default=True, type=click.IntRange(1),
+    "--ann-ef-construction", default=200, show_default=True, type=click.IntRange(1),
     help="ANN index: build breadth (higher: better recall, slower build).",
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")

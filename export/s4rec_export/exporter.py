@@ -192,8 +192,8 @@ def export_checkpoint(
     large_format: bool | None = None,
     ann: bool = False,
     ann_threads: int = 0,
-    ann_m: int = 16,
-    ann_ef_construction: int = 100,
+    ann_m: int = 32,
+    ann_ef_construction: int = 200,
 ) -> ExportReport:
     """Export ``checkpoint`` (an s4rec-train ``model.pt``) to the artifact directory ``output``.
 

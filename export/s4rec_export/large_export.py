@@ -70,8 +70,8 @@ def export_large(
     atol: float,
     log: Callable[[str], None],
     started: float,
-    ann_m: int = 16,
-    ann_ef_construction: int = 100,
+    ann_m: int = 32,
+    ann_ef_construction: int = 200,
 ):
     from .exporter import _weights_limit
 
