@@ -65,3 +65,17 @@ def large_artifacts(tmp_path_factory):
     export_checkpoint(directory / "m.pt", directory / "small", top_k=50)
     export_checkpoint(directory / "m.pt", directory / "large", top_k=50, large_format=True, quantize="int8", ann=True)
     return directory / "small", directory / "large"
+
+
+@pytest.fixture(scope="session")
+def mixed_id_artifact(tmp_path_factory, tiny_checkpoint):
+    """The tiny model with its item ids rewritten to helpers.MIXED_IDS (ints and non-ASCII strings), fp32."""
+    from helpers import MIXED_IDS
+
+    from s4rec_export import export_checkpoint
+    from s4rec_train.checkpoint import save_checkpoint
+
+    out = tmp_path_factory.mktemp("mixed-ids")
+    save_checkpoint(dict(tiny_checkpoint[1], item_ids=MIXED_IDS), out / "model.pt")
+    export_checkpoint(out / "model.pt", out / "artifact", top_k=10)
+    return out / "artifact"

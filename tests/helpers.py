@@ -7,6 +7,11 @@ from pathlib import Path
 TINY_MODEL = {"max_len": 10, "dim": 16, "layers": 2, "heads": 2, "dropout": 0.1}
 NUM_ITEMS = 40
 NUM_INTENTS = 5
+# Item ids that JSON, Python's ensure_ascii checksum and JavaScript each treat in their own way: non-ASCII
+# (two-byte, CJK, an astral emoji), quotes, backslashes, control characters, and 5 next to "5" (the
+# JavaScript SDK's tests rewrite the tiny model's ids to these: index i -> MIXED_IDS[i - 1]).
+SPECIAL_IDS = ["café", "日本", "😀", 'say "hi"', "back\\slash", "tab\t", "5", 5, "x/y", "\u2028", "\x7f"]
+MIXED_IDS = SPECIAL_IDS + [f"item-{i}" for i in range(len(SPECIAL_IDS) + 1, NUM_ITEMS + 1)]
 
 
 def train_tiny(path: Path, seed: int = 0, model: dict | None = None, num_items: int = NUM_ITEMS) -> dict:

@@ -311,3 +311,19 @@ def test_cli_without_torch_says_which_extra(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "s4rec-export needs PyTorch and onnx: pip install 's4rec[export]'"
+
+
+def test_cli_help_and_version_need_neither_torch_nor_onnx():
+    """`s4rec-export --help` is instant: it imports neither torch nor onnx (importing torch takes seconds)."""
+    for args in (["--help"], ["--version"]):
+        code = (
+            "import sys; sys.modules['torch'] = sys.modules['onnx'] = None; from s4rec_export.cli import main; main()"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": "sdk:training:export", "PATH": "/usr/bin:/bin"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert ("--top-k" in result.stdout) if args == ["--help"] else ("version" in result.stdout)

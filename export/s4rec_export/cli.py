@@ -1,11 +1,12 @@
 """``s4rec-export model.pt -o ARTIFACT``: freeze a checkpoint into a verified ONNX artifact directory.
 
-This module imports torch and onnx only inside the command, so that ``s4rec-export`` on a machine without
-them can say which extra to install instead of failing with a traceback.
+This module imports torch and onnx only inside the command, so that ``s4rec-export --help`` is instant and
+``s4rec-export`` on a machine without them says which extra to install instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, an
     compared with fp32 and its size printed. A failed export leaves no output behind.
     """
     from s4rec.errors import S4RecError
+    from s4rec.files import output_error
     from s4rec_train.checkpoint import CheckpointError
 
     from .errors import ExportError, OutputExistsError
@@ -64,17 +66,27 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, an
         raise click.ClickException(str(e)) from None
     except S4RecError as e:  # --ann without hnswlib
         raise click.ClickException(e.for_command_line()) from None
+    except OSError as e:  # a full disk or a file-size limit while writing the artifact (nothing is left)
+        full = output_error(e, output)
+        if full is None:
+            raise
+        raise click.ClickException(str(full)) from None
     for line in report.lines():
         click.echo(line)
 
 
 def main() -> None:
-    try:
-        import onnx  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
+    """The ``s4rec-export`` entry point: help and ``--version`` never import torch or onnx (importing torch takes
+    seconds); anything else on a machine without them says which extra to install (one line, exit 1)."""
+    asks_for_help = any(arg in ("-h", "--help", "--version") for arg in sys.argv[1:])
+    missing = [name for name in ("torch", "onnx") if importlib.util.find_spec(name) is None]
+    if missing and not asks_for_help:
         click.echo(MISSING_EXPORT, err=True)
         sys.exit(1)
+    if not asks_for_help:  # s4rec imports onnxruntime, which --help and --version do without
+        from s4rec.files import exit_on_sigterm
+
+        exit_on_sigterm()  # a SIGTERM removes the partial output; nothing appears under the output's name
     cli()
 
 

@@ -22,7 +22,7 @@ import torch
 
 from s4rec import Recommender
 from s4rec.artifact import METADATA_KEY, VARIANT_FILES, ArtifactMetadata, metadata_props, write_manifest
-from s4rec.files import publish_directory, temporary_directory_beside
+from s4rec.files import publish_directory, recover_interrupted, temporary_directory_beside
 from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
 from s4rec_train.model import SASRec
 
@@ -55,8 +55,9 @@ class ExportReport:
     """What an export wrote and measured."""
 
     output: Path
-    parameters: int
+    parameters: int  # what the artifact stores: the encoder's parameters plus the intent-centroid table
     sizes: dict[str, int] = field(default_factory=dict)  # file name -> bytes
+    centroid_parameters: int = 0  # of which the intent-centroid table (K x d; 0 without intents)
     parity: ParityReport | None = None
     agreement: dict[str, dict] = field(default_factory=dict)  # variant -> ranking agreement with fp32
     seconds: dict[str, float] = field(default_factory=dict)  # step -> seconds
@@ -65,7 +66,11 @@ class ExportReport:
     def lines(self) -> list[str]:
         """The summary ``s4rec-export`` prints: sizes, parity, agreement with fp32, seconds per step."""
         fp32 = self.sizes.get(VARIANT_FILES["fp32"], 0)
-        out = [f"wrote {self.output} ({self.parameters:,} parameters, {4 * self.parameters:,} bytes as float32)"]
+        encoder = self.parameters - self.centroid_parameters
+        parts = (
+            f": encoder {encoder:,} + intent centroids {self.centroid_parameters:,}" if self.centroid_parameters else ""
+        )
+        out = [f"wrote {self.output} ({self.parameters:,} parameters{parts}; {4 * self.parameters:,} bytes as float32)"]
         for name, size in self.sizes.items():
             share = f", {size / fp32:.1%} of fp32" if fp32 and name != VARIANT_FILES["fp32"] else ""
             out.append(f"  {name:34s} {size:>12,} bytes ({size / (4 * self.parameters):.3f}x 4*params{share})")
@@ -212,6 +217,9 @@ def export_checkpoint(
     checkpoint, output = Path(checkpoint), Path(output)
     if quantize not in (None, "int8"):
         raise ExportError(f"quantize must be 'int8' or None, got {quantize!r}.")
+    restored = recover_interrupted(output)
+    if restored is not None:
+        log(f"{output}: put back the artifact an interrupted forced export had left in {restored.parent}")
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: already exists. Choose another path, or pass --force to replace it.")
     if not isinstance(top_k, int) or top_k < 1:
@@ -236,7 +244,8 @@ def export_checkpoint(
         raise ExportError("ann needs the large format (format 3): pass --large-format with --ann.")
     wanted = {"int8": quantize == "int8", "fp16": fp16, "mobile": mobile}
     steps = [step for step in VARIANT_STEPS if wanted[step.variant]]
-    report = ExportReport(output=output, parameters=graph.num_parameters())
+    centroids = 0 if graph.intent_centroids is None else graph.intent_centroids.numel()
+    report = ExportReport(output=output, parameters=graph.num_parameters(), centroid_parameters=centroids)
     report.seconds["load"] = time.perf_counter() - started
     if large:
         from .large_export import export_large

@@ -13,20 +13,30 @@ through ``on_progress`` (:class:`ScoreProgress`); ``s4rec-score`` draws it as a 
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import queue
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, S4RecError, ScoreError
-from .logs import LogColumns, read_log
+from .logs import LogColumns, LogSummary, read_log
 from .progress import ProgressReporter, ScoreProgress
-from .records import BadRecord, Record, detect_format, open_input, read_jsonl, read_text
+from .records import (
+    BadRecord,
+    Record,
+    compressed_input_error,
+    detect_format,
+    open_input,
+    read_jsonl,
+    read_text,
+)
 from .results import RankedBatch
 from .writers import WRITERS, atomic_output, output_format_for  # the last two: also importable from here, as before
 
@@ -128,6 +138,12 @@ class ScoredChunk:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def fallbacks(self) -> int:
+        """Records that got the popular-items fallback (no known item in their history)."""
+        if self.ranked is not None:
+            return int(self.ranked.fallback.sum())
+        return sum(bool(getattr(r, "fallback", False)) for r in self.results)
 
     def pairs(self) -> list[tuple]:
         """``(user, [(item_id, score), ...])`` per record."""
@@ -283,22 +299,33 @@ class _WriteBehind:
 
 @dataclass
 class ScoreReport:
-    """What a run did: users written, malformed records skipped, wall time."""
+    """What a run did: users written, malformed records skipped, wall time; of the users written, how many
+    got the popular-items fallback (no item of their history is known to the model, or it is empty); for a
+    log, how many users had only malformed rows (and so got no output)."""
 
     users: int
     skipped: int
     seconds: float
     output: str
+    fallback: int = 0
+    without_valid_rows: int = 0
 
     @property
     def users_per_second(self) -> float:
         return self.users / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        skipped = f"; skipped {self.skipped} malformed record(s)" if self.skipped else ""
+        notes = []
+        if self.fallback:
+            notes.append(f"{self.fallback:,} of them got the popular items (no known item in their history)")
+        if self.skipped:
+            notes.append(f"skipped {self.skipped:,} malformed record(s)")
+        if self.without_valid_rows:
+            notes.append(f"{self.without_valid_rows:,} user(s) had only malformed rows and got no output")
+        users = f"{self.users:,} user{'' if self.users == 1 else 's'}"
         return (
-            f"scored {self.users} users in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) "
-            f"-> {self.output}{skipped}"
+            f"scored {users} in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) -> {self.output}"
+            + "".join(f"; {note}" for note in notes)
         )
 
 
@@ -372,6 +399,8 @@ def score_file(
     started = time.perf_counter()
     lines, counter = open_input(input_path)
     progress = ProgressReporter(on_progress, input_path.stat().st_size, counter)
+    log_summary = LogSummary()
+    counts = {"fallback": 0}
 
     def run(out: io.TextIOBase) -> int:
         writer = WRITERS[output_format](out)
@@ -384,7 +413,7 @@ def score_file(
             options = {} if sort_buffer is None else {"sort_buffer": sort_buffer}
             records = read_log(
                 lines, log_columns, tsv=tsv, on_bad=bad, on_read=progress.reading, on_sorted=progress.sorted,
-                **options,
+                summary=log_summary, **options,
             )  # fmt: skip
         with _WriteBehind(writer, enabled=read_ahead) as write:
             for chunk, position in _score_chunks(
@@ -393,6 +422,7 @@ def score_file(
             ):  # fmt: skip
                 write(chunk)
                 progress.scored(chunk, position)
+                counts["fallback"] += chunk.fallbacks()
         return progress.users
 
     try:
@@ -407,5 +437,9 @@ def score_file(
         message = str(e)
         located = message if message.startswith(str(input_path)) else f"{input_path}: {message}"
         raise InputError(located, flags=e.flags) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a damaged .gz input, found while reading it
+        raise compressed_input_error(input_path, e) from None
     progress.report(finished=True)
-    return ScoreReport(users, bad.count, time.perf_counter() - started, "stdout" if to_stdout else str(output_path))
+    output = "stdout" if to_stdout else str(output_path)
+    seconds = time.perf_counter() - started
+    return ScoreReport(users, bad.count, seconds, output, counts["fallback"], log_summary.users_without_valid_rows)

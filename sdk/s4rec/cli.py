@@ -6,7 +6,6 @@ draws anything on the terminal (click), so the library stays usable from any pro
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -15,6 +14,7 @@ import click
 
 from .batch import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, available_cores, score_file
 from .errors import S4RecError
+from .files import exit_on_sigterm
 from .logs import DEFAULT_SORT_BUFFER, LogColumns
 from .progress import ScoreProgress
 
@@ -107,12 +107,6 @@ def _check_recall(recommender, input_path: Path, input_format: str, count: int, 
     return recall_at_k(recommender, histories, k=k, exclude_seen=exclude_seen, sample=None).summary()
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    # A plain SIGTERM would kill the process without running cleanup; SystemExit unwinds the stack, so the
-    # temporary output file is removed and nothing appears under the final name.
-    sys.exit(128 + signum)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("artifact", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -137,7 +131,10 @@ def _exit_on_sigterm(signum, frame) -> None:
     "--threads", type=click.IntRange(min=1), default=None,
     help="ONNX Runtime threads [default: all available cores].",
 )  # fmt: skip
-@click.option("--variant", default="fp32", show_default=True, help="Artifact variant: fp32, int8 or fp16.")
+@click.option(
+    "--variant", default="fp32", show_default=True,
+    help="Artifact variant: fp32, int8, fp16 or mobile (whichever the artifact has; see its s4rec.json).",
+)  # fmt: skip
 @click.option(
     "--exclude-seen/--no-exclude-seen", default=True, show_default=True,
     help="Leave out items already in the user's history.",
@@ -178,6 +175,7 @@ def _exit_on_sigterm(signum, frame) -> None:
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+@click.version_option(package_name="s4rec")
 def main(
     artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
     input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, retrieval,
@@ -196,7 +194,7 @@ def main(
     """
     from . import Recommender
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()  # a SIGTERM removes the partial output
     if str(output_path) != "-" and output_path.exists() and not force:
         raise click.BadParameter(f"{output_path} already exists. Pass --force to overwrite it.", param_hint="--output")
     if check_recall is not None and retrieval != "ann":

@@ -53,3 +53,7 @@ class InputError(S4RecError, ValueError):
 
 class ScoreError(S4RecError, ValueError):
     """Batch scoring stopped: a malformed record with ``on_error="fail"``, or an output that cannot be written."""
+
+
+class OutputError(S4RecError, OSError):
+    """An output that cannot be written: no space left on the device, a file-size limit, a quota."""

@@ -10,13 +10,61 @@ was under the final name untouched. Files get the usual permissions (``0666`` le
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from .errors import OutputError
+
+# What a full disk, a file-size limit (ulimit -f: Python ignores SIGXFSZ, so the write fails) or a quota
+# look like to a writer.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+_terminated_with: int | None = None  # the exit status a SIGTERM asked for
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind the stack like an exception (a plain SIGTERM ends the process without cleanup), so
+    every partial file and directory is removed; the commands call it first thing.
+
+    The signal is also remembered: nothing is published after it, even where a library caught the
+    ``SystemExit`` (the export was once seen finishing with status 0 after a SIGTERM, under load), and the
+    command then exits with ``128 + SIGTERM``.
+    """
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _terminated_with
+    _terminated_with = 128 + signum
+    sys.exit(_terminated_with)
+
+
+def exit_if_terminated() -> None:
+    """``SystemExit(128 + SIGTERM)`` if a SIGTERM arrived (see :func:`exit_on_sigterm`); else nothing."""
+    if _terminated_with is not None:
+        sys.exit(_terminated_with)
+
+
+def output_error(error: OSError, path: str | Path) -> OutputError | None:
+    """The one-line :class:`~s4rec.errors.OutputError` for an ``OSError`` that means there is no room to
+    write ``path`` (None for any other error, which should propagate as it is)."""
+    if error.errno not in _NO_ROOM:
+        return None
+    reason = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (a file-size limit)"}
+    why = reason.get(error.errno, "disk quota exceeded")
+    return OutputError(
+        f"{path}: {why} while writing it; nothing was left behind. Free some space (or raise the limit) and "
+        "run again, or write the output elsewhere."
+    )
 
 
 def file_mode() -> int:
@@ -51,12 +99,20 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         f.flush()
         os.fsync(f.fileno())
         f.close()
+        exit_if_terminated()
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        f.close()
+    except BaseException as e:
+        try:
+            f.close()
+        except OSError:  # the close's own flush fails on a full disk too
+            pass
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            full = output_error(e, path)
+            if full is not None:
+                raise full from None
         raise
 
 
@@ -68,11 +124,16 @@ def temporary_directory_beside(path: str | Path) -> Path:
 
 
 def publish_directory(work: str | Path, output: str | Path) -> None:
-    """Give the finished directory ``work`` the name ``output``; an existing ``output`` is swapped, not merged.
+    """Give the finished directory ``work`` the name ``output``; an existing ``output`` is replaced, not merged.
 
     Every file is fsynced first, and the directory gets the usual permissions (``mkdtemp`` makes it private).
+    An existing ``output`` is swapped with ``work`` in one atomic step where the system can (Linux
+    ``renameat2(RENAME_EXCHANGE)``), so a crash leaves either the old or the new artifact under the name.
+    Elsewhere it takes two renames, the old one moved aside first into ``.NAME.XXXX.old/``; a crash between
+    them leaves the old artifact there, and :func:`recover_interrupted` (run by the next export) puts it back.
     """
     work, output = Path(work), Path(output)
+    exit_if_terminated()
     for path in work.iterdir():
         if path.is_file():
             with open(path, "rb") as f:
@@ -80,8 +141,66 @@ def publish_directory(work: str | Path, output: str | Path) -> None:
     os.chmod(work, directory_mode())
     if not output.exists() and not output.is_symlink():
         os.replace(work, output)
+    elif _exchange(work, output):
+        shutil.rmtree(work, ignore_errors=True)  # now the old artifact
+    else:
+        old = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=_OLD, dir=output.parent))
+        os.replace(output, old / output.name)
+        os.replace(work, output)
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_directory(output.parent)
+
+
+_OLD = ".old"
+
+
+def interrupted_backup(output: str | Path) -> Path | None:
+    """The previous artifact a forced replacement of ``output`` moved aside and did not finish with (a crash
+    between its two renames), when ``output`` itself is missing; else None."""
+    output = Path(output)
+    if output.exists() or not output.parent.is_dir():
+        return None
+    candidates = sorted(output.parent.glob(f".{glob.escape(output.name)}.*{_OLD}/{glob.escape(output.name)}"))
+    return candidates[-1] if candidates else None
+
+
+def recover_interrupted(output: str | Path) -> Path | None:
+    """Put back the artifact an interrupted replacement of ``output`` left aside (see :func:`publish_directory`);
+    returns where it was, or None when there was nothing to recover."""
+    backup = interrupted_backup(output)
+    if backup is None:
+        return None
+    os.replace(backup, output)
+    shutil.rmtree(backup.parent, ignore_errors=True)
+    return backup
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
-    os.replace(output, old / output.name)
-    os.replace(work, output)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the paths ``a`` and ``b`` (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where
+    the system or the file system cannot, so that the caller falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # no glibc renameat2 (musl, glibc < 2.28)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

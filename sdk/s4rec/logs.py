@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import InputError
-from .records import BadRecord, Record, parse_id
+from .records import BadRecord, Record, parse_id, undecodable
 
 DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run is spilled (~50 MB)
 # Tuning of the external sort (read when it runs): events per pickled block in a run (the merge holds one
@@ -54,6 +54,9 @@ def log_events(
     columns = columns or LogColumns()
     lines = iter(lines)
     header_line = next(lines, "")
+    bad_bytes = undecodable(header_line)
+    if bad_bytes:
+        raise InputError(f"line 1 (the header): {bad_bytes}.")
     if not header_line.strip():
         raise InputError("the log is empty. Expected a header row naming the user, item and time columns.")
     sep = columns.sep or ("\t" if tsv else max([",", "\t", ";"], key=header_line.count))
@@ -74,20 +77,31 @@ def log_events(
             line_no = end
             continue
         if len(row) < width:
-            yield BadRecord(line_no, f"{len(row)} field(s), expected at least {width} (columns {header})")
+            user = row[u].strip() if u < len(row) else ""
+            reason = f"{len(row)} field(s), expected at least {width} (columns {header})"
+            yield BadRecord(line_no, reason, parse_id(user) if user else None)
         else:
             user, item, stamp = row[u].strip(), row[i].strip(), row[t].strip()
+            if not (user + item + stamp).isascii():
+                fields = ((columns.user, user), (columns.item, item), (columns.time, stamp))
+                bad = [(name, undecodable(value)) for name, value in fields if undecodable(value)]
+                if bad:
+                    name, problem = bad[0]
+                    yield BadRecord(line_no, f"column {name!r}: {problem}")
+                    line_no = end
+                    continue
             try:
                 timestamp = float(stamp)
             except ValueError:
                 timestamp = math.nan
             if not user or not item:
-                yield BadRecord(line_no, f"empty {columns.user if not user else columns.item!r} field")
+                reason = f"empty {columns.user if not user else columns.item!r} field"
+                yield BadRecord(line_no, reason, parse_id(user) if user else None)
             elif math.isnan(timestamp):
-                yield BadRecord(
-                    line_no,
-                    f"timestamp {stamp!r} in column {columns.time!r} is not a number (use numbers, e.g. Unix seconds)",
+                reason = (
+                    f"timestamp {stamp!r} in column {columns.time!r} is not a number (use numbers, e.g. Unix seconds)"
                 )
+                yield BadRecord(line_no, reason, parse_id(user))
             else:
                 yield (line_no, parse_id(user), parse_id(item), timestamp)
         line_no = end
@@ -137,6 +151,15 @@ def _merge_runs(runs: list[str], directory: str) -> Iterator[tuple]:
                 os.unlink(r)
 
 
+@dataclass
+class LogSummary:
+    """What :func:`read_log` found, filled in as it reads: good events, and the users named by malformed rows
+    only (they get no output: no valid row is left to score)."""
+
+    events: int = 0
+    users_without_valid_rows: int = 0
+
+
 def read_log(
     lines: io.TextIOBase,
     columns: LogColumns | None = None,
@@ -146,12 +169,14 @@ def read_log(
     on_bad: Callable[[BadRecord], None] | None = None,
     on_read: Callable[[], None] | None = None,
     on_sorted: Callable[[int], None] | None = None,
+    summary: LogSummary | None = None,
 ) -> Iterator[Record]:
     """Group a log by user and order each user's items by time, holding at most ``sort_buffer`` events.
 
     Malformed rows are passed to ``on_bad`` while the log is read (before any user is yielded), since the
     whole log must be read before the first user is complete. ``on_read()`` is called every 16,384 events
-    read and ``on_sorted(events)`` once the log is read (for progress).
+    read and ``on_sorted(events)`` once the log is read (for progress). ``summary``, when given, is filled in
+    (its user count once the last user has been yielded).
     """
     if sort_buffer < 1:
         raise InputError(
@@ -163,8 +188,11 @@ def read_log(
         buffer: list[tuple] = []
         runs: list[str] = []
         total = 0
+        bad_users: set = set()  # users named by malformed rows; those seen with a good row are removed below
         for event in log_events(lines, columns, tsv):
             if type(event) is BadRecord:
+                if event.user is not None:
+                    bad_users.add(event.user)
                 if on_bad is not None:
                     on_bad(event)
                 continue
@@ -178,6 +206,8 @@ def read_log(
                 runs.append(_spill(buffer, directory))
                 buffer = []
         buffer.sort()
+        if summary is not None:
+            summary.events = total
         if on_sorted is not None:
             on_sorted(total)
         if runs:
@@ -193,6 +223,9 @@ def read_log(
                 if current is not None:
                     yield Record(current[1], history, first_line)
                 current, history, first_line = (kind, user), [], line_no
+                bad_users.discard(user)
             history.append(item)
         if current is not None:
             yield Record(current[1], history, first_line)
+        if summary is not None:
+            summary.users_without_valid_rows = len(bad_users)

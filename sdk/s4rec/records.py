@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
@@ -40,10 +41,12 @@ class Record:
 
 @dataclass(slots=True)
 class BadRecord:
-    """A malformed record: its line number and what is wrong with it."""
+    """A malformed record: its line number and what is wrong with it (and, for a log row, its user when the
+    row names one: a user whose every row is malformed gets no output, and the report counts them)."""
 
     line: int
     reason: str
+    user: object = None
 
 
 def detect_format(path: str | Path) -> str:
@@ -77,7 +80,14 @@ class CountingReader(io.RawIOBase):
 
 
 def open_input(path: str | Path) -> tuple[io.TextIOBase, CountingReader]:
-    """Open a text input (plain or ``.gz``) and return it with the byte counter of the file underneath."""
+    """Open a text input (plain or ``.gz``) and return it with the byte counter of the file underneath.
+
+    Checked before anything is parsed: a ``.gz`` name must hold gzip data (and gzip data needs a ``.gz``
+    name), and the first 8 KB (decompressed) must hold no NUL byte (a binary file). A UTF-8 byte-order mark
+    is dropped (it would otherwise become part of the first user id). Bytes that are not UTF-8 do not stop
+    the reader: they are kept as lone surrogates (``surrogateescape``) so that each reader reports the line
+    that holds them (:func:`undecodable`) and the rest of the file is still read.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file. Pass a JSONL, benchmark-format text or CSV/TSV file.")
@@ -85,9 +95,63 @@ def open_input(path: str | Path) -> tuple[io.TextIOBase, CountingReader]:
         raise InputError(f"{path}: is a directory. Pass a file of histories.")
     counter = CountingReader(open(path, "rb", buffering=0))
     binary = io.BufferedReader(counter, buffer_size=1 << 16)
-    if path.suffix.lower() == ".gz":
-        binary = gzip.GzipFile(fileobj=binary, mode="rb")
-    return io.TextIOWrapper(binary, encoding="utf-8", newline=""), counter
+    gzipped = binary.peek(2)[:2] == _GZIP_MAGIC
+    try:
+        if path.suffix.lower() == ".gz":
+            if not gzipped:
+                raise InputError(
+                    f"{path}: not a gzip file (its name ends in .gz but it has no gzip header). Decompress it "
+                    "properly, or rename it without .gz if it is plain text."
+                )
+            binary = gzip.GzipFile(fileobj=binary, mode="rb")
+        elif gzipped:
+            raise InputError(f"{path}: holds gzip-compressed data but its name does not end in .gz. Rename it to .gz.")
+        head = _peek(binary, path)
+    except BaseException:
+        binary.close()
+        raise
+    if b"\x00" in head:
+        binary.close()
+        raise InputError(
+            f"{path}: not a text file (it holds NUL bytes in its first {len(head):,} bytes). Pass JSONL, "
+            "benchmark-format text or a CSV/TSV log, plain or .gz."
+        )
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline=""), counter
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _peek(binary, path: Path, size: int = 8192) -> bytes:
+    """Up to ``size`` bytes from the start of the (decompressed) stream, without consuming them."""
+    try:
+        return binary.peek(size)[:size]
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise compressed_input_error(path, e) from None
+
+
+def compressed_input_error(path: str | Path, error: BaseException) -> InputError:
+    """The one-line error for a damaged or truncated gzip stream (``EOFError``, ``gzip.BadGzipFile``,
+    ``zlib.error``), raised by whatever read the stream."""
+    reason = str(error) or type(error).__name__
+    return InputError(
+        f"{path}: the gzip data is damaged or truncated ({reason}). Re-create or download the file again; "
+        "`gzip -t FILE` checks it."
+    )
+
+
+def undecodable(line: str) -> str | None:
+    """What is wrong with a line holding bytes that are not UTF-8 (read with ``surrogateescape``), or None.
+
+    Cheap for the usual line: ``str.isascii`` is one pass in C; only non-ASCII lines are encoded."""
+    if line.isascii():
+        return None
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(line[e.start]) - 0xDC00
+        return f"not valid UTF-8 (byte 0x{byte:02x} at column {e.start + 1}); re-encode the file as UTF-8"
+    return None
 
 
 def parse_id(token: str) -> int | str:
@@ -132,7 +196,8 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
         block = list(islice(lines, JSONL_BLOCK))
         if not block:
             return
-        records = parse_jsonl_block(block, line_no + 1, scan)
+        clean = all(map(str.isascii, block)) or not any(map(undecodable, block))
+        records = parse_jsonl_block(block, line_no + 1, scan) if clean else None
         yield from read_jsonl_lines(block, line_no + 1) if records is None else records
         line_no += len(block)
 
@@ -172,6 +237,10 @@ def read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Reco
     for line_no, line in enumerate(lines, first_line):
         if not line.strip():
             continue
+        bad_bytes = undecodable(line)
+        if bad_bytes:
+            yield BadRecord(line_no, bad_bytes)
+            continue
         try:
             obj = json.loads(line)
         except ValueError as e:
@@ -196,6 +265,11 @@ def read_text(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
     """``user item item ...`` per line (whitespace separated); a line with a user alone is an empty history."""
     for line_no, line in enumerate(lines, 1):
         tokens = line.split()
+        if tokens and not line.isascii():
+            bad_bytes = undecodable(line)
+            if bad_bytes:
+                yield BadRecord(line_no, bad_bytes)
+                continue
         if tokens:
             try:
                 ids = list(map(int, tokens))  # the usual case, all integer ids: one call for the line

@@ -279,6 +279,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     learning with intent negatives, cluster-level self-distillation and a head/tail adversary) is the
     default; --backbone trains the next-item loss alone. A weight of 0 turns its term off.
     """
+    from s4rec.errors import OutputError
+
     from .evaluation import format_table
     from .train import train
 
@@ -300,6 +302,8 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             objectives=objectives,
             on_progress=progress,
         )
+    except OutputError as e:  # no room to write the checkpoint: the previous one (if any) is untouched
+        raise click.ClickException(str(e)) from None
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     finally:
@@ -363,6 +367,10 @@ def main() -> None:
     if not asks_for_help and importlib.util.find_spec("torch") is None:
         click.echo(MISSING_TORCH, err=True)
         sys.exit(1)
+    if not asks_for_help:  # s4rec imports onnxruntime, which --help and --version do without
+        from s4rec.files import exit_on_sigterm
+
+        exit_on_sigterm()  # a SIGTERM removes the partial output; nothing appears under the output's name
     cli()
 
 

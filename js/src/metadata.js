@@ -1,0 +1,270 @@
+/**
+ * What a model file says about itself: the `s4rec.*` metadata of the artifact contract (docs/ARTIFACT.md),
+ * validated into a frozen {@link ArtifactMetadata}, with the same checks and messages as the Python SDK.
+ */
+
+import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
+import { itemIdsChecksum } from "./pyjson.js";
+
+export const FORMAT = "s4rec-onnx"; // metadata_props["s4rec.format"] of every model file
+export const FORMAT_VERSION = 2; // the model-file format this SDK reads (2: graph inputs exclude and k)
+export const METADATA_KEY = "s4rec.metadata";
+
+export const INPUT = "history"; // int64 (batch, length), left-padded item indices
+export const EXCLUDE = "exclude"; // int64 (batch, e), item indices never returned (0: none)
+export const K_INPUT = "k"; // int64 scalar, items returned per user, 1..top_k
+export const INPUTS = [INPUT, EXCLUDE, K_INPUT];
+export const USER_EMBEDDING = "user_embedding"; // float32 (batch, dim)
+export const TOP_SCORES = "top_scores"; // float32 (batch, k), descending; -inf only for excluded items at the end
+export const TOP_ITEMS = "top_items"; // int64 (batch, k), item indices 1..N
+export const INTENT_PROBABILITIES = "intent_probabilities"; // float32 (batch, num_intents), only with intents
+export const REQUIRED_OUTPUTS = [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS];
+
+const REQUIRED_KEYS = [
+  "format_version", "package_version", "variant", "opset", "ir_version", "max_len", "padding_index",
+  "embedding_dim", "num_items", "num_intents", "top_k", "item_ids", "item_ids_sha256", "popular_items",
+]; // prettier-ignore
+
+/**
+ * The validated metadata of a model file (`rec.metadata`). Names are the JSON keys of `s4rec.metadata` in
+ * camelCase; `values` is the JSON object itself (with the sidecar's keys merged in), keys unknown to this
+ * SDK included.
+ *
+ * @typedef {object} ArtifactMetadata
+ * @property {number} formatVersion 2
+ * @property {string} packageVersion the s4rec release that exported it
+ * @property {"fp32" | "int8" | "fp16"} variant
+ * @property {number} opset
+ * @property {number} irVersion
+ * @property {number} maxLen the longest history the graph takes; longer ones keep their most recent maxLen items
+ * @property {number} paddingIndex 0
+ * @property {number} embeddingDim
+ * @property {number} numItems N; item indices are 1..N
+ * @property {number} numIntents 0 when the model has no intent centroids
+ * @property {number} topK the most items `recommend` may ask for
+ * @property {ReadonlyArray<import("./input.js").ItemId>} itemIds itemIds[i - 1] is the id of item index i
+ * @property {string} itemIdsSha256
+ * @property {ReadonlyArray<number>} popularItems item indices by descending popularity (empty-history fallback)
+ * @property {ReadonlyArray<ReadonlyArray<number>>} intentTopItems per intent, the top_k item indices closest to it
+ * @property {number | null} intentTemperature
+ * @property {boolean} intentNormalized
+ * @property {number} rankingBlockSize informational (0: one TopK over all items)
+ * @property {string} sourceCheckpointSha256
+ * @property {Readonly<Record<string, unknown>>} checkpointMetrics
+ * @property {string} createdAt
+ * @property {ReadonlyArray<string>} inputs
+ * @property {ReadonlyArray<string>} outputs
+ * @property {Readonly<Record<string, unknown>>} values
+ */
+
+/**
+ * Where a model's metadata came from: its `metadata_props`, an optional sidecar JSON object and, for
+ * messages, the file's name.
+ *
+ * @typedef {object} MetadataSources
+ * @property {Record<string, string>} props the model's metadata_props
+ * @property {Record<string, unknown> | null} sidecar keys of `s4rec.metadata` kept next to the model, or null
+ * @property {string} name the model file's path or URL
+ */
+
+/**
+ * Validate a model file's metadata.
+ *
+ * @param {MetadataSources} sources
+ * @returns {Promise<ArtifactMetadata>}
+ */
+export async function parseMetadata({ props, sidecar, name }) {
+  const format = props["s4rec.format"];
+  if (format !== FORMAT) {
+    throw new ArtifactError(
+      `${name}: not an s4rec model (metadata s4rec.format is ${JSON.stringify(format ?? null)}, expected ` +
+        `"${FORMAT}"). Export the model with s4rec-export.`,
+    );
+  }
+  const version = props["s4rec.format_version"];
+  if (version === "1") {
+    throw new ArtifactVersionError(
+      `${name}: model format version 1, written by an older s4rec-export; this SDK reads version ` +
+        `${FORMAT_VERSION} (whose graph takes the inputs ${JSON.stringify(INPUTS)}). Re-export the artifact ` +
+        "from its checkpoint with a current s4rec-export (the checkpoint needs no change).",
+    );
+  }
+  if (version !== String(FORMAT_VERSION)) {
+    throw new ArtifactVersionError(
+      `${name}: model format version ${JSON.stringify(version ?? null)}, this SDK reads ${FORMAT_VERSION}. ` +
+        "Install the s4rec JavaScript package that matches the exporter, or re-export.",
+    );
+  }
+  const invalid = (/** @type {string} */ why) =>
+    new ArtifactError(`${name}: invalid s4rec metadata: ${why}. Re-export the artifact.`);
+  let values;
+  try {
+    values = JSON.parse(props[METADATA_KEY] ?? "null");
+  } catch (e) {
+    throw invalid(`${METADATA_KEY} is not JSON (${e instanceof Error ? e.message : e})`);
+  }
+  if (!isObject(values)) throw invalid(`no ${METADATA_KEY} object`);
+  values = withSidecar(values, sidecar, name);
+  const missing = REQUIRED_KEYS.filter((key) => !(key in values));
+  if (missing.length) throw invalid(`missing metadata keys ${JSON.stringify(missing)}`);
+  const itemIds = await readItemIds(values, name);
+  const problems = checkValues(values, itemIds);
+  if (problems.length) throw invalid(problems.join("; "));
+  const ids = /** @type {ReadonlyArray<import("./input.js").ItemId>} */ (itemIds); // checked above
+  const computed = await itemIdsChecksum(ids);
+  if (computed !== values.item_ids_sha256) {
+    throw new ChecksumError(
+      `${name}: item vocabulary checksum mismatch: recorded ${String(values.item_ids_sha256).slice(0, 12)}..., ` +
+        `computed ${computed.slice(0, 12)}.... The item ids were altered; re-export the artifact.`,
+    );
+  }
+  return freeze({
+    formatVersion: values.format_version,
+    packageVersion: values.package_version,
+    variant: values.variant,
+    opset: values.opset,
+    irVersion: values.ir_version,
+    maxLen: values.max_len,
+    paddingIndex: values.padding_index,
+    embeddingDim: values.embedding_dim,
+    numItems: values.num_items,
+    numIntents: values.num_intents,
+    topK: values.top_k,
+    itemIds: ids,
+    itemIdsSha256: values.item_ids_sha256,
+    popularItems: values.popular_items,
+    intentTopItems: values.intent_top_items ?? [],
+    intentTemperature: values.intent_temperature ?? null,
+    intentNormalized: values.intent_normalized ?? true,
+    rankingBlockSize: values.ranking_block_size ?? 0,
+    sourceCheckpointSha256: values.source_checkpoint_sha256 ?? "",
+    checkpointMetrics: values.checkpoint_metrics ?? {},
+    createdAt: values.created_at ?? "",
+    inputs: values.inputs ?? INPUTS,
+    outputs: values.outputs ?? REQUIRED_OUTPUTS,
+    values,
+  });
+}
+
+/**
+ * The item vocabulary: the one function that knows where it is kept. Today that is the `item_ids` key of
+ * the model's metadata (or of its sidecar, already merged in). A later format version may keep the list in
+ * a checksummed file of its own; reading that file belongs here and nowhere else.
+ *
+ * @param {Record<string, any>} values the metadata object
+ * @param {string} name the model file, for messages
+ * @returns {Promise<ReadonlyArray<unknown>>}
+ */
+export async function readItemIds(values, name) {
+  if (!Array.isArray(values.item_ids)) {
+    throw new ArtifactError(`${name}: invalid s4rec metadata: item_ids is not a list. Re-export the artifact.`);
+  }
+  return values.item_ids;
+}
+
+/**
+ * The metadata object with the sidecar's keys added. A key present in both must have the same value:
+ * otherwise the two files do not belong together.
+ *
+ * @param {Record<string, any>} values
+ * @param {Record<string, unknown> | null} sidecar
+ * @param {string} name
+ * @returns {Record<string, any>}
+ */
+function withSidecar(values, sidecar, name) {
+  if (sidecar === null) return values;
+  const merged = { ...values };
+  for (const [key, value] of Object.entries(sidecar)) {
+    if (key in values && JSON.stringify(values[key]) !== JSON.stringify(value)) {
+      throw new ArtifactError(
+        `${name}: inconsistent metadata: the sidecar's ${key} differs from the model's. The sidecar belongs ` +
+          "to another export; copy the model and its sidecar from the same export.",
+      );
+    }
+    merged[key] = value;
+  }
+  return merged;
+}
+
+/**
+ * What is wrong with the metadata values, as Python's `ArtifactMetadata.__post_init__` checks them.
+ *
+ * @param {Record<string, any>} v
+ * @param {ReadonlyArray<unknown>} itemIds
+ * @returns {string[]}
+ */
+function checkValues(v, itemIds) {
+  const problems = [];
+  const show = (/** @type {unknown} */ value) => JSON.stringify(value) ?? String(value);
+  if (v.format_version !== FORMAT_VERSION) {
+    problems.push(`format_version ${show(v.format_version)} (this SDK reads ${FORMAT_VERSION})`);
+  }
+  if (!["fp32", "int8", "fp16"].includes(v.variant)) problems.push(`variant ${show(v.variant)} (expected fp32, int8 or fp16)`);
+  if (v.padding_index !== 0) problems.push(`padding_index ${show(v.padding_index)} (expected 0)`);
+  for (const key of ["max_len", "embedding_dim", "num_items", "top_k"]) {
+    if (!Number.isInteger(v[key]) || v[key] < 1) problems.push(`${key} ${show(v[key])} (expected an int >= 1)`);
+  }
+  if (!Number.isInteger(v.num_intents) || v.num_intents < 0) {
+    problems.push(`num_intents ${show(v.num_intents)} (expected an int >= 0)`);
+  }
+  if (v.top_k > v.num_items) problems.push(`top_k ${v.top_k} > num_items ${v.num_items}`);
+  if (itemIds.length !== v.num_items) problems.push(`${itemIds.length} item_ids for num_items ${v.num_items}`);
+  if (new Set(itemIds).size !== itemIds.length) problems.push("item_ids has duplicates");
+  const badId = itemIds.find((id) => typeof id !== "string" && !Number.isInteger(id));
+  if (badId !== undefined) problems.push(`item_ids must be ints or strings (found ${show(badId)})`);
+  const bigId = itemIds.find((id) => Number.isInteger(id) && !Number.isSafeInteger(id));
+  if (bigId !== undefined) {
+    problems.push(
+      `an item id near ${show(bigId)} is beyond 2^53, the largest integer a JavaScript number holds exactly ` +
+        "(give such ids to s4rec-train as strings)",
+    );
+  }
+  const inRange = (/** @type {unknown} */ i) => Number.isInteger(i) && /** @type {number} */ (i) >= 1 && /** @type {number} */ (i) <= v.num_items;
+  if (!Array.isArray(v.popular_items) || !v.popular_items.every(inRange)) {
+    problems.push(`popular_items outside 1..${v.num_items}`);
+  }
+  const intentTop = v.intent_top_items ?? [];
+  if (!Array.isArray(intentTop) || !intentTop.every((row) => Array.isArray(row))) {
+    problems.push("intent_top_items is not a list of lists");
+  } else {
+    if (v.num_intents && intentTop.length !== v.num_intents) {
+      problems.push(`${intentTop.length} intent_top_items lists for ${v.num_intents} intents`);
+    }
+    if (!intentTop.every((row) => row.every(inRange))) problems.push(`intent_top_items outside 1..${v.num_items}`);
+  }
+  if (v.num_intents && !(typeof v.intent_temperature === "number" && v.intent_temperature > 0)) {
+    problems.push(`intent_temperature ${show(v.intent_temperature)} (expected > 0 with intents)`);
+  }
+  const inputs = Array.isArray(v.inputs) ? v.inputs : v.inputs === undefined ? INPUTS : [];
+  const outputs = Array.isArray(v.outputs) ? v.outputs : v.outputs === undefined ? REQUIRED_OUTPUTS : [];
+  if (!INPUTS.every((i) => inputs.includes(i)) || !REQUIRED_OUTPUTS.every((o) => outputs.includes(o))) {
+    problems.push(`inputs ${show(inputs)} / outputs ${show(outputs)} lack the required names`);
+  }
+  if (v.num_intents && !outputs.includes(INTENT_PROBABILITIES)) {
+    problems.push(`${v.num_intents} intents but no ${INTENT_PROBABILITIES} output`);
+  }
+  return problems;
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, any>}
+ */
+export function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/**
+ * Freeze an object and everything in it (the metadata is shared by every call and must not change).
+ *
+ * @template T
+ * @param {T} value
+ * @returns {T}
+ */
+function freeze(value) {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) freeze(child);
+  }
+  return value;
+}

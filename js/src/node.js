@@ -1,0 +1,81 @@
+/**
+ * s4rec for Node: the {@link Recommender} on onnxruntime-node, unless `options.ort` says otherwise, reading
+ * artifacts from paths and `file:` URLs as well as over http(s).
+ */
+
+import { readFile, stat } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { ArtifactError, S4RecError } from "./errors.js";
+import { Recommender as CoreRecommender } from "./recommender.js";
+
+export * from "./index.js";
+
+/** @typedef {import("./sources.js").Folder} Folder */
+
+/** The {@link CoreRecommender} with onnxruntime-node as its default runtime, and file paths as sources. */
+export class Recommender extends CoreRecommender {
+  static sessionDefaults = { executionProviders: ["cpu"] };
+
+  /** @returns {Promise<import("./recommender.js").Runtime>} */
+  static async runtime() {
+    try {
+      return await import("onnxruntime-node");
+    } catch (e) {
+      throw new S4RecError(
+        `onnxruntime-node could not be imported (${e instanceof Error ? e.message : e}). Install it with ` +
+          "ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node (its CPU binaries are in the package; " +
+          "the variable skips a download of CUDA ones), or pass Recommender.load(source, { ort }).",
+      );
+    }
+  }
+
+  /**
+   * A path (or a `file:` URL) is read from disk; anything else with a scheme (http, https) over fetch.
+   *
+   * @param {string | URL} location
+   * @param {typeof fetch | undefined} fetchImpl
+   */
+  static async locate(location, fetchImpl) {
+    const scheme = /^([a-z][a-z\d+.-]+):/i.exec(String(location))?.[1].toLowerCase(); // 2+ letters: not C:\
+    if (scheme === "file") return locatePath(fileURLToPath(location));
+    if (scheme !== undefined) return super.locate(location, fetchImpl);
+    return locatePath(/** @type {string} */ (location));
+  }
+}
+
+/**
+ * @param {string} path an artifact directory or a model file
+ * @returns {Promise<{ folder: Folder, file: string | null }>}
+ */
+async function locatePath(path) {
+  const full = resolve(path);
+  const info = await stat(full).catch(() => null);
+  if (info === null) {
+    throw new ArtifactError(`${path}: no such artifact. Create one with \`s4rec-export model.pt -o ${path}\`.`);
+  }
+  if (info.isDirectory()) return { folder: fileFolder(full), file: null };
+  if (!/\.(onnx|ort)$/.test(full)) throw new ArtifactError(`${path}: expected an artifact directory, a .onnx or a .ort file.`);
+  return { folder: fileFolder(dirname(full)), file: basename(full) };
+}
+
+/**
+ * @param {string} directory
+ * @returns {Folder}
+ */
+function fileFolder(directory) {
+  return {
+    name: directory,
+    async read(file, optional = false) {
+      const path = resolve(directory, file);
+      try {
+        return new Uint8Array(await readFile(path));
+      } catch (e) {
+        const code = /** @type {NodeJS.ErrnoException} */ (e).code;
+        if (code === "ENOENT" || optional) return null;
+        throw new ArtifactError(`${path}: cannot read it (${code ?? e}). Check the file and its permissions.`);
+      }
+    },
+  };
+}

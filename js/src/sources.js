@@ -1,0 +1,221 @@
+/**
+ * Finding the model file of an artifact and its bytes: an artifact directory (its manifest `s4rec.json`
+ * names the file of each variant with its SHA-256), a single `.onnx` file (checked against the manifest
+ * next to it when there is one), or the model's bytes.
+ *
+ * A {@link Folder} reads files relative to one place; {@link urlFolder} reads over `fetch` (browsers, React
+ * Native, Node); the Node entry adds one over the file system.
+ */
+
+import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
+import { isObject } from "./metadata.js";
+import { sha256Hex } from "./sha256.js";
+import { utf8Decode } from "./text.js";
+
+export const MANIFEST_NAME = "s4rec.json";
+export const MANIFEST_FORMAT = "s4rec-artifact";
+export const MANIFEST_FORMAT_VERSION = 1;
+export const VARIANTS = ["fp32", "int8", "fp16", "mobile"];
+// The optional sidecar of a model file: `model.onnx` -> `model.onnx.json` (keys of s4rec.metadata).
+export const SIDECAR_SUFFIX = ".json";
+
+/**
+ * Files relative to one place (a directory or a URL base).
+ *
+ * @typedef {object} Folder
+ * @property {string} name the place, for messages
+ * @property {(file: string, optional?: boolean) => Promise<Uint8Array | null>} read the file's bytes, or
+ *   null when it does not exist (with `optional`, also when it cannot be read)
+ */
+
+/**
+ * The model to load: its bytes, its name for messages, and the checksum the manifest records (or null).
+ *
+ * @typedef {object} ModelFile
+ * @property {Uint8Array} bytes
+ * @property {string} name
+ * @property {string | null} expectedSha256
+ * @property {Record<string, unknown> | null} sidecar
+ */
+
+/**
+ * A folder read over `fetch`. A 404 is "no such file"; other failures are ArtifactErrors with the URL.
+ *
+ * @param {URL} base ends with "/"
+ * @param {typeof fetch} fetchImpl
+ * @returns {Folder}
+ */
+export function urlFolder(base, fetchImpl) {
+  return {
+    name: base.href,
+    async read(file, optional = false) {
+      const url = new URL(file, base).href;
+      let response;
+      try {
+        response = await fetchImpl(url);
+      } catch (e) {
+        if (optional) return null;
+        throw new ArtifactError(
+          `${url}: cannot fetch it (${e instanceof Error ? e.message : e}). Check the URL, that the server is ` +
+            "up and that it lets this page read the file (CORS).",
+        );
+      }
+      if (response.status === 404 || (optional && !response.ok)) return null;
+      if (!response.ok) {
+        throw new ArtifactError(`${url}: the server answered HTTP ${response.status}. Check the URL and its access rights.`);
+      }
+      return new Uint8Array(await response.arrayBuffer());
+    },
+  };
+}
+
+/**
+ * Split a URL into the folder it is in and the model file, or (no `.onnx`/`.ort` at the end) treat the
+ * whole URL as an artifact directory.
+ *
+ * @param {URL} url
+ * @param {typeof fetch} fetchImpl
+ * @returns {{ folder: Folder, file: string | null }}
+ */
+export function locateUrl(url, fetchImpl) {
+  const last = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+  if (/\.(onnx|ort)$/.test(last)) {
+    return { folder: urlFolder(new URL(".", url), fetchImpl), file: decodeURIComponent(last) };
+  }
+  const base = new URL(url.href);
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  return { folder: urlFolder(base, fetchImpl), file: null };
+}
+
+/**
+ * Read the model file of `variant` (from an artifact directory when `file` is null, else that file) and,
+ * unless `sidecar` is false, its sidecar, both at once.
+ *
+ * @param {Folder} folder
+ * @param {string | null} file
+ * @param {string} variant
+ * @param {boolean} sidecar look for the sidecar file
+ * @returns {Promise<ModelFile>}
+ */
+export async function readModel(folder, file, variant, sidecar) {
+  let expectedSha256 = null;
+  if (file === null) {
+    const manifest = await readManifest(folder, false);
+    const entry = /** @type {Record<string, any>} */ (manifest).variants[variant];
+    if (!isObject(entry) || typeof entry.file !== "string") {
+      const available = Object.keys(/** @type {Record<string, any>} */ (manifest).variants).sort();
+      throw new ArtifactError(
+        `${folder.name}: no ${JSON.stringify(variant)} variant in this artifact (it has ${JSON.stringify(available)}). ` +
+          "Load one of those, or re-export with the option that writes it (e.g. --quantize int8).",
+      );
+    }
+    file = entry.file;
+    expectedSha256 = typeof entry.sha256 === "string" ? entry.sha256 : null;
+  } else {
+    const manifest = await readManifest(folder, true);
+    const entry = manifest && Object.values(manifest.variants).find((e) => isObject(e) && e.file === file);
+    expectedSha256 = entry && typeof entry.sha256 === "string" ? entry.sha256 : null;
+  }
+  const name = folder.name.endsWith("/") ? folder.name + file : `${folder.name}/${file}`;
+  refuseOrtFormat(/** @type {string} */ (file), name);
+  const [bytes, sidecarBytes] = await Promise.all([
+    folder.read(/** @type {string} */ (file)),
+    sidecar ? folder.read(file + SIDECAR_SUFFIX, true) : null,
+  ]);
+  if (bytes === null) {
+    throw new ArtifactError(
+      expectedSha256 === null
+        ? `${name}: no such model file. Check the path or URL (s4rec-export model.pt -o DIR writes an artifact).`
+        : `${name}: listed in ${MANIFEST_NAME} but missing. Copy the whole artifact directory, or re-export it.`,
+    );
+  }
+  return { bytes, name, expectedSha256, sidecar: sidecarBytes && parseSidecar(sidecarBytes, name + SIDECAR_SUFFIX) };
+}
+
+/**
+ * The model file of a `.ort` variant has no metadata this SDK can read (ONNX Runtime's JavaScript API does
+ * not expose it, and ORT format is a flatbuffer, not the ONNX protobuf read here).
+ *
+ * @param {string} file
+ * @param {string} name
+ */
+function refuseOrtFormat(file, name) {
+  if (file.endsWith(".ort")) {
+    throw new ArtifactError(
+      `${name}: an ORT-format file (the "mobile" variant), whose metadata the JavaScript SDK cannot read. ` +
+        'Load an .onnx variant ("fp32", "int8" or "fp16"); onnxruntime-react-native and onnxruntime-web run them.',
+    );
+  }
+}
+
+/**
+ * Read and check `s4rec.json`.
+ *
+ * @param {Folder} folder
+ * @param {boolean} optional true: a missing manifest is null (a single model file)
+ * @returns {Promise<{ variants: Record<string, any> } | null>}
+ */
+async function readManifest(folder, optional) {
+  const place = folder.name.endsWith("/") ? folder.name : `${folder.name}/`;
+  const path = place + MANIFEST_NAME;
+  const bytes = await folder.read(MANIFEST_NAME, optional);
+  if (bytes === null) {
+    if (optional) return null;
+    throw new ArtifactError(
+      `${folder.name}: no ${MANIFEST_NAME} in this directory, so it is not an s4rec artifact. Pass the ` +
+        "directory written by `s4rec-export model.pt -o DIR`, or a single .onnx file.",
+    );
+  }
+  let manifest;
+  try {
+    manifest = JSON.parse(utf8Decode(bytes));
+  } catch (e) {
+    throw new ArtifactError(`${path}: unreadable manifest (${e instanceof Error ? e.message : e}). Re-export the artifact.`);
+  }
+  if (!isObject(manifest) || manifest.format !== MANIFEST_FORMAT) {
+    throw new ArtifactError(`${path}: not an s4rec manifest (no format="${MANIFEST_FORMAT}").`);
+  }
+  if (manifest.format_version !== MANIFEST_FORMAT_VERSION) {
+    throw new ArtifactVersionError(
+      `${path}: manifest format version ${JSON.stringify(manifest.format_version ?? null)}, this SDK reads ` +
+        `${MANIFEST_FORMAT_VERSION}. Install the s4rec release that matches the exporter, or re-export.`,
+    );
+  }
+  if (!isObject(manifest.variants)) {
+    throw new ArtifactError(`${path}: manifest has no 'variants' table. Re-export the artifact.`);
+  }
+  return /** @type {{ variants: Record<string, any> }} */ (manifest);
+}
+
+/**
+ * @param {Uint8Array} bytes
+ * @param {string} name
+ * @returns {Record<string, unknown>}
+ */
+export function parseSidecar(bytes, name) {
+  let value;
+  try {
+    value = JSON.parse(utf8Decode(bytes));
+  } catch (e) {
+    throw new ArtifactError(`${name}: unreadable metadata sidecar (${e instanceof Error ? e.message : e}). Re-export the artifact.`);
+  }
+  if (!isObject(value)) throw new ArtifactError(`${name}: the metadata sidecar is not a JSON object. Re-export the artifact.`);
+  return value;
+}
+
+/**
+ * Check the model file against the manifest's SHA-256 (nothing to check for a lone file or bytes).
+ *
+ * @param {ModelFile} model
+ */
+export async function verifyChecksum(model) {
+  if (model.expectedSha256 === null) return;
+  const actual = await sha256Hex(model.bytes);
+  if (actual !== model.expectedSha256) {
+    throw new ChecksumError(
+      `${model.name}: SHA-256 ${actual.slice(0, 12)}... does not match the manifest's ` +
+        `${model.expectedSha256.slice(0, 12)}.... The file was changed or truncated after export; re-export ` +
+        "the artifact or restore the file.",
+    );
+  }
+}

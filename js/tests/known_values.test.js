@@ -1,0 +1,76 @@
+/**
+ * Known values on the committed micro model (tests/fixtures/known, made by its make.py with the Python SDK):
+ * the JavaScript SDK on onnxruntime-node must give the same recommendations, embeddings and intents.
+ */
+
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { test } from "node:test";
+
+import { Recommender } from "../src/node.js";
+import { assertClose, KNOWN_ARTIFACT, KNOWN_MODEL, KNOWN_VALUES } from "./helpers.js";
+
+const ATOL = 1e-5; // tests/test_known_values.py's tolerance
+
+/** @param {Recommender} rec */
+async function checkAgainstKnown(rec) {
+  const { histories } = KNOWN_VALUES;
+  for (const [u, want] of KNOWN_VALUES.recommend.entries()) {
+    const got = await rec.recommend(histories[u], { k: 5, excludeSeen: false });
+    assert.deepEqual(got.itemIds(), want.map(([item]) => item), `recommend ${JSON.stringify(histories[u])}`);
+    assertClose(got.map((r) => r.score), want.map(([, score]) => score), ATOL, `scores ${JSON.stringify(histories[u])}`);
+    assert.equal(got.fallback, false);
+  }
+  for (const [u, want] of KNOWN_VALUES.embed.entries()) {
+    assertClose(await rec.embed(histories[u]), want, ATOL, `embed ${JSON.stringify(histories[u])}`);
+  }
+  for (const [u, want] of KNOWN_VALUES.intents.entries()) {
+    const got = await rec.intents(histories[u], { top: 3 });
+    assert.deepEqual(got.map((i) => i.intent), want.map(([intent]) => intent), `intents ${JSON.stringify(histories[u])}`);
+    assertClose(got.map((i) => i.probability), want.map(([, p]) => p), ATOL, "intent probabilities");
+  }
+  const popular = await rec.recommend([], { k: 3 });
+  assert.deepEqual(popular.itemIds(), KNOWN_VALUES.popular);
+  assert.equal(popular.fallback, true);
+  assert.ok(popular.every((r) => Number.isNaN(r.score)));
+}
+
+test("the committed artifact directory gives the known values", async () => {
+  const rec = await Recommender.load(KNOWN_ARTIFACT);
+  assert.equal(rec.metadata.numItems, 12);
+  assert.equal(rec.metadata.maxLen, 5);
+  assert.equal(rec.metadata.topK, 8);
+  assert.equal(rec.metadata.numIntents, 3);
+  await checkAgainstKnown(rec);
+});
+
+test("the committed model file alone, and its bytes, give the known values", async () => {
+  await checkAgainstKnown(await Recommender.load(KNOWN_MODEL));
+  await checkAgainstKnown(await Recommender.load(await readFile(KNOWN_MODEL)));
+});
+
+test("recommendBatch equals recommend history by history", async () => {
+  const rec = await Recommender.load(KNOWN_ARTIFACT);
+  const histories = [...KNOWN_VALUES.histories, [12, 1, 2, 3, 4, 5, 6, 7, 8], [3], [99, 4]];
+  for (const options of [{ k: 4 }, { k: 8, excludeSeen: false }, { k: 8, exclude: [4, 5] }, { k: 3, batchSize: 2 }]) {
+    const batch = await rec.recommendBatch(histories, options);
+    assert.equal(batch.length, histories.length);
+    for (const [u, history] of histories.entries()) {
+      const { batchSize, ...single } = /** @type {any} */ (options);
+      const one = await rec.recommend(history, single);
+      assert.deepEqual(batch[u].itemIds(), one.itemIds(), `${JSON.stringify(options)} ${JSON.stringify(history)}`);
+      assertClose(batch[u].map((r) => r.score), one.map((r) => r.score), 1e-6, JSON.stringify(history));
+      assert.deepEqual(batch[u].unknownItems, one.unknownItems);
+      assert.equal(batch[u].fallback, one.fallback);
+    }
+  }
+});
+
+test("concurrent calls on one recommender give the sequential results", async () => {
+  const rec = await Recommender.load(KNOWN_ARTIFACT);
+  const histories = Array.from({ length: 60 }, (_, i) => [1 + (i % 12), 1 + ((i * 7) % 12), 1 + ((i * 5) % 12)]);
+  const sequential = [];
+  for (const history of histories) sequential.push((await rec.recommend(history, { k: 4 })).itemIds());
+  const concurrent = await Promise.all(histories.map((history) => rec.recommend(history, { k: 4 })));
+  assert.deepEqual(concurrent.map((r) => r.itemIds()), sequential);
+});

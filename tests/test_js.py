@@ -1,0 +1,160 @@
+"""The JavaScript SDK (js/) on onnxruntime-node gives the Python SDK's results, and type-checks.
+
+Freshly exported artifacts (int ids with intents in fp32, int8 and fp16; int ids without intents; mixed
+int and non-ASCII string ids) are scored by the Python SDK here, written as JSON, and `node --test` runs
+js/tests (its own known-value, bad-input and loading tests, plus js/tests/parity.test.js on that JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+
+import pytest
+from helpers import synthetic_histories
+from js_helpers import JS, js_env, node_executable
+
+from s4rec import Recommender, UnknownItemError
+
+UNKNOWN = [999, "zz"]
+
+
+@pytest.fixture(scope="module")
+def node():
+    return node_executable()
+
+
+def as_list(recommendations) -> dict:
+    """A Python Recommendations as js/tests/parity.test.js reads it (NaN scores as null)."""
+    return {
+        "items": recommendations.item_ids(),
+        "scores": [None if math.isnan(s) else s for _, s in recommendations],
+        "unknownItems": list(recommendations.unknown_items),
+        "fallback": recommendations.fallback,
+    }
+
+
+def python_options(options: dict) -> dict:
+    """JavaScript option names -> the Python SDK's keyword arguments."""
+    names = {"excludeSeen": "exclude_seen", "batchSize": "batch_size"}
+    return {names.get(key, key): value for key, value in options.items()}
+
+
+def parity_cases(rec: Recommender, histories: list[list]) -> list[dict]:
+    """Calls and the Python SDK's answers: every method, with unknown ids, empty, over-long (max_len is 10,
+    histories reach 25) and excluded items."""
+    cases = []
+    ids = rec.metadata.item_ids
+
+    def recommend(history, **options):
+        expected = as_list(rec.recommend(history, **python_options(options)))
+        cases.append({"call": "recommend", "history": history, "options": options, "expected": expected})
+
+    for history in histories:
+        recommend(history, k=10)
+    for history in histories[:20]:
+        recommend(history, k=rec.top_k, excludeSeen=False)
+        recommend([*history[:2], *UNKNOWN, *history[2:]], k=5, exclude=[ids[0], ids[3], "not-an-item"])
+    recommend([], k=5)
+    recommend(UNKNOWN, k=5, exclude=[ids[rec.metadata.popular_items[0] - 1]])
+    for options in ({"k": 5}, {"k": 7, "excludeSeen": False, "exclude": [ids[1]], "batchSize": 7}):
+        expected = [as_list(r) for r in rec.recommend_batch(histories, **python_options(options))]
+        cases.append({"call": "recommendBatch", "histories": histories, "options": options, "expected": expected})
+    for history in [*histories, []]:
+        cases.append({"call": "embed", "history": history, "expected": rec.embed(history).tolist()})
+    if rec.metadata.num_intents:
+        for history in [*histories, []]:
+            expected = [list(p) for p in rec.intents(history, top=3)]
+            cases.append({"call": "intents", "history": history, "options": {"top": 3}, "expected": expected})
+        for intent in range(rec.metadata.num_intents):
+            expected = rec.items_for_intent(intent, k=5)
+            cases.append({"call": "itemsForIntent", "intent": intent, "k": 5, "expected": expected})
+    with pytest.raises(UnknownItemError) as caught:
+        rec.recommend([ids[0], *UNKNOWN], unknown="error")
+    cases.append(
+        {
+            "call": "recommend",
+            "history": [ids[0], *UNKNOWN],
+            "options": {"unknown": "error"},
+            "error": "UnknownItemError",
+            "items": list(caught.value.items),
+        }
+    )
+    return cases
+
+
+def parity_artifact(name: str, source, variant: str = "fp32", atol: float = 1e-5) -> dict:
+    rec = Recommender.load(source, variant=variant)
+    ids = rec.metadata.item_ids
+    histories = [[ids[i - 1] for i in h] for h in synthetic_histories(count=40)]
+    m = rec.metadata
+    metadata = {
+        "numItems": m.num_items,
+        "maxLen": m.max_len,
+        "topK": m.top_k,
+        "numIntents": m.num_intents,
+        "embeddingDim": m.embedding_dim,
+        "variant": m.variant,
+        "itemIds": list(m.item_ids),
+        "itemIdsSha256": m.item_ids_sha256,
+        "popularItems": list(m.popular_items),
+    }
+    options = {"variant": variant}
+    return {"name": name, "source": str(source), "options": options, "atol": atol, "metadata": metadata,
+            "cases": parity_cases(rec, histories)}  # fmt: skip
+
+
+def run_node_tests(node: str, parity_file=None) -> subprocess.CompletedProcess:
+    env = js_env()
+    if parity_file is not None:
+        env["S4REC_PARITY"] = str(parity_file)
+    files = sorted(str(p.relative_to(JS)) for p in (JS / "tests").glob("*.test.js"))
+    return subprocess.run([node, "--test", *files], cwd=JS, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_node_tests_give_the_python_sdks_results(node, artifact, plain_artifact, mixed_id_artifact, tmp_path):
+    directory = artifact[0]
+    parity = {
+        "artifacts": [
+            parity_artifact("intents fp32", directory),
+            parity_artifact("intents fp16", directory, "fp16", atol=1e-4),
+            # int8 quantizes activations per batch on the fly; both runtimes do it the same way.
+            parity_artifact("intents int8", directory, "int8", atol=1e-4),
+            parity_artifact("int ids, no intents, a single file", plain_artifact[0] / "model.onnx"),
+            parity_artifact("mixed int and string ids", mixed_id_artifact),
+        ],
+        "refused": [
+            {
+                "source": str(directory),
+                "options": {"variant": "mobile"},
+                "error": "ArtifactError",
+                "message": "ORT-format file",
+            }
+        ],  # fmt: skip
+    }
+    parity_file = tmp_path / "parity.json"
+    parity_file.write_text(json.dumps(parity, allow_nan=False, ensure_ascii=False), encoding="utf-8")
+    done = run_node_tests(node, parity_file)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-20000:]
+    counts = dict(re.findall(r"^# (pass|fail|skipped|cancelled) (\d+)$", done.stdout, re.MULTILINE))
+    assert counts.get("fail") == "0" and counts.get("skipped") == "0" and counts.get("cancelled") == "0", counts
+    assert re.search(r"^ok \d+ - parity with the Python SDK$", done.stdout, re.MULTILINE), output[-5000:]
+    for entry in [*parity["artifacts"], *parity["refused"]]:
+        name = entry.get("name") or f"refused: {entry['source']}"
+        assert re.search(rf"^ +ok \d+ - {re.escape(name)}", done.stdout, re.MULTILINE), f"{name} did not pass"
+
+
+def test_the_javascript_sources_type_check(node):
+    """tsc --noEmit with checkJs and strict over js/src and js/tests (their JSDoc types)."""
+    done = subprocess.run(
+        [node, str(JS / "node_modules" / "typescript" / "bin" / "tsc"), "-p", str(JS)],
+        cwd=JS,
+        env=js_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
