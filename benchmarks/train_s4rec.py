@@ -3,6 +3,11 @@
     python benchmarks/train_s4rec.py --data ../shared/data/beauty.txt --arms backbone,s4rec --seeds 0 \\
         --epochs 20 --threads 2 --json-out beauty.json
 
+Full against sampled softmax (issue 13; the same arms and seeds, quality and s/epoch side by side):
+
+    python benchmarks/train_s4rec.py --data ../shared/data/beauty.txt --arms backbone,s4rec --loss sampled \\
+        --negatives 1024 --epochs 20 --threads 2 --json-out beauty_sampled.json
+
 Arms (METHOD.md section 8 / the paper's Table 3):
 
 * ``backbone``    next-item loss only (all auxiliary weights 0);
@@ -104,13 +109,21 @@ def summary(runs: list[dict]) -> str:
     help="How users are grouped into batches, for every arm (s4rec-train --batching).",
 )
 @click.option(
-    "--loss", type=click.Choice(["softmax", "bce"]), default="softmax", show_default=True,
-    help="Next-item loss for every arm: full softmax, or bce with one sampled negative (the paper's SASRec).",
+    "--loss", type=click.Choice(["softmax", "sampled", "auto", "bce"]), default="softmax", show_default=True,
+    help="Next-item loss for every arm: full softmax, sampled softmax (--negatives shared negatives, logQ), auto "
+    "(softmax up to 50,000 items), or bce with one sampled negative (the paper's SASRec).",
 )  # fmt: skip
+@click.option("--negatives", default=1024, show_default=True, help="Sampled softmax: negatives per step.")
+@click.option("--negative-sampler", type=click.Choice(["uniform", "popularity", "mixed"]), default="uniform",
+              show_default=True, help="Sampled softmax: where the negatives are drawn from.")  # fmt: skip
+@click.option("--in-batch-negatives", default=1024, show_default=True, help="Sampled softmax: in-batch items.")
+@click.option("--sparse-items", is_flag=True, help="Sampled losses: SparseAdam on the item table's rows.")
+@click.option("--prefix-split", is_flag=True, help="Train on every prefix of each history (sub-sequence split).")
 @click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--set", "overrides", multiple=True, help="ObjectiveConfig override for S4Rec arms: name=value.")
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")
-def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, loss, lr, overrides, json_out):
+def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, loss, negatives, negative_sampler,
+         in_batch_negatives, sparse_items, prefix_split, lr, overrides, json_out):  # fmt: skip
     torch.set_num_threads(threads)
     interactions = read_sequences(data)
     overrides = parse_overrides(overrides)
@@ -124,7 +137,9 @@ def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, los
             objective = dict(ARMS[arm]) if arm == "backbone" else {**overrides, **ARMS[arm]}
             config = TrainConfig(
                 epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, threads=threads,
-                device="cpu", batching=batching, loss=loss, lr=lr,
+                device="cpu", batching=batching, loss=loss, lr=lr, negatives=negatives,
+                negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, sparse_items=sparse_items,
+                prefix_split=prefix_split,
             )  # fmt: skip
             print(f"\n== {data.name} arm {arm} seed {seed}: {objective or 'defaults'}", flush=True)
             checkpoint = train(interactions, {}, config, log=lambda s: print(s, flush=True), objectives=objective)
@@ -134,6 +149,7 @@ def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, los
                 {"arm": arm, "seed": seed, "objectives": checkpoint["training"]["objectives"],
                  "batching": checkpoint["training"]["settings"]["batching"],
                  "settings": checkpoint["training"]["settings"],
+                 "next_item_loss": checkpoint["training"]["next_item_loss"],
                  "test": metrics["test"], "valid": metrics["valid"], "best_epoch": metrics["best_epoch"],
                  "epochs_run": len(history), "epoch_seconds": [h["seconds"] for h in history],
                  "history": history, "intents": metrics.get("intents")}

@@ -185,7 +185,7 @@ def test_evaluation_excludes_the_whole_history_beyond_max_len():
     # user 0 saw item 10 first, then 6 other items: with max_len 3 the window no longer holds item 10
     long_user = np.array([10, 1, 2, 3, 4, 5, 9, 8], dtype=np.int64)  # valid target 9, test target 8
     short_user = np.array([1, 2, 9, 8], dtype=np.int64)
-    data = Interactions(list(range(1, 11)), [0, 1], [long_user, short_user])
+    data = Interactions.from_sequences(list(range(1, 11)), [0, 1], [long_user, short_user])
     split = leave_one_out(data, max_len=3)
     assert 10 not in split.test_history[0]  # the window lost it
     model = Fixed()

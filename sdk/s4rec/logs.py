@@ -2,7 +2,8 @@
 external sort that groups a log of any size by user for scoring.
 
 A log has a header row naming a user, an item and a timestamp column, in any order; the separator is a tab
-for ``.tsv`` and otherwise whichever of comma, tab and semicolon the header uses most. :func:`log_events`
+for ``.tsv`` and otherwise whichever of comma, tab and semicolon the header uses most (:func:`log_header`, which
+``s4rec-train``'s columnar reader uses too, so both read the same files with the same messages). :func:`log_events`
 yields one event per good row and a :class:`~s4rec.records.BadRecord` (with its line number) per malformed
 one; :func:`read_log` groups the events by user and orders each user's items by time with an external merge
 sort: at most ``sort_buffer`` events are held in memory, the rest is spilled to sorted temporary runs and
@@ -30,7 +31,8 @@ DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run i
 # block per open run), and runs merged at once (more are merged in passes).
 SPILL_BLOCK = 2048
 MERGE_FAN_IN = 64
-_COLUMN_FLAGS = {"log_columns": "--user-col/--item-col/--time-col"}
+# The command-line flags that name a log's columns (an InputError about them names these on the command line).
+COLUMN_FLAGS = {"log_columns": "--user-col/--item-col/--time-col"}
 
 
 @dataclass
@@ -43,6 +45,41 @@ class LogColumns:
     sep: str | None = None
 
 
+def log_header(
+    header_line: str, columns: LogColumns | None = None, tsv: bool = False
+) -> tuple[str, list[str], tuple[int, int, int]]:
+    """``(separator, column names, (user, item, time) positions)`` of a log's header row: the one place that
+    decides the separator and checks the columns (``s4rec-score`` reads logs with :func:`log_events`,
+    ``s4rec-train`` with a columnar engine; both start here, so they agree on both and on the messages).
+
+    Raises :class:`~s4rec.errors.InputError` for an empty log or a header without the named columns.
+    """
+    columns = columns or LogColumns()
+    bad_bytes = undecodable(header_line)
+    if bad_bytes:
+        raise InputError(f"line 1 (the header): {bad_bytes}.")
+    if not header_line.strip():
+        raise InputError("the log is empty. Expected a header row naming the user, item and time columns.")
+    sep = columns.sep or ("\t" if tsv else max([",", "\t", ";"], key=header_line.count))
+    header = [h.strip() for h in next(csv.reader([header_line], delimiter=sep))]
+    return sep, header, column_positions(header, columns)
+
+
+def column_positions(
+    names: list[str], columns: LogColumns, where: str = "line 1", has: str = "the header has"
+) -> tuple[int, int, int]:
+    """Positions of the user, item and time columns among ``names`` (the first of each name); an
+    :class:`~s4rec.errors.InputError` naming what is missing otherwise (``where``: a header line, or a file
+    whose columns come from a schema)."""
+    missing = [c for c in (columns.user, columns.item, columns.time) if c not in names]
+    if missing:
+        raise InputError(
+            f"{where}: missing column(s) {missing}; {has} {names}. Name the columns with log_columns.",
+            flags=COLUMN_FLAGS,
+        )
+    return names.index(columns.user), names.index(columns.item), names.index(columns.time)
+
+
 def log_events(
     lines: Iterable[str], columns: LogColumns | None = None, tsv: bool = False
 ) -> Iterator[tuple | BadRecord]:
@@ -53,21 +90,7 @@ def log_events(
     """
     columns = columns or LogColumns()
     lines = iter(lines)
-    header_line = next(lines, "")
-    bad_bytes = undecodable(header_line)
-    if bad_bytes:
-        raise InputError(f"line 1 (the header): {bad_bytes}.")
-    if not header_line.strip():
-        raise InputError("the log is empty. Expected a header row naming the user, item and time columns.")
-    sep = columns.sep or ("\t" if tsv else max([",", "\t", ";"], key=header_line.count))
-    header = [h.strip() for h in next(csv.reader([header_line], delimiter=sep))]
-    missing = [c for c in (columns.user, columns.item, columns.time) if c not in header]
-    if missing:
-        raise InputError(
-            f"line 1: missing column(s) {missing}; the header has {header}. Name the columns with log_columns.",
-            flags=_COLUMN_FLAGS,
-        )
-    u, i, t = header.index(columns.user), header.index(columns.item), header.index(columns.time)
+    sep, header, (u, i, t) = log_header(next(lines, ""), columns, tsv)
     width = max(u, i, t) + 1
     reader = csv.reader(lines, delimiter=sep)
     line_no = 1

@@ -17,11 +17,12 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .config import BATCHING, DEVICES, LOSSES, ModelConfig, ObjectiveConfig, TrainConfig
+from .config import BATCHING, DEVICES, LOSSES, SAMPLERS, ModelConfig, ObjectiveConfig, TrainConfig
 
 MISSING_TORCH = (
     "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
 )
+MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install 's4rec[train]' (or pip install pyarrow)"
 HELP_OPTIONS = ("-h", "--help")
 TRAIN, OBJECTIVES = TrainConfig(), ObjectiveConfig()
 MODEL = ModelConfig(num_items=1)  # num_items comes from the data
@@ -68,9 +69,10 @@ def cli() -> None:
     s4rec-train DATA -o model.pt          train (same as `s4rec-train fit DATA -o model.pt`)
     s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA's leave-one-out test split
 
-    DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz) or a
-    CSV/TSV interaction log with user, item and timestamp columns. The options below are training's; see
-    `s4rec-train evaluate --help` for evaluation's.
+    DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz), a
+    CSV/TSV interaction log (optionally .gz) or a Parquet log with user, item and timestamp columns. The
+    options below are training's; see `s4rec-train evaluate --help` for evaluation's. Several processes:
+    `torchrun --nproc-per-node N -m s4rec_train DATA ...`.
     """
 
 
@@ -249,8 +251,21 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--dropout", default=MODEL.dropout, type=click.FloatRange(0, 1, max_open=True),
               help="Hidden and attention dropout.")  # fmt: skip
 @click.option("--loss", type=click.Choice(LOSSES), default=TRAIN.loss,
-              help="Next-item loss. softmax: cross-entropy over the whole catalogue; bce: one sampled negative "
-              "(the paper's SASRec).")  # fmt: skip
+              help="Next-item loss. softmax: cross-entropy over the whole catalogue; sampled: sampled softmax "
+              "(shared negatives, logQ-corrected) for large catalogues; auto: softmax up to 50,000 items, sampled "
+              "above; bce: one sampled negative (the paper's SASRec).")  # fmt: skip
+@click.option("--negatives", default=TRAIN.negatives, type=click.IntRange(1),
+              help="Sampled softmax: negatives drawn per step, shared by the batch.")  # fmt: skip
+@click.option("--negative-sampler", type=click.Choice(SAMPLERS), default=TRAIN.negative_sampler,
+              help="Sampled softmax: draw negatives uniformly, by popularity as targets, or half each.")  # fmt: skip
+@click.option("--in-batch-negatives", default=TRAIN.in_batch_negatives, type=click.IntRange(0),
+              help="Sampled softmax: also at most this many of the batch's own target items (0: none).")  # fmt: skip
+@click.option("--sparse-items/--no-sparse-items", default=TRAIN.sparse_items,
+              help="Sampled losses: sparse gradients and SparseAdam for the item table (only the rows a step uses "
+              "move; much faster on CPU at 10^6 items; not with NCCL).")  # fmt: skip
+@click.option("--prefix-split/--no-prefix-split", default=TRAIN.prefix_split,
+              help="Train on every prefix of each history as its own sequence, with the loss at its last position "
+              "(sub-sequence splitting); validation and test are unchanged.")  # fmt: skip
 @click.option("--device", type=click.Choice(DEVICES), default=TRAIN.device,
               help="auto: CUDA when torch sees a GPU, else CPU.")  # fmt: skip
 @click.option("--bf16/--no-bf16", default=TRAIN.bf16,
@@ -267,30 +282,40 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--quiet", is_flag=True, help="No progress bar and no progress lines (epoch summaries stay).")
 @with_objective_options
 @with_data_options
-def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, device,
-        bf16, batching, threads, seed, metrics_json, quiet, backbone, adversary_ramp, user_col, item_col,
-        time_col, min_count, **objective_values):  # fmt: skip
+def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, heads, dropout, loss, negatives,
+        negative_sampler, in_batch_negatives, sparse_items, prefix_split, device, bf16, batching, threads, seed,
+        metrics_json, quiet, backbone, adversary_ramp, user_col, item_col, time_col, min_count,
+        **objective_values):  # fmt: skip
     """Train S4Rec on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
 
-    DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz) or a
-    CSV/TSV interaction log with user, item and timestamp columns.
+    DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz), a
+    CSV/TSV interaction log (optionally .gz) or a Parquet log with user, item and timestamp columns.
 
     S4Rec (a SASRec encoder trained with next-item prediction plus online intent clustering, contrastive
     learning with intent negatives, cluster-level self-distillation and a head/tail adversary) is the
     default; --backbone trains the next-item loss alone. A weight of 0 turns its term off.
+
+    Under torchrun (`torchrun --nproc-per-node N -m s4rec_train DATA ...`) the N processes train together
+    with DistributedDataParallel (NCCL on GPUs, gloo on CPU); rank 0 logs and writes OUTPUT.
     """
     from s4rec.errors import OutputError
 
+    from . import distributed
     from .evaluation import format_table
     from .train import train
 
     objectives = objective_settings(backbone, dict(objective_values, adversary_ramp=adversary_ramp))
+    joined = not distributed.current().enabled  # a process group this command starts, it also ends
+    group = distributed.init_from_environment(device)
+    echo = click.echo if group.is_main else (lambda *_a, **_k: None)
     interactions = _load_data(data, user_col, item_col, time_col, min_count)
-    progress = None if quiet else progress_reporter()
+    progress = None if quiet or not group.is_main else progress_reporter()
     try:
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
-            bf16=bf16, batching=batching, threads=threads, loss=loss,
+            bf16=bf16, batching=batching, threads=threads, loss=loss, negatives=negatives,
+            negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, sparse_items=sparse_items,
+            prefix_split=prefix_split,
         )  # fmt: skip
         model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
         checkpoint = train(
@@ -298,7 +323,7 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
             model_config,
             config,
             output,
-            log=click.echo,
+            log=echo,
             objectives=objectives,
             on_progress=progress,
         )
@@ -309,6 +334,10 @@ def fit(data, output, epochs, batch_size, lr, patience, max_len, dim, layers, he
     finally:
         if progress is not None:
             progress.close()
+        if joined:
+            distributed.shutdown()
+    if not group.is_main:
+        return
     metrics = checkpoint["metrics"]
     click.echo(f"best epoch {metrics['best_epoch']}; wrote {output}")
     click.echo(format_table({"valid": metrics["valid"], "test": metrics["test"]}))
@@ -366,6 +395,9 @@ def main() -> None:
     asks_for_help = any(arg in (*HELP_OPTIONS, "--version") for arg in args)
     if not asks_for_help and importlib.util.find_spec("torch") is None:
         click.echo(MISSING_TORCH, err=True)
+        sys.exit(1)
+    if not asks_for_help and importlib.util.find_spec("pyarrow") is None:
+        click.echo(MISSING_PYARROW, err=True)
         sys.exit(1)
     if not asks_for_help:  # s4rec imports onnxruntime, which --help and --version do without
         from s4rec.files import exit_on_sigterm

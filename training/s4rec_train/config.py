@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, fields
 
 # The choices of TrainConfig's string settings (also the command line's).
 BATCHING = ("tokens", "users", "random")  # see s4rec_train.batching.batch_order
-LOSSES = ("softmax", "bce")
+# auto: softmax up to s4rec_train.sampled.SAMPLED_ABOVE items, sampled above (measured there)
+LOSSES = ("auto", "softmax", "sampled", "bce")
+SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its shared negatives from
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -164,7 +166,25 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda (auto picks CUDA when present)
     bf16: bool = False  # bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support)
     threads: int | None = None  # torch CPU threads; None keeps torch's default
-    loss: str = "softmax"  # softmax: full-catalogue cross-entropy; bce: one sampled negative (paper's SASRec)
+    # auto: full-catalogue softmax cross-entropy up to 50,000 items (Beauty/Toys: 12k), sampled softmax above,
+    # where the (positions x items) logits block passes ~0.5 GB and a CPU step costs >10x the sampled one
+    # (measured: s4rec_train.sampled.SAMPLED_ABOVE); softmax; sampled; bce: one sampled negative (paper's SASRec).
+    loss: str = "auto"
+    # Sampled softmax: negatives shared by each step's batch, drawn uniformly (eSASRec's strong SASRec used 256
+    # uniform negatives; more cost little next to the encoder), by popularity, or half each (mixed) ...
+    negatives: int = 1024
+    negative_sampler: str = "uniform"
+    # ... plus at most this many of the batch's own target items (in-batch negatives: popular items, which
+    # uniform draws rarely hit); 0 turns them off.
+    in_batch_negatives: int = 1024
+    # The item table's rows get sparse gradients and a lazy Adam (torch's SparseAdam: only the rows a step
+    # touches move, as large-embedding trainers do) instead of a dense Adam over all N x d entries every step:
+    # at 10^6 items on CPU that dense update dominates a sampled step (benchmarks/softmax_threshold.py). Only
+    # with a sampled loss (full softmax touches every row), no weight decay, not with NCCL.
+    sparse_items: bool = False
+    # Every prefix of each training part is a sequence of its own, trained at its last position only
+    # (sub-sequence splitting of the SASRec-CE baselines BSARec, ICSRec, DuoRec); off: one sequence per user.
+    prefix_split: bool = False
     # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
     # positions per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
     # (benchmarks/RESULTS.md section 0) and for S4Rec (section 4: valid NDCG@20 0.0351 vs 0.0297 with users
@@ -184,4 +204,20 @@ class TrainConfig:
         if self.batching not in BATCHING:
             raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be softmax or bce, got {self.loss!r}")
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {self.negatives}")
+        if self.in_batch_negatives < 0:
+            raise ValueError(f"in_batch_negatives must be >= 0, got {self.in_batch_negatives}. Use 0 for none.")
+        if self.sparse_items and self.weight_decay:
+            raise ValueError(
+                "sparse_items updates the item table with SparseAdam, which has no weight decay; "
+                "set weight_decay to 0 or turn sparse_items off."
+            )
+        if self.sparse_items and self.loss == "softmax":
+            raise ValueError(
+                "sparse_items needs a sampled loss (sampled, auto or bce): the full softmax touches "
+                "every item row, so its gradient is dense."
+            )
+        if self.negative_sampler not in SAMPLERS:
+            raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")

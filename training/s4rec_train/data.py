@@ -1,142 +1,159 @@
-"""Reading interaction data and making the leave-one-out split.
+"""Interaction data as flat arrays, and the leave-one-out split.
 
-Two input formats:
+Three input formats:
 
-* the benchmark format: one line per user, ``user_id item item ...`` oldest first (plain or ``.gz``);
-* raw interaction logs: CSV/TSV with a user, an item and a timestamp column (names configurable), string or
-  integer ids, which are grouped by user, ordered by time and k-core filtered.
+* the benchmark format: one line per user, ``user_id item item ...`` oldest first (plain or ``.gz``;
+  :mod:`s4rec_train.textformat`);
+* interaction logs: CSV/TSV (plain or ``.gz``) with a header row, or Parquet, with a user, an item and a
+  timestamp column (names configurable), string or integer ids, grouped by user, ordered by time and k-core
+  filtered (:mod:`s4rec_train.columnar`, pyarrow).
 
-Either way the result is a :class:`Interactions`: the item vocabulary (index -> the user's own item id,
-index 0 = padding) and one array of item indices per user. :func:`leave_one_out` turns it into the padded
-tensors that training and evaluation use.
+Either way the result is an :class:`Interactions`: the item vocabulary (index -> the user's own item id,
+index 0 = padding) and every user's history as one slice of a flat array (``items[offsets[u]:offsets[u+1]]``),
+never one Python object per user: 10^7 events of 10^6 users take 40 MB of items and 8 MB of offsets.
+:func:`leave_one_out` makes the :class:`Split`, which is the same arrays plus the split's bookkeeping; the
+windows the model reads are cut from them batch by batch (:func:`s4rec.windows.right_aligned`), as the SDK
+does, so no (users x max_len) array is ever built for training or evaluation.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from s4rec.errors import InputError
-from s4rec.logs import LogColumns, log_events
-from s4rec.records import BadRecord, parse_id
-from s4rec.windows import left_pad
+from s4rec.logs import LogColumns
+from s4rec.windows import left_pad, right_aligned
+
+from . import columnar
+from .columnar import LogError
+from .columnar import k_core as _k_core
+from .ids import Ids, as_ids
+from .textformat import read_text
+
+__all__ = [
+    "DataError", "Interactions", "Split", "head_users", "k_core", "leave_one_out", "left_pad",
+    "load_interactions", "read_interactions", "read_sequences", "remap_to_vocabulary", "synthetic_interactions",
+    "write_sequences",
+]  # fmt: skip
 
 MIN_INTERACTIONS = 3  # one for training, one for validation, one for test
 
 
-class DataError(InputError):
+class DataError(LogError):
     """Input data that cannot be used, with the file, line and what to do."""
+
+
+class Histories(Sequence):
+    """Users' histories as a read-only list of int32 arrays (views into the flat ``items``)."""
+
+    def __init__(self, items: np.ndarray, offsets: np.ndarray):
+        self.items, self.offsets = items, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, user: int) -> np.ndarray:
+        if not -len(self) <= user < len(self):
+            raise IndexError(f"user row {user} out of range for {len(self)} users")
+        user %= len(self)
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.items[a:b] for a, b in zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()))
 
 
 @dataclass
 class Interactions:
-    """Users' histories as item indices, plus the vocabulary that maps indices back to item ids."""
+    """Users' histories as item indices, plus the vocabulary that maps indices back to item ids.
 
-    item_ids: list  # item_ids[i - 1] is the user's own id of item index i (index 0 is padding)
-    user_ids: list
-    sequences: list[np.ndarray]  # int64 item indices 1..N, oldest first, one per user
+    User u's history, oldest first, is ``items[offsets[u]:offsets[u + 1]]`` (``sequences[u]``).
+    """
+
+    item_ids: Ids  # item_ids[i - 1] is the user's own id of item index i (index 0 is padding)
+    user_ids: Ids
+    items: np.ndarray  # int32 item indices 1..N of every user, concatenated
+    offsets: np.ndarray  # int64 (users + 1,): where each user's history starts, then the total
     source: str = ""
     dropped_users: int = 0  # users with fewer than MIN_INTERACTIONS after filtering
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.item_ids, self.user_ids = as_ids(self.item_ids), as_ids(self.user_ids)
+        self.items = np.asarray(self.items, dtype=np.int32)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        if len(self.offsets) != len(self.user_ids) + 1:
+            raise ValueError(f"offsets must have users + 1 = {len(self.user_ids) + 1} entries, got {len(self.offsets)}")
+
+    @classmethod
+    def from_sequences(cls, item_ids, user_ids, sequences, source: str = "", **kwargs) -> Interactions:
+        """From one array (or list) of item indices per user: for small data made in code."""
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        items = np.concatenate([np.asarray(s, dtype=np.int32) for s in sequences]) if len(sequences) else []
+        return cls(item_ids, user_ids, items, offsets, source, **kwargs)
+
+    @property
+    def sequences(self) -> Histories:
+        return Histories(self.items, self.offsets)
 
     @property
     def num_items(self) -> int:
         return len(self.item_ids)
 
     @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
     def num_interactions(self) -> int:
-        return int(sum(len(s) for s in self.sequences))
+        return int(self.offsets[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
 
     def item_counts(self) -> np.ndarray:
         """Interactions per item index (length N + 1, index 0 = 0)."""
-        counts = np.zeros(self.num_items + 1, dtype=np.int64)
-        if self.sequences:
-            np.add.at(counts, np.concatenate(self.sequences), 1)
-        return counts
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8", newline="")
+        return np.bincount(self.items, minlength=self.num_items + 1).astype(np.int64)
 
 
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file. Pass a benchmark-format .txt or a CSV/TSV interaction log.")
+        raise DataError(f"{path}: no such file. Pass a benchmark-format .txt or a CSV/TSV/Parquet interaction log.")
     if path.is_dir():
         raise DataError(f"{path}: is a directory. Pass a data file.")
     return path
 
 
-def _finish(path: Path, user_ids: list, raw_sequences: list[list], notes: list[str]) -> Interactions:
-    """Build the vocabulary over kept users and drop users too short to split."""
-    kept_users, kept_raw, dropped = [], [], 0
-    for user, seq in zip(user_ids, raw_sequences):
-        if len(seq) < MIN_INTERACTIONS:
-            dropped += 1
-            continue
-        kept_users.append(user)
-        kept_raw.append(seq)
-    if not kept_raw:
+def _interactions(path: Path, grouped: columnar.Grouped) -> Interactions:
+    if not grouped.user_ids:
         raise DataError(
             f"{path}: no user has at least {MIN_INTERACTIONS} interactions after filtering "
-            f"({dropped} users dropped). Use more data or a lower --min-count."
+            f"({grouped.dropped_users} users dropped). Use more data or a lower --min-count."
         )
-    vocabulary = sorted({item for seq in kept_raw for item in seq}, key=lambda v: (isinstance(v, str), v))
-    index_of = {item: i + 1 for i, item in enumerate(vocabulary)}
-    sequences = [np.fromiter((index_of[i] for i in seq), dtype=np.int64, count=len(seq)) for seq in kept_raw]
-    if dropped:
-        notes.append(f"dropped {dropped} users with fewer than {MIN_INTERACTIONS} interactions")
-    return Interactions(vocabulary, kept_users, sequences, str(path), dropped, notes)
+    return Interactions(
+        grouped.item_ids, grouped.user_ids, grouped.items, grouped.offsets, str(path), grouped.dropped_users,
+        grouped.notes,
+    )  # fmt: skip
 
 
 def read_sequences(path: str | Path) -> Interactions:
     """Read the benchmark format: ``user_id item item ...`` per line, items oldest first."""
     path = _check_file(path)
-    user_ids, raw = [], []
-    seen_users: set = set()
-    with _open_text(path) as f:
-        for line_no, line in enumerate(f, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            if len(tokens) < 2:
-                raise DataError(
-                    f"{path}:{line_no}: a user with no items ({line.strip()!r}). Each line must be "
-                    "'user_id item item ...'."
-                )
-            user = parse_id(tokens[0])
-            if user in seen_users:
-                raise DataError(
-                    f"{path}:{line_no}: user {user!r} appears on more than one line. Give each user one line "
-                    "with the whole history, oldest first."
-                )
-            seen_users.add(user)
-            user_ids.append(user)
-            raw.append([parse_id(t) for t in tokens[1:]])
-    if not raw:
-        raise DataError(f"{path}: the file is empty. Expected one line per user: 'user_id item item ...'.")
-    return _finish(path, user_ids, raw, [])
+    try:
+        return _interactions(path, read_text(DataError, path, MIN_INTERACTIONS))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}). Save the file as UTF-8.") from None
 
 
-def k_core(events: list[tuple], min_count: int) -> list[tuple]:
-    """Repeatedly drop users and items with fewer than ``min_count`` interactions (events: (user, item, ...))."""
-    if min_count <= 1:
-        return events
-    while True:
-        users = Counter(e[0] for e in events)
-        items = Counter(e[1] for e in events)
-        kept = [e for e in events if users[e[0]] >= min_count and items[e[1]] >= min_count]
-        if len(kept) == len(events):
-            return kept
-        events = kept
+def k_core(user_code: np.ndarray, item_code: np.ndarray, min_count: int) -> np.ndarray:
+    """Events kept by repeatedly dropping users and items with fewer than ``min_count`` events (bool mask,
+    iterated to a fixed point); ``user_code`` / ``item_code`` are integer codes per event."""
+    return _k_core(np.asarray(user_code, dtype=np.int64), np.asarray(item_code, dtype=np.int64), min_count)
 
 
 def read_interactions(
@@ -147,71 +164,87 @@ def read_interactions(
     sep: str | None = None,
     min_count: int = 5,
 ) -> Interactions:
-    """Read a CSV/TSV interaction log with a header row, group by user, order by time, k-core filter.
+    """Read a CSV/TSV log with a header row (plain or ``.gz``) or a Parquet log, group by user, order by
+    time, k-core filter.
 
     ``sep`` defaults to a tab for ``.tsv`` files and to whatever the header uses (comma, tab, semicolon).
-    Timestamps must be numbers (e.g. Unix seconds); ties keep file order.
+    Timestamps must be numbers (e.g. Unix seconds; Parquet may also store times); ties keep file order.
     """
     path = _check_file(path)
-    tsv = ".tsv" in [suffix.lower() for suffix in path.suffixes]
-    events = []
-    with _open_text(path) as f:
-        try:
-            for event in log_events(f, LogColumns(user_col, item_col, time_col, sep), tsv):
-                if type(event) is BadRecord:
-                    raise DataError(f"{path}:{event.line}: {event.reason}. Fix the row or remove it.")
-                line_no, user, item, timestamp = event
-                events.append((user, item, timestamp, line_no))
-        except InputError as e:
-            if isinstance(e, DataError):
-                raise
-            raise DataError(f"{path}: {e}", flags=e.flags) from None
-    if not events:
+    events = columnar.read_log(DataError, path, LogColumns(user_col, item_col, time_col, sep))
+    if not len(events.user_code):
         raise DataError(f"{path}: no interactions after the header row.")
-    total = len(events)
-    events = k_core(events, min_count)
-    notes = []
-    if len(events) < total:
-        notes.append(f"{min_count}-core filtering kept {len(events)} of {total} interactions")
-    by_user: dict = defaultdict(list)
-    for user, item, timestamp, line_no in events:
-        by_user[user].append((timestamp, line_no, item))
-    user_ids = list(by_user)
-    raw = [[item for _, _, item in sorted(by_user[user])] for user in user_ids]
-    return _finish(path, user_ids, raw, notes)
+    return _interactions(path, columnar.group_events(events, min_count, MIN_INTERACTIONS))
+
+
+LOG_SUFFIXES = (".csv", ".tsv", *columnar.PARQUET_SUFFIXES)
 
 
 def load_interactions(path: str | Path, **log_options) -> Interactions:
-    """Read either format: ``.csv``/``.tsv`` (optionally ``.gz``) as a log, anything else as sequences."""
+    """Read either format: ``.csv``/``.tsv`` (optionally ``.gz``) or ``.parquet`` as a log, anything else as
+    sequences."""
     suffixes = [s.lower() for s in Path(path).suffixes]
-    if ".csv" in suffixes or ".tsv" in suffixes:
+    if any(s in LOG_SUFFIXES for s in suffixes):
         return read_interactions(path, **log_options)
     return read_sequences(path)
 
 
 @dataclass
 class Split:
-    """Leave-one-out split as padded arrays (left padding with 0, most recent ``max_len`` items kept).
+    """Leave-one-out split over the flat histories of :class:`Interactions`.
 
-    * training: ``train_input`` / ``train_target`` (users, max_len), target 0 where there is nothing to learn;
+    * training: all but the last two items of each user (``train_length`` of them);
     * validation: history = all but the last two items, target = second last;
     * test: history = all but the last item, target = last.
+
+    :meth:`ends` gives where each user's window of a part ends in ``items`` and how long it is (at most
+    ``max_len``); :meth:`window` cuts those windows for some users, left-padded with 0.
     """
 
     max_len: int
-    train_input: np.ndarray
-    train_target: np.ndarray
-    valid_history: np.ndarray
-    valid_target: np.ndarray
-    test_history: np.ndarray
-    test_target: np.ndarray
-    train_length: np.ndarray  # items in each user's training part
-    is_head: np.ndarray  # bool: the 20% of users with the longest training histories
+    items: np.ndarray  # int32, every user's whole sequence concatenated
+    offsets: np.ndarray  # int64 (users + 1,)
     num_items: int
-    # Every user's whole sequence, concatenated (int64 item indices), and where each starts (users + 1,):
-    # evaluation excludes the whole history from the ranking, not only the max_len items of the window.
-    items: np.ndarray | None = None
-    offsets: np.ndarray | None = None
+    is_head: np.ndarray  # bool: the 20% of users with the longest training histories
+    train_length: np.ndarray = field(init=False)  # items in each user's training part
+    valid_target: np.ndarray = field(init=False)
+    test_target: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        lengths = np.diff(self.offsets)
+        self.train_length = lengths - 2
+        self.valid_target = self.items[self.offsets[1:] - 2].astype(np.int64)
+        self.test_target = self.items[self.offsets[1:] - 1].astype(np.int64)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.offsets) - 1
+
+    def ends(self, part: str, users: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """``(ends, lengths)`` of the windows of ``part`` for ``users``: ``train_input``, ``train_target``
+        (the inputs shifted by one), ``valid`` or ``test`` history."""
+        start, train = self.offsets[:-1][users], self.train_length[users]
+        if part == "train_input":
+            return start + train - 1, np.minimum(np.maximum(train - 1, 0), self.max_len)
+        if part == "train_target":
+            return start + train, np.minimum(np.maximum(train - 1, 0), self.max_len)
+        if part == "valid":
+            return start + train, np.minimum(train, self.max_len)
+        if part == "test":
+            return start + train + 1, np.minimum(train + 1, self.max_len)
+        raise ValueError(f"part must be train_input, train_target, valid or test, got {part!r}")
+
+    def window(self, part: str, users: np.ndarray | slice = slice(None), width: int | None = None) -> np.ndarray:
+        """``(len(users), width)`` int64 windows of ``part``, left-padded (width: ``max_len`` by default)."""
+        ends, lengths = self.ends(part, users)
+        return right_aligned(self.items, ends, lengths, self.max_len if width is None else width)
+
+    # The whole padded (users x max_len) arrays, for small data and inspection only: training and evaluation
+    # cut their windows batch by batch instead.
+    train_input = property(lambda self: self.window("train_input"))
+    train_target = property(lambda self: self.window("train_target"))
+    valid_history = property(lambda self: self.window("valid"))
+    test_history = property(lambda self: self.window("test"))
 
     def seen(self, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(items, starts, ends)``: user u's history before the ``valid`` or ``test`` target is
@@ -220,6 +253,16 @@ class Split:
             raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
         held_out = 2 if which == "valid" else 1
         return self.items, self.offsets[:-1], self.offsets[1:] - held_out
+
+    def window_item_counts(self, part: str = "valid") -> np.ndarray:
+        """How often each item index (N + 1,) occurs in the windows of ``part`` (the insert augmentation's
+        popularity: the items the model reads), counted on the flat array."""
+        ends, lengths = self.ends(part)
+        marks = np.zeros(len(self.items) + 1, dtype=np.int64)
+        np.add.at(marks, ends - lengths, 1)
+        np.add.at(marks, ends, -1)
+        inside = np.cumsum(marks[:-1]) > 0
+        return np.bincount(self.items[inside], minlength=self.num_items + 1)
 
 
 def head_users(train_length: np.ndarray, head_fraction: float = 0.2) -> np.ndarray:
@@ -233,27 +276,8 @@ def head_users(train_length: np.ndarray, head_fraction: float = 0.2) -> np.ndarr
 
 def leave_one_out(data: Interactions, max_len: int = 50, head_fraction: float = 0.2) -> Split:
     """Split every user: train on all but the last two items, validate on the second last, test on the last."""
-    train_parts = [s[:-2] for s in data.sequences]
-    train_input = left_pad([t[:-1] for t in train_parts], max_len)
-    train_target = left_pad([t[1:] for t in train_parts], max_len)
-    train_length = np.array([len(t) for t in train_parts], dtype=np.int64)
-    lengths = np.fromiter(map(len, data.sequences), dtype=np.int64, count=len(data.sequences))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.concatenate(data.sequences).astype(np.int64) if data.sequences else np.zeros(0, np.int64)
-    return Split(
-        max_len=max_len,
-        train_input=train_input,
-        train_target=train_target,
-        valid_history=left_pad(train_parts, max_len),
-        valid_target=np.array([s[-2] for s in data.sequences], dtype=np.int64),
-        test_history=left_pad([s[:-1] for s in data.sequences], max_len),
-        test_target=np.array([s[-1] for s in data.sequences], dtype=np.int64),
-        train_length=train_length,
-        is_head=head_users(train_length, head_fraction),
-        num_items=data.num_items,
-        items=items,
-        offsets=offsets,
-    )
+    train_length = data.lengths - 2
+    return Split(max_len, data.items, data.offsets, data.num_items, head_users(train_length, head_fraction))
 
 
 def synthetic_interactions(
@@ -261,51 +285,52 @@ def synthetic_interactions(
 ) -> Interactions:
     """Tiny data with learnable structure (items follow each other in cycles), for tests and demos."""
     rng = np.random.default_rng(seed)
-    sequences, user_ids = [], []
-    for user in range(num_users):
+    sequences = []
+    for _ in range(num_users):
         length = int(np.clip(rng.poisson(mean_length), 3, 4 * mean_length))
         start = rng.integers(1, num_items + 1)
         step = rng.integers(1, 4)
         seq = (start - 1 + step * np.arange(length)) % num_items + 1
         noise = rng.random(length) < 0.1
         seq[noise] = rng.integers(1, num_items + 1, noise.sum())
-        sequences.append(seq.astype(np.int64))
-        user_ids.append(user)
-    return Interactions(list(range(1, num_items + 1)), user_ids, sequences, "synthetic")
+        sequences.append(seq)
+    return Interactions.from_sequences(list(range(1, num_items + 1)), list(range(num_users)), sequences, "synthetic")
 
 
 def write_sequences(data: Interactions, path: str | Path) -> None:
     """Write users' histories in the benchmark format, with the user's own item ids."""
+    ids = np.array(["<pad>", *map(str, data.item_ids)], dtype=object)
     with open(path, "w", encoding="utf-8") as f:
         for user, seq in zip(data.user_ids, data.sequences):
-            f.write(" ".join([str(user)] + [str(data.item_ids[i - 1]) for i in seq]) + "\n")
+            f.write(" ".join([str(user), *ids[seq].tolist()]) + "\n")
 
 
 def remap_to_vocabulary(data: Interactions, item_ids: list) -> Interactions:
     """Re-index ``data`` to another vocabulary (a checkpoint's); unknown items are dropped and counted."""
     index_of = {item: i + 1 for i, item in enumerate(item_ids)}
     own = data.item_ids
-    mapping = np.array([0] + [index_of.get(item, 0) for item in own], dtype=np.int64)
+    mapping = np.array([0] + [index_of.get(item, 0) for item in own], dtype=np.int32)
     unknown = int((mapping[1:] == 0).sum())
     if unknown == len(own):
         raise DataError(
             f"{data.source}: none of its {len(own)} items is in the model's vocabulary. "
             "Evaluate on data with the item ids the model was trained on."
         )
-    user_ids, sequences, dropped = [], [], 0
-    for user, seq in zip(data.user_ids, data.sequences):
-        seq = mapping[seq]
-        seq = seq[seq > 0]
-        if len(seq) < MIN_INTERACTIONS:
-            dropped += 1
-            continue
-        user_ids.append(user)
-        sequences.append(seq)
-    if not sequences:
+    mapped = mapping[data.items]
+    known = mapped > 0
+    user_of_event = np.repeat(np.arange(data.num_users), data.lengths)
+    lengths = np.bincount(user_of_event[known], minlength=data.num_users)
+    keep = lengths >= MIN_INTERACTIONS
+    dropped = int((~keep).sum())
+    if not keep.any():
         raise DataError(f"{data.source}: no user keeps {MIN_INTERACTIONS} known items.")
+    offsets = np.concatenate([[0], np.cumsum(lengths[keep])])
     notes = list(data.notes)
     if unknown:
         notes.append(f"{unknown} items unknown to the model were dropped")
     if dropped:
         notes.append(f"{dropped} users with fewer than {MIN_INTERACTIONS} known items were dropped")
-    return Interactions(list(item_ids), user_ids, sequences, data.source, data.dropped_users + dropped, notes)
+    return Interactions(
+        as_ids(item_ids), data.user_ids.take(np.flatnonzero(keep)), mapped[known & keep[user_of_event]], offsets,
+        data.source, data.dropped_users + dropped, notes,
+    )  # fmt: skip

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from s4rec.windows import PADDING_INDEX
+from s4rec.windows import PADDING_INDEX, right_aligned
 
 if TYPE_CHECKING:
     from .objectives import S4RecHeads
@@ -39,10 +39,62 @@ def padded_rows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     source = starts[:, None] + columns
     out = np.take(items, source, mode="clip") if len(items) else np.zeros(source.shape, dtype=np.int64)
     out[columns >= lengths[:, None]] = PADDING_INDEX
-    return out
+    return out.astype(np.int64, copy=False)
+
+
+# Rows of one evaluation block are capped so that its (rows, N + 1) float32 score matrix stays under 256 MB:
+# 1024 users (the default eval_batch_size) up to 65k items, 67 users at 10^6 items.
+SCORE_BLOCK = 2**26
+
+
+def block_rows(batch_size: int, num_items: int) -> int:
+    """Users per evaluation block: ``batch_size``, fewer where the catalogue makes the score block too big."""
+    return max(1, min(batch_size, SCORE_BLOCK // (num_items + 1)))
 
 
 @torch.no_grad()
+def _rank_blocks(model, window, lengths, target, batch_size, exclude_seen, seen, shard, reduce) -> np.ndarray:
+    """The ranking loop of :func:`rank_targets` and :func:`rank_split` over a ``window(rows)`` function.
+
+    Users are sorted by window length, so that each block is trimmed to its own longest window: the encoder
+    then reads ~9 positions per Beauty user instead of ~50. Each user's rank does not depend on the other
+    users of its block. With ``shard`` ``(rank, world)`` this process ranks every world-th block and
+    ``reduce`` (a sum over processes) puts the ranks together, so every process ends with all of them.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    target = torch.as_tensor(target)
+    table = model.item_table  # (N + 1, d)
+    order = np.argsort(lengths, kind="stable")
+    ranks = torch.zeros(len(order), dtype=torch.int64)
+    rank, world = shard
+    size = block_rows(batch_size, table.shape[0] - 1)
+    try:
+        for block, start in enumerate(range(0, len(order), size)):
+            if block % world != rank:
+                continue
+            rows = order[start : start + size]
+            h = torch.as_tensor(window(rows)).to(device, non_blocking=True)
+            y = target[torch.from_numpy(rows)].to(device, non_blocking=True)
+            scores = model.user_embedding(h).float() @ table.float().T  # (b, N + 1)
+            if exclude_seen and seen is not None:
+                items, starts, ends = seen
+                excluded = torch.from_numpy(padded_rows(items, starts[rows], ends[rows])).to(device)
+                scores = exclude_history(scores, excluded)
+            elif exclude_seen:
+                scores = exclude_history(scores, h)
+            else:
+                scores[:, PADDING_INDEX] = float("-inf")
+            target_score = scores.gather(1, y[:, None])  # (b, 1)
+            ranks[torch.from_numpy(rows)] = (scores > target_score).sum(1).cpu()
+    finally:
+        model.train(was_training)
+    if world > 1:
+        ranks = reduce(ranks)
+    return ranks.numpy()
+
+
 def rank_targets(
     model: torch.nn.Module,
     history: np.ndarray | torch.Tensor,
@@ -55,40 +107,26 @@ def rank_targets(
 
     ``history`` is the left-padded window the model reads; ``seen`` ``(items, starts, ends)`` the items to
     exclude for each user (:meth:`Split.seen`: the whole history, also beyond the window). Without ``seen``
-    the window's items are excluded.
+    the window's items are excluded. :func:`rank_split` does the same from a split's flat arrays.
     """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     history = torch.as_tensor(history)
-    target = torch.as_tensor(target)
-    table = model.item_table  # (N + 1, d)
-    # Users sorted by history length, so that each batch is trimmed to its own longest window: the encoder
-    # then reads ~9 positions per Beauty user instead of ~50 (valid evaluation 9.2 s -> see RESULTS.md).
-    # Each user's rank does not depend on the other users of its batch.
-    order = torch.from_numpy(np.argsort((history != PADDING_INDEX).sum(1).numpy(), kind="stable"))
-    ranks = torch.empty(len(history), dtype=torch.int64)
-    try:
-        for start in range(0, len(history), batch_size):
-            rows = order[start : start + batch_size]
-            h = history[rows].to(device, non_blocking=True)
-            y = target[rows].to(device, non_blocking=True)
-            h = trim_padding(h)
-            scores = model.user_embedding(h).float() @ table.float().T  # (b, N + 1)
-            if exclude_seen and seen is not None:
-                items, starts, ends = seen
-                picked = rows.numpy()
-                excluded = torch.from_numpy(padded_rows(items, starts[picked], ends[picked])).to(device)
-                scores = exclude_history(scores, excluded)
-            elif exclude_seen:
-                scores = exclude_history(scores, h)
-            else:
-                scores[:, PADDING_INDEX] = float("-inf")
-            target_score = scores.gather(1, y[:, None])  # (b, 1)
-            ranks[rows] = (scores > target_score).sum(1).cpu()
-    finally:
-        model.train(was_training)
-    return ranks.numpy()
+    lengths = (history != PADDING_INDEX).sum(1).numpy()
+    window = lambda rows: trim_padding(history[torch.from_numpy(rows)])  # noqa: E731
+    return _rank_blocks(model, window, lengths, target, batch_size, exclude_seen, seen, (0, 1), None)
+
+
+def rank_split(
+    model: torch.nn.Module, split, which: str, batch_size: int = 1024, shard=(0, 1), reduce=None
+) -> np.ndarray:
+    """:func:`rank_targets` of a split's ``valid`` or ``test`` part, each block's windows cut from the flat
+    arrays (no padded (users x max_len) array), the whole history excluded."""
+    ends, lengths = split.ends(which)
+    target = split.valid_target if which == "valid" else split.test_target
+
+    def window(rows: np.ndarray) -> np.ndarray:
+        return right_aligned(split.items, ends[rows], lengths[rows], max(1, int(lengths[rows].max())))
+
+    return _rank_blocks(model, window, lengths, target, batch_size, True, split.seen(which), shard, reduce)
 
 
 def trim_padding(history: torch.Tensor) -> torch.Tensor:
@@ -123,14 +161,14 @@ def grouped_metrics(ranks: np.ndarray, is_head: np.ndarray) -> dict[str, dict[st
     }
 
 
-def evaluate_split(model: torch.nn.Module, split, which: str = "test", batch_size: int = 1024) -> dict:
-    """Grouped metrics on the ``valid`` or ``test`` part of a :class:`~s4rec_train.data.Split`."""
+def evaluate_split(
+    model: torch.nn.Module, split, which: str = "test", batch_size: int = 1024, shard=(0, 1), reduce=None
+) -> dict:
+    """Grouped metrics on the ``valid`` or ``test`` part of a :class:`~s4rec_train.data.Split` (under DDP:
+    each process ranks its share of the users, ``reduce`` gathers the ranks; see :func:`rank_split`)."""
     if which not in ("valid", "test"):
         raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
-    history = split.valid_history if which == "valid" else split.test_history
-    target = split.valid_target if which == "valid" else split.test_target
-    seen = split.seen(which) if split.items is not None else None
-    return grouped_metrics(rank_targets(model, history, target, batch_size, seen=seen), split.is_head)
+    return grouped_metrics(rank_split(model, split, which, batch_size, shard, reduce), split.is_head)
 
 
 def format_table(results: dict[str, dict]) -> str:
@@ -146,25 +184,36 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 @torch.no_grad()
-def intent_usage(encoder: torch.nn.Module, heads: S4RecHeads, history, is_head, batch_size: int = 1024) -> dict:
-    """Which intents the users' (un-augmented) histories are assigned to, and how head users spread over them.
+def intent_usage(
+    encoder: torch.nn.Module, heads: S4RecHeads, split, batch_size: int = 1024, shard=(0, 1), reduce=None
+) -> dict:
+    """Which intents the users' (un-augmented) validation histories are assigned to, and how head users spread
+    over them.
 
     Returns the number of prototypes assigned to at least one user, the largest intent's share of users, and
     the head share (fraction of head users) across used intents: min, max and standard deviation, next to
-    the overall head share. A share spread near 0 means intents are not organised by history length.
+    the overall head share. A share spread near 0 means intents are not organised by history length. Under
+    DDP each process assigns every world-th block of users and ``reduce`` sums the assignments.
     """
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
-    history = torch.as_tensor(history)
-    intents = []
+    ends, lengths = split.ends("valid")
+    intent = torch.zeros(split.num_users, dtype=torch.int64)
+    rank, world = shard
     try:
-        for start in range(0, len(history), batch_size):
-            h = trim_padding(history[start : start + batch_size].to(device))
-            intents.append(heads.assign(encoder.user_embedding(h)).cpu())
+        for block, start in enumerate(range(0, split.num_users, batch_size)):
+            if block % world != rank:
+                continue
+            rows = np.arange(start, min(start + batch_size, split.num_users))
+            width = max(1, int(lengths[rows].max()))
+            h = torch.from_numpy(right_aligned(split.items, ends[rows], lengths[rows], width)).to(device)
+            intent[start : start + len(rows)] = heads.assign(encoder.user_embedding(h)).cpu()
     finally:
         encoder.train(was_training)
-    intent = torch.cat(intents)
+    if world > 1:
+        intent = reduce(intent)
+    is_head = split.is_head
     k = heads.prototypes.shape[0]
     head = torch.as_tensor(is_head, dtype=torch.float64)
     users = torch.bincount(intent, minlength=k).double()

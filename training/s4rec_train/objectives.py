@@ -14,6 +14,8 @@ cosine similarities in [-1, 1] and the stored centroid table is directly usable 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +23,9 @@ from torch import nn
 from .augment import two_views
 from .config import ObjectiveConfig
 from .losses import cluster_loss, contrastive_loss, dann_coefficient, distill_loss, reverse_gradient
+
+if TYPE_CHECKING:
+    from .distributed import BatchGroup
 
 __all__ = ["ObjectiveConfig", "S4RecHeads", "s4rec_losses", "warmup_factor", "weighted_total"]
 
@@ -58,12 +63,14 @@ def s4rec_losses(
     progress: float,
     autocast=None,
     generator: torch.Generator | None = None,
+    group: BatchGroup | None = None,
 ) -> dict[str, torch.Tensor]:
     """The enabled auxiliary terms, unweighted, as a dict ``{name: scalar}``.
 
     ``history`` (b, t) the un-augmented training inputs, ``original`` (b, d) their encoder output at the last
     position (from the next-item pass), ``is_head`` (b,) head/tail labels, ``progress`` in [0, 1] the fraction
-    of training done (for the DANN ramp).
+    of training done (for the DANN ramp). ``group`` (DDP): this process's share of the global batch, over
+    which the Sinkhorn targets and the contrastive negatives are taken (:mod:`s4rec_train.distributed`).
     """
     losses: dict[str, torch.Tensor] = {}
     user = F.normalize(original.float(), dim=-1)  # (b, d)
@@ -83,9 +90,9 @@ def s4rec_losses(
             z = encoder.user_embedding(views)
         z = F.normalize(z.float(), dim=-1)  # (2b, d)
         if config.cluster_weight > 0:
-            losses["cluster"] = cluster_loss(z, user.detach(), centroids, config)
+            losses["cluster"] = cluster_loss(z, user.detach(), centroids, config, group)
         if config.contrastive_weight > 0:
-            losses["contrastive"] = contrastive_loss(z, centroids, intent, config.contrastive_temperature)
+            losses["contrastive"] = contrastive_loss(z, centroids, intent, config.contrastive_temperature, group)
         if config.distill_weight > 0:
             losses["distill"] = distill_loss(z, centroids[intent], config.distill_temperature)
     if config.adversary_weight > 0:

@@ -1,11 +1,16 @@
 """The training loop (:func:`train`, settings :class:`TrainConfig`): next-item prediction plus S4Rec's auxiliary
 objectives, evaluation on validation after every epoch, early stopping, the best epoch's checkpoint.
 
-The parts it drives have their own modules: batches (:mod:`s4rec_train.batching`), the loss terms
-(:mod:`s4rec_train.losses`), their composition (:mod:`s4rec_train.objectives`), evaluation
-(:mod:`s4rec_train.evaluation`) and the checkpoint (:mod:`s4rec_train.checkpoint`). Everything after a batch's
-copy to the device (augmentations, Sinkhorn, losses) runs there without reading values back to the host;
-losses are summed on the device and read once per epoch.
+The parts it drives have their own modules: batches (:mod:`s4rec_train.batching`), one step's losses as a
+module (:mod:`s4rec_train.step`; the terms are :mod:`s4rec_train.losses`, :mod:`s4rec_train.sampled` and
+:mod:`s4rec_train.objectives`), evaluation (:mod:`s4rec_train.evaluation`), several processes
+(:mod:`s4rec_train.distributed`) and the checkpoint (:mod:`s4rec_train.checkpoint`). Everything after a
+batch's copy to the device (augmentations, negatives, Sinkhorn, losses) runs there without reading values
+back to the host; losses are summed on the device and read once per epoch.
+
+Under torchrun (DDP) every process runs this loop on its share of each global batch; evaluation is sharded
+by blocks of users and the ranks all-reduced, so every process has the same figures (and makes the same
+early-stopping decision) and rank 0 alone logs and writes the checkpoint.
 
 With every auxiliary weight 0 (``ObjectiveConfig.backbone()``) the step is exactly the backbone's: no extra
 module, parameter or random number, so the same seed gives the same numbers.
@@ -22,14 +27,16 @@ import numpy as np
 import torch
 
 from . import __version__
-from .batching import batch_order, input_lengths, iterate_batches
+from . import distributed as distributed_training
+from .batching import batch_order, iterate_batches, merge_small_batches, prefix_sequences, target_items, user_sequences
 from .checkpoint import new_checkpoint, save_checkpoint, with_weights
 from .config import ModelConfig, ObjectiveConfig, TrainConfig
 from .data import Interactions, leave_one_out
 from .evaluation import evaluate_split, intent_usage
-from .losses import next_item_loss
 from .model import SASRec
-from .objectives import S4RecHeads, s4rec_losses, weighted_total
+from .objectives import S4RecHeads
+from .sampled import SAMPLED_ABOVE, NegativeSampler, resolve_loss
+from .step import TrainingStep
 
 __all__ = ["Progress", "TrainConfig", "resolve_device", "train"]
 
@@ -54,13 +61,14 @@ class Progress:
         return float(self.loss_total) / self.step
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device of a ``TrainConfig.device`` setting (auto: CUDA when torch sees one)."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The torch device of a ``TrainConfig.device`` setting (auto: CUDA when torch sees one; under DDP the
+    process's own GPU, ``local_rank``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto.")
-    return torch.device(name)
+    return torch.device("cuda", local_rank) if name == "cuda" and local_rank is not None else torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -87,7 +95,9 @@ def train(
 
     ``log`` receives the run's description and one summary line per epoch (loss, validation figures, times);
     ``on_progress``, when given, a :class:`Progress` after every optimizer step (the command line draws a
-    progress bar or prints a line now and then from it).
+    progress bar or prints a line now and then from it). In a process group (torchrun; see
+    :mod:`s4rec_train.distributed`) every process trains its share with DDP and returns the same checkpoint;
+    only rank 0 logs, reports progress and writes ``output``.
     """
     config = config or TrainConfig()
     if objectives is None:
@@ -97,26 +107,52 @@ def train(
     model_config = dict(model_config or {})
     model_config.setdefault("num_items", data.num_items)
     model_cfg = ModelConfig.from_dict(model_config)
+    group = distributed_training.current()
+    if not group.is_main:
+        log, on_progress, output = (lambda _: None), None, None
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, group.local_rank if group.enabled else None)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     split = leave_one_out(data, model_cfg.max_len)
     model = SASRec(model_cfg).to(device)
     parameters = list(model.parameters())
-    heads = None
+    heads = popularity_cdf = is_head = augment_generator = None
     if objectives.enabled:
-        # Own generators: S4Rec's extra randomness does not shift the encoder's stream.
+        # Own generators: S4Rec's extra randomness does not shift the encoder's stream (one per process).
         init_generator = torch.Generator().manual_seed(config.seed + 1)
         heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator).to(device)
         parameters += list(heads.parameters())
-        augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
+        augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2 + 1000 * group.rank)
         is_head = torch.from_numpy(split.is_head).to(device)
-        popularity = np.bincount(split.valid_history.reshape(-1), minlength=data.num_items + 1)[1:]
+        popularity = split.window_item_counts("valid")[1:]
         popularity_cdf = torch.from_numpy(np.cumsum(popularity).astype(np.float32)).to(device)
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if group.enabled:
+        torch.manual_seed(config.seed + group.rank)  # dropout: each process its own masks (DDP syncs weights)
+    sequences = prefix_sequences(split) if config.prefix_split else user_sequences(split)
+    loss_kind = resolve_loss(config.loss, data.num_items)
+    sampler, in_batch = None, None
+    if loss_kind == "sampled":
+        # Negatives: the same draws in every process (one generator seed), so the global batch shares them.
+        target_counts = np.bincount(target_items(split, sequences), minlength=data.num_items + 1)
+        negative_generator = torch.Generator(device=device).manual_seed(config.seed + 3)
+        sampler = NegativeSampler(target_counts, config.negatives, config.negative_sampler, device, negative_generator)
+        if config.in_batch_negatives:
+            in_batch = (config.in_batch_negatives, np.random.default_rng(config.seed + 4))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    step_module = TrainingStep(
+        model, heads, objectives, loss_kind, autocast, sampler, popularity_cdf, is_head, augment_generator,
+        low_precision=config.bf16, rank=group.rank,
+    )  # fmt: skip
+    optimizer = _optimizer(model, parameters, config, loss_kind, group)  # before DDP: it may make the table sparse
+    runner = step_module
+    if group.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        unused = heads is not None and (objectives.adversary_weight == 0 or not objectives.needs_prototypes)
+        ids = [device.index] if device.type == "cuda" else None
+        runner = DistributedDataParallel(step_module, device_ids=ids, find_unused_parameters=unused)
     log(
         f"data {data.source}: {len(data.user_ids)} users, {data.num_items} items, "
         f"{data.num_interactions} interactions" + "".join(f"; {n}" for n in data.notes)
@@ -126,15 +162,22 @@ def train(
         log(f"S4Rec objectives ({sum(p.numel() for p in heads.parameters()):,} head parameters): {objectives}")
     else:
         log("objectives: next-item loss only (backbone)")
-    log(f"batching: {config.batching}")
+    log(_describe_loss(config, loss_kind, data.num_items))
+    log(
+        f"batching: {config.batching}"
+        + (f"; prefix split: {len(sequences):,} training sequences" if config.prefix_split else "")
+        + (f"; {group.world_size} processes (DDP), each its share of every batch" if group.enabled else "")
+    )
 
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
-    base = _base_checkpoint(data, model_cfg, config, objectives)
-    # The ramps (DANN, warm-up) measure progress in steps of batch_size users; `tokens` batching takes about
+    base = _base_checkpoint(data, model_cfg, config, objectives, loss_kind, group.world_size)
+    # The ramps (DANN, warm-up) measure progress in steps of batch_size sequences; `tokens` batching takes about
     # as many steps (about one more per pool of 32 batches), and both ramps are flat once progress reaches 1.
-    num_batches = -(-int((split.train_length > 1).sum()) // config.batch_size)
+    num_batches = -(-int((sequences.length > 0).sum()) // config.batch_size)
     total_steps, step = config.epochs * num_batches, 0
+    evaluation = {"batch_size": config.eval_batch_size, "shard": group.shard, "reduce": group.all_reduce}
+    positions = sequences.positions if sequences.last_only else None
     for epoch in range(1, config.epochs + 1):
         model.train()
         if heads is not None:
@@ -143,25 +186,18 @@ def train(
         total = torch.zeros((), device=device)
         term_totals: dict[str, torch.Tensor] = {}
         steps = 0
-        user_batches = batch_order(input_lengths(split), config.batch_size, rng, config.batching)
-        batch_users = np.cumsum([len(users) for users in user_batches])  # users trained on after each step
-        for batch in iterate_batches(split, user_batches, device):
-            with autocast:
-                hidden = model(batch.history)
-            loss = next_item_loss(model, hidden, batch, config.loss)
-            optimize = loss
-            if heads is not None:
-                terms = s4rec_losses(
-                    model, heads, batch.history, hidden[:, -1], is_head[batch.users], popularity_cdf,
-                    objectives, step / total_steps, autocast, augment_generator,
-                )  # fmt: skip
-                optimize = loss + weighted_total(terms, objectives, step / total_steps)
-                for name, value in terms.items():
-                    term_totals[name] = term_totals.get(name, 0.0) + value.detach()
+        user_batches = batch_order(sequences.length, config.batch_size, rng, config.batching, positions)
+        if group.enabled:
+            user_batches = merge_small_batches(user_batches, group.world_size)
+        batch_users = np.cumsum([len(users) for users in user_batches])  # sequences trained on after each step
+        for batch in iterate_batches(split, user_batches, device, sequences, group.shard, in_batch):
+            optimize, loss, terms = runner(batch, step / total_steps)
+            for name, value in terms.items():
+                term_totals[name] = term_totals.get(name, 0.0) + value
             optimizer.zero_grad(set_to_none=True)
             optimize.backward()
             optimizer.step()
-            total += loss.detach()
+            total += loss
             steps += 1
             step += 1
             if on_progress is not None:
@@ -169,10 +205,13 @@ def train(
                 users = int(batch_users[steps - 1])
                 loss_total = total.clone()  # a copy on the device, no host sync: `total` keeps growing
                 on_progress(Progress(epoch, config.epochs, steps, len(user_batches), users, elapsed, loss_total))
+        if group.enabled:  # each process summed its weighted share: the global batches' mean is sum / world
+            total = group.all_reduce(total) / group.world_size
+            term_totals = {name: group.all_reduce(value) / group.world_size for name, value in term_totals.items()}
         epoch_seconds = time.perf_counter() - started
         train_seconds += epoch_seconds
         eval_started = time.perf_counter()
-        valid = evaluate_split(model, split, "valid", config.eval_batch_size)
+        valid = evaluate_split(model, split, "valid", **evaluation)
         eval_seconds = time.perf_counter() - eval_started
         score = valid["overall"]["NDCG@20"]
         improved = score > best_score
@@ -209,12 +248,12 @@ def train(
                 break
 
     model.load_state_dict(best_state)
-    test = evaluate_split(model, split, "test", config.eval_batch_size)
+    test = evaluate_split(model, split, "test", **evaluation)
     metrics = {"best_epoch": best_epoch, "valid": best_valid, "test": test, "complete": True}
     checkpoint = with_weights(base, best_state, best_heads, objectives.cluster_temperature, metrics)
     if heads is not None:
         heads.load_state_dict(best_heads)
-        usage = intent_usage(model, heads, split.valid_history, split.is_head, config.eval_batch_size)
+        usage = intent_usage(model, heads, split, **evaluation)
         checkpoint["metrics"]["intents"] = usage
         u = usage
         log(
@@ -227,7 +266,51 @@ def train(
     checkpoint["training"]["history"] = history_log
     if output is not None:
         save_checkpoint(checkpoint, output)
+    group.barrier()  # the others wait until rank 0 has written the checkpoint
     return checkpoint
+
+
+class _Optimizers:
+    """Adam for the dense parameters and SparseAdam for the item table (``TrainConfig.sparse_items``)."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def _optimizer(model: SASRec, parameters: list, config: TrainConfig, loss: str, group) -> torch.optim.Optimizer:
+    if not config.sparse_items:
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if loss == "softmax":
+        raise ValueError(f"sparse_items needs a sampled loss; `{config.loss}` trains this data with the full softmax.")
+    if group.enabled and torch.distributed.get_backend() == "nccl":
+        raise ValueError("sparse_items: NCCL cannot all-reduce sparse gradients; train without it on GPUs.")
+    model.item_embedding.sparse = True  # the lookups of histories and views; the loss reads this flag too
+    table = model.item_embedding.weight
+    dense = [p for p in parameters if p is not table]
+    return _Optimizers(
+        torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay),
+        torch.optim.SparseAdam([table], lr=config.lr),
+    )
+
+
+def _describe_loss(config: TrainConfig, kind: str, num_items: int) -> str:
+    why = ""
+    if config.loss == "auto":
+        why = f" (auto: {num_items:,} items {'>' if kind == 'sampled' else '<='} {SAMPLED_ABOVE:,})"
+    if kind != "sampled":
+        return f"next-item loss: {kind}{why}"
+    in_batch = f" + up to {config.in_batch_negatives} in-batch" if config.in_batch_negatives else ""
+    negatives = f"{config.negatives} {config.negative_sampler} negatives{in_batch}"
+    sparse = "; item table: sparse gradients, SparseAdam" if config.sparse_items else ""
+    return f"next-item loss: sampled softmax{why}, {negatives}, logQ-corrected{sparse}"
 
 
 def _cpu_state(module: torch.nn.Module) -> dict:
@@ -235,10 +318,17 @@ def _cpu_state(module: torch.nn.Module) -> dict:
 
 
 def _base_checkpoint(
-    data: Interactions, model_cfg: ModelConfig, config: TrainConfig, objectives: ObjectiveConfig
+    data: Interactions,
+    model_cfg: ModelConfig,
+    config: TrainConfig,
+    objectives: ObjectiveConfig,
+    loss: str,
+    processes: int,
 ) -> dict:
     training = {
         "settings": asdict(config),
+        "next_item_loss": loss,  # what `auto` chose
+        "processes": processes,
         "objectives": objectives.to_dict(),
         "data": {
             "source": data.source,
