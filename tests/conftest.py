@@ -52,6 +52,22 @@ def plain_artifact(tmp_path_factory, tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def large_artifacts(tmp_path_factory):
+    """(format 2 directory, format 3 directory) of one tiny model with 2,000 items and intents: format 3 forced,
+    with the int8 table and the ANN index (tests/test_large_format.py, tests/test_ray.py)."""
+    from helpers import TINY_MODEL, train_tiny, with_intents
+
+    from s4rec_export import export_checkpoint
+
+    directory = tmp_path_factory.mktemp("large")
+    checkpoint = with_intents(train_tiny(directory / "plain.pt", model=TINY_MODEL, num_items=2000), directory / "m.pt")
+    assert checkpoint["config"]["num_items"] == 2000
+    export_checkpoint(directory / "m.pt", directory / "small", top_k=50)
+    export_checkpoint(directory / "m.pt", directory / "large", top_k=50, large_format=True, quantize="int8", ann=True)
+    return directory / "small", directory / "large"
+
+
+@pytest.fixture(scope="session")
 def mixed_id_artifact(tmp_path_factory, tiny_checkpoint):
     """The tiny model with its item ids rewritten to helpers.MIXED_IDS (ints and non-ASCII strings), fp32."""
     from helpers import MIXED_IDS

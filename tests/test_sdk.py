@@ -344,12 +344,19 @@ def test_model_file_validation(artifact, tmp_path):
 
         return edit
 
-    with pytest.raises(ArtifactVersionError, match=r"model format version '3', this SDK reads 2\. Install"):
+    with pytest.raises(
+        ArtifactVersionError,
+        match=r"model format version '4' is newer than this SDK, which reads versions 2 and 3\. Upgrade the SDK "
+        r".*pip install -U s4rec",
+    ):
+        Recommender.load(rewrite_model(artifact, tmp_path, format_version("4")))
+    # metadata_props and the JSON must agree on the version
+    with pytest.raises(ArtifactError, match=r"s4rec\.format_version '3' but the metadata's format_version is 2"):
         Recommender.load(rewrite_model(artifact, tmp_path, format_version("3")))
     # An artifact of format 1 (graph without the exclude and k inputs): re-export it, the checkpoint is fine.
     with pytest.raises(
         ArtifactVersionError,
-        match=r"model format version 1, written by an older s4rec-export; this SDK reads version 2 .*"
+        match=r"model format version 1, written by an older s4rec-export; this SDK reads versions 2 and 3 .*"
         r"Re-export the artifact from its checkpoint",
     ):
         Recommender.load(rewrite_model(artifact, tmp_path, format_version("1")))

@@ -22,10 +22,22 @@ MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install 's4rec[export
 @click.option("--quantize", type=click.Choice(["int8"]), default=None, help="Add an int8 dynamic-quantized variant.")
 @click.option("--fp16", is_flag=True, help="Add a variant with float16 weights (float32 arithmetic).")
 @click.option("--mobile", is_flag=True, help="Add model.ort (ONNX Runtime Mobile) and its reduced operator config.")
+@click.option(
+    "--large-format/--small-format", "large_format", default=None,
+    help="Format 3 (item ids, lists and the item table in sidecar files, an encoder-only graph; --quantize int8 "
+    "then scores a per-row int8 table) or format 2 (one self-describing file). Default: format 3 from 100,000 "
+    "items on.",
+)  # fmt: skip
+@click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (hnswlib: pip install 's4rec[ann]').")
+@click.option("--ann-m", default=32, show_default=True, type=click.IntRange(2), help="ANN index: links per node.")
+@click.option(
+    "--ann-ef-construction", default=200, show_default=True, type=click.IntRange(1),
+    help="ANN index: build breadth (higher: better recall, slower build).",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 @click.version_option(package_name="s4rec")
-def cli(checkpoint, output, top_k, quantize, fp16, mobile, force, quiet):
+def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, ann_m, ann_ef_construction, force, quiet):
     """Export CHECKPOINT (written by s4rec-train) to the artifact directory OUTPUT.
 
     The export is verified before anything is written: onnx.checker (full check), parity of ONNX Runtime
@@ -33,6 +45,7 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, force, quiet):
     file sizes against the parameter count, and a read-back through the s4rec SDK. Each variant is
     compared with fp32 and its size printed. A failed export leaves no output behind.
     """
+    from s4rec.errors import S4RecError
     from s4rec.files import output_error
     from s4rec_train.checkpoint import CheckpointError
 
@@ -42,14 +55,17 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, force, quiet):
     log = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
         report = export_checkpoint(
-            checkpoint, output, top_k=top_k, quantize=quantize, fp16=fp16, mobile=mobile, force=force, log=log
-        )
+            checkpoint, output, top_k=top_k, quantize=quantize, fp16=fp16, mobile=mobile, force=force, log=log,
+            large_format=large_format, ann=ann, ann_m=ann_m, ann_ef_construction=ann_ef_construction,
+        )  # fmt: skip
     except OutputExistsError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
     except CheckpointError as e:
         raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
     except ExportError as e:
         raise click.ClickException(str(e)) from None
+    except S4RecError as e:  # --ann without hnswlib
+        raise click.ClickException(e.for_command_line()) from None
     except OSError as e:  # a full disk or a file-size limit while writing the artifact (nothing is left)
         full = output_error(e, output)
         if full is None:

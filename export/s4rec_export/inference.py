@@ -40,7 +40,7 @@ def ranking_block_size(num_items: int, top_k: int) -> int:
     """The largest block size that leaves at least ``top_k`` blocks and 64 of them to choose from, else 0
     (one TopK over all items: small catalogues gain nothing from blocks)."""
     for size in BLOCK_SIZES:
-        blocks = -(-(num_items + 1) // size)
+        blocks = -(-(num_items + 2) // size)
         if blocks >= max(top_k, 64):
             return size
     return 0
@@ -119,8 +119,11 @@ class InferenceEncoder(nn.Module):
         )
         table = encoder.item_embedding.weight.detach().clone()
         table[PADDING_INDEX] = 0.0  # SASRec multiplies padded embeddings by 0; a zero row does the same
-        # extra_rows zero rows make the score matrix a whole number of ranking blocks (never looked up, and
-        # their scores are set to -inf before ranking)
+        if extra_rows < 1:
+            raise ValueError(f"extra_rows must be >= 1 (row N + 1 is the out-of-range row), got {extra_rows}")
+        # extra_rows >= 1 zero rows: row N + 1 is where out-of-range indices are clamped to (treated as
+        # padding), and the rest make the score matrix a whole number of ranking blocks; all are scored -inf
+        self.num_items = config.num_items
         table = torch.cat([table, table.new_zeros((extra_rows, table.shape[1]))])
         self.item_table = _frozen(table if table_layout == "rows" else table.T)  # (N + 1 + extra, d) or transposed
         self.position_table = _frozen(encoder.position_embedding.weight)  # (max_len, d)
@@ -161,13 +164,23 @@ class InferenceEncoder(nn.Module):
             return F.linear(user, self.item_table, self.score_bias)
         return user @ self.item_table + self.score_bias
 
+    def guard(self, indices: torch.Tensor) -> torch.Tensor:
+        """Item indices clamped to 0..N + 1 (one Clip node): a negative index becomes padding, one beyond N the
+        zero row N + 1, which :meth:`forward` treats as padding and whose score is -inf. In-range indices
+        are unchanged, so the parity gate sees the same outputs."""
+        return indices.clamp(PADDING_INDEX, self.num_items + 1)
+
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         b, t = history.shape
         first = self.max_len - t
+        history = self.guard(history)
         h = self.lookup(history) + self.position_table[first:]  # right-aligned positions
         h = F.layer_norm(h, (self.dim,), self.norm_weight, self.norm_bias, self.eps)
         zero = torch.zeros((), dtype=h.dtype)
-        padding = torch.where(history == PADDING_INDEX, self.key_padding_bias[first:], zero)  # (b, t), per key
+        # padding: index 0 or the clamped out-of-range N + 1 (both zero rows); Mod + Equal, one node more than
+        # history == 0
+        is_padding = torch.remainder(history, self.num_items + 1) == PADDING_INDEX
+        padding = torch.where(is_padding, self.key_padding_bias[first:], zero)  # (b, t), per key
         key_mask = padding[:, None, None, :]  # (b, 1, 1, t): the last query's mask (it sees every earlier key)
         mask = self.causal_bias[first:, first:] + key_mask  # (b, 1, t, t) additive
         h = h.reshape(b * t, self.dim)  # tokens as rows (see InferenceBlock)
@@ -206,9 +219,10 @@ class InferenceGraph(nn.Module):
             raise ValueError(f"top_k must be in 1..{num_items} (the number of items), got {top_k}")
         self.config = encoder.config
         self.block_size = ranking_block_size(num_items, top_k) if block_size is None else block_size
-        if self.block_size and -(-(num_items + 1) // self.block_size) < top_k:
+        if self.block_size and -(-(num_items + 2) // self.block_size) < top_k:
             raise ValueError(f"block_size {self.block_size}: fewer blocks than top_k {top_k} over {num_items} items")
-        width = num_items + 1 if not self.block_size else -(-(num_items + 1) // self.block_size) * self.block_size
+        # at least one row beyond N: the out-of-range row N + 1 (InferenceEncoder.guard)
+        width = num_items + 2 if not self.block_size else -(-(num_items + 2) // self.block_size) * self.block_size
         self.extra_rows = width - (num_items + 1)
         self.encoder = InferenceEncoder(encoder.eval(), table_layout, self.extra_rows)
         object.__setattr__(self, "original", encoder)  # not a submodule: used by reference(), never exported
@@ -255,8 +269,9 @@ class InferenceGraph(nn.Module):
         """
         user = self.encoder(history)  # (b, d)
         scores = self.encoder.scores(user)  # (b, width), -inf for the padding index and the extra rows
-        # ONNX Runtime scatters in place: no copy of the (b, width) matrix, unlike slicing columns off.
-        return user, scores.scatter(1, exclude, float("-inf"))
+        # ONNX Runtime scatters in place: no copy of the (b, width) matrix, unlike slicing columns off. Out-of-range
+        # indices are clamped to 0..N + 1 (scored -inf anyway), so they exclude nothing instead of failing.
+        return user, scores.scatter(1, self.encoder.guard(exclude), float("-inf"))
 
     @torch.no_grad()
     def reference(self, history: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -81,7 +81,8 @@ def to_onnx(graph: InferenceGraph) -> onnx.ModelProto:
     model = program.model_proto
     if graph.num_intents:
         append_intents(model, graph.intent_centroids, graph.intent_temperature, graph.intent_normalized)
-    append_ranking(model, graph.block_size)
+    append_ranking(model, graph.block_size, graph.top_k)
+    guard_history_length(model, max_len)
     strip_debug_info(model)
     model.ir_version = min(model.ir_version, IR_VERSION)
     return model
@@ -111,10 +112,11 @@ def append_intents(model: onnx.ModelProto, centroids: torch.Tensor, temperature:
     g.output.append(helper.make_tensor_value_info(INTENT_PROBABILITIES, TensorProto.FLOAT, [batch, len(table[0])]))
 
 
-def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
+def append_ranking(model: onnx.ModelProto, block_size: int, top_k: int) -> None:
     """Replace the output ``scores`` (b, width) by ``top_scores``, ``top_items`` (b, k), with ``k`` a scalar
-    int64 input. Written as ONNX nodes because torch.topk needs a Python int; the blocked ranking
-    (``block_size`` > 0) is explained in the module docstring."""
+    int64 input clamped to 1..``top_k`` (so that k = 0, a negative k or one beyond top_k ranks 1 or top_k
+    items instead of failing deep inside TopK). Written as ONNX nodes because torch.topk needs a Python int;
+    the blocked ranking (``block_size`` > 0) is explained in the module docstring."""
     g = model.graph
     batch = g.input[0].type.tensor_type.shape.dim[0].dim_param or "batch"
     g.input.append(helper.make_tensor_value_info(K_INPUT, TensorProto.INT64, []))
@@ -130,7 +132,10 @@ def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
         ]
         g.node.append(helper.make_node(op, inputs, outputs, name=f"ranking.{op}.{len(g.node)}", **attributes))
 
-    node("Reshape", [K_INPUT, const("one", [1])], "k")  # TopK takes k as a 1-D tensor
+    g.initializer.append(helper.make_tensor("ranking.k_min", TensorProto.INT64, [], [1]))
+    g.initializer.append(helper.make_tensor("ranking.k_max", TensorProto.INT64, [], [top_k]))
+    node("Clip", [K_INPUT, "ranking.k_min", "ranking.k_max"], "k_clipped")
+    node("Reshape", ["ranking.k_clipped", const("one", [1])], "k")  # TopK takes k as a 1-D tensor
     if not block_size:
         node("TopK", [SCORES, "ranking.k"], [TOP_SCORES, TOP_ITEMS], axis=1)
     else:
@@ -153,6 +158,22 @@ def append_ranking(model: onnx.ModelProto, block_size: int) -> None:
     outputs = sorted((o for o in g.output if o.name != SCORES), key=lambda o: order[o.name])
     del g.output[:]
     g.output.extend(outputs)
+
+
+def guard_history_length(model: onnx.ModelProto, max_len: int) -> None:
+    """Keep the most recent ``max_len`` columns of ``history`` (one Slice node in front of the graph), so that an
+    over-long window scores as its last ``max_len`` items instead of failing on the position table. torch.export
+    drops such a slice as a no-op (its dynamic length is declared <= max_len), hence ONNX surgery."""
+    g = model.graph
+    sliced = f"{INPUT}.window"
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name == INPUT:
+                node.input[i] = sliced
+    for name, value in (("starts", -max_len), ("ends", 2**63 - 1), ("axes", 1)):
+        g.initializer.append(helper.make_tensor(f"{INPUT}.window.{name}", TensorProto.INT64, [1], [value]))
+    names = [INPUT, *(f"{INPUT}.window.{n}" for n in ("starts", "ends", "axes"))]
+    g.node.insert(0, helper.make_node("Slice", names, [sliced], name="history.window.Slice"))
 
 
 def strip_debug_info(model: onnx.ModelProto) -> None:

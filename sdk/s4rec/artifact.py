@@ -1,7 +1,9 @@
 """Reading and validating an s4rec artifact (docs/ARTIFACT.md): the manifest, the model file, its metadata.
 
 An artifact is a directory with a manifest ``s4rec.json`` and one file per variant, or a single ``.onnx``
-(or ``.ort``) file, which carries all its metadata in ``metadata_props``. Everything here is plain Python and
+(or ``.ort``) file, which carries all its metadata in ``metadata_props``. Format 3 (large catalogues) keeps the
+item ids, popular items, intent top items, the item table and the encoder-only graph in sidecar files next to
+the model files, checksummed in its metadata (:mod:`s4rec.sidecars`). Everything here is plain Python and
 numpy-free; :mod:`s4rec.recommender` builds the ONNX Runtime session. The exporter writes artifacts with
 :func:`metadata_props` and :func:`write_manifest`, so this module is the one home of the format: its
 reader (:func:`parse_metadata`, :func:`read_manifest`, :func:`check_signature`) next to its writer.
@@ -15,14 +17,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError
+from .sidecars import Sidecars, file_sha256
 
 FORMAT = "s4rec-onnx"  # metadata_props["s4rec.format"] of every model file
-FORMAT_VERSION = 2  # the model-file format this SDK reads and s4rec-export writes (2: inputs exclude and k)
+FORMAT_VERSION = 3  # the newest model-file format this SDK reads (3: large catalogues, lists in sidecar files)
+SMALL_FORMAT_VERSION = 2  # self-describing single files, what s4rec-export writes for small catalogues
+READ_FORMAT_VERSIONS = (2, 3)
+LARGE_LISTS = ("item_ids", "popular_items", "intent_top_items")  # in sidecar files in format 3
+ENCODER_SIDECAR = "encoder"  # format 3: the encoder-only graph (history -> user_embedding [, intents])
+ITEM_TABLE_SIDECAR = "item_table"  # format 3: the float32 item table (N + 1 + extra, d), ONNX external data
+ANN_SIDECAR = "ann_index"  # format 3, optional: the approximate-retrieval index (s4rec.ann)
 MANIFEST_NAME = "s4rec.json"
 MANIFEST_FORMAT = "s4rec-artifact"
 MANIFEST_FORMAT_VERSION = 1
 METADATA_KEY = "s4rec.metadata"
+ENCODER_FORMAT = "s4rec-onnx-encoder"  # metadata_props["s4rec.format"] of a format 3 encoder-only graph
 
 INPUT = "history"  # int64 (batch, length), left-padded item indices
 EXCLUDE = "exclude"  # int64 (batch, e), item indices never returned (0 = none: padding is never returned)
@@ -47,14 +59,6 @@ def items_checksum(item_ids: list | tuple) -> str:
     return hashlib.sha256(json.dumps(list(item_ids), separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class ArtifactMetadata:
     """What a model file says about itself (``s4rec.metadata``), validated on construction."""
@@ -70,10 +74,13 @@ class ArtifactMetadata:
     num_items: int  # N; item indices are 1..N
     num_intents: int  # K; 0 when the model has no intent centroids
     top_k: int  # the most items recommend(k) may ask for (the graph returns k per user, its input)
-    item_ids: tuple  # item_ids[i - 1] is the user's own id of item index i
-    item_ids_sha256: str
-    popular_items: tuple[int, ...]  # item indices by descending popularity (empty-history fallback)
-    intent_top_items: tuple[tuple[int, ...], ...] = ()  # per intent, the top_k item indices closest to it
+    # The three lists: tuples in format 2 (from the JSON); in format 3 read from sidecar files, item_ids an
+    # int64 array (or a tuple of str), popular_items (P,) and intent_top_items (K, top_k) int64 arrays. Not
+    # compared: the checksums identify them.
+    item_ids: tuple | np.ndarray = field(compare=False)  # item_ids[i - 1] is the user's own id of item index i
+    item_ids_sha256: str = ""  # format 2: SHA-256 of the JSON list; format 3: in the sidecars table
+    popular_items: tuple[int, ...] | np.ndarray = field(default=(), compare=False)  # by descending popularity
+    intent_top_items: tuple[tuple[int, ...], ...] | np.ndarray = field(default=(), compare=False)  # per intent
     intent_temperature: float | None = None
     intent_normalized: bool = True
     source_checkpoint_sha256: str = ""
@@ -82,23 +89,25 @@ class ArtifactMetadata:
     inputs: tuple[str, ...] = INPUTS
     ranking_block_size: int = 0  # informational: the graph ranks blocks of this many items (0: all at once)
     outputs: tuple[str, ...] = REQUIRED_OUTPUTS
+    # format 3: sidecar name -> {"file", "sha256", "bytes", ...} (s4rec.sidecars); {} in format 2
+    sidecars: dict = field(default_factory=dict, hash=False)
+    table_precision: str = "float32"  # how the scored item table is stored: float32 | int8 (per-row scales)
+
+    @property
+    def large(self) -> bool:
+        """Format 3: the lists and tables are sidecar files."""
+        return self.format_version == 3
 
     def __post_init__(self) -> None:
         problems = []
-        if self.format_version != FORMAT_VERSION:
-            problems.append(f"format_version {self.format_version!r} (this SDK reads {FORMAT_VERSION})")
-        if self.variant not in ("fp32", "int8", "fp16"):
-            problems.append(f"variant {self.variant!r} (expected fp32, int8 or fp16)")
-        if self.padding_index != 0:
-            problems.append(f"padding_index {self.padding_index!r} (expected 0)")
-        for name in ("max_len", "embedding_dim", "num_items", "top_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                problems.append(f"{name} {value!r} (expected an int >= 1)")
-        if not isinstance(self.num_intents, int) or self.num_intents < 0:
-            problems.append(f"num_intents {self.num_intents!r} (expected an int >= 0)")
-        if isinstance(self.top_k, int) and isinstance(self.num_items, int) and self.top_k > self.num_items:
-            problems.append(f"top_k {self.top_k} > num_items {self.num_items}")
+        if self.format_version not in READ_FORMAT_VERSIONS:
+            problems.append(f"format_version {self.format_version!r} (this SDK reads {list(READ_FORMAT_VERSIONS)})")
+        if self.format_version == 3:
+            self._check_large(problems)
+            if problems:
+                raise ValueError("; ".join(problems))
+            return
+        self._check_scalars(problems)
         if len(self.item_ids) != self.num_items:
             problems.append(f"{len(self.item_ids)} item_ids for num_items {self.num_items}")
         if len(set(self.item_ids)) != len(self.item_ids):
@@ -111,40 +120,91 @@ class ArtifactMetadata:
                 f"{items_checksum(self.item_ids)[:12]}.... The item ids were altered; re-export the artifact."
             )
         n = self.num_items
-        if any(not 1 <= i <= n for i in self.popular_items):
-            problems.append(f"popular_items outside 1..{n}")
-        if self.num_intents and len(self.intent_top_items) != self.num_intents:
-            problems.append(f"{len(self.intent_top_items)} intent_top_items lists for {self.num_intents} intents")
-        if any(not 1 <= i <= n for row in self.intent_top_items for i in row):
-            problems.append(f"intent_top_items outside 1..{n}")
+        if isinstance(n, int):
+            if any(not 1 <= i <= n for i in self.popular_items):
+                problems.append(f"popular_items outside 1..{n}")
+            if self.num_intents and len(self.intent_top_items) != self.num_intents:
+                problems.append(f"{len(self.intent_top_items)} intent_top_items lists for {self.num_intents} intents")
+            if any(not 1 <= i <= n for row in self.intent_top_items for i in row):
+                problems.append(f"intent_top_items outside 1..{n}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def _check_scalars(self, problems: list[str]) -> None:
+        if self.variant not in ("fp32", "int8", "fp16"):
+            problems.append(f"variant {self.variant!r} (expected fp32, int8 or fp16)")
+        if self.padding_index != 0:
+            problems.append(f"padding_index {self.padding_index!r} (expected 0)")
+        for name in ("max_len", "embedding_dim", "num_items", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name} {value!r} (expected an int >= 1)")
+        if not isinstance(self.num_intents, int) or self.num_intents < 0:
+            problems.append(f"num_intents {self.num_intents!r} (expected an int >= 0)")
+        if isinstance(self.top_k, int) and isinstance(self.num_items, int) and self.top_k > self.num_items:
+            problems.append(f"top_k {self.top_k} > num_items {self.num_items}")
         if self.num_intents and not (isinstance(self.intent_temperature, (int, float)) and self.intent_temperature > 0):
             problems.append(f"intent_temperature {self.intent_temperature!r} (expected > 0 with intents)")
         if any(i not in self.inputs for i in INPUTS) or any(o not in self.outputs for o in REQUIRED_OUTPUTS):
             problems.append(f"inputs {list(self.inputs)} / outputs {list(self.outputs)} lack the required names")
         if self.num_intents and INTENT_PROBABILITIES not in self.outputs:
             problems.append(f"{self.num_intents} intents but no {INTENT_PROBABILITIES} output")
+        if self.table_precision not in ("float32", "int8"):
+            problems.append(f"table_precision {self.table_precision!r} (expected float32 or int8)")
+
+    def _check_large(self, problems: list[str]) -> None:
+        """Format 3: the scalars as in format 2, the lists as arrays (the vocabulary checks the ids' uniqueness)."""
+        self._check_scalars(problems)
         if problems:
-            raise ValueError("; ".join(problems))
+            return
+        n = self.num_items
+        if len(self.item_ids) != n:
+            problems.append(f"{len(self.item_ids)} item_ids for num_items {n}")
+        for name in ("item_table", "encoder"):
+            if name not in self.sidecars:
+                problems.append(f"no {name!r} in sidecars")
+        popular = np.asarray(self.popular_items)
+        if popular.ndim != 1 or popular.dtype.kind not in "iu" or (len(popular) and not _within(popular, n)):
+            problems.append(f"popular_items must be item indices in 1..{n}")
+        top = np.asarray(self.intent_top_items)
+        if self.num_intents:
+            if top.ndim != 2 or top.shape[0] != self.num_intents or top.dtype.kind not in "iu":
+                problems.append(f"intent_top_items must be ({self.num_intents}, top_k) item indices, got {top.shape}")
+            elif not _within(top, n):
+                problems.append(f"intent_top_items outside 1..{n}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ArtifactMetadata:
-        """Build from the JSON object; unknown keys (additions by newer exporters) are ignored."""
+    def from_dict(cls, values: dict[str, Any], lists: dict[str, Any] | None = None) -> ArtifactMetadata:
+        """Build from the JSON object; unknown keys (additions by newer exporters) are ignored. Format 3 takes
+        the three lists (``item_ids``, ``popular_items``, ``intent_top_items``) from ``lists`` (read from the
+        sidecar files) rather than from the JSON."""
         known = {f.name for f in fields(cls)}
-        missing = [f.name for f in fields(cls) if f.name in _REQUIRED and f.name not in values]
+        large = values.get("format_version") == 3
+        required = _REQUIRED_LARGE if large else _REQUIRED
+        missing = [name for name in sorted(required) if name not in values]
         if missing:
             raise ValueError(f"missing metadata keys {missing}")
         v = {k: values[k] for k in known if k in values}
-        for name in ("item_ids", "popular_items", "inputs", "outputs"):
+        if large:
+            for name in LARGE_LISTS:
+                v.pop(name, None)
+            v.update(lists or {})
+            if "item_ids" not in v:
+                raise ValueError("format 3 metadata needs the item_ids sidecar")
+        for name in ("inputs", "outputs", *(() if large else ("item_ids", "popular_items"))):
             if name in v:
                 v[name] = tuple(v[name])
-        if "intent_top_items" in v:
+        if "intent_top_items" in v and not large:
             v["intent_top_items"] = tuple(tuple(row) for row in v["intent_top_items"])
         return cls(**v)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``s4rec.metadata`` (format 3: without the lists, which are sidecar files)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if self.large and f.name in LARGE_LISTS:
+                continue
             if f.name == "intent_top_items":
                 value = [list(row) for row in value]
             elif isinstance(value, tuple):
@@ -152,11 +212,20 @@ class ArtifactMetadata:
             out[f.name] = value
         return out
 
+    def lists(self) -> dict[str, Any]:
+        """The three lists as given (for :meth:`from_dict` of a copy of format 3 metadata)."""
+        return {name: getattr(self, name) for name in LARGE_LISTS}
+
+
+def _within(indices: np.ndarray, n: int) -> bool:
+    return bool(indices.min() >= 1 and indices.max() <= n) if indices.size else True
+
 
 _REQUIRED = {
     "format_version", "package_version", "variant", "opset", "ir_version", "max_len", "padding_index",
     "embedding_dim", "num_items", "num_intents", "top_k", "item_ids", "item_ids_sha256", "popular_items",
 }  # fmt: skip
+_REQUIRED_LARGE = (_REQUIRED - set(LARGE_LISTS) - {"item_ids_sha256"}) | {"sidecars"}
 
 
 def read_manifest(directory: Path) -> dict:
@@ -190,6 +259,14 @@ def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, s
     A single file inside an artifact directory is checked against that directory's manifest when the
     manifest lists it; a lone file has no recorded checksum (its metadata is still validated).
     """
+    model_path, entry = model_entry(path, variant)
+    return model_path, entry.get("sha256")
+
+
+def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
+    """:func:`resolve_model_file` with the variant's whole manifest entry (``{}`` for a lone file): its
+    ``sha256`` and, for format 3, ``prepacking`` (false: build the session with ONNX Runtime's weight
+    pre-packing off, which would copy a large item table)."""
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path)
@@ -204,7 +281,7 @@ def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, s
         model_path = path / entry["file"]
         if not model_path.is_file():
             raise ArtifactError(f"{model_path}: listed in {MANIFEST_NAME} but missing. Re-export the artifact.")
-        return model_path, entry.get("sha256")
+        return model_path, entry
     if not path.exists():
         raise ArtifactError(f"{path}: no such artifact. Create one with `s4rec-export model.pt -o {path}`.")
     if path.suffix not in (".onnx", ".ort"):
@@ -214,8 +291,8 @@ def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, s
         manifest = read_manifest(path.parent)
         for entry in manifest["variants"].values():
             if entry.get("file") == path.name:
-                return path, entry.get("sha256")
-    return path, None
+                return path, entry
+    return path, {}
 
 
 def verify_checksum(model_path: Path, expected: str | None) -> None:
@@ -233,51 +310,83 @@ def metadata_props(metadata: ArtifactMetadata) -> dict[str, str]:
     """The ``metadata_props`` entries of a model file: what :func:`parse_metadata` reads back."""
     return {
         "s4rec.format": FORMAT,
-        "s4rec.format_version": str(FORMAT_VERSION),
+        "s4rec.format_version": str(metadata.format_version),
         METADATA_KEY: json.dumps(metadata.to_dict(), separators=(",", ":")),
     }
 
 
-def write_manifest(directory: Path, variants: dict[str, dict]) -> dict:
+def write_manifest(directory: Path, variants: dict[str, dict], files: dict[str, dict] | None = None) -> dict:
     """Write ``s4rec.json`` for the model files in ``directory``: ``variants`` maps a variant to its entry's
-    extra fields (``{}`` for none); each entry gets the file name, its SHA-256 and its size. Returns it."""
+    extra fields (``{}`` for none); each entry gets the file name, its SHA-256 and its size. ``files``: the
+    format-3 sidecar entries (name -> entry), listed so that the directory says what belongs to it. Returns it."""
     directory = Path(directory)
     entries = {}
     for variant, extra in variants.items():
         path = directory / VARIANT_FILES[variant]
         entries[variant] = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **extra}
     manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_FORMAT_VERSION, "variants": entries}
+    if files:
+        manifest["files"] = files
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
-def parse_metadata(custom: dict[str, str], model_path: Path) -> ArtifactMetadata:
-    """Validate the ``metadata_props`` of a model file into :class:`ArtifactMetadata`."""
+def parse_metadata(custom: dict[str, str], model_path: Path, verify: str = "fast") -> ArtifactMetadata:
+    """Validate the ``metadata_props`` of a model file into :class:`ArtifactMetadata`; format 3 reads its lists
+    from the sidecar files next to ``model_path`` (``verify="full"`` also hashes the large tables)."""
     fmt = custom.get("s4rec.format")
+    if fmt == ENCODER_FORMAT:
+        raise ArtifactError(
+            f"{model_path}: this is the encoder-only graph of a format 3 artifact, not a model to load on its own. "
+            f"Load the artifact directory {model_path.parent} (or its model.onnx)."
+        )
     if fmt != FORMAT:
         raise ArtifactError(
             f"{model_path}: not an s4rec model (metadata s4rec.format is {fmt!r}, expected {FORMAT!r}). "
             "Export the model with s4rec-export."
         )
     version = custom.get("s4rec.format_version")
-    if version in [str(v) for v in range(1, FORMAT_VERSION)]:
+    readable = " and ".join(map(str, READ_FORMAT_VERSIONS))
+    if version in [str(v) for v in range(1, min(READ_FORMAT_VERSIONS))]:
         raise ArtifactVersionError(
             f"{model_path}: model format version {version}, written by an older s4rec-export; this SDK reads "
-            f"version {FORMAT_VERSION} (whose graph takes the inputs {list(INPUTS)}). Re-export the artifact from "
+            f"versions {readable} (whose graphs take the inputs {list(INPUTS)}). Re-export the artifact from "
             "its checkpoint with this release's s4rec-export (the checkpoint needs no change)."
         )
-    if version != str(FORMAT_VERSION):
+    if version not in [str(v) for v in READ_FORMAT_VERSIONS]:
         raise ArtifactVersionError(
-            f"{model_path}: model format version {version!r}, this SDK reads {FORMAT_VERSION}. "
-            "Install the s4rec release that matches the exporter (pip install -U s4rec), or re-export."
+            f"{model_path}: model format version {version!r} is newer than this SDK, which reads versions "
+            f"{readable}. Upgrade the SDK to the release of the exporter that wrote it (pip install -U s4rec), "
+            "or re-export the checkpoint with the s4rec-export that matches this SDK."
         )
     try:
         values = json.loads(custom[METADATA_KEY])
-        return ArtifactMetadata.from_dict(values)
+        if not isinstance(values, dict) or str(values.get("format_version")) != version:
+            found = values.get("format_version") if isinstance(values, dict) else None
+            raise ValueError(f"s4rec.format_version {version!r} but the metadata's format_version is {found!r}")
+        lists = None
+        if values.get("format_version") == 3:
+            lists = read_lists(Sidecars(model_path.parent, values.get("sidecars"), model_path, verify), values)
+        return ArtifactMetadata.from_dict(values, lists)
     except ChecksumError as e:
-        raise ChecksumError(f"{model_path}: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
+        raise ChecksumError(e if str(e).startswith(str(model_path.parent)) else f"{model_path}: {e}") from None
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ArtifactError(f"{model_path}: invalid s4rec metadata: {e}. Re-export the artifact.") from None
+
+
+def read_lists(sidecars: Sidecars, values: dict) -> dict[str, Any]:
+    """The three large lists of a format 3 model from its sidecar files (each checked, :class:`Sidecars`)."""
+    num_items = values["num_items"]
+    if not isinstance(num_items, int):
+        raise ValueError(f"num_items {num_items!r} (expected an int >= 1)")
+    lists: dict[str, Any] = {"item_ids": sidecars.item_ids(num_items), "popular_items": sidecars.array("popular_items")}
+    if values.get("num_intents"):
+        lists["intent_top_items"] = sidecars.array("intent_top_items")
+    else:
+        lists["intent_top_items"] = np.zeros((0, 0), dtype=np.int64)
+    return lists
 
 
 def check_signature(session, metadata: ArtifactMetadata, model_path: Path) -> None:
@@ -298,4 +407,20 @@ def check_signature(session, metadata: ArtifactMetadata, model_path: Path) -> No
     if problems:
         raise ArtifactError(
             f"{model_path}: the graph does not match the s4rec contract: {'; '.join(problems)}. Re-export it."
+        )
+
+
+def check_encoder_signature(session, metadata: ArtifactMetadata, encoder_path: Path) -> None:
+    """A format 3 encoder-only graph must take ``history`` and give ``user_embedding`` (and the intents)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    wanted = [USER_EMBEDDING] + ([INTENT_PROBABILITIES] if metadata.num_intents else [])
+    problems = []
+    if list(inputs) != [INPUT] or inputs[INPUT].type != "tensor(int64)" or len(inputs[INPUT].shape) != 2:
+        problems.append(f"inputs {sorted(inputs)} (expected {INPUT!r} int64 [batch, length] alone)")
+    if any(o not in outputs for o in wanted):
+        problems.append(f"outputs {sorted(outputs)} (expected {wanted})")
+    if problems:
+        raise ArtifactError(
+            f"{encoder_path}: the encoder graph does not match the s4rec contract: {'; '.join(problems)}. Re-export."
         )

@@ -88,6 +88,25 @@ class ProgressBar:
             self.bar = None
 
 
+def _check_recall(recommender, input_path: Path, input_format: str, count: int, k: int, exclude_seen: bool) -> str:
+    """Recall@k of ANN against exact retrieval on the first ``count`` histories of a JSONL or text input."""
+    from .ann import recall_at_k
+    from .records import Record, detect_format, open_input, read_jsonl, read_text
+
+    fmt = detect_format(input_path) if input_format == "auto" else input_format
+    if fmt not in ("jsonl", "text"):
+        raise click.BadParameter("--check-recall reads JSONL or text inputs.", param_hint="--check-recall")
+    lines, _ = open_input(input_path)
+    histories = []
+    with lines:
+        for record in (read_jsonl if fmt == "jsonl" else read_text)(lines):
+            if type(record) is Record:
+                histories.append(record.history)
+                if len(histories) == count:
+                    break
+    return recall_at_k(recommender, histories, k=k, exclude_seen=exclude_seen, sample=None).summary()
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("artifact", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -144,12 +163,23 @@ class ProgressBar:
     "--read-ahead/--no-read-ahead", default=True, show_default=True,
     help="Parse the next chunk and write the previous one in background threads while one is scored.",
 )  # fmt: skip
+@click.option(
+    "--retrieval", type=click.Choice(["exact", "ann"]), default="exact", show_default=True,
+    help="exact: score every item; ann: candidates from the artifact's ANN index (s4rec-export --ann), re-ranked "
+    "exactly (pip install 's4rec[ann]').",
+)  # fmt: skip
+@click.option(
+    "--check-recall", type=click.IntRange(min=1), default=None, metavar="N",
+    help="With --retrieval ann: first measure recall@K against exact retrieval on N histories of the input and "
+    "print it.",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.version_option(package_name="s4rec")
 def main(
     artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
-    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, force, quiet,
+    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, retrieval,
+    check_recall, force, quiet,
 ) -> None:  # fmt: skip
     """Recommend K items for every user in --input with the s4rec ARTIFACT and write them to --output.
 
@@ -167,9 +197,17 @@ def main(
     exit_on_sigterm()  # a SIGTERM removes the partial output
     if str(output_path) != "-" and output_path.exists() and not force:
         raise click.BadParameter(f"{output_path} already exists. Pass --force to overwrite it.", param_hint="--output")
+    if check_recall is not None and retrieval != "ann":
+        raise click.BadParameter(
+            "--check-recall measures ANN retrieval: pass --retrieval ann.", param_hint="--check-recall"
+        )
     bar = None if quiet else ProgressBar()
     try:
-        recommender = Recommender.load(artifact, threads=threads or available_cores(), variant=variant)
+        recommender = Recommender.load(
+            artifact, threads=threads or available_cores(), variant=variant, retrieval=retrieval
+        )
+        if check_recall is not None:
+            click.echo(_check_recall(recommender, input_path, input_format, check_recall, k, exclude_seen), err=True)
         report = score_file(
             recommender, input_path, output_path, k=k, batch_size=batch_size, chunk_size=chunk_size,
             exclude_seen=exclude_seen,

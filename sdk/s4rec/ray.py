@@ -59,12 +59,13 @@ class RecommendBatch:
         batch_size: int = DEFAULT_BATCH_SIZE,
         user_column: str = "user",
         history_column: str = "history",
+        retrieval: str = "exact",
     ) -> None:
         from . import Recommender
 
         if on_error not in ("skip", "fail"):
             raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}.")
-        self.recommender = Recommender.load(artifact, threads=threads, variant=variant)
+        self.recommender = Recommender.load(artifact, threads=threads, variant=variant, retrieval=retrieval)
         self.k, self.exclude_seen, self.on_error, self.batch_size = k, exclude_seen, on_error, batch_size
         self.user_column, self.history_column = user_column, history_column
 
@@ -169,6 +170,7 @@ def recommend_dataset(
     threads: int = 1,
     variant: str = "fp32",
     on_error: str = "skip",
+    retrieval: str = "exact",
 ):
     """``histories.map_batches(RecommendBatch, ...)`` with ``concurrency`` actors of ``threads`` threads each.
 
@@ -183,7 +185,7 @@ def recommend_dataset(
         RecommendBatch,
         fn_constructor_kwargs={
             "artifact": str(artifact), "k": k, "exclude_seen": exclude_seen, "threads": threads,
-            "variant": variant, "on_error": on_error, "batch_size": batch_size,
+            "variant": variant, "on_error": on_error, "batch_size": batch_size, "retrieval": retrieval,
         },
         batch_size=chunk_size,
         batch_format="pandas",

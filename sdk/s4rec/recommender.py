@@ -12,6 +12,11 @@ candidates beyond ``k`` are ranked, copied or filtered here. For the common case
 within the window, nothing else) the history window itself is passed as ``exclude``.
 
 Sessions are built by :mod:`s4rec.session`, results are :mod:`s4rec.results` types.
+
+Format 3 artifacts (large catalogues) add an encoder-only graph, used for ``embed`` and ``intents`` (no score
+product over every item) and, with ``retrieval="ann"``, for the user vectors whose candidates
+:mod:`s4rec.ann` finds in the approximate index; and batches of exact scoring are cut so that one ONNX Runtime
+call's score matrix stays within :data:`SCORE_CELLS` cells.
 """
 
 from __future__ import annotations
@@ -27,26 +32,39 @@ import numpy as np
 import onnxruntime as ort
 
 from .artifact import (
+    ANN_SIDECAR,
+    ENCODER_SIDECAR,
     EXCLUDE,
     INPUT,
     INTENT_PROBABILITIES,
+    ITEM_TABLE_SIDECAR,
     K_INPUT,
     TOP_ITEMS,
     TOP_SCORES,
     USER_EMBEDDING,
     ArtifactMetadata,
+    check_encoder_signature,
     check_signature,
+    model_entry,
     parse_metadata,
-    resolve_model_file,
     verify_checksum,
 )
-from .errors import S4RecError
+from .errors import ArtifactError, S4RecError
 from .results import RankedBatch, Recommendations, recommendation_lists
 from .session import make_session
+from .sidecars import Sidecars
 from .vocabulary import ItemId, ItemVocabulary, check_unknown_policy
 from .windows import exclude_input, history_window, right_aligned
 
 _NOTHING: frozenset = frozenset()  # no item to exclude
+RETRIEVALS = ("exact", "ann")
+VERIFY_MODES = ("fast", "full")
+# Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^26 floats (256 MB), so that
+# a call's matrix stays bounded (a 256-user call at 10^6 items would hold 1 GB, per thread): 64 users a call at
+# 10^6 items, no effect up to 262,143 items (batch_size 256). Not smaller: each call streams the whole table,
+# so users per call divide the table's memory traffic; measured at 10^6 items, 2 threads, float32: 81, 143,
+# 178, 238 users/s at 4, 16, 32, 64 users a call (the int8 table: 118-129 users/s whatever the size).
+SCORE_CELLS = 1 << 26
 
 
 class Recommender:
@@ -59,6 +77,8 @@ class Recommender:
         path: Path,
         unknown: str = "ignore",
         threads: int = 1,
+        encoder: ort.InferenceSession | None = None,
+        ann: Any = None,
     ):
         check_unknown_policy(unknown)
         self.session = session
@@ -68,6 +88,11 @@ class Recommender:
         self.unknown = unknown
         self.max_len = metadata.max_len
         self.top_k = metadata.top_k
+        self.encoder = encoder  # format 3: the encoder-only graph (history -> user_embedding [, intents])
+        self.ann = ann  # retrieval="ann": an s4rec.ann.AnnIndex
+        self.retrieval = "exact" if ann is None else "ann"
+        # users per exact-scoring call at most, so that the (users, items) score matrix stays bounded
+        self.max_users_per_call = max(1, SCORE_CELLS // (metadata.num_items + 1))
         self.vocabulary = vocabulary = ItemVocabulary(metadata.item_ids)
         # Bound once: recommend's Python (~10 us of its ~140 us) gets no extra lookup per call from the
         # vocabulary being an object of its own.
@@ -82,7 +107,7 @@ class Recommender:
         m = self.metadata
         return (
             f"Recommender({str(self.path)!r}, variant={m.variant!r}, items={m.num_items}, "
-            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k})"
+            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k}, retrieval={self.retrieval!r})"
         )
 
     # ---------------------------------------------------------------- loading
@@ -95,6 +120,9 @@ class Recommender:
         variant: str = "fp32",
         unknown: str = "ignore",
         optimization: str = "all",
+        retrieval: str = "exact",
+        verify: str = "fast",
+        ef_search: int | None = None,
     ) -> Recommender:
         """Load and validate an artifact directory (or a single ``.onnx``/``.ort`` file).
 
@@ -104,17 +132,48 @@ class Recommender:
         mobile (ignored for a single file). ``unknown``: default policy for unknown item ids, ``"ignore"``
         (drop them, reported in ``Recommendations.unknown_items``) or ``"error"`` (raise
         :class:`UnknownItemError`). Raises :class:`ArtifactError` (or a subclass) for anything it cannot use.
+
+        ``retrieval``: ``"exact"`` (every item scored) or ``"ann"`` (format 3 artifacts exported with ``--ann``,
+        the ``[ann]`` extra: candidates from the approximate index, re-ranked exactly; :mod:`s4rec.ann`),
+        ``ef_search`` its search breadth (None: the artifact's). ``verify``: ``"fast"`` checks every file's
+        size and the SHA-256 of all but a format 3 artifact's large tables; ``"full"`` hashes those too.
         """
         check_unknown_policy(unknown)
-        model_path, expected_sha256 = resolve_model_file(path, variant)
-        verify_checksum(model_path, expected_sha256)
+        if retrieval not in RETRIEVALS:
+            raise ValueError(f"retrieval must be one of {list(RETRIEVALS)}, got {retrieval!r}.")
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {list(VERIFY_MODES)}, got {verify!r}.")
+        model_path, entry = model_entry(path, variant)
+        verify_checksum(model_path, entry.get("sha256"))
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be an int >= 0 (0 = all cores), got {threads!r}.")
         threads = threads or os.cpu_count() or 1
-        session = cls.make_session(model_path, 1, optimization)
-        metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path)
+        # ANN never runs the full graph: without pre-packing its session only reads the metadata (and maps
+        # the table) instead of packing a copy of the scored table
+        prepacking = entry.get("prepacking", True) is not False and retrieval == "exact"
+        session = cls.make_session(model_path, 1, optimization, prepacking=prepacking)
+        metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path, verify)
         check_signature(session, metadata, model_path)
-        return cls(session, metadata, model_path, unknown, threads)
+        encoder = ann = None
+        if metadata.large:
+            sidecars = Sidecars(model_path.parent, metadata.sidecars, model_path, verify)
+            encoder_path = sidecars.path(ENCODER_SIDECAR)
+            sidecars.path(ITEM_TABLE_SIDECAR)  # present, of its recorded size (and hash with verify="full")
+            encoder = cls.make_session(encoder_path, 1, optimization)
+            check_encoder_signature(encoder, metadata, encoder_path)
+            if retrieval == "ann":
+                ann = _load_ann(sidecars, metadata, ef_search)
+        elif retrieval == "ann":
+            raise ArtifactError(
+                f"{model_path}: retrieval='ann' needs a format 3 artifact with an ANN index; this one is format "
+                f"{metadata.format_version} ({metadata.num_items:,} items, exact scoring is fast at this size). "
+                "Use retrieval='exact', or re-export with --large-format --ann.",
+                flags={"retrieval='exact'": "--retrieval exact"},
+            )
+        try:
+            return cls(session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann)
+        except ValueError as e:  # the vocabulary of a format 3 artifact: duplicated ids
+            raise ArtifactError(f"{model_path}: invalid item vocabulary: {e}. Re-export the artifact.") from None
 
     # The one place where sessions are built (s4rec.session); the exporter builds its read-back sessions here too.
     make_session = staticmethod(make_session)
@@ -141,6 +200,8 @@ class Recommender:
         skip = self._exclusion_indices(exclude) if type(exclude) is not tuple or exclude else _NOTHING
         if not indices:
             return self._popular(k, skip, unknown_items)
+        if self.ann is not None:
+            return self._recommend_ann(indices, k, exclude_seen, skip, unknown_items)
         window = np.array([indices[-self.max_len :]], dtype=np.int64)
         if exclude_seen:
             banned = window if len(indices) <= self.max_len and not skip else np.array([[*indices, *skip]])
@@ -226,6 +287,11 @@ class Recommender:
                 for u, recommendations in zip(chunk.tolist(), recommendation_lists(ids, scores, items)):
                     converted[u] = recommendations
 
+        if self.ann is not None:
+            rank = self._ann_ranker(known, ends, counts, lengths, skip, exclude_seen, k, all_scores, all_items)
+            converted = None
+        else:
+            batch_size = min(batch_size, self.max_users_per_call)
         list(self._map(rank, [order[start : start + batch_size] for start in range(first, n, batch_size)]))
         popular = self._popular(k, set(skip), ()) if first else Recommendations()
         return RankedBatch(ids, all_scores, all_items, lengths == 0, popular, unknown_of, converted)
@@ -237,7 +303,7 @@ class Recommender:
         no-history vector (the encoder run on one padding position)."""
         indices, _ = self._map_history(history, self.unknown if unknown is None else unknown)
         window = history_window(indices, self.max_len)
-        return self.session.run([USER_EMBEDDING], self._feed_nothing_ranked(window))[0][0]
+        return self._run_encoder(USER_EMBEDDING, window)[0]
 
     def embed_batch(
         self, histories: Iterable[Sequence[ItemId]], unknown: str | None = None, batch_size: int = 256
@@ -253,7 +319,7 @@ class Recommender:
             raise ValueError(f"top must be in 1..{self.metadata.num_intents} (the number of intents), got {top}.")
         indices, _ = self._map_history(history, self.unknown if unknown is None else unknown)
         window = history_window(indices, self.max_len)
-        probabilities = self.session.run([INTENT_PROBABILITIES], self._feed_nothing_ranked(window))[0][0]
+        probabilities = self._run_encoder(INTENT_PROBABILITIES, window)[0]
         best = np.argsort(-probabilities, kind="stable")[:top]
         return [(int(i), float(probabilities[i])) for i in best]
 
@@ -273,7 +339,7 @@ class Recommender:
         if not 0 <= intent < num_intents:
             raise ValueError(f"intent must be in 0..{num_intents - 1}, got {intent}.")
         k = self._check_k(k)
-        return [self._ids[i] for i in self.metadata.intent_top_items[int(intent)][:k]]
+        return [self._ids[int(i)] for i in self.metadata.intent_top_items[int(intent)][:k]]
 
     # ---------------------------------------------------------------- helpers
 
@@ -289,12 +355,70 @@ class Recommender:
 
     def _popular(self, k: int, skip: set[int], unknown_items: tuple) -> Recommendations:
         ids = self._ids
-        chosen = [i for i in self.metadata.popular_items if i not in skip][:k]
+        popular = self.metadata.popular_items
+        if isinstance(popular, np.ndarray):  # format 3: the first k + len(skip) suffice
+            popular = popular[: k + len(skip)].tolist()
+        chosen = [i for i in popular if i not in skip][:k]
         return Recommendations([(ids[i], math.nan) for i in chosen], unknown_items, fallback=True)
 
     def _feed_nothing_ranked(self, window: np.ndarray) -> dict[str, np.ndarray]:
         """Inputs for the embedding and intent outputs: rank as little as the graph allows (k = 1)."""
         return {INPUT: window, EXCLUDE: np.zeros((len(window), 1), dtype=np.int64), K_INPUT: self._k_inputs[1]}
+
+    def _run_encoder(self, output: str, window: np.ndarray) -> np.ndarray:
+        """``output`` (user_embedding or intent_probabilities) for ``window``: from the encoder-only graph of a
+        format 3 artifact, else from the full graph ranking as little as it can."""
+        if self.encoder is not None:
+            return self.encoder.run([output], {INPUT: window})[0]
+        return self.session.run([output], self._feed_nothing_ranked(window))[0]
+
+    # ---------------------------------------------------------------- approximate retrieval (format 3)
+
+    def _recommend_ann(
+        self, indices: list[int], k: int, exclude_seen: bool, skip: Iterable[int], unknown_items: tuple
+    ) -> Recommendations:
+        window = np.array([indices[-self.max_len :]], dtype=np.int64)
+        user = self.encoder.run([USER_EMBEDDING], {INPUT: window})[0]
+        banned = np.unique(np.fromiter((*indices, *skip) if exclude_seen else skip, dtype=np.int64))
+        scores, items = self.ann.search(user, k, [banned])
+        kept = int(np.isfinite(scores[0]).sum())
+        ids = self._ids
+        return Recommendations(
+            zip([ids[i] for i in items[0, :kept].tolist()], scores[0, :kept].tolist()), unknown_items
+        )
+
+    def _ann_ranker(self, known, ends, counts, lengths, skip, exclude_seen, k, all_scores, all_items):
+        """A bucket ranker for :meth:`_rank_batch` with ``retrieval="ann"``: user vectors from the encoder, then
+        the index (one knn_query per bucket)."""
+        skip_array = np.asarray(skip, dtype=np.int64)
+
+        def rank(chunk: np.ndarray) -> None:
+            chunk_ends, chunk_lengths = ends[chunk], lengths[chunk]
+            window = right_aligned(known, chunk_ends, chunk_lengths, int(chunk_lengths[-1]))
+            users = self.encoder.run([USER_EMBEDDING], {INPUT: window})[0]
+            banned = [
+                np.unique(np.concatenate([known[e - c : e], skip_array])) if exclude_seen else skip_array
+                for e, c in zip(chunk_ends.tolist(), counts[chunk].tolist())
+            ]
+            all_scores[chunk], all_items[chunk] = self.ann.search(users, k, banned)
+
+        return rank
+
+    def user_vectors(
+        self, histories: Iterable[Sequence[ItemId]], exclude_seen: bool = True, unknown: str | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """For :func:`s4rec.ann.recall_at_k`: the user vectors of the histories with a known item, the item
+        indices each excludes (its history under ``exclude_seen``), and those histories' positions."""
+        histories = list(histories)
+        known, counts, _ = self.vocabulary.map_histories(histories, self.unknown if unknown is None else unknown)
+        ends = np.cumsum(counts)
+        keep = np.flatnonzero(counts > 0)
+        banned = [
+            np.unique(known[e - c : e]) if exclude_seen else np.zeros(0, np.int64)
+            for e, c in zip(ends[keep].tolist(), counts[keep].tolist())
+        ]
+        users = self.embed_batch([histories[i] for i in keep.tolist()], unknown=unknown)
+        return users, banned, keep
 
     def _run_bucketed(self, histories, output: str, unknown: str | None, batch_size: int) -> np.ndarray:
         batch_size = _check_positive_int(batch_size, "batch_size")
@@ -308,7 +432,7 @@ class Recommender:
         def run(chunk: np.ndarray) -> None:
             chunk_lengths = lengths[chunk]
             window = right_aligned(known, ends[chunk], chunk_lengths, max(1, int(chunk_lengths[-1])))
-            out[chunk] = self.session.run([output], self._feed_nothing_ranked(window))[0]
+            out[chunk] = self._run_encoder(output, window)
 
         list(self._map(run, [order[start : start + batch_size] for start in range(0, len(counts), batch_size)]))
         return out
@@ -326,6 +450,20 @@ class Recommender:
                 f"{self.path}: this model has no intents (it was exported from a checkpoint without intent "
                 "centroids). Export an S4Rec checkpoint trained with intents to use intents()."
             )
+
+
+def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | None):
+    from .ann import AnnIndex
+
+    if ANN_SIDECAR not in sidecars:
+        raise ArtifactError(
+            f"{sidecars.model_path}: retrieval='ann' needs an ANN index, and this artifact has none. "
+            "Re-export it with s4rec-export --ann (pip install 's4rec[ann]'), or use retrieval='exact'.",
+            flags={"retrieval='exact'": "--retrieval exact"},
+        )
+    index_path = sidecars.path(ANN_SIDECAR)
+    table = sidecars.array(ITEM_TABLE_SIDECAR, mmap=True)[: metadata.num_items + 1]
+    return AnnIndex.load(index_path, sidecars.entries[ANN_SIDECAR], table, metadata.num_items, ef_search)
 
 
 def _check_positive_int(value: Any, name: str) -> int:

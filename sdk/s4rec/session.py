@@ -26,10 +26,18 @@ OPTIMIZATION_LEVELS = {
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
-def make_session(model: str | Path | bytes, threads: int = 1, optimization: str = "all") -> ort.InferenceSession:
+def make_session(
+    model: str | Path | bytes, threads: int = 1, optimization: str = "all", prepacking: bool = True
+) -> ort.InferenceSession:
     """An ONNX Runtime session for ``model`` (a file or the model's bytes) on the CPU, ``threads`` intra-op
     threads (0: ONNX Runtime's default), optimisation level ``optimization`` (a key of
     :data:`OPTIMIZATION_LEVELS`).
+
+    ``prepacking=False`` turns off ONNX Runtime's pre-packing of constant Gemm/MatMul weights: a format 3
+    artifact's float32 item table is external data that ONNX Runtime maps from its file, and pre-packing would
+    copy it into a packed buffer (measured at 10^6 items: load 0.67 s and 548 MB peak RSS with it, 0.01 s and
+    313 MB without, the same speed; docs/ARTIFACT.md). The int8 table's MatMulNBits needs it (600 ms a call
+    without).
 
     Raises :class:`~s4rec.errors.ArtifactVersionError` when the installed onnxruntime cannot run the model's
     IR version or opset, :class:`~s4rec.errors.ArtifactError` for any other model it cannot load.
@@ -44,6 +52,8 @@ def make_session(model: str | Path | bytes, threads: int = 1, optimization: str 
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     options.log_severity_level = 3  # errors only; ONNX Runtime's warnings are not the user's business
+    if not prepacking:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     source = model if isinstance(model, bytes) else str(model)
     try:
         providers = ["CPUExecutionProvider"]
