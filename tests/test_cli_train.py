@@ -57,7 +57,7 @@ def test_without_torch_says_which_extra_to_install():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
-    assert "pip install 's4rec[train]'" in result.stderr
+    assert "pip install '/path/to/s4rec[train]' (this repository)" in result.stderr
 
 
 def progress(epoch, step, steps=200, elapsed=0.0, loss=3.0):

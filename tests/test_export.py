@@ -310,7 +310,8 @@ def test_cli_without_torch_says_which_extra(tmp_path):
         env={"PYTHONPATH": "sdk:training:export", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 1
-    assert result.stderr.strip() == "s4rec-export needs PyTorch and onnx: pip install 's4rec[export]'"
+    expected = "s4rec-export needs PyTorch and onnx: pip install '/path/to/s4rec[export]' (this repository)"
+    assert result.stderr.strip() == expected
 
 
 def test_cli_help_and_version_need_neither_torch_nor_onnx():

@@ -347,7 +347,7 @@ def test_model_file_validation(artifact, tmp_path):
     with pytest.raises(
         ArtifactVersionError,
         match=r"model format version '4' is newer than this SDK, which reads versions 2 and 3\. Upgrade the SDK "
-        r".*pip install -U s4rec",
+        r".*reinstall s4rec from an up-to-date checkout",
     ):
         Recommender.load(rewrite_model(artifact, tmp_path, format_version("4")))
     # metadata_props and the JSON must agree on the version

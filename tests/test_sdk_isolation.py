@@ -71,4 +71,4 @@ def test_sdk_alone_installs_into_a_fresh_venv_and_recommends(tmp_path):
     missing = subprocess.run(
         [str(env_dir / "bin" / "s4rec-export"), "model.pt", "-o", "out"], capture_output=True, text=True, env=env
     )
-    assert missing.returncode == 1 and "pip install 's4rec[export]'" in missing.stderr
+    assert missing.returncode == 1 and "pip install '/path/to/s4rec[export]' (this repository)" in missing.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install 's4rec[export]'"
+MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install '/path/to/s4rec[export]' (this repository)"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install 's4rec[export
     "then scores a per-row int8 table) or format 2 (one self-describing file). Default: format 3 from 100,000 "
     "items on.",
 )  # fmt: skip
-@click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (hnswlib: pip install 's4rec[ann]').")
+@click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (hnswlib: the [ann] extra).")
 @click.option("--ann-m", default=32, show_default=True, type=click.IntRange(2), help="ANN index: links per node.")
 @click.option(
     "--ann-ef-construction", default=200, show_default=True, type=click.IntRange(1),

@@ -356,7 +356,8 @@ def parse_metadata(custom: dict[str, str], model_path: Path, verify: str = "fast
     if version not in [str(v) for v in READ_FORMAT_VERSIONS]:
         raise ArtifactVersionError(
             f"{model_path}: model format version {version!r} is newer than this SDK, which reads versions "
-            f"{readable}. Upgrade the SDK to the release of the exporter that wrote it (pip install -U s4rec), "
+            f"{readable}. Upgrade the SDK to the release of the exporter that wrote it "
+            "(reinstall s4rec from an up-to-date checkout), "
             "or re-export the checkpoint with the s4rec-export that matches this SDK."
         )
     try:

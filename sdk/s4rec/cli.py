@@ -166,7 +166,7 @@ def _check_recall(recommender, input_path: Path, input_format: str, count: int, 
 @click.option(
     "--retrieval", type=click.Choice(["exact", "ann"]), default="exact", show_default=True,
     help="exact: score every item; ann: candidates from the artifact's ANN index (s4rec-export --ann), re-ranked "
-    "exactly (pip install 's4rec[ann]').",
+    "exactly (pip install '/path/to/s4rec[ann]').",
 )  # fmt: skip
 @click.option(
     "--check-recall", type=click.IntRange(min=1), default=None, metavar="N",

@@ -458,7 +458,7 @@ def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | N
     if ANN_SIDECAR not in sidecars:
         raise ArtifactError(
             f"{sidecars.model_path}: retrieval='ann' needs an ANN index, and this artifact has none. "
-            "Re-export it with s4rec-export --ann (pip install 's4rec[ann]'), or use retrieval='exact'.",
+            "Re-export it with s4rec-export --ann (pip install '/path/to/s4rec[ann]'), or use retrieval='exact'.",
             flags={"retrieval='exact'": "--retrieval exact"},
         )
     index_path = sidecars.path(ANN_SIDECAR)

@@ -21,9 +21,10 @@ from click.core import ParameterSource
 from .config import BATCHING, DEVICES, LOSSES, LR_SCHEDULES, SAMPLERS, ModelConfig, ObjectiveConfig, TrainConfig
 
 MISSING_TORCH = (
-    "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then pip install 's4rec[train]'"
+    "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then "
+    "pip install '/path/to/s4rec[train]' (this repository)"
 )
-MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install 's4rec[train]' (or pip install pyarrow)"
+MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install '/path/to/s4rec[train]' (or pip install pyarrow)"
 HELP_OPTIONS = ("-h", "--help")
 METRICS_LEGEND = (
     "HR@k: share of users whose held-out next item is among their top k of the whole catalogue (their history "
