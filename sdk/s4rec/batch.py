@@ -8,7 +8,8 @@ chunk is read (interaction logs additionally need the external sort in :mod:`s4r
 the next chunk is parsed and the previous one written in background threads while one is scored.
 
 The output formats and the atomic output file are :mod:`s4rec.writers`. A run reports where it stands
-through ``on_progress`` (:class:`ScoreProgress`); ``s4rec-score`` draws it as a progress bar.
+through ``on_progress`` (:class:`ScoreProgress`); ``s4rec-score`` draws it as a progress bar. (One job, the
+pipeline with its read-ahead threads, which is why it is longer than ~400 lines.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ One ONNX Runtime session per recommender, shared by every call and every thread 
 thread-safe and the recommender holds no other mutable state). Histories are the user's own item ids, oldest
 first; they are mapped to item indices (:class:`~s4rec.vocabulary.ItemVocabulary`), cut to the most recent
 ``max_len`` and left-padded (:mod:`s4rec.windows`). Batches are sorted by length and each bucket is trimmed to
-its longest history, which is exact because the graph's positions are right-aligned.
+its longest history, which is exact because the graph's positions are right-aligned. (The module is longer
+than the others because it is one noun with its verbs: recommend, batch, embed, intents, ANN retrieval share
+the session, the vocabulary and the window code.)
 
 The graph ranks without the items it is told to exclude (input ``exclude``) and returns exactly the ``k``
 asked for (input ``k``): seen and excluded items are removed inside the graph, before its top-k, so no

@@ -3,7 +3,8 @@
 This module imports torch only inside the commands, so that ``s4rec-train --help`` and ``--version`` work
 (and are fast) without it, and ``s4rec-train`` on a machine without torch can say which extra to install
 instead of failing with a traceback. The defaults it shows come from the torch-free config dataclasses
-(:mod:`s4rec_train.config`). It also renders the training loop's progress (a bar or plain lines).
+(:mod:`s4rec_train.config`). It also renders the training loop's progress (a bar or plain lines). Most of its
+length is the option declarations, one per training setting.
 """
 
 from __future__ import annotations
