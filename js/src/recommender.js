@@ -764,6 +764,14 @@ async function createSession(ort, bytes, options, name) {
     // ONNX Runtime prefixes its reason with the C++ source position and function: keep the reason.
     const text = /(Unsupported .*|Opset .*|[^:]*not supported.*)/.exec(first)?.[1] ?? first;
     const versions = JSON.stringify(ort.env?.versions ?? {});
+    // A runtime whose binding ignores the externalData option looks for the tables on its own disk.
+    if (options.externalData?.length && /external data/i.test(first)) {
+      throw new ArtifactVersionError(
+        `${name}: this ONNX Runtime (${versions}) did not take the model's external data (the item tables, ` +
+          `given as the externalData session option): ${text}. Upgrade it (npm install onnxruntime-node@latest, ` +
+          "or -web, or -react-native).",
+      );
+    }
     if (/ir version|opset|domain_version|not supported|unsupported/i.test(text)) {
       throw new ArtifactVersionError(
         `${name}: this ONNX Runtime (${versions}) cannot run the model (${text}). Upgrade it (npm install ` +

@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 
 import * as ortNode from "onnxruntime-node";
 
-import { ArtifactError, ChecksumError, Recommender } from "../src/node.js";
+import { ArtifactError, ArtifactVersionError, ChecksumError, Recommender } from "../src/node.js";
 import { readExternalDataLocations, readMetadataProps } from "../src/protobuf.js";
 import { parseNpy } from "../src/sidecars.js";
 import { assertClose, concat, int64Npy, KNOWN_ARTIFACT, KNOWN_LARGE, npyBytes, withMetadata } from "./helpers.js";
@@ -164,6 +164,17 @@ describe("a format 3 artifact", () => {
       assert.equal(encoder.extra.session, undefined);
       assert.equal((await rec.recommend([1, 2], { k: 3 })).length, 3);
     }
+  });
+
+  test("a runtime that ignores the externalData option: an ArtifactVersionError saying to upgrade it", async () => {
+    const ort = {
+      Tensor: ortNode.Tensor,
+      InferenceSession: {
+        /** @param {Uint8Array} bytes @param {any} options */
+        create: (bytes, { externalData, ...options }) => ortNode.InferenceSession.create(bytes, options),
+      },
+    };
+    await rejectsWith(Recommender.load(KNOWN_LARGE, { ort: /** @type {any} */ (ort) }), ArtifactVersionError, /did not take the model's external data .*Upgrade it/);
   });
 
   test("the graphs name their external data (the item tables) in their initializers", () => {
