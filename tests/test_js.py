@@ -1,8 +1,9 @@
 """The JavaScript SDK (js/) on onnxruntime-node gives the Python SDK's results, and type-checks.
 
 Freshly exported artifacts (int ids with intents in fp32, int8 and fp16; int ids without intents; mixed
-int and non-ASCII string ids) are scored by the Python SDK here, written as JSON, and `node --test` runs
-js/tests (its own known-value, bad-input and loading tests, plus js/tests/parity.test.js on that JSON).
+int and non-ASCII string ids; format 3 exports of a 2,000-item model in fp32 and int8, and of the tiny model
+with mixed ids and with string ids) are scored by the Python SDK here, written as JSON, and `node --test`
+runs js/tests (its own known-value, bad-input and loading tests, plus js/tests/parity.test.js on that JSON).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 import re
 import subprocess
 
+import numpy as np
 import pytest
-from helpers import synthetic_histories
+from helpers import MIXED_IDS, synthetic_histories
 from js_helpers import JS, js_env, node_executable
 
 from s4rec import Recommender, UnknownItemError
@@ -24,6 +26,26 @@ UNKNOWN = [999, "zz"]
 @pytest.fixture(scope="module")
 def node():
     return node_executable()
+
+
+@pytest.fixture(scope="module")
+def large_string_id_artifacts(tmp_path_factory, tiny_checkpoint):
+    """Format 3 exports of the tiny model with helpers.MIXED_IDS (ids of mixed types: items.json) and with
+    string ids only, non-ASCII among them (items.utf8 and its offsets)."""
+    from s4rec_export import export_checkpoint
+    from s4rec_train.checkpoint import save_checkpoint
+
+    out = tmp_path_factory.mktemp("large-ids")
+    strings = [f"s{i}-é" if i % 3 else f"日本-{i}" for i in range(1, len(MIXED_IDS) + 1)]
+    for name, ids in (("mixed", MIXED_IDS), ("strings", strings)):
+        save_checkpoint(dict(tiny_checkpoint[1], item_ids=ids), out / f"{name}.pt")
+        export_checkpoint(out / f"{name}.pt", out / name, top_k=10, large_format=True)
+    return out / "mixed", out / "strings"
+
+
+def plain(values) -> list:
+    """A list of the SDK's ids or indices (format 3 keeps them in numpy arrays) as JSON can write it."""
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def as_list(recommendations) -> dict:
@@ -46,7 +68,7 @@ def parity_cases(rec: Recommender, histories: list[list]) -> list[dict]:
     """Calls and the Python SDK's answers: every method, with unknown ids, empty, over-long (max_len is 10,
     histories reach 25) and excluded items."""
     cases = []
-    ids = rec.metadata.item_ids
+    ids = plain(rec.metadata.item_ids)
 
     def recommend(history, **options):
         expected = as_list(rec.recommend(history, **python_options(options)))
@@ -87,9 +109,9 @@ def parity_cases(rec: Recommender, histories: list[list]) -> list[dict]:
 
 def parity_artifact(name: str, source, variant: str = "fp32", atol: float = 1e-5) -> dict:
     rec = Recommender.load(source, variant=variant)
-    ids = rec.metadata.item_ids
-    histories = [[ids[i - 1] for i in h] for h in synthetic_histories(count=40)]
     m = rec.metadata
+    ids = plain(m.item_ids)
+    histories = [[ids[i - 1] for i in h] for h in synthetic_histories(num_items=m.num_items, count=40)]
     metadata = {
         "numItems": m.num_items,
         "maxLen": m.max_len,
@@ -97,9 +119,10 @@ def parity_artifact(name: str, source, variant: str = "fp32", atol: float = 1e-5
         "numIntents": m.num_intents,
         "embeddingDim": m.embedding_dim,
         "variant": m.variant,
-        "itemIds": list(m.item_ids),
+        "itemIds": ids,
         "itemIdsSha256": m.item_ids_sha256,
-        "popularItems": list(m.popular_items),
+        "popularItems": plain(m.popular_items),
+        "formatVersion": m.format_version,
     }
     options = {"variant": variant}
     return {"name": name, "source": str(source), "options": options, "atol": atol, "metadata": metadata,
@@ -114,8 +137,11 @@ def run_node_tests(node: str, parity_file=None) -> subprocess.CompletedProcess:
     return subprocess.run([node, "--test", *files], cwd=JS, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_node_tests_give_the_python_sdks_results(node, artifact, plain_artifact, mixed_id_artifact, tmp_path):
+def test_node_tests_give_the_python_sdks_results(
+    node, artifact, plain_artifact, mixed_id_artifact, large_artifacts, large_string_id_artifacts, tmp_path
+):
     directory = artifact[0]
+    large = large_artifacts[1]
     parity = {
         "artifacts": [
             parity_artifact("intents fp32", directory),
@@ -124,6 +150,10 @@ def test_node_tests_give_the_python_sdks_results(node, artifact, plain_artifact,
             parity_artifact("intents int8", directory, "int8", atol=1e-4),
             parity_artifact("int ids, no intents, a single file", plain_artifact[0] / "model.onnx"),
             parity_artifact("mixed int and string ids", mixed_id_artifact),
+            parity_artifact("format 3, 2,000 items, fp32", large),
+            parity_artifact("format 3, 2,000 items, int8", large, "int8", atol=1e-4),
+            parity_artifact("format 3, mixed ids (items.json)", large_string_id_artifacts[0]),
+            parity_artifact("format 3, string ids (items.utf8)", large_string_id_artifacts[1]),
         ],
         "refused": [
             {
@@ -131,7 +161,14 @@ def test_node_tests_give_the_python_sdks_results(node, artifact, plain_artifact,
                 "options": {"variant": "mobile"},
                 "error": "ArtifactError",
                 "message": "ORT-format file",
-            }
+            },
+            # The hnswlib index the Python SDK reads with retrieval="ann" (large has one): exact scoring only.
+            {
+                "source": str(large),
+                "options": {"retrieval": "ann"},
+                "error": "RangeError",
+                "message": "available in the Python SDK only",
+            },
         ],  # fmt: skip
     }
     parity_file = tmp_path / "parity.json"

@@ -150,6 +150,28 @@ def test_page_int8_stays_close_to_the_python_sdks_int8(browser, served, artifact
     assert sum(overlaps) / len(overlaps) >= 0.9, overlaps
 
 
+def test_page_reads_a_format_3_artifact_as_the_python_sdk(browser, served, large_artifacts):
+    """Format 3 on WASM: the lists from the sidecar files (fetched next to the model), the item tables given
+    to onnxruntime-web as external data, embed and intents from the encoder graph. fp32 equals the Python
+    SDK's exact scoring; int8 loads (its WASM kernels round differently, as for format 2)."""
+    directory = large_artifacts[1]
+    rec = Recommender.load(directory)
+    ids = rec.metadata.item_ids.tolist()
+    histories = [[ids[i - 1] for i in h] for h in synthetic_histories(num_items=rec.metadata.num_items, count=20)]
+    page = open_page(browser, served(directory))
+    assert "2,000 items, fp32" in page.evaluate("document.querySelector('#status').textContent")
+    got = page.evaluate(SCORE_MANY.replace("HISTORIES", json.dumps(histories)))
+    for history, result in zip(histories, got):
+        assert_same(result["top"], rec.recommend(history, k=10), str(history))
+        unseen = rec.recommend(history, k=5, exclude_seen=False, exclude=[(history or [1])[0], 7])
+        assert_same(result["unseen"], unseen, str(history))
+        assert result["embedding"] == pytest.approx(rec.embed(history).tolist(), abs=1e-5), history
+        want = rec.intents(history, top=3)
+        assert [i for i, _ in result["intents"]] == [i for i, _ in want], history
+    int8 = open_page(browser, served(directory) + "?variant=int8")
+    assert "2,000 items, int8" in int8.evaluate("document.querySelector('#status').textContent")
+
+
 def test_page_reads_string_ids_and_checks_their_checksum(browser, served, mixed_id_artifact):
     """Non-ASCII ids pass the item-vocabulary checksum in the browser (WebCrypto) and are typed as JSON."""
     page = open_page(browser, served(mixed_id_artifact))

@@ -11,5 +11,5 @@
  */
 
 export { ArtifactError, ArtifactVersionError, ChecksumError, S4RecError, UnknownItemError } from "./errors.js";
-export { FORMAT, FORMAT_VERSION } from "./metadata.js";
+export { FORMAT, FORMAT_VERSION, READ_FORMAT_VERSIONS } from "./metadata.js";
 export { Recommendations, Recommender } from "./recommender.js";

@@ -1,13 +1,20 @@
 /**
  * What a model file says about itself: the `s4rec.*` metadata of the artifact contract (docs/ARTIFACT.md),
  * validated into a frozen {@link ArtifactMetadata}, with the same checks and messages as the Python SDK.
+ * Format 2 keeps everything in the model's metadata; format 3 (large catalogues) keeps the item ids, popular
+ * items and intent top items in sidecar files next to the model (`js/src/sidecars.js`).
  */
 
 import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
 import { itemIdsChecksum } from "./pyjson.js";
 
 export const FORMAT = "s4rec-onnx"; // metadata_props["s4rec.format"] of every model file
-export const FORMAT_VERSION = 2; // the model-file format this SDK reads (2: graph inputs exclude and k)
+export const FORMAT_VERSION = 3; // the newest model-file format this SDK reads (3: lists in sidecar files)
+export const READ_FORMAT_VERSIONS = [2, 3]; // 2: one self-describing file (graph inputs exclude and k)
+export const ENCODER_FORMAT = "s4rec-onnx-encoder"; // metadata_props["s4rec.format"] of format 3's encoder.onnx
+export const ENCODER_SIDECAR = "encoder"; // format 3: the encoder-only graph (history -> user_embedding [, intents])
+export const ITEM_TABLE_SIDECAR = "item_table"; // format 3: the float32 item table, ONNX external data
+export const ANN_SIDECAR = "ann_index"; // format 3, optional: the hnswlib index, read by the Python SDK only
 export const METADATA_KEY = "s4rec.metadata";
 
 export const INPUT = "history"; // int64 (batch, length), left-padded item indices
@@ -24,6 +31,9 @@ const REQUIRED_KEYS = [
   "format_version", "package_version", "variant", "opset", "ir_version", "max_len", "padding_index",
   "embedding_dim", "num_items", "num_intents", "top_k", "item_ids", "item_ids_sha256", "popular_items",
 ]; // prettier-ignore
+const LARGE_LISTS = ["item_ids", "popular_items", "intent_top_items"]; // in sidecar files in format 3
+// Format 3: the lists and their checksum are sidecar files, described by the `sidecars` table.
+const REQUIRED_KEYS_LARGE = [...REQUIRED_KEYS.filter((k) => !LARGE_LISTS.includes(k) && k !== "item_ids_sha256"), "sidecars"];
 
 /**
  * The validated metadata of a model file (`rec.metadata`). Names are the JSON keys of `s4rec.metadata` in
@@ -31,7 +41,7 @@ const REQUIRED_KEYS = [
  * SDK included.
  *
  * @typedef {object} ArtifactMetadata
- * @property {number} formatVersion 2
+ * @property {number} formatVersion 2, or 3 (large catalogues: the lists and item tables in sidecar files)
  * @property {string} packageVersion the s4rec release that exported it
  * @property {"fp32" | "int8" | "fp16"} variant
  * @property {number} opset
@@ -43,7 +53,7 @@ const REQUIRED_KEYS = [
  * @property {number} numIntents 0 when the model has no intent centroids
  * @property {number} topK the most items `recommend` may ask for
  * @property {ReadonlyArray<import("./input.js").ItemId>} itemIds itemIds[i - 1] is the id of item index i
- * @property {string} itemIdsSha256
+ * @property {string} itemIdsSha256 format 2; "" in format 3 (the sidecar's SHA-256 is in `sidecars`)
  * @property {ReadonlyArray<number>} popularItems item indices by descending popularity (empty-history fallback)
  * @property {ReadonlyArray<ReadonlyArray<number>>} intentTopItems per intent, the top_k item indices closest to it
  * @property {number | null} intentTemperature
@@ -54,6 +64,9 @@ const REQUIRED_KEYS = [
  * @property {string} createdAt
  * @property {ReadonlyArray<string>} inputs
  * @property {ReadonlyArray<string>} outputs
+ * @property {"float32" | "int8"} tablePrecision how the scored item table is stored (int8: per-row scales)
+ * @property {Readonly<Record<string, Readonly<Record<string, any>>>>} sidecars format 3: sidecar name ->
+ *   `{file, sha256, bytes, ...}`; empty in format 2
  * @property {Readonly<Record<string, unknown>>} values
  */
 
@@ -65,6 +78,8 @@ const REQUIRED_KEYS = [
  * @property {Record<string, string>} props the model's metadata_props
  * @property {Record<string, unknown> | null} sidecar keys of `s4rec.metadata` kept next to the model, or null
  * @property {string} name the model file's path or URL
+ * @property {((entries: unknown) => import("./sidecars.js").Sidecars) | null} [sidecarFiles] format 3: the
+ *   sidecar files of the model's folder, for its `sidecars` table (null: the model came as bytes)
  */
 
 /**
@@ -73,8 +88,14 @@ const REQUIRED_KEYS = [
  * @param {MetadataSources} sources
  * @returns {Promise<ArtifactMetadata>}
  */
-export async function parseMetadata({ props, sidecar, name }) {
+export async function parseMetadata({ props, sidecar, name, sidecarFiles = null }) {
   const format = props["s4rec.format"];
+  if (format === ENCODER_FORMAT) {
+    throw new ArtifactError(
+      `${name}: this is the encoder-only graph of a format 3 artifact, not a model to load on its own. Load ` +
+        "the artifact directory (or its model.onnx).",
+    );
+  }
   if (format !== FORMAT) {
     throw new ArtifactError(
       `${name}: not an s4rec model (metadata s4rec.format is ${JSON.stringify(format ?? null)}, expected ` +
@@ -82,16 +103,17 @@ export async function parseMetadata({ props, sidecar, name }) {
     );
   }
   const version = props["s4rec.format_version"];
+  const readable = READ_FORMAT_VERSIONS.join(" and ");
   if (version === "1") {
     throw new ArtifactVersionError(
-      `${name}: model format version 1, written by an older s4rec-export; this SDK reads version ` +
-        `${FORMAT_VERSION} (whose graph takes the inputs ${JSON.stringify(INPUTS)}). Re-export the artifact ` +
+      `${name}: model format version 1, written by an older s4rec-export; this SDK reads versions ` +
+        `${readable} (whose graphs take the inputs ${JSON.stringify(INPUTS)}). Re-export the artifact ` +
         "from its checkpoint with a current s4rec-export (the checkpoint needs no change).",
     );
   }
-  if (version !== String(FORMAT_VERSION)) {
+  if (!READ_FORMAT_VERSIONS.map(String).includes(version)) {
     throw new ArtifactVersionError(
-      `${name}: model format version ${JSON.stringify(version ?? null)}, this SDK reads ${FORMAT_VERSION}. ` +
+      `${name}: model format version ${JSON.stringify(version ?? null)}, this SDK reads versions ${readable}. ` +
         "Install the s4rec JavaScript package that matches the exporter, or re-export.",
     );
   }
@@ -105,18 +127,40 @@ export async function parseMetadata({ props, sidecar, name }) {
   }
   if (!isObject(values)) throw invalid(`no ${METADATA_KEY} object`);
   values = withSidecar(values, sidecar, name);
-  const missing = REQUIRED_KEYS.filter((key) => !(key in values));
-  if (missing.length) throw invalid(`missing metadata keys ${JSON.stringify(missing)}`);
-  const itemIds = await readItemIds(values, name);
-  const problems = checkValues(values, itemIds);
-  if (problems.length) throw invalid(problems.join("; "));
-  const ids = /** @type {ReadonlyArray<import("./input.js").ItemId>} */ (itemIds); // checked above
-  const computed = await itemIdsChecksum(ids);
-  if (computed !== values.item_ids_sha256) {
-    throw new ChecksumError(
-      `${name}: item vocabulary checksum mismatch: recorded ${String(values.item_ids_sha256).slice(0, 12)}..., ` +
-        `computed ${computed.slice(0, 12)}.... The item ids were altered; re-export the artifact.`,
+  if (String(values.format_version) !== version) {
+    throw invalid(
+      `s4rec.format_version "${version}" but the metadata's format_version is ${JSON.stringify(values.format_version ?? null)}`,
     );
+  }
+  const large = values.format_version === 3;
+  const missing = (large ? REQUIRED_KEYS_LARGE : REQUIRED_KEYS).filter((key) => !(key in values));
+  if (missing.length) throw invalid(`missing metadata keys ${JSON.stringify(missing)}`);
+  /** @type {import("./sidecars.js").Sidecars | null} */
+  let files = null;
+  if (large) {
+    if (sidecarFiles === null) {
+      throw new ArtifactError(
+        `${name}: a format 3 model (large catalogue), whose item ids and item table are files next to it, ` +
+          "loaded from bytes. Load the artifact directory (a path or URL) instead, or re-export with " +
+          "--small-format if the catalogue allows it.",
+      );
+    }
+    const scalars = checkScalars(values);
+    if (scalars.length) throw invalid(scalars.join("; "));
+    files = sidecarFiles(values.sidecars);
+  }
+  const lists = await readLists(values, name, files);
+  const problems = checkValues(values, lists);
+  if (problems.length) throw invalid(problems.join("; "));
+  const ids = /** @type {ReadonlyArray<import("./input.js").ItemId>} */ (lists.itemIds); // checked above
+  if (!large) {
+    const computed = await itemIdsChecksum(ids);
+    if (computed !== values.item_ids_sha256) {
+      throw new ChecksumError(
+        `${name}: item vocabulary checksum mismatch: recorded ${String(values.item_ids_sha256).slice(0, 12)}..., ` +
+          `computed ${computed.slice(0, 12)}.... The item ids were altered; re-export the artifact.`,
+      );
+    }
   }
   return freeze({
     formatVersion: values.format_version,
@@ -131,9 +175,9 @@ export async function parseMetadata({ props, sidecar, name }) {
     numIntents: values.num_intents,
     topK: values.top_k,
     itemIds: ids,
-    itemIdsSha256: values.item_ids_sha256,
-    popularItems: values.popular_items,
-    intentTopItems: values.intent_top_items ?? [],
+    itemIdsSha256: large ? "" : values.item_ids_sha256,
+    popularItems: /** @type {number[]} */ (lists.popularItems),
+    intentTopItems: /** @type {number[][]} */ (lists.intentTopItems),
     intentTemperature: values.intent_temperature ?? null,
     intentNormalized: values.intent_normalized ?? true,
     rankingBlockSize: values.ranking_block_size ?? 0,
@@ -142,20 +186,64 @@ export async function parseMetadata({ props, sidecar, name }) {
     createdAt: values.created_at ?? "",
     inputs: values.inputs ?? INPUTS,
     outputs: values.outputs ?? REQUIRED_OUTPUTS,
+    tablePrecision: values.table_precision ?? "float32",
+    sidecars: large ? values.sidecars : {},
     values,
   });
 }
 
 /**
- * The item vocabulary: the one function that knows where it is kept. Today that is the `item_ids` key of
- * the model's metadata (or of its sidecar, already merged in). A later format version may keep the list in
- * a checksummed file of its own; reading that file belongs here and nowhere else.
+ * The three lists of a model: item ids, popular items, intent top items.
+ *
+ * @typedef {object} Lists
+ * @property {ReadonlyArray<unknown>} itemIds
+ * @property {unknown} popularItems
+ * @property {unknown} intentTopItems
+ */
+
+/**
+ * The lists, from the metadata (format 2) or the sidecar files (format 3).
  *
  * @param {Record<string, any>} values the metadata object
  * @param {string} name the model file, for messages
+ * @param {import("./sidecars.js").Sidecars | null} files format 3: the sidecar files
+ * @returns {Promise<Lists>}
+ */
+async function readLists(values, name, files) {
+  if (files === null) {
+    return {
+      itemIds: await readItemIds(values, name, null),
+      popularItems: values.popular_items,
+      intentTopItems: values.intent_top_items ?? [],
+    };
+  }
+  const intents = values.num_intents ? files.integers("intent_top_items", 2) : null;
+  const [itemIds, popular, top] = await Promise.all([
+    readItemIds(values, name, files),
+    files.integers("popular_items", 1),
+    intents,
+  ]);
+  /** @type {number[][]} */
+  const intentTopItems = [];
+  if (top !== null) {
+    const [rows, width] = top.shape;
+    for (let r = 0; r < rows; r++) intentTopItems.push(top.values.slice(r * width, (r + 1) * width));
+  }
+  return { itemIds, popularItems: popular.values, intentTopItems };
+}
+
+/**
+ * The item vocabulary: the one function that knows where it is kept. Format 2: the `item_ids` key of the
+ * model's metadata (or of its metadata sidecar, already merged in); format 3: the `item_ids` sidecar file
+ * (`items.npy`, `items.utf8` with `items.offsets.npy`, or `items.json`).
+ *
+ * @param {Record<string, any>} values the metadata object
+ * @param {string} name the model file, for messages
+ * @param {import("./sidecars.js").Sidecars | null} [files] format 3: the sidecar files
  * @returns {Promise<ReadonlyArray<unknown>>}
  */
-export async function readItemIds(values, name) {
+export async function readItemIds(values, name, files = null) {
+  if (files !== null) return files.itemIds(values.num_items);
   if (!Array.isArray(values.item_ids)) {
     throw new ArtifactError(`${name}: invalid s4rec metadata: item_ids is not a list. Re-export the artifact.`);
   }
@@ -187,17 +275,16 @@ function withSidecar(values, sidecar, name) {
 }
 
 /**
- * What is wrong with the metadata values, as Python's `ArtifactMetadata.__post_init__` checks them.
+ * What is wrong with the metadata's scalars, as Python's `ArtifactMetadata._check_scalars` checks them.
  *
  * @param {Record<string, any>} v
- * @param {ReadonlyArray<unknown>} itemIds
  * @returns {string[]}
  */
-function checkValues(v, itemIds) {
+function checkScalars(v) {
   const problems = [];
   const show = (/** @type {unknown} */ value) => JSON.stringify(value) ?? String(value);
-  if (v.format_version !== FORMAT_VERSION) {
-    problems.push(`format_version ${show(v.format_version)} (this SDK reads ${FORMAT_VERSION})`);
+  if (!READ_FORMAT_VERSIONS.includes(v.format_version)) {
+    problems.push(`format_version ${show(v.format_version)} (this SDK reads ${JSON.stringify(READ_FORMAT_VERSIONS)})`);
   }
   if (!["fp32", "int8", "fp16"].includes(v.variant)) problems.push(`variant ${show(v.variant)} (expected fp32, int8 or fp16)`);
   if (v.padding_index !== 0) problems.push(`padding_index ${show(v.padding_index)} (expected 0)`);
@@ -208,6 +295,38 @@ function checkValues(v, itemIds) {
     problems.push(`num_intents ${show(v.num_intents)} (expected an int >= 0)`);
   }
   if (v.top_k > v.num_items) problems.push(`top_k ${v.top_k} > num_items ${v.num_items}`);
+  if (v.num_intents && !(typeof v.intent_temperature === "number" && v.intent_temperature > 0)) {
+    problems.push(`intent_temperature ${show(v.intent_temperature)} (expected > 0 with intents)`);
+  }
+  const inputs = Array.isArray(v.inputs) ? v.inputs : v.inputs === undefined ? INPUTS : [];
+  const outputs = Array.isArray(v.outputs) ? v.outputs : v.outputs === undefined ? REQUIRED_OUTPUTS : [];
+  if (!INPUTS.every((i) => inputs.includes(i)) || !REQUIRED_OUTPUTS.every((o) => outputs.includes(o))) {
+    problems.push(`inputs ${show(inputs)} / outputs ${show(outputs)} lack the required names`);
+  }
+  if (v.num_intents && !outputs.includes(INTENT_PROBABILITIES)) {
+    problems.push(`${v.num_intents} intents but no ${INTENT_PROBABILITIES} output`);
+  }
+  if (!["float32", "int8"].includes(v.table_precision ?? "float32")) {
+    problems.push(`table_precision ${show(v.table_precision)} (expected float32 or int8)`);
+  }
+  if (v.format_version === 3) {
+    for (const sidecar of [ITEM_TABLE_SIDECAR, ENCODER_SIDECAR]) {
+      if (!isObject(v.sidecars) || !(sidecar in v.sidecars)) problems.push(`no "${sidecar}" in sidecars`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * What is wrong with the metadata values and lists, as Python's `ArtifactMetadata.__post_init__` checks them.
+ *
+ * @param {Record<string, any>} v
+ * @param {Lists} lists
+ * @returns {string[]}
+ */
+function checkValues(v, { itemIds, popularItems, intentTopItems }) {
+  const problems = checkScalars(v);
+  const show = (/** @type {unknown} */ value) => JSON.stringify(value) ?? String(value);
   if (itemIds.length !== v.num_items) problems.push(`${itemIds.length} item_ids for num_items ${v.num_items}`);
   if (new Set(itemIds).size !== itemIds.length) problems.push("item_ids has duplicates");
   const badId = itemIds.find((id) => typeof id !== "string" && !Number.isInteger(id));
@@ -220,28 +339,16 @@ function checkValues(v, itemIds) {
     );
   }
   const inRange = (/** @type {unknown} */ i) => Number.isInteger(i) && /** @type {number} */ (i) >= 1 && /** @type {number} */ (i) <= v.num_items;
-  if (!Array.isArray(v.popular_items) || !v.popular_items.every(inRange)) {
+  if (!Array.isArray(popularItems) || !popularItems.every(inRange)) {
     problems.push(`popular_items outside 1..${v.num_items}`);
   }
-  const intentTop = v.intent_top_items ?? [];
-  if (!Array.isArray(intentTop) || !intentTop.every((row) => Array.isArray(row))) {
+  if (!Array.isArray(intentTopItems) || !intentTopItems.every((row) => Array.isArray(row))) {
     problems.push("intent_top_items is not a list of lists");
   } else {
-    if (v.num_intents && intentTop.length !== v.num_intents) {
-      problems.push(`${intentTop.length} intent_top_items lists for ${v.num_intents} intents`);
+    if (v.num_intents && intentTopItems.length !== v.num_intents) {
+      problems.push(`${intentTopItems.length} intent_top_items lists for ${v.num_intents} intents`);
     }
-    if (!intentTop.every((row) => row.every(inRange))) problems.push(`intent_top_items outside 1..${v.num_items}`);
-  }
-  if (v.num_intents && !(typeof v.intent_temperature === "number" && v.intent_temperature > 0)) {
-    problems.push(`intent_temperature ${show(v.intent_temperature)} (expected > 0 with intents)`);
-  }
-  const inputs = Array.isArray(v.inputs) ? v.inputs : v.inputs === undefined ? INPUTS : [];
-  const outputs = Array.isArray(v.outputs) ? v.outputs : v.outputs === undefined ? REQUIRED_OUTPUTS : [];
-  if (!INPUTS.every((i) => inputs.includes(i)) || !REQUIRED_OUTPUTS.every((o) => outputs.includes(o))) {
-    problems.push(`inputs ${show(inputs)} / outputs ${show(outputs)} lack the required names`);
-  }
-  if (v.num_intents && !outputs.includes(INTENT_PROBABILITIES)) {
-    problems.push(`${v.num_intents} intents but no ${INTENT_PROBABILITIES} output`);
+    if (!intentTopItems.every((row) => row.every(inRange))) problems.push(`intent_top_items outside 1..${v.num_items}`);
   }
   return problems;
 }

@@ -5,7 +5,8 @@
  * `get_modelmeta().custom_metadata_map`), so the few bytes that matter are read here: the top-level fields
  * of the `ModelProto` message are walked, skipping everything (the graph is one length-delimited field,
  * skipped in one step) except field 14, `metadata_props`, each a `StringStringEntryProto` with `key` = 1 and
- * `value` = 2. See https://protobuf.dev/programming-guides/encoding/ for the wire format.
+ * `value` = 2. See https://protobuf.dev/programming-guides/encoding/ for the wire format. The files a graph
+ * keeps as ONNX external data (format 3's item tables) are found the same way, in its initializers.
  */
 
 import { ArtifactError } from "./errors.js";
@@ -14,6 +15,9 @@ import { utf8Decode } from "./text.js";
 const METADATA_PROPS = 14; // ModelProto.metadata_props
 const ENTRY_KEY = 1; // StringStringEntryProto.key
 const ENTRY_VALUE = 2; // StringStringEntryProto.value
+const GRAPH = 7; // ModelProto.graph
+const INITIALIZER = 5; // GraphProto.initializer (TensorProto)
+const EXTERNAL_DATA = 13; // TensorProto.external_data (StringStringEntryProto: location, offset, length)
 
 /**
  * The `metadata_props` of a serialized ONNX `ModelProto`, as a plain object (a repeated key keeps its last
@@ -28,15 +32,53 @@ export function readMetadataProps(bytes, name) {
   const props = {};
   for (const [field, start, end] of fields(bytes, 0, bytes.length, name)) {
     if (field !== METADATA_PROPS) continue;
-    let key = "";
-    let value = "";
-    for (const [entryField, from, to] of fields(bytes, start, end, name)) {
-      if (entryField === ENTRY_KEY) key = utf8Decode(bytes.subarray(from, to));
-      else if (entryField === ENTRY_VALUE) value = utf8Decode(bytes.subarray(from, to));
-    }
+    const [key, value] = entry(bytes, start, end, name);
     props[key] = value;
   }
   return props;
+}
+
+/**
+ * The files the graph's initializers keep their data in (the `location` of their `external_data`), each
+ * once, in the order of the initializers: what ONNX Runtime must be given when it loads the model's bytes.
+ *
+ * @param {Uint8Array} bytes the model file
+ * @param {string} name the file's name or URL, for messages
+ * @returns {string[]}
+ */
+export function readExternalDataLocations(bytes, name) {
+  const locations = new Set();
+  for (const [field, start, end] of fields(bytes, 0, bytes.length, name)) {
+    if (field !== GRAPH) continue;
+    for (const [graphField, from, to] of fields(bytes, start, end, name)) {
+      if (graphField !== INITIALIZER) continue;
+      for (const [tensorField, a, b] of fields(bytes, from, to, name)) {
+        if (tensorField !== EXTERNAL_DATA) continue;
+        const [key, value] = entry(bytes, a, b, name);
+        if (key === "location") locations.add(value);
+      }
+    }
+  }
+  return [...locations];
+}
+
+/**
+ * A `StringStringEntryProto` as `[key, value]`.
+ *
+ * @param {Uint8Array} bytes
+ * @param {number} start
+ * @param {number} end
+ * @param {string} name
+ * @returns {[string, string]}
+ */
+function entry(bytes, start, end, name) {
+  let key = "";
+  let value = "";
+  for (const [entryField, from, to] of fields(bytes, start, end, name)) {
+    if (entryField === ENTRY_KEY) key = utf8Decode(bytes.subarray(from, to));
+    else if (entryField === ENTRY_VALUE) value = utf8Decode(bytes.subarray(from, to));
+  }
+  return [key, value];
 }
 
 /**

@@ -6,6 +6,11 @@
  * oldest first; they are mapped to item indices, cut to the most recent `max_len` and left-padded. The graph
  * ranks without the items it is told to exclude (input `exclude`: the whole history when seen items are left
  * out, not only the window) and returns exactly the `k` asked for.
+ *
+ * A format 3 artifact (large catalogue) keeps its lists and item tables in sidecar files: they are read and
+ * checked on load (`js/src/sidecars.js`), the tables given to ONNX Runtime as the graphs' external data, and
+ * `embed` / `intents` run its encoder-only graph (no score product over every item). Its approximate-retrieval
+ * index (hnswlib's format) is read by the Python SDK only: here every item is scored exactly.
  */
 
 import { ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError } from "./errors.js";
@@ -21,10 +26,12 @@ import {
   describe,
 } from "./input.js";
 import {
+  ENCODER_SIDECAR,
   EXCLUDE,
   INPUT,
   INTENT_PROBABILITIES,
   isObject,
+  ITEM_TABLE_SIDECAR,
   K_INPUT,
   parseMetadata,
   REQUIRED_OUTPUTS,
@@ -32,7 +39,8 @@ import {
   TOP_SCORES,
   USER_EMBEDDING,
 } from "./metadata.js";
-import { readMetadataProps } from "./protobuf.js";
+import { readExternalDataLocations, readMetadataProps } from "./protobuf.js";
+import { Sidecars, VERIFY_MODES } from "./sidecars.js";
 import { locateUrl, readModel, verifyChecksum } from "./sources.js";
 
 /** @typedef {import("./input.js").ItemId} ItemId */
@@ -64,6 +72,10 @@ import { locateUrl, readModel, verifyChecksum } from "./sources.js";
  * @property {typeof fetch} [fetch] the fetch used for URLs (default: the global one)
  * @property {boolean | Record<string, unknown>} [sidecar] true (default): use `<model file>.json` next to the
  *   model when there is one; false: do not look for it; an object: that sidecar's content (for bytes)
+ * @property {import("./sidecars.js").VerifyMode} [verify] "fast" (default): check every file's size and the
+ *   SHA-256 of all but a format 3 artifact's tables above 64 MB; "full": hash those too
+ * @property {"exact"} [retrieval] "exact" (default, the only one here: every item is scored); "ann" is the
+ *   Python SDK's (hnswlib) and a RangeError here
  */
 
 /**
@@ -88,10 +100,14 @@ import { locateUrl, readModel, verifyChecksum } from "./sources.js";
  * @property {number} probability
  */
 
-const LOAD_OPTIONS = ["ort", "variant", "unknown", "sessionOptions", "fetch", "sidecar"];
+const LOAD_OPTIONS = ["ort", "variant", "unknown", "sessionOptions", "fetch", "sidecar", "verify", "retrieval"];
 const RECOMMEND_OPTIONS = ["k", "excludeSeen", "exclude", "unknown"];
 const BATCH_OPTIONS = [...RECOMMEND_OPTIONS, "batchSize"];
 const DEFAULT_K = 10;
+// Score-matrix cells (users x items) per ONNX Runtime call of recommendBatch, as the Python SDK's SCORE_CELLS:
+// a call's (users, items) score matrix stays within 2^26 floats (256 MB), e.g. 64 users a call at 10^6 items;
+// no effect up to 262,143 items at the default batchSize.
+const SCORE_CELLS = 2 ** 26;
 
 /** @type {SessionOptions} */
 const SESSION_DEFAULTS = {
@@ -168,6 +184,8 @@ export class Recommender {
   metadata;
   /** @type {InferenceSession} */
   session;
+  /** @type {InferenceSession | null} format 3: the encoder-only graph (history -> user_embedding [, intents]) */
+  encoder;
   /** @type {string} the model file's path or URL ("<bytes>" when loaded from bytes) */
   source;
   /** @type {UnknownPolicy} the default policy for unknown ids */
@@ -184,10 +202,11 @@ export class Recommender {
   /**
    * Use {@link Recommender.load}; this constructor takes what load has checked.
    *
-   * @param {{ session: InferenceSession, metadata: ArtifactMetadata, source: string, unknown: UnknownPolicy, ort: Runtime }} parts
+   * @param {{ session: InferenceSession, metadata: ArtifactMetadata, source: string, unknown: UnknownPolicy, ort: Runtime, encoder?: InferenceSession | null }} parts
    */
-  constructor({ session, metadata, source, unknown, ort }) {
+  constructor({ session, metadata, source, unknown, ort, encoder = null }) {
     this.session = session;
+    this.encoder = encoder;
     this.metadata = metadata;
     this.source = source;
     this.unknown = checkPolicy(unknown);
@@ -206,6 +225,11 @@ export class Recommender {
     return this.metadata.topK;
   }
 
+  /** Users per ONNX Runtime call of recommendBatch at most, so that its score matrix stays bounded. */
+  get maxUsersPerCall() {
+    return Math.max(1, Math.floor(SCORE_CELLS / (this.metadata.numItems + 1)));
+  }
+
   // ------------------------------------------------------------------------------------------- loading
 
   /**
@@ -214,6 +238,7 @@ export class Recommender {
    * `source`: an artifact directory (its `s4rec.json` names the model file of each variant and its SHA-256,
    * which is checked), a single `.onnx` file (checked against the `s4rec.json` next to it when that lists
    * it), either as a URL (absolute, or relative to the page) or, in Node, a path; or the model file's bytes.
+   * A format 3 artifact (large catalogue) needs its directory (its sidecar files are read from there), not bytes.
    *
    * Raises {@link ArtifactError} (or a subclass: {@link ArtifactVersionError}, `ChecksumError`) for anything
    * it cannot use, with what to do.
@@ -231,6 +256,8 @@ export class Recommender {
     if (typeof sidecar !== "boolean" && !isObject(sidecar)) {
       throw new TypeError(`sidecar must be true, false or an object, got ${describe(sidecar)}.`);
     }
+    const verify = checkVerify(orDefault(o.verify, "fast"));
+    checkRetrieval(orDefault(o.retrieval, "exact"));
     const fetchImpl = orDefault(o.fetch, typeof fetch === "function" ? fetch.bind(globalThis) : undefined);
     if (fetchImpl !== undefined && typeof fetchImpl !== "function") {
       throw new TypeError(`fetch must be a function, got ${describe(fetchImpl)}.`);
@@ -243,12 +270,34 @@ export class Recommender {
     if (typeof sidecar === "object") model.sidecar = sidecar;
     await verifyChecksum(model);
     const props = readMetadataProps(model.bytes, model.name);
-    const metadata = await parseMetadata({ props, sidecar: model.sidecar, name: model.name });
+    const { folder, name } = model;
+    /** @type {{ files: Sidecars | null }} format 3: the sidecar files, read by parseMetadata and below */
+    const found = { files: null };
+    const sidecarFiles =
+      folder === null ? null : (/** @type {unknown} */ entries) => (found.files = new Sidecars(folder, entries, name, verify));
+    const metadata = await parseMetadata({ props, sidecar: model.sidecar, name, sidecarFiles });
+    const files = found.files;
     const ort = await runtime;
     const sessionOptions = { ...SESSION_DEFAULTS, ...this.sessionDefaults, ...o.sessionOptions };
-    const session = await createSession(ort, model.bytes, sessionOptions, model.name);
-    checkSignature(session, metadata, model.name);
-    return new this({ session, metadata, source: model.name, unknown, ort });
+    const modelOptions = model.prepacking ? sessionOptions : withoutPrepacking(sessionOptions);
+    /** @type {Promise<InferenceSession | null>} */
+    let encoder = Promise.resolve(null);
+    if (files !== null) {
+      encoder = (async () => {
+        await files.array(ITEM_TABLE_SIDECAR); // present, of its size, dtype and shape (and hash where due)
+        const bytes = await files.bytes(ENCODER_SIDECAR);
+        const where = files.where(ENCODER_SIDECAR);
+        const encoderOptions = { ...sessionOptions, externalData: await externalData(bytes, where, files) };
+        const session = await createSession(ort, bytes, encoderOptions, where);
+        checkEncoderSignature(session, metadata, where);
+        return session;
+      })();
+      encoder.catch(() => {}); // reported below, after the model's own errors
+    }
+    const graphOptions = { ...modelOptions, externalData: await externalData(model.bytes, name, files) };
+    const session = await createSession(ort, model.bytes, graphOptions, name);
+    checkSignature(session, metadata, name);
+    return new this({ session, metadata, source: name, unknown, ort, encoder: await encoder });
   }
 
   /**
@@ -301,7 +350,9 @@ export class Recommender {
     else if (ArrayBuffer.isView(source) && !(source instanceof Uint8Array)) {
       source = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
     }
-    if (source instanceof Uint8Array) return { bytes: source, name: "<bytes>", expectedSha256: null, sidecar: null };
+    if (source instanceof Uint8Array) {
+      return { bytes: source, name: "<bytes>", expectedSha256: null, sidecar: null, folder: null, prepacking: true };
+    }
     if (typeof source === "string" || source instanceof URL) {
       const { folder, file } = await this.locate(source, fetchImpl);
       return readModel(folder, file, variant, sidecar);
@@ -361,7 +412,7 @@ export class Recommender {
     const o = checkOptions(options, BATCH_OPTIONS, "recommendBatch()");
     const k = checkK(orDefault(o.k, DEFAULT_K), this.topK);
     const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
-    const batchSize = checkPositiveInteger(orDefault(o.batchSize, 256), "batchSize");
+    const batchSize = Math.min(checkPositiveInteger(orDefault(o.batchSize, 256), "batchSize"), this.maxUsersPerCall);
     const policy = this.#policy(o.unknown);
     const skip = o.exclude === undefined ? [] : this.#excludeIndices(o.exclude);
     const rows = checkHistories(histories).map((history) => this.#indices(history, policy));
@@ -529,7 +580,8 @@ export class Recommender {
   }
 
   /**
-   * One output for a single history, ranking as little as the graph allows (k = 1, nothing excluded).
+   * One output for a single history: from the encoder-only graph of a format 3 artifact, else from the full
+   * graph ranking as little as it allows (k = 1, nothing excluded).
    *
    * @param {unknown} history
    * @param {UnknownPolicy} policy
@@ -539,11 +591,9 @@ export class Recommender {
   async #runWindow(history, policy, name) {
     const { indices } = this.#indices(history, policy);
     const window = indices.slice(-this.maxLen);
-    const feeds = {
-      [INPUT]: this.#int64([window], Math.max(1, window.length)), // an empty history: one padding position
-      [EXCLUDE]: this.#int64([[0]], 1),
-      [K_INPUT]: this.#k(1),
-    };
+    const input = this.#int64([window], Math.max(1, window.length)); // an empty history: one padding position
+    if (this.encoder !== null) return (await this.encoder.run({ [INPUT]: input }, [name]))[name];
+    const feeds = { [INPUT]: input, [EXCLUDE]: this.#int64([[0]], 1), [K_INPUT]: this.#k(1) };
     return (await this.session.run(feeds, [name]))[name];
   }
 
@@ -597,6 +647,82 @@ function checkRuntime(ort) {
 }
 
 /**
+ * @param {unknown} verify
+ * @returns {import("./sidecars.js").VerifyMode}
+ */
+function checkVerify(verify) {
+  if (!VERIFY_MODES.includes(/** @type {any} */ (verify))) {
+    throw new RangeError(`verify must be one of ${JSON.stringify(VERIFY_MODES)}, got ${describe(verify)}.`);
+  }
+  return /** @type {import("./sidecars.js").VerifyMode} */ (verify);
+}
+
+/**
+ * Exact scoring only: the approximate index of a format 3 artifact is in hnswlib's own file format, which
+ * only the Python SDK reads.
+ *
+ * @param {unknown} retrieval
+ */
+function checkRetrieval(retrieval) {
+  if (retrieval === "ann") {
+    throw new RangeError(
+      'retrieval "ann" (approximate retrieval from an artifact\'s hnswlib index, items.hnsw) is available in ' +
+        "the Python SDK only (Recommender.load(path, retrieval=\"ann\")): the JavaScript SDK scores every " +
+        'item exactly. Leave retrieval out, or pass "exact".',
+    );
+  }
+  if (retrieval !== "exact") {
+    throw new RangeError(`retrieval must be "exact" (the JavaScript SDK scores every item), got ${describe(retrieval)}.`);
+  }
+}
+
+/**
+ * The session options with ONNX Runtime's pre-packing of constant weights off (`session.disable_prepacking`),
+ * as the manifest asks for large float32 tables: pre-packing would copy the table, for no speed at that size.
+ *
+ * @param {SessionOptions} options
+ * @returns {SessionOptions}
+ */
+function withoutPrepacking(options) {
+  const extra = /** @type {Record<string, any>} */ (options.extra ?? {});
+  return { ...options, extra: { ...extra, session: { ...extra.session, disable_prepacking: "1" } } };
+}
+
+/**
+ * The files a graph keeps its initializers in (format 3's item tables), as ONNX Runtime's `externalData`
+ * session option: each one a sidecar of the metadata, read and checked (`js/src/sidecars.js`). ONNX Runtime
+ * copies the data into its session, so the bytes are not kept here.
+ *
+ * @param {Uint8Array} bytes the graph
+ * @param {string} name the graph's path or URL, for messages
+ * @param {Sidecars | null} files the model's sidecar files (null: format 2, or bytes)
+ * @returns {Promise<Array<{ path: string, data: Uint8Array }>>}
+ */
+async function externalData(bytes, name, files) {
+  const locations = readExternalDataLocations(bytes, name);
+  if (!locations.length) return [];
+  if (files === null) {
+    throw new ArtifactError(
+      `${name}: the graph keeps data in the files ${JSON.stringify(locations)}, which are not sidecars of a ` +
+        "format 3 artifact. Re-export the artifact with s4rec-export.",
+    );
+  }
+  return Promise.all(
+    locations.map(async (location) => {
+      const sidecar = files.nameOf(location);
+      if (sidecar === undefined) {
+        throw new ArtifactError(
+          `${name}: the graph reads external data from ${JSON.stringify(location)}, which the metadata's ` +
+            "sidecars table does not list. Re-export the artifact.",
+        );
+      }
+      if (files.entries[sidecar].dtype !== undefined) await files.array(sidecar); // its .npy header, as recorded
+      return { path: location, data: await files.bytes(sidecar) };
+    }),
+  );
+}
+
+/**
  * @param {unknown} histories
  * @returns {unknown[]}
  */
@@ -638,6 +764,14 @@ async function createSession(ort, bytes, options, name) {
     // ONNX Runtime prefixes its reason with the C++ source position and function: keep the reason.
     const text = /(Unsupported .*|Opset .*|[^:]*not supported.*)/.exec(first)?.[1] ?? first;
     const versions = JSON.stringify(ort.env?.versions ?? {});
+    // A runtime whose binding ignores the externalData option looks for the tables on its own disk.
+    if (options.externalData?.length && /external data/i.test(first)) {
+      throw new ArtifactVersionError(
+        `${name}: this ONNX Runtime (${versions}) did not take the model's external data (the item tables, ` +
+          `given as the externalData session option): ${text}. Upgrade it (npm install onnxruntime-node@latest, ` +
+          "or -web, or -react-native).",
+      );
+    }
     if (/ir version|opset|domain_version|not supported|unsupported/i.test(text)) {
       throw new ArtifactVersionError(
         `${name}: this ONNX Runtime (${versions}) cannot run the model (${text}). Upgrade it (npm install ` +
@@ -645,6 +779,32 @@ async function createSession(ort, bytes, options, name) {
       );
     }
     throw new ArtifactError(`${name}: ONNX Runtime cannot load the model (${text}). Re-export it.`);
+  }
+}
+
+/**
+ * A format 3 encoder-only graph must take `history` alone and give `user_embedding` (and the intents).
+ *
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name
+ */
+function checkEncoderSignature(session, metadata, name) {
+  const problems = [];
+  const inputs = session.inputNames;
+  const outputs = session.outputNames;
+  const described = /** @type {any} */ (session).inputMetadata;
+  const meta = Array.isArray(described) ? described.find((m) => m.name === INPUT) : undefined;
+  const wrongType = meta?.isTensor && (meta.type !== "int64" || meta.shape.length !== 2);
+  if (inputs.length !== 1 || inputs[0] !== INPUT || wrongType) {
+    problems.push(`inputs ${JSON.stringify(inputs)} (expected "${INPUT}" int64 [batch, length] alone)`);
+  }
+  const wanted = [USER_EMBEDDING, ...(metadata.numIntents ? [INTENT_PROBABILITIES] : [])];
+  if (!wanted.every((o) => outputs.includes(o))) {
+    problems.push(`outputs ${JSON.stringify(outputs)} (expected ${JSON.stringify(wanted)})`);
+  }
+  if (problems.length) {
+    throw new ArtifactError(`${name}: the encoder graph does not match the s4rec contract: ${problems.join("; ")}. Re-export.`);
   }
 }
 

@@ -36,6 +36,10 @@ export const SIDECAR_SUFFIX = ".json";
  * @property {string} name
  * @property {string | null} expectedSha256
  * @property {Record<string, unknown> | null} sidecar
+ * @property {Folder | null} folder where the model file is (format 3 reads its sidecar files from there);
+ *   null for bytes
+ * @property {boolean} prepacking false when the manifest's entry says `"prepacking": false` (build the
+ *   session with ONNX Runtime's weight pre-packing off, which would copy a large item table)
  */
 
 /**
@@ -99,9 +103,11 @@ export function locateUrl(url, fetchImpl) {
  */
 export async function readModel(folder, file, variant, sidecar) {
   let expectedSha256 = null;
+  /** @type {Record<string, any> | null | undefined} */
+  let entry = null;
   if (file === null) {
     const manifest = await readManifest(folder, false);
-    const entry = /** @type {Record<string, any>} */ (manifest).variants[variant];
+    entry = /** @type {Record<string, any>} */ (manifest).variants[variant];
     if (!isObject(entry) || typeof entry.file !== "string") {
       const available = Object.keys(/** @type {Record<string, any>} */ (manifest).variants).sort();
       throw new ArtifactError(
@@ -113,7 +119,7 @@ export async function readModel(folder, file, variant, sidecar) {
     expectedSha256 = typeof entry.sha256 === "string" ? entry.sha256 : null;
   } else {
     const manifest = await readManifest(folder, true);
-    const entry = manifest && Object.values(manifest.variants).find((e) => isObject(e) && e.file === file);
+    entry = manifest && Object.values(manifest.variants).find((e) => isObject(e) && e.file === file);
     expectedSha256 = entry && typeof entry.sha256 === "string" ? entry.sha256 : null;
   }
   const name = folder.name.endsWith("/") ? folder.name + file : `${folder.name}/${file}`;
@@ -129,7 +135,14 @@ export async function readModel(folder, file, variant, sidecar) {
         : `${name}: listed in ${MANIFEST_NAME} but missing. Copy the whole artifact directory, or re-export it.`,
     );
   }
-  return { bytes, name, expectedSha256, sidecar: sidecarBytes && parseSidecar(sidecarBytes, name + SIDECAR_SUFFIX) };
+  return {
+    bytes,
+    name,
+    expectedSha256,
+    sidecar: sidecarBytes && parseSidecar(sidecarBytes, name + SIDECAR_SUFFIX),
+    folder,
+    prepacking: entry?.prepacking !== false,
+  };
 }
 
 /**

@@ -120,8 +120,10 @@ describe("refused artifacts", () => {
 
   test("another format, or another format version", async () => {
     await rejectsWith(Recommender.load(withProp(model, "s4rec.format", "other")), ArtifactError, /not an s4rec model \(metadata s4rec\.format is "other", expected "s4rec-onnx"\)/);
-    await rejectsWith(Recommender.load(withProp(model, "s4rec.format_version", "1")), ArtifactVersionError, /model format version 1, written by an older s4rec-export; .*Re-export the artifact from its checkpoint/);
-    await rejectsWith(Recommender.load(withProp(model, "s4rec.format_version", "3")), ArtifactVersionError, /model format version "3", this SDK reads 2/);
+    await rejectsWith(Recommender.load(withProp(model, "s4rec.format_version", "1")), ArtifactVersionError, /model format version 1, written by an older s4rec-export; this SDK reads versions 2 and 3 .*Re-export the artifact from its checkpoint/);
+    await rejectsWith(Recommender.load(withProp(model, "s4rec.format_version", "4")), ArtifactVersionError, /model format version "4", this SDK reads versions 2 and 3\. Install the s4rec JavaScript package that matches the exporter/);
+    // The property and the JSON's format_version must agree.
+    await rejectsWith(Recommender.load(withProp(model, "s4rec.format_version", "3")), ArtifactError, /invalid s4rec metadata: s4rec\.format_version "3" but the metadata's format_version is 2/);
   });
 
   test("metadata that is not JSON, lacks keys or is inconsistent", async () => {
@@ -130,8 +132,8 @@ describe("refused artifacts", () => {
     await rejectsWith(Recommender.load(without), ArtifactError, /missing metadata keys \["top_k"\]\. Re-export the artifact\./);
     const short = withMetadata(model, (v) => (v.num_items = 11), props);
     await rejectsWith(Recommender.load(short), ArtifactError, /12 item_ids for num_items 11/);
-    const version = withMetadata(model, (v) => (v.format_version = 3), props);
-    await rejectsWith(Recommender.load(version), ArtifactError, /format_version 3 \(this SDK reads 2\)/);
+    const version = withMetadata(model, (v) => (v.format_version = "2"), props);
+    await rejectsWith(Recommender.load(version), ArtifactError, /format_version "2" \(this SDK reads \[2,3\]\)/);
     const popular = withMetadata(model, (v) => v.popular_items.push(13), props);
     await rejectsWith(Recommender.load(popular), ArtifactError, /popular_items outside 1\.\.12/);
     const noIntentOutput = withMetadata(model, (v) => (v.outputs = v.outputs.slice(0, 3)), props);

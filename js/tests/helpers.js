@@ -1,6 +1,7 @@
 /**
- * Shared by the tests: the committed known-value fixture, float comparisons, and a protobuf writer that
- * changes a model's metadata by appending entries (protobuf merges a repeated field: the last entry wins).
+ * Shared by the tests: the committed known-value fixture (format 2 and format 3 exports of one model), float
+ * comparisons, a protobuf writer that changes a model's metadata by appending entries (protobuf merges a
+ * repeated field: the last entry wins), and a `.npy` writer for format 3's sidecar files.
  */
 
 import assert from "node:assert/strict";
@@ -10,6 +11,8 @@ import { fileURLToPath } from "node:url";
 export const KNOWN = fileURLToPath(new URL("../../tests/fixtures/known/", import.meta.url));
 export const KNOWN_ARTIFACT = `${KNOWN}artifact`;
 export const KNOWN_MODEL = `${KNOWN_ARTIFACT}/model.onnx`;
+/** The same checkpoint exported as format 3 (sidecar files, the item table as external data), fp32 and int8. */
+export const KNOWN_LARGE = `${KNOWN}artifact-large`;
 /** @type {{ histories: number[][], recommend: [number, number][][], embed: number[][], intents: [number, number][][], popular: number[] }} */
 export const KNOWN_VALUES = JSON.parse(readFileSync(`${KNOWN}values.json`, "utf8"));
 
@@ -109,4 +112,31 @@ export function withMetadata(model, edit, props) {
   const values = JSON.parse(props["s4rec.metadata"]);
   edit(values);
   return withProp(model, "s4rec.metadata", JSON.stringify(values));
+}
+
+/**
+ * A `.npy` file (format 1.0) as numpy writes one: the magic, the header length, the header dict padded with
+ * spaces to a multiple of 64 bytes and ending in a newline, then the data.
+ *
+ * @param {"<i8" | "<f4" | "|u1"} descr
+ * @param {number[]} shape
+ * @param {Uint8Array} data C order, little-endian
+ */
+export function npyBytes(descr, shape, data) {
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(", ");
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${dims}), }`;
+  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n";
+  const head = Uint8Array.from([0x93, ...new TextEncoder().encode("NUMPY"), 1, 0, header.length % 256, header.length >> 8]);
+  return concat(head, new TextEncoder().encode(header), data);
+}
+
+/**
+ * An int64 `.npy` file of `values`.
+ *
+ * @param {Array<number | bigint>} values
+ * @param {number[]} [shape]
+ */
+export function int64Npy(values, shape = [values.length]) {
+  const data = BigInt64Array.from(values, (v) => BigInt(v));
+  return npyBytes("<i8", shape, new Uint8Array(data.buffer));
 }

@@ -1,6 +1,7 @@
 /**
  * Known values on the committed micro model (tests/fixtures/known, made by its make.py with the Python SDK):
- * the JavaScript SDK on onnxruntime-node must give the same recommendations, embeddings and intents.
+ * the JavaScript SDK on onnxruntime-node must give the same recommendations, embeddings and intents, from
+ * its format 2 export and from its format 3 one (sidecar files, the item table as external data).
  */
 
 import assert from "node:assert/strict";
@@ -8,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 
 import { Recommender } from "../src/node.js";
-import { assertClose, KNOWN_ARTIFACT, KNOWN_MODEL, KNOWN_VALUES } from "./helpers.js";
+import { assertClose, KNOWN_ARTIFACT, KNOWN_LARGE, KNOWN_MODEL, KNOWN_VALUES } from "./helpers.js";
 
 const ATOL = 1e-5; // tests/test_known_values.py's tolerance
 
@@ -49,8 +50,22 @@ test("the committed model file alone, and its bytes, give the known values", asy
   await checkAgainstKnown(await Recommender.load(await readFile(KNOWN_MODEL)));
 });
 
-test("recommendBatch equals recommend history by history", async () => {
-  const rec = await Recommender.load(KNOWN_ARTIFACT);
+test("the committed format 3 artifact gives the known values, its encoder graph the embeddings", async () => {
+  const rec = await Recommender.load(KNOWN_LARGE);
+  assert.equal(rec.metadata.formatVersion, 3);
+  assert.notEqual(rec.encoder, null);
+  await checkAgainstKnown(rec);
+  await checkAgainstKnown(await Recommender.load(`${KNOWN_LARGE}/model.onnx`, { verify: "full" }));
+});
+
+for (const source of [KNOWN_ARTIFACT, KNOWN_LARGE]) {
+  test(`recommendBatch equals recommend history by history (${source.slice(source.lastIndexOf("/") + 1)})`, async () => {
+    await checkBatch(await Recommender.load(source));
+  });
+}
+
+/** @param {Recommender} rec */
+async function checkBatch(rec) {
   const histories = [...KNOWN_VALUES.histories, [12, 1, 2, 3, 4, 5, 6, 7, 8], [3], [99, 4]];
   for (const options of [{ k: 4 }, { k: 8, excludeSeen: false }, { k: 8, exclude: [4, 5] }, { k: 3, batchSize: 2 }]) {
     const batch = await rec.recommendBatch(histories, options);
@@ -64,7 +79,7 @@ test("recommendBatch equals recommend history by history", async () => {
       assert.equal(batch[u].fallback, one.fallback);
     }
   }
-});
+}
 
 test("concurrent calls on one recommender give the sequential results", async () => {
   const rec = await Recommender.load(KNOWN_ARTIFACT);
