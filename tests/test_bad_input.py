@@ -515,14 +515,14 @@ GRAPH_CASES = [
     ("top_k far below the graph's", {"top_k": 5}, "k = 6 returns 6 items, so top_k is not 5"),
     ("top_k below the graph's (40)", {"top_k": 30}, "k = 31 returns 31 items, so top_k is not 30"),
     ("top_k above the graph's", {"num_items": 50, "top_k": 45, "item_ids": list(range(1, 51))},
-     "k = 46 returns 40 items, so top_k is not 45"),
+     "k = 45 returns 40 items, so top_k is not 45"),
     ("fewer items than the graph", {"num_items": 30, "top_k": 30, "item_ids": list(range(30)), "popular_items": [1]},
      "item index 31 is an item, so the graph has more than num_items 30 items"),
     ("more items than the graph", {"num_items": 50, "item_ids": list(range(1, 51))},
      "item index 50 reads as padding, so the graph has fewer than num_items 50 items"),
     ("max_len above the graph's", {"max_len": 20}, "the graph reads fewer than max_len 20 items of a history"),
     ("embedding_dim other than the graph's", {"embedding_dim": 8},
-     "user vectors of shape (5, 16), not (5, embedding_dim 8)"),
+     "user vectors of shape (4, 16), not (4, embedding_dim 8)"),
 ]  # fmt: skip
 
 
