@@ -113,6 +113,9 @@ def content_sha256(checkpoint: dict) -> str:
     return digest.hexdigest()
 
 
+_PLAIN = {int, float, str, bool, type(None)}
+
+
 def _feed(digest, value) -> None:
     if isinstance(value, torch.Tensor):
         flat = value.detach().cpu().contiguous().reshape(-1)
@@ -123,7 +126,7 @@ def _feed(digest, value) -> None:
         for key in sorted(value, key=repr):
             digest.update(json.dumps(key).encode())
             _feed(digest, value[key])
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, (torch.Tensor, dict, list, tuple)) for v in value):
+    elif isinstance(value, (list, tuple)) and not set(map(type, value)) <= _PLAIN:
         digest.update(b"[%d" % len(value))
         for item in value:
             _feed(digest, item)
