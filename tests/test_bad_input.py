@@ -322,6 +322,22 @@ def test_training_data_readers_ignore_a_bom_and_crlf(tmp_path, filename, content
         assert data.items.tolist() == expected.items.tolist()
 
 
+def test_an_unreadable_data_file_is_one_line(tmp_path, monkeypatch):
+    from s4rec_train.cli import cli as train_cli
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    source = tmp_path / "data.txt"
+    source.write_bytes(GOOD_TEXT)
+    monkeypatch.setattr("s4rec.records.open", refused, raising=False)  # the tests may run as root
+    result = CliRunner().invoke(train_cli, [str(source), "-o", str(tmp_path / "m.pt"), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: Invalid value for DATA: {source}: cannot be read (Permission denied). Check the file "
+                      "and its permissions."]  # fmt: skip
+
+
 # --- checkpoints: validated on load (s4rec-export, s4rec-train evaluate) -----------------------------------------
 
 

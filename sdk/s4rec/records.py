@@ -96,7 +96,10 @@ def open_input(path: str | Path, accepted: str = SCORE_INPUTS) -> tuple[io.TextI
         raise InputError(f"{path}: no such file. Pass {accepted}.")
     if path.is_dir():
         raise InputError(f"{path}: is a directory. Pass a file of histories.")
-    counter = CountingReader(open(path, "rb", buffering=0))
+    try:
+        counter = CountingReader(open(path, "rb", buffering=0))
+    except OSError as e:  # permissions, a FIFO's peer gone, ...: one line, not a traceback
+        raise InputError(f"{path}: cannot be read ({e.strerror or e}). Check the file and its permissions.") from None
     binary = io.BufferedReader(counter, buffer_size=1 << 16)
     gzipped = binary.peek(2)[:2] == _GZIP_MAGIC
     try:
