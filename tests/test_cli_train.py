@@ -48,7 +48,7 @@ def test_evaluate_refuses_a_non_checkpoint(tmp_path):
     junk = tmp_path / "model.pt"
     junk.write_bytes(b"not a checkpoint")
     result = CliRunner().invoke(cli, ["evaluate", str(junk), str(data)])
-    assert result.exit_code == 2 and "not a readable torch checkpoint" in result.output
+    assert result.exit_code == 2 and "not a readable s4rec checkpoint" in result.output
 
 
 def test_without_torch_says_which_extra_to_install():

@@ -137,7 +137,7 @@ def test_text_reader_splits_like_str_split_and_ends_lines_like_python(tmp_path):
     with pytest.raises(DataError, match=r"seq.txt:3: a user with no items \('2'\)"):
         read_sequences(path)
     path.write_bytes(b"1 2 3 \xff\n")
-    with pytest.raises(DataError, match="not UTF-8"):
+    with pytest.raises(DataError, match=r"seq.txt:1: not valid UTF-8 \(byte 0xff at column 7\); re-encode"):
         read_sequences(path)
 
 

@@ -107,7 +107,7 @@ def test_truncated_or_foreign_checkpoint_is_refused(tmp_path, trained):
     _, _, path, _ = trained
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable s4rec checkpoint"):
         load_checkpoint(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError
-from .sidecars import Sidecars, file_sha256
+from .files import interrupted_backup
+from .sidecars import Sidecars, file_sha256, plain_file_name
 
 FORMAT = "s4rec-onnx"  # metadata_props["s4rec.format"] of every model file
 FORMAT_VERSION = 3  # the newest model-file format this SDK reads (3: large catalogues, lists in sidecar files)
@@ -250,7 +252,40 @@ def read_manifest(directory: Path) -> dict:
         )
     if not isinstance(manifest.get("variants"), dict):
         raise ArtifactError(f"{manifest_path}: manifest has no 'variants' table. Re-export the artifact.")
+    tables = [("variants", manifest["variants"])]
+    if "files" in manifest:
+        tables.append(("files", manifest["files"]))
+    for table, entries in tables:
+        if not isinstance(entries, dict):
+            raise ArtifactError(f"{manifest_path}: manifest {table!r} must be an object. Re-export the artifact.")
+        for name, entry in entries.items():
+            check_file_entry(entry, f"{manifest_path}: {table}.{name}")
     return manifest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_file_entry(entry, where: str) -> None:
+    """A manifest or sidecar entry names a file inside the artifact directory and records its SHA-256 (and,
+    when present, its size): anything else is refused before a path is built from it."""
+    if not isinstance(entry, dict):
+        kind = type(entry).__name__
+        raise ArtifactError(f"{where} must be an object with 'file' and 'sha256', got {kind}. Re-export the artifact.")
+    file = entry.get("file")
+    if not isinstance(file, str):
+        raise ArtifactError(f"{where} has no 'file' name (got {file!r}). Re-export the artifact.")
+    if not plain_file_name(file):
+        raise ArtifactError(
+            f"{where}: 'file' {file!r} is not a file name inside the artifact directory (paths, absolute or "
+            "with '..', are refused). Re-export the artifact."
+        )
+    sha256 = entry.get("sha256")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise ArtifactError(f"{where}: 'sha256' must be 64 lowercase hex digits, got {sha256!r}. Re-export.")
+    size = entry.get("bytes")
+    if size is not None and (type(size) is not int or size < 0):
+        raise ArtifactError(f"{where}: 'bytes' must be an integer >= 0, got {size!r}. Re-export the artifact.")
 
 
 def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, str | None]:
@@ -281,8 +316,21 @@ def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
         model_path = path / entry["file"]
         if not model_path.is_file():
             raise ArtifactError(f"{model_path}: listed in {MANIFEST_NAME} but missing. Re-export the artifact.")
+        size = model_path.stat().st_size
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            raise ChecksumError(
+                f"{model_path}: {size:,} bytes, {MANIFEST_NAME} records {entry['bytes']:,}. The file was truncated "
+                "or replaced after export; re-export the artifact or restore the file."
+            )
         return model_path, entry
     if not path.exists():
+        backup = interrupted_backup(path)
+        if backup is not None:
+            raise ArtifactError(
+                f"{path}: no such artifact: an interrupted forced s4rec-export left the previous one in {backup}. "
+                f"Run s4rec-export -o {path} again (it puts the previous one back first), or move it back: "
+                f"mv {backup} {path}"
+            )
         raise ArtifactError(f"{path}: no such artifact. Create one with `s4rec-export model.pt -o {path}`.")
     if path.suffix not in (".onnx", ".ort"):
         raise ArtifactError(f"{path}: expected an artifact directory, a .onnx or a .ort file.")
@@ -408,6 +456,94 @@ def check_signature(session, metadata: ArtifactMetadata, model_path: Path) -> No
     if problems:
         raise ArtifactError(
             f"{model_path}: the graph does not match the s4rec contract: {'; '.join(problems)}. Re-export it."
+        )
+
+
+def check_graph_agrees(session, metadata: ArtifactMetadata, model_path: Path, encoder: bool = False) -> None:
+    """The graph must be the one the metadata describes. Two runs on a few probe histories check the user
+    vector's size, the intents, that item ``num_items`` is an item and ``num_items + 1`` is not, that the graph
+    reads ``max_len`` items, and (not for a format 3 ``encoder``) that ``k`` stops at ``top_k``. A few
+    milliseconds; an edited metadata JSON would otherwise give wrong items or an IndexError later."""
+    n, length, top_k = metadata.num_items, metadata.max_len, metadata.top_k
+    probe = np.zeros((4, length), dtype=np.int64)
+    probe[1, -1] = n  # the last item
+    probe[2, :] = 1
+    probe[3, 1:] = 1  # row 2 without its oldest item: the same vector only if the graph reads fewer items
+    outputs = [USER_EMBEDDING] + ([INTENT_PROBABILITIES] if metadata.num_intents else [])
+    try:
+        results = _probe(session, outputs + ([] if encoder else [TOP_ITEMS]), probe, None if encoder else top_k)
+    except Exception as e:  # onnxruntime's own error types
+        raise ArtifactError(
+            f"{model_path}: the graph fails on probe histories of item indices 1..num_items {n}, max_len {length} "
+            f"long ({_first_line(e)}). The metadata was edited, or the file is damaged; re-export the artifact."
+        ) from None
+    vectors = np.asarray(results[USER_EMBEDDING])
+    problems = []
+    if vectors.shape != (4, metadata.embedding_dim):
+        problems.append(f"user vectors of shape {vectors.shape}, not (4, embedding_dim {metadata.embedding_dim})")
+    else:
+        if _same(vectors[0], vectors[1]):
+            problems.append(f"item index {n} reads as padding, so the graph has fewer than num_items {n} items")
+        if length > 1 and _same(vectors[2], vectors[3]):
+            problems.append(f"the graph reads fewer than max_len {length} items of a history")
+    if metadata.num_intents and np.shape(results[INTENT_PROBABILITIES]) != (4, metadata.num_intents):
+        shape = np.shape(results[INTENT_PROBABILITIES])
+        problems.append(f"intent probabilities of shape {shape}, not (4, num_intents {metadata.num_intents})")
+    if not encoder:
+        items = np.asarray(results[TOP_ITEMS])
+        if items.shape != (4, top_k):
+            problems.append(f"k = {top_k} returns {items.shape[-1]} items, so top_k is not {top_k}")
+        elif not _within(items, n):
+            problems.append(f"item index {int(items.max())} returned, beyond num_items {n}")
+    # One past the last item and past top_k: graphs with input guards read the index as padding and stop k at
+    # their top_k; older graphs fail instead, which says the same.
+    try:
+        beyond = _probe(session, [USER_EMBEDDING] + ([] if encoder else [TOP_ITEMS]), np.array([[0], [n + 1]]),
+                        None if encoder else top_k + 1)  # fmt: skip
+    except Exception:
+        beyond = None
+    if beyond is not None and vectors.shape == (4, metadata.embedding_dim):
+        if not _same(*np.asarray(beyond[USER_EMBEDDING])):
+            problems.append(f"item index {n + 1} is an item, so the graph has more than num_items {n} items")
+        if not encoder and np.shape(beyond[TOP_ITEMS])[-1] != top_k:
+            problems.append(f"k = {top_k + 1} returns {np.shape(beyond[TOP_ITEMS])[-1]} items, so top_k is not {top_k}")
+    if problems:
+        raise ArtifactError(
+            f"{model_path}: the metadata does not match the graph: {'; '.join(problems)}. The metadata was edited, "
+            "or the file is damaged; re-export the artifact."
+        )
+
+
+def _probe(session, outputs: list[str], histories: np.ndarray, k: int | None) -> dict[str, np.ndarray]:
+    feed = {INPUT: histories.astype(np.int64)}
+    if k is not None:
+        feed.update({EXCLUDE: np.zeros((len(histories), 1), np.int64), K_INPUT: np.array(k, np.int64)})
+    return dict(zip(outputs, session.run(outputs, feed)))
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.allclose(a, b, rtol=0, atol=1e-6))
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def check_top_k(session, metadata: ArtifactMetadata, model_path: Path) -> None:
+    """A format 3 full graph's ``k`` stops at ``top_k`` (one empty history: one pass over the item table)."""
+    feed = {INPUT: np.zeros((1, 1), np.int64), EXCLUDE: np.zeros((1, 1), np.int64),
+            K_INPUT: np.array(metadata.top_k + 1, np.int64)}  # fmt: skip
+    try:
+        (items,) = session.run([TOP_ITEMS], feed)
+    except Exception as e:  # onnxruntime's own error types
+        raise ArtifactError(
+            f"{model_path}: the graph fails on an empty history ({_first_line(e)}). Re-export it."
+        ) from None
+    if np.shape(items) != (1, metadata.top_k):
+        raise ArtifactError(
+            f"{model_path}: the metadata does not match the graph: k = {metadata.top_k + 1} returns "
+            f"{np.shape(items)[-1]} items, so top_k is not {metadata.top_k}. The metadata was edited, or the file "
+            "is damaged; re-export the artifact."
         )
 
 

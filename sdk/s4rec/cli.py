@@ -108,7 +108,7 @@ def _check_recall(recommender, input_path: Path, input_format: str, count: int, 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("artifact", type=click.Path(exists=True, path_type=Path))
+@click.argument("artifact", type=click.Path(path_type=Path))  # Recommender.load says what is missing
 @click.option(
     "--input", "-i", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Histories: .jsonl ({\"user\": ..., \"history\": [...]}), .csv/.tsv interaction log, or benchmark "

@@ -46,7 +46,9 @@ from .artifact import (
     USER_EMBEDDING,
     ArtifactMetadata,
     check_encoder_signature,
+    check_graph_agrees,
     check_signature,
+    check_top_k,
     model_entry,
     parse_metadata,
     verify_checksum,
@@ -163,7 +165,11 @@ class Recommender:
             sidecars.path(ITEM_TABLE_SIDECAR)  # present, of its recorded size (and hash with verify="full")
             encoder = cls.make_session(encoder_path, 1, optimization)
             check_encoder_signature(encoder, metadata, encoder_path)
-            if retrieval == "ann":
+            # The probe on the encoder: the full graph would read the whole mapped table (ANN never needs it).
+            check_graph_agrees(encoder, metadata, encoder_path, encoder=True)
+            if retrieval == "exact":
+                check_top_k(session, metadata, model_path)
+            else:
                 ann = _load_ann(sidecars, metadata, ef_search)
         elif retrieval == "ann":
             raise ArtifactError(
@@ -172,6 +178,8 @@ class Recommender:
                 "Use retrieval='exact', or re-export with --large-format --ann.",
                 flags={"retrieval='exact'": "--retrieval exact"},
             )
+        else:
+            check_graph_agrees(session, metadata, model_path)
         try:
             return cls(session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann)
         except ValueError as e:  # the vocabulary of a format 3 artifact: duplicated ids

@@ -28,6 +28,8 @@ from pathlib import Path
 from .errors import InputError
 
 FORMATS = ("jsonl", "text", "log")
+SCORE_INPUTS = "JSONL, benchmark-format text or a CSV/TSV log, plain or .gz"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(slots=True)
@@ -79,21 +81,25 @@ class CountingReader(io.RawIOBase):
         super().close()
 
 
-def open_input(path: str | Path) -> tuple[io.TextIOBase, CountingReader]:
+def open_input(path: str | Path, accepted: str = SCORE_INPUTS) -> tuple[io.TextIOBase, CountingReader]:
     """Open a text input (plain or ``.gz``) and return it with the byte counter of the file underneath.
 
     Checked before anything is parsed: a ``.gz`` name must hold gzip data (and gzip data needs a ``.gz``
     name), and the first 8 KB (decompressed) must hold no NUL byte (a binary file). A UTF-8 byte-order mark
     is dropped (it would otherwise become part of the first user id). Bytes that are not UTF-8 do not stop
     the reader: they are kept as lone surrogates (``surrogateescape``) so that each reader reports the line
-    that holds them (:func:`undecodable`) and the rest of the file is still read.
+    that holds them (:func:`undecodable`) and the rest of the file is still read. ``accepted`` names the
+    inputs the caller reads, for the messages (``s4rec-train`` reads the same files through this).
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file. Pass a JSONL, benchmark-format text or CSV/TSV file.")
+        raise InputError(f"{path}: no such file. Pass {accepted}.")
     if path.is_dir():
         raise InputError(f"{path}: is a directory. Pass a file of histories.")
-    counter = CountingReader(open(path, "rb", buffering=0))
+    try:
+        counter = CountingReader(open(path, "rb", buffering=0))
+    except OSError as e:  # permissions, a FIFO's peer gone, ...: one line, not a traceback
+        raise InputError(f"{path}: cannot be read ({e.strerror or e}). Check the file and its permissions.") from None
     binary = io.BufferedReader(counter, buffer_size=1 << 16)
     gzipped = binary.peek(2)[:2] == _GZIP_MAGIC
     try:
@@ -113,13 +119,9 @@ def open_input(path: str | Path) -> tuple[io.TextIOBase, CountingReader]:
     if b"\x00" in head:
         binary.close()
         raise InputError(
-            f"{path}: not a text file (it holds NUL bytes in its first {len(head):,} bytes). Pass JSONL, "
-            "benchmark-format text or a CSV/TSV log, plain or .gz."
+            f"{path}: not a text file (it holds NUL bytes in its first {len(head):,} bytes). Pass {accepted}."
         )
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline=""), counter
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _peek(binary, path: Path, size: int = 8192) -> bytes:

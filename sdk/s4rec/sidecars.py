@@ -44,6 +44,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def plain_file_name(name: str) -> bool:
+    """A bare file name (no directory part, not ``.`` or ``..``): what an artifact's entries may name, so that
+    an edited manifest or metadata cannot point outside the artifact directory."""
+    return (
+        isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\x00")
+        and Path(name).name == name
+    )  # fmt: skip
+
+
 def file_entry(path: Path, **fields: Any) -> dict:
     """The sidecar entry of an existing file: its name, SHA-256 and size, plus ``fields``."""
     return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **fields}
@@ -115,13 +124,20 @@ class Sidecars:
                 "release's s4rec-export."
             )
         file = entry.get("file")
-        if not isinstance(file, str) or Path(file).name != file or file in ("", ".", ".."):
-            raise ArtifactError(f"{self.model_path}: sidecar {name!r} has an invalid file name {file!r}. Re-export.")
+        if not plain_file_name(file):
+            raise ArtifactError(
+                f"{self.model_path}: sidecar {name!r} has an invalid file name {file!r} (only names inside the "
+                "artifact directory are read). Re-export the artifact."
+            )
         path = self.directory / file
         if not path.is_file():
             raise ArtifactError(
                 f"{path}: sidecar file {name!r} of {self.model_path.name} is missing. Copy the whole artifact "
                 "directory (every file listed in its s4rec.json), or re-export it."
+            )
+        if not isinstance(entry.get("sha256"), str) or type(entry.get("bytes")) is not int:
+            raise ArtifactError(
+                f"{self.model_path}: sidecar {name!r} records no sha256 and bytes of its file. Re-export the artifact."
             )
         size = path.stat().st_size
         if size != entry.get("bytes"):

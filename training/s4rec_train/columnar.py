@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,12 @@ import pyarrow.csv as pcsv
 
 from s4rec.errors import InputError
 from s4rec.logs import LogColumns, column_positions, log_events, log_header
-from s4rec.records import BadRecord
+from s4rec.records import BadRecord, compressed_input_error, open_input
 
 from .ids import Ids, as_ids, factorize, number_items
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+TRAINING_INPUTS = "a benchmark-format text file or a CSV/TSV log (plain or .gz), or a Parquet log"
 
 
 class LogError(InputError):
@@ -69,11 +71,14 @@ class Grouped:
     read_events: int = 0
 
 
-def open_text(path: Path) -> io.TextIOBase:
-    """A text file (UTF-8, ``.gz`` decompressed) read the way the csv module wants it."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+def open_text(error: type[LogError], path: Path) -> io.TextIOBase:
+    """A text file (``.gz`` decompressed) read the way the csv module wants it, opened as ``s4rec-score`` opens
+    it (:func:`s4rec.records.open_input`): its checks (gzip name and data agree, no NUL bytes), no byte-order
+    mark, and bytes that are not UTF-8 kept so that the row holding them is named."""
+    try:
+        return open_input(path, TRAINING_INPUTS)[0]
+    except InputError as e:  # its messages already name the file
+        raise error(str(e)) from None
 
 
 def read_log(error: type[LogError], path: Path, columns: LogColumns) -> Events:
@@ -83,13 +88,13 @@ def read_log(error: type[LogError], path: Path, columns: LogColumns) -> Events:
         if any(s in PARQUET_SUFFIXES for s in suffixes):
             return _read_parquet(error, path, columns)
         tsv = ".tsv" in suffixes
-        with open_text(path) as f:
+        with open_text(error, path) as f:
             header_line = f.readline()
         sep, names, positions = log_header(header_line, columns, tsv)
         events = _read_csv_fast(path, sep, names, positions)
         return events if events is not None else _read_csv_exact(error, path, columns, tsv)
-    except UnicodeDecodeError as e:
-        raise error(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}). Save the file as UTF-8.") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # damaged .gz data, past what open_input checked
+        raise error(str(compressed_input_error(path, e))) from None
     except InputError as e:
         if isinstance(e, LogError):
             raise
@@ -130,7 +135,7 @@ def _read_csv_fast(path: Path, sep: str, names: list[str], positions: tuple[int,
         try:
             table = pcsv.read_csv(path, **options)
             break
-        except pa.ArrowInvalid as e:
+        except (pa.ArrowInvalid, OSError) as e:  # OSError: damaged .gz data, which the exact reader words
             if id_type == pa.int64() and "to int64" in str(e):
                 id_type, irregular = pa.string(), []
                 continue
@@ -159,10 +164,11 @@ def _read_csv_exact(error: type[LogError], path: Path, columns: LogColumns, tsv:
     users: dict = {}
     items: dict = {}
     user_code, item_code, timestamp = array("q"), array("q"), array("d")
-    with open_text(path) as f:
+    with open_text(error, path) as f:
         for event in log_events(f, columns, tsv):
             if type(event) is BadRecord:
-                raise error(f"{path}:{event.line}: {event.reason}. Fix the row or remove it.")
+                fix = "" if "re-encode" in event.reason else " Fix the row or remove it."
+                raise error(f"{path}:{event.line}: {event.reason}.{fix}")
             _, user, item, stamp = event
             user_code.append(users.setdefault(user, len(users)))
             item_code.append(items.setdefault(item, len(items)))
@@ -179,10 +185,13 @@ def _read_parquet(error: type[LogError], path: Path, columns: LogColumns) -> Eve
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise error(f"{path}: not a readable Parquet file ({e}). Pass a Parquet, CSV or TSV log.") from None
+        raise error(f"{path}: not a readable Parquet file ({_one_line(e)}). Pass a Parquet, CSV or TSV log.") from None
     positions = column_positions(schema.names, columns, where="schema", has="the file has")
     names = [schema.names[p] for p in positions]
-    table = pq.read_table(path, columns=names)
+    try:
+        table = pq.read_table(path, columns=names)
+    except (pa.ArrowException, OSError) as e:  # a damaged file whose footer still reads
+        raise error(f"{path}: not a readable Parquet file ({_one_line(e)}). Write the file again.") from None
     ids = []
     for name in names[:2]:
         column = table[name]
@@ -204,6 +213,10 @@ def _read_parquet(error: type[LogError], path: Path, columns: LogColumns) -> Eve
     del table
     (user_code, user_ids), (item_code, item_ids) = factorize(ids[0]), factorize(ids[1])
     return Events(user_code, user_ids, item_code, item_ids, timestamp)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__  # pyarrow's messages end in newlines
 
 
 def _parquet_time(error: type[LogError], path: Path, column: pa.ChunkedArray, name: str) -> np.ndarray:

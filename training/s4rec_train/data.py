@@ -148,10 +148,7 @@ def _interactions(path: Path, grouped: columnar.Grouped) -> Interactions:
 def read_sequences(path: str | Path) -> Interactions:
     """Read the benchmark format: ``user_id item item ...`` per line, items oldest first."""
     path = _check_file(path)
-    try:
-        return _interactions(path, read_text(DataError, path, MIN_INTERACTIONS))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}). Save the file as UTF-8.") from None
+    return _interactions(path, read_text(DataError, path, MIN_INTERACTIONS))
 
 
 def k_core(user_code: np.ndarray, item_code: np.ndarray, min_count: int) -> np.ndarray:

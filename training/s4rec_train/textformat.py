@@ -10,21 +10,62 @@ the line-by-line reader this replaces: a line with a user and no items, a user o
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columnar import Grouped, LogError
+from s4rec.errors import InputError
+from s4rec.records import compressed_input_error, open_input, undecodable
+
+from .columnar import TRAINING_INPUTS, Grouped, LogError
 from .ids import factorize, number_items
 
 # Every character for which str.isspace() is true (what str.split() splits on), as an RE2 class.
 WHITESPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
 
 
-def _lines(data: bytes) -> pa.Array:
+def read_bytes(error: type[LogError], path: Path) -> bytes | memoryview:
+    """The file's bytes, decompressed and without a UTF-8 byte-order mark, after the checks ``s4rec-score``
+    makes (:func:`s4rec.records.open_input`: gzip data and name agree, no NUL bytes at the start)."""
+    try:
+        lines, _ = open_input(path, TRAINING_INPUTS)
+        lines.close()
+        if path.suffix.lower() != ".gz":
+            data = path.read_bytes()
+        else:
+            try:
+                data = gzip.decompress(path.read_bytes())
+            except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                raise compressed_input_error(path, e) from None
+    except InputError as e:
+        raise error(str(e)) from None
+    # A view, not a copy: the file may be gigabytes.
+    return memoryview(data)[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
+
+
+def undecodable_line(path: Path, data: bytes | memoryview) -> str | None:
+    """``FILE:LINE: not valid UTF-8 (byte 0x.. at column C); re-encode the file as UTF-8.`` for the first line
+    that is not UTF-8 (the SDK readers' wording, :func:`s4rec.records.undecodable`), or None."""
+    data = bytes(data)
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as e:
+        bad = e.start
+    start = max(data.rfind(b"\n", 0, bad), data.rfind(b"\r", 0, bad)) + 1
+    ends = [i for i in (data.find(b"\n", bad), data.find(b"\r", bad)) if i >= 0]
+    line = data[start : min(ends, default=len(data))].decode("utf-8", "surrogateescape")
+    # Line ends as _lines cuts them: \n, \r\n and a lone \r.
+    line_no = data.count(b"\n", 0, start) + data.count(b"\r", 0, start) - data.count(b"\r\n", 0, start) + 1
+    return f"{path}:{line_no}: {undecodable(line)}."
+
+
+def _lines(data: bytes | memoryview) -> pa.Array:
     """One string per line of ``data``, each with its line break (whitespace to the split that follows)."""
     raw = np.frombuffer(data, dtype=np.uint8)
     newline = raw == 10
@@ -44,12 +85,14 @@ def _lines(data: bytes) -> pa.Array:
 def read_text(error: type[LogError], path: Path, min_interactions: int) -> Grouped:
     """Users (in file order) and their items; users with fewer than ``min_interactions`` items are dropped
     and the vocabulary holds the items of the users kept."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    data = read_bytes(error, path)
     try:
         lines = _lines(data)
     except pa.ArrowInvalid:
-        data.decode("utf-8")  # raises the UnicodeDecodeError that says where
-        raise
+        message = undecodable_line(path, data)
+        if message is None:
+            raise
+        raise error(message) from None
     tokens = pc.split_pattern_regex(lines, WHITESPACE)
     flat = tokens.flatten()
     line_of_token = np.repeat(np.arange(len(lines)), np.diff(tokens.offsets.to_numpy()))
