@@ -135,7 +135,7 @@ def test_s4rec_batch_terms_over_two_shards_equal_the_whole_batch(two_processes, 
 def test_rank_zero_alone_logs_and_writes_the_checkpoint(two_processes):
     out, data_file, ranks = two_processes
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == WORLD for r in ranks)
-    assert sum("valid HR@5" in line for line in ranks[0]["logs"]) == 4 and ranks[1]["logs"] == []
+    assert sum("valid HR@20" in line for line in ranks[0]["logs"]) == 4 and ranks[1]["logs"] == []
     assert any("2 processes (DDP)" in line for line in ranks[0]["logs"])
     (code0, text0), (code1, text1) = ranks[0]["cli"], ranks[1]["cli"]
     assert code0 == 0 and code1 == 0, text0 + text1
