@@ -82,7 +82,9 @@ def _worker(rank: int, port: int, out: str, data_file: str) -> None:
         results[name] = train(_data(), TINY, config, log=logs.append, objectives=ObjectiveConfig.backbone())
     results["logs"] = logs
     s4rec = TrainConfig(epochs=1, batch_size=32, seed=0, lr=5e-3)
-    results["s4rec"] = train(_data(), TINY, s4rec, log=lambda _: None, objectives=ObjectiveConfig(num_intents=4))
+    results["s4rec"] = train(
+        _data(), TINY, s4rec, log=lambda _: None, objectives=ObjectiveConfig(num_intents=4, adversary_weight=1.0)
+    )
     # the command line in the process group: every process names the same output, rank 0 writes it
     cli_out = CliRunner().invoke(cli, [data_file, "-o", os.path.join(out, "cli.pt"), *CLI_ARGS, "--dropout", "0"])
     results["cli"] = (cli_out.exit_code, cli_out.output)

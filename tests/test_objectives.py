@@ -157,11 +157,13 @@ def _tiny_step_inputs(seed: int = 0):
 def test_all_terms_finite_and_weight_zero_skips_a_term():
     model, heads, history, is_head, cdf = _tiny_step_inputs()
     original = model(history)[:, -1]
-    full = s4rec_losses(model, heads, history, original, is_head, cdf, ObjectiveConfig(num_intents=4), 0.5)
+    full = s4rec_losses(
+        model, heads, history, original, is_head, cdf, ObjectiveConfig(num_intents=4, adversary_weight=1.0), 0.5
+    )
     assert set(full) == {"cluster", "contrastive", "distill", "adversary"}
     assert all(torch.isfinite(v) for v in full.values())
     for field in ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight"):
-        config = ObjectiveConfig(num_intents=4, **{field: 0.0})
+        config = ObjectiveConfig(num_intents=4, **{"adversary_weight": 1.0, field: 0.0})
         terms = s4rec_losses(model, heads, history, original, is_head, cdf, config, 0.5)
         assert field.removesuffix("_weight") not in terms
         assert len(terms) == 3
@@ -305,7 +307,7 @@ def test_whole_auxiliary_step_has_no_data_dependent_host_sync():
         history = torch.randint(0, 31, (8, 10))
         cdf = torch.ones(30)
         is_head = torch.zeros(8, dtype=torch.bool)
-    config = ObjectiveConfig(num_intents=4)
+    config = ObjectiveConfig(num_intents=4, adversary_weight=1.0)
     terms = s4rec_losses(model, heads, history, model(history)[:, -1], is_head, cdf, config, 0.5)
     assert set(terms) == {"cluster", "contrastive", "distill", "adversary"}
     weighted_total(terms, config).backward()

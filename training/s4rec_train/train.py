@@ -170,9 +170,9 @@ def train(
     if heads is not None:
         prototypes, adversary = heads.prototypes.numel(), sum(p.numel() for p in heads.adversary.parameters())
         log(
-            f"objectives: S4Rec (next-item loss + intent clustering, contrastive, self-distillation, head/tail "
-            f"adversary); training heads {prototypes + adversary:,} parameters: {objectives.num_intents} intent "
-            f"prototypes {prototypes:,} (exported as the intent centroids) + adversary {adversary:,} (not exported)"
+            f"objectives: S4Rec (next-item loss + {_active_terms(objectives)}); training heads "
+            f"{prototypes + adversary:,} parameters: {objectives.num_intents} intent prototypes {prototypes:,} "
+            f"(exported as the intent centroids) + adversary {adversary:,} (not exported)"
         )
         detail(f"  {objectives}")
     else:
@@ -318,6 +318,12 @@ class _Optimizers:
     def step(self) -> None:
         for optimizer in self.optimizers:
             optimizer.step()
+
+
+def _active_terms(objectives: ObjectiveConfig) -> str:
+    names = {"cluster_weight": "intent clustering", "contrastive_weight": "contrastive",
+             "distill_weight": "self-distillation", "adversary_weight": "head/tail adversary"}  # fmt: skip
+    return ", ".join(label for field, label in names.items() if getattr(objectives, field) > 0)
 
 
 LR_WARMUP = 0.05  # the linear schedule's warm-up: this fraction of the run's steps
