@@ -110,4 +110,6 @@ def test_quickstart_trains_exports_scores_and_prints_recommendations(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "2/3 exporting" in result.output and "scored 150 users" in result.output
-    assert result.output.count("  user ") == 2 and len(read_jsonl(tmp_path / "run" / "recs.jsonl")) == 150
+    assert result.output.count(": history ...") == 2 and len(read_jsonl(tmp_path / "run" / "recs.jsonl")) == 150
+    artifact = str((tmp_path / "run" / "artifact").resolve())
+    assert f'Recommender.load("{artifact}")' in result.output and "main intent" in result.output
