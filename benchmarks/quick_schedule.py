@@ -22,10 +22,8 @@ import click
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent / "examples" / "data" / "beauty.txt.gz"
 CANDIDATES = (
-    "backbone-1e-3:backbone:softmax:1e-3:constant:8",
-    "backbone-3e-3-linear:backbone:softmax:3e-3:linear:8",
-    "backbone-5e-3-linear:backbone:softmax:5e-3:linear:8",
     "s4rec-3e-3-linear:s4rec:softmax:3e-3:linear:8",
+    "s4rec-5e-3-linear:s4rec:softmax:5e-3:linear:8",
 )
 
 

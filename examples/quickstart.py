@@ -9,7 +9,9 @@
    a few users' recommendations are printed, then what to do next.
 
 The short run is S4Rec with a higher learning rate that warms up and decays to zero over the run, validated
-once at the end (benchmarks/quick_schedule.py measured the choice against the full-budget default schedule).
+once at the end. benchmarks/quick_schedule.py measured it on this data against the full-budget default schedule
+(backbone, constant lr 1e-3, early stopping: test NDCG@20 0.0661 at epoch 24): 8 epochs at peak lr 5e-3 reach
+0.0590 (89%), at 3e-3 0.0539 (82%).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import click
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "beauty.txt.gz"
-QUICK_EPOCHS, QUICK_LR = 8, 3e-3
+QUICK_EPOCHS, QUICK_LR = 8, 5e-3
 
 
 @click.command()
