@@ -24,6 +24,7 @@ DEFAULT_DATA = HERE.parent / "examples" / "data" / "beauty.txt.gz"
 CANDIDATES = (
     "s4rec-3e-3-linear:s4rec:softmax:3e-3:linear:8",
     "s4rec-5e-3-linear:s4rec:softmax:5e-3:linear:8",
+    "s4rec-sampled-5e-3-linear:s4rec:sampled:5e-3:linear:8",
 )
 
 
