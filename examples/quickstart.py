@@ -49,9 +49,7 @@ def main(data: Path, epochs: int, lr: float, workdir: Path, users: int) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint_path, artifact, recs = workdir / "model.pt", workdir / "artifact", workdir / "recs.jsonl"
     interactions = load_interactions(data)
-    click.echo(
-        f"1/3 training S4Rec (sampled softmax, short schedule) on {data.name} for {epochs} epochs -> {checkpoint_path}"
-    )
+    click.echo(f"1/3 training S4Rec (sampled softmax, short schedule), {epochs} epochs -> {checkpoint_path}")
     config = TrainConfig(epochs=epochs, lr=lr, lr_schedule="linear", validate_every=epochs, loss="sampled")
     checkpoint = train(interactions, {}, config, checkpoint_path, log=click.echo, on_progress=progress_reporter())
     click.echo(format_table({"test": checkpoint["metrics"]["test"]}))
