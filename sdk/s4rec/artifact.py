@@ -6,7 +6,9 @@ item ids, popular items, intent top items, the item table and the encoder-only g
 the model files, checksummed in its metadata (:mod:`s4rec.sidecars`). Everything here is plain Python and
 numpy-free; :mod:`s4rec.recommender` builds the ONNX Runtime session. The exporter writes artifacts with
 :func:`metadata_props` and :func:`write_manifest`, so this module is the one home of the format: its
-reader (:func:`parse_metadata`, :func:`read_manifest`, :func:`check_signature`) next to its writer.
+reader (:func:`parse_metadata`, :func:`read_manifest`, :func:`check_signature`) next to its writer. (That is why it
+is longer than one job usually needs; the load-time probe of a graph against its metadata is
+:mod:`s4rec.graph_check`.)
 """
 
 from __future__ import annotations
@@ -166,13 +168,13 @@ class ArtifactMetadata:
             if name not in self.sidecars:
                 problems.append(f"no {name!r} in sidecars")
         popular = np.asarray(self.popular_items)
-        if popular.ndim != 1 or popular.dtype.kind not in "iu" or (len(popular) and not _within(popular, n)):
+        if popular.ndim != 1 or popular.dtype.kind not in "iu" or (len(popular) and not indices_within(popular, n)):
             problems.append(f"popular_items must be item indices in 1..{n}")
         top = np.asarray(self.intent_top_items)
         if self.num_intents:
             if top.ndim != 2 or top.shape[0] != self.num_intents or top.dtype.kind not in "iu":
                 problems.append(f"intent_top_items must be ({self.num_intents}, top_k) item indices, got {top.shape}")
-            elif not _within(top, n):
+            elif not indices_within(top, n):
                 problems.append(f"intent_top_items outside 1..{n}")
 
     @classmethod
@@ -219,7 +221,8 @@ class ArtifactMetadata:
         return {name: getattr(self, name) for name in LARGE_LISTS}
 
 
-def _within(indices: np.ndarray, n: int) -> bool:
+def indices_within(indices: np.ndarray, n: int) -> bool:
+    """Every index is an item index 1..n."""
     return bool(indices.min() >= 1 and indices.max() <= n) if indices.size else True
 
 
@@ -456,94 +459,6 @@ def check_signature(session, metadata: ArtifactMetadata, model_path: Path) -> No
     if problems:
         raise ArtifactError(
             f"{model_path}: the graph does not match the s4rec contract: {'; '.join(problems)}. Re-export it."
-        )
-
-
-def check_graph_agrees(session, metadata: ArtifactMetadata, model_path: Path, encoder: bool = False) -> None:
-    """The graph must be the one the metadata describes. Two runs on a few probe histories check the user
-    vector's size, the intents, that item ``num_items`` is an item and ``num_items + 1`` is not, that the graph
-    reads ``max_len`` items, and (not for a format 3 ``encoder``) that ``k`` stops at ``top_k``. A few
-    milliseconds; an edited metadata JSON would otherwise give wrong items or an IndexError later."""
-    n, length, top_k = metadata.num_items, metadata.max_len, metadata.top_k
-    probe = np.zeros((4, length), dtype=np.int64)
-    probe[1, -1] = n  # the last item
-    probe[2, :] = 1
-    probe[3, 1:] = 1  # row 2 without its oldest item: the same vector only if the graph reads fewer items
-    outputs = [USER_EMBEDDING] + ([INTENT_PROBABILITIES] if metadata.num_intents else [])
-    try:
-        results = _probe(session, outputs + ([] if encoder else [TOP_ITEMS]), probe, None if encoder else top_k)
-    except Exception as e:  # onnxruntime's own error types
-        raise ArtifactError(
-            f"{model_path}: the graph fails on probe histories of item indices 1..num_items {n}, max_len {length} "
-            f"long ({_first_line(e)}). The metadata was edited, or the file is damaged; re-export the artifact."
-        ) from None
-    vectors = np.asarray(results[USER_EMBEDDING])
-    problems = []
-    if vectors.shape != (4, metadata.embedding_dim):
-        problems.append(f"user vectors of shape {vectors.shape}, not (4, embedding_dim {metadata.embedding_dim})")
-    else:
-        if _same(vectors[0], vectors[1]):
-            problems.append(f"item index {n} reads as padding, so the graph has fewer than num_items {n} items")
-        if length > 1 and _same(vectors[2], vectors[3]):
-            problems.append(f"the graph reads fewer than max_len {length} items of a history")
-    if metadata.num_intents and np.shape(results[INTENT_PROBABILITIES]) != (4, metadata.num_intents):
-        shape = np.shape(results[INTENT_PROBABILITIES])
-        problems.append(f"intent probabilities of shape {shape}, not (4, num_intents {metadata.num_intents})")
-    if not encoder:
-        items = np.asarray(results[TOP_ITEMS])
-        if items.shape != (4, top_k):
-            problems.append(f"k = {top_k} returns {items.shape[-1]} items, so top_k is not {top_k}")
-        elif not _within(items, n):
-            problems.append(f"item index {int(items.max())} returned, beyond num_items {n}")
-    # One past the last item: graphs with input guards read the index as padding; older graphs fail instead,
-    # which says the same.
-    try:
-        beyond = _probe(session, [USER_EMBEDDING], np.array([[0], [n + 1]]), None if encoder else top_k)
-    except Exception:
-        beyond = None
-    if beyond is not None and vectors.shape == (4, metadata.embedding_dim):
-        if not _same(*np.asarray(beyond[USER_EMBEDDING])):
-            problems.append(f"item index {n + 1} is an item, so the graph has more than num_items {n} items")
-        # k = top_k + 1 is not checked here: graphs exported before the input guards return top_k + 1 items
-        # (their TopK takes any k), and a smaller top_k in the metadata than the graph's is harmless (the SDK
-        # clamps k to it). The probe above already refuses a top_k the graph cannot return.
-    if problems:
-        raise ArtifactError(
-            f"{model_path}: the metadata does not match the graph: {'; '.join(problems)}. The metadata was edited, "
-            "or the file is damaged; re-export the artifact."
-        )
-
-
-def _probe(session, outputs: list[str], histories: np.ndarray, k: int | None) -> dict[str, np.ndarray]:
-    feed = {INPUT: histories.astype(np.int64)}
-    if k is not None:
-        feed.update({EXCLUDE: np.zeros((len(histories), 1), np.int64), K_INPUT: np.array(k, np.int64)})
-    return dict(zip(outputs, session.run(outputs, feed)))
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.allclose(a, b, rtol=0, atol=1e-6))
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def check_top_k(session, metadata: ArtifactMetadata, model_path: Path) -> None:
-    """A format 3 full graph's ``k`` stops at ``top_k`` (one empty history: one pass over the item table)."""
-    feed = {INPUT: np.zeros((1, 1), np.int64), EXCLUDE: np.zeros((1, 1), np.int64),
-            K_INPUT: np.array(metadata.top_k + 1, np.int64)}  # fmt: skip
-    try:
-        (items,) = session.run([TOP_ITEMS], feed)
-    except Exception as e:  # onnxruntime's own error types
-        raise ArtifactError(
-            f"{model_path}: the graph fails on an empty history ({_first_line(e)}). Re-export it."
-        ) from None
-    if np.shape(items) != (1, metadata.top_k):
-        raise ArtifactError(
-            f"{model_path}: the metadata does not match the graph: k = {metadata.top_k + 1} returns "
-            f"{np.shape(items)[-1]} items, so top_k is not {metadata.top_k}. The metadata was edited, or the file "
-            "is damaged; re-export the artifact."
         )
 
 

@@ -46,14 +46,13 @@ from .artifact import (
     USER_EMBEDDING,
     ArtifactMetadata,
     check_encoder_signature,
-    check_graph_agrees,
     check_signature,
-    check_top_k,
     model_entry,
     parse_metadata,
     verify_checksum,
 )
 from .errors import ArtifactError, S4RecError
+from .graph_check import check_graph_agrees, check_top_k
 from .results import RankedBatch, Recommendations, recommendation_lists
 from .session import make_session
 from .sidecars import Sidecars
