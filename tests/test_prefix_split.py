@@ -50,7 +50,9 @@ def test_prefix_training_changes_only_the_training_data():
     tiny = {"max_len": 10, "dim": 16, "layers": 1, "heads": 2, "dropout": 0.1}
     lines = []
     config = TrainConfig(epochs=2, batch_size=64, lr=5e-3, prefix_split=True)
-    checkpoint = train(data, tiny, config, log=lines.append, objectives=ObjectiveConfig(num_intents=4))
+    checkpoint = train(
+        data, tiny, config, log=lines.append, objectives=ObjectiveConfig(num_intents=4, adversary_weight=1.0)
+    )
     prefixes = int(np.maximum(leave_one_out(data).train_length - 1, 0).sum())
     assert any(f"prefix split: {prefixes:,} training sequences" in line for line in lines)
     history = checkpoint["training"]["history"]

@@ -124,7 +124,14 @@ def test_whole_sampled_step_has_no_data_dependent_host_sync():
         )
         cdf, is_head = torch.ones(30), torch.zeros(8, dtype=torch.bool)
     step = TrainingStep(
-        model, heads, ObjectiveConfig(num_intents=4), "sampled", contextlib.nullcontext(), sampler, cdf, is_head
+        model,
+        heads,
+        ObjectiveConfig(num_intents=4, adversary_weight=1.0),
+        "sampled",
+        contextlib.nullcontext(),
+        sampler,
+        cdf,
+        is_head,
     )
     optimize, loss, terms = step(batch, 0.5)
     assert loss.device.type == "meta" and set(terms) == {"cluster", "contrastive", "distill", "adversary"}
