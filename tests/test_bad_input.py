@@ -251,6 +251,25 @@ def test_a_sigterm_a_library_swallowed_still_publishes_nothing(tmp_path, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == [work.name]  # the caller's cleanup removes its own directory
 
 
+def test_published_directory_replaces_on_success_and_leaves_the_old_one_on_failure(tmp_path):
+    from s4rec import files
+
+    output = tmp_path / "artifact"
+    output.mkdir()
+    (output / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="export failed"):
+        with files.published_directory(output) as work:
+            (work / "new.txt").write_text("new")
+            raise RuntimeError("export failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]  # the partial directory is gone
+    assert [p.name for p in output.iterdir()] == ["old.txt"]
+    with files.published_directory(output) as work:
+        (work / "new.txt").write_text("new")
+        assert not (output / "new.txt").exists()  # nothing under the name until the block ends
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
+    assert [p.name for p in output.iterdir()] == ["new.txt"]
+
+
 # --- s4rec-train: the data readers ------------------------------------------------------------------------------
 
 GOOD_TEXT = b"".join(b"%d %d %d %d %d\n" % (u, 1 + u % 7, 1 + u % 5, 1 + u % 3, 1 + u % 4) for u in range(30))

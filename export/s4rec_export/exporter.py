@@ -10,7 +10,6 @@ temporary directory get its final name; a failure or an interrupt leaves nothing
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import torch
 
 from s4rec import Recommender
 from s4rec.artifact import METADATA_KEY, VARIANT_FILES, ArtifactMetadata, metadata_props, write_manifest
-from s4rec.files import publish_directory, recover_interrupted, temporary_directory_beside
+from s4rec.files import published_directory, recover_interrupted
 from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
 from s4rec_train.model import SASRec
 
@@ -255,50 +254,46 @@ def export_checkpoint(
             log, started, ann_m=ann_m, ann_ef_construction=ann_ef_construction,
         )  # fmt: skip
 
-    work = temporary_directory_beside(output)
     threads = torch.get_num_threads()
     # Every torch kernel here is tiny (the parity reference runs a few dozen histories): one thread avoids
     # OpenMP spin-waiting, which made the reference 50x slower on a busy 2-core machine.
     torch.set_num_threads(1)
     try:
-        step_started = time.perf_counter()
-        log("exporting the graph (torch.onnx.export, dynamo)")
-        model = to_onnx(graph)
-        report.seconds["export"] = time.perf_counter() - step_started
-
-        step_started = time.perf_counter()
-        metadata = artifact_metadata(ckpt, checkpoint, graph, model)
-        path = work / VARIANT_FILES["fp32"]
-        save_with_metadata(model, metadata, path)
-        check_model(path, "fp32")
-        stored = graph.stored_elements()
-        check_stored_once(model, stored, "fp32 export")
-        limit = _weights_limit(4, stored, metadata)
-        basis = "4 bytes x parameters + 5% + metadata + 64 KiB of graph"
-        report.sizes[path.name] = size = check_file_size(path, limit, "fp32", basis)
-        session = Recommender.make_session(path)
-        log("verifying fp32 against torch")
-        report.parity = check_parity(graph, session, "fp32 (ONNX Runtime vs torch)", atol=atol)
-        fp32 = Fp32Export(encoder, intents, graph, model, path, metadata, session, stored, size, atol)
-        report.seconds["verify"] = time.perf_counter() - step_started
-
-        for step in steps:
+        with published_directory(output) as work:
             step_started = time.perf_counter()
-            _run_variant(step, fp32, work, report, log)
-            report.seconds[step.variant] = time.perf_counter() - step_started
+            log("exporting the graph (torch.onnx.export, dynamo)")
+            model = to_onnx(graph)
+            report.seconds["export"] = time.perf_counter() - step_started
 
-        write_manifest(work, {"fp32": {}, **{step.variant: dict(step.manifest) for step in steps}})
-        for variant in ["fp32", *(step.variant for step in steps)]:  # read back every file as a user would
-            try:
-                recommender = Recommender.load(work, variant=variant)
-                recommender.recommend([fp32.metadata.item_ids[0]], k=min(10, top_k))
-            except Exception as e:
-                raise ValidationError(f"{variant}: the SDK cannot use the written file: {e}") from None
-        report.metadata = fp32.metadata.to_dict()
-        publish_directory(work, output)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+            step_started = time.perf_counter()
+            metadata = artifact_metadata(ckpt, checkpoint, graph, model)
+            path = work / VARIANT_FILES["fp32"]
+            save_with_metadata(model, metadata, path)
+            check_model(path, "fp32")
+            stored = graph.stored_elements()
+            check_stored_once(model, stored, "fp32 export")
+            limit = _weights_limit(4, stored, metadata)
+            basis = "4 bytes x parameters + 5% + metadata + 64 KiB of graph"
+            report.sizes[path.name] = size = check_file_size(path, limit, "fp32", basis)
+            session = Recommender.make_session(path)
+            log("verifying fp32 against torch")
+            report.parity = check_parity(graph, session, "fp32 (ONNX Runtime vs torch)", atol=atol)
+            fp32 = Fp32Export(encoder, intents, graph, model, path, metadata, session, stored, size, atol)
+            report.seconds["verify"] = time.perf_counter() - step_started
+
+            for step in steps:
+                step_started = time.perf_counter()
+                _run_variant(step, fp32, work, report, log)
+                report.seconds[step.variant] = time.perf_counter() - step_started
+
+            write_manifest(work, {"fp32": {}, **{step.variant: dict(step.manifest) for step in steps}})
+            for variant in ["fp32", *(step.variant for step in steps)]:  # read back every file as a user would
+                try:
+                    recommender = Recommender.load(work, variant=variant)
+                    recommender.recommend([fp32.metadata.item_ids[0]], k=min(10, top_k))
+                except Exception as e:
+                    raise ValidationError(f"{variant}: the SDK cannot use the written file: {e}") from None
+            report.metadata = fp32.metadata.to_dict()
     finally:
         torch.set_num_threads(threads)
     report.seconds["total"] = time.perf_counter() - started

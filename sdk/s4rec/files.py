@@ -2,7 +2,7 @@
 
 One helper for the three commands: ``s4rec-train`` writes its checkpoint with :func:`atomic_file`,
 ``s4rec-score`` its output (through :func:`atomic_file`, wrapped in text and gzip layers by
-:mod:`s4rec.writers`), ``s4rec-export`` its artifact directory with :func:`publish_directory`. A failure or an
+:mod:`s4rec.writers`), ``s4rec-export`` its artifact directory with :func:`published_directory`. A failure or an
 interrupt (``KeyboardInterrupt`` and ``SystemExit`` included) removes the temporary file and leaves whatever
 was under the final name untouched. Files get the usual permissions (``0666`` less the umask), not the
 ``0600`` of ``mkstemp``, so a checkpoint, an artifact and a scored file are all equally readable.
@@ -121,6 +121,19 @@ def temporary_directory_beside(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+
+
+@contextmanager
+def published_directory(output: str | Path) -> Iterator[Path]:
+    """A new directory beside ``output`` to fill; :func:`publish_directory` gives it the name ``output`` when the
+    block ends normally, and it is removed (``output`` untouched) when the block raises or is interrupted."""
+    work = temporary_directory_beside(output)
+    try:
+        yield work
+        publish_directory(work, output)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def publish_directory(work: str | Path, output: str | Path) -> None:
