@@ -53,3 +53,44 @@ def synthetic_histories(num_items: int = NUM_ITEMS, count: int = 60, seed: int =
 
     rng = np.random.default_rng(seed)
     return [rng.integers(1, num_items + 1, int(rng.integers(0, 26))).tolist() for _ in range(count)]
+
+
+# Metadata edits the SDKs must refuse at load (the graph disagrees), with the words both SDKs say: name, the
+# changed metadata fields for the tiny plain artifact (40 items, max_len 10, dim 16, top_k 40), a fragment.
+GRAPH_MISMATCH_CASES = [
+    ("top_k above the graph's", {"num_items": 50, "top_k": 45, "item_ids": list(range(1, 51))},
+     "k = 45 returns 40 items, so top_k is not 45"),
+    ("fewer items than the graph", {"num_items": 30, "top_k": 30, "item_ids": list(range(30)), "popular_items": [1]},
+     "item index 31 is an item, so the graph has more than num_items 30 items"),
+    ("more items than the graph", {"num_items": 50, "item_ids": list(range(1, 51))},
+     "item index 50 reads as padding, so the graph has fewer than num_items 50 items"),
+    ("max_len above the graph's", {"max_len": 20}, "the graph reads fewer than max_len 20 items of a history"),
+    ("embedding_dim other than the graph's", {"embedding_dim": 8},
+     "user vectors of shape (4, 16), not (4, embedding_dim 8)"),
+]  # fmt: skip
+
+
+def with_edited_metadata(artifact: Path, target: Path, **changes) -> Path:
+    """A copy of the format 2 ``artifact`` directory at ``target`` whose fp32 model's metadata JSON has ``changes``
+    (its item checksum and the manifest's file checksum updated to match, so only the graph can disagree)."""
+    import hashlib
+    import json
+    import shutil
+
+    import onnx
+
+    from s4rec.artifact import items_checksum
+
+    shutil.copytree(artifact, target)
+    model = onnx.load(str(target / "model.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "s4rec.metadata":
+            values = dict(json.loads(prop.value), **changes)
+            values["item_ids_sha256"] = items_checksum(values["item_ids"])
+            prop.value = json.dumps(values)
+    onnx.save(model, str(target / "model.onnx"))
+    manifest = json.loads((target / "s4rec.json").read_text())
+    data = (target / "model.onnx").read_bytes()
+    manifest["variants"]["fp32"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    (target / "s4rec.json").write_text(json.dumps(manifest))
+    return target

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import GRAPH_MISMATCH_CASES, with_edited_metadata
 from score_helpers import score_inputs
 
 from s4rec.cli import main as score_main
@@ -524,47 +525,12 @@ def test_a_bad_manifest_entry_is_refused(tmp_path, plain_artifact, name, edit, m
     assert message in str(caught.value) and str(target) in str(caught.value), str(caught.value)
 
 
-def _rewritten(plain_artifact, tmp_path, **changes) -> Path:
-    """The artifact with its fp32 model's metadata JSON edited (the manifest's checksum updated to match)."""
-    import hashlib
-    import json
-
-    import onnx
-
-    from s4rec.artifact import items_checksum
-
-    target = _artifact_copy(plain_artifact, tmp_path)
-    model = onnx.load(str(target / "model.onnx"))
-    for prop in model.metadata_props:
-        if prop.key == "s4rec.metadata":
-            values = dict(json.loads(prop.value), **changes)
-            values["item_ids_sha256"] = items_checksum(values["item_ids"])
-            prop.value = json.dumps(values)
-    onnx.save(model, str(target / "model.onnx"))
-    digest = hashlib.sha256((target / "model.onnx").read_bytes()).hexdigest()
-    _edit_manifest(target, _entry(sha256=digest, bytes=(target / "model.onnx").stat().st_size))
-    return target
-
-
-GRAPH_CASES = [
-    ("top_k above the graph's", {"num_items": 50, "top_k": 45, "item_ids": list(range(1, 51))},
-     "k = 45 returns 40 items, so top_k is not 45"),
-    ("fewer items than the graph", {"num_items": 30, "top_k": 30, "item_ids": list(range(30)), "popular_items": [1]},
-     "item index 31 is an item, so the graph has more than num_items 30 items"),
-    ("more items than the graph", {"num_items": 50, "item_ids": list(range(1, 51))},
-     "item index 50 reads as padding, so the graph has fewer than num_items 50 items"),
-    ("max_len above the graph's", {"max_len": 20}, "the graph reads fewer than max_len 20 items of a history"),
-    ("embedding_dim other than the graph's", {"embedding_dim": 8},
-     "user vectors of shape (4, 16), not (4, embedding_dim 8)"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("name, changes, message", GRAPH_CASES, ids=[c[0] for c in GRAPH_CASES])
+@pytest.mark.parametrize("name, changes, message", GRAPH_MISMATCH_CASES, ids=[c[0] for c in GRAPH_MISMATCH_CASES])
 def test_metadata_that_disagrees_with_the_graph_is_refused(tmp_path, plain_artifact, name, changes, message):
     from s4rec import Recommender
     from s4rec.errors import ArtifactError
 
-    target = _rewritten(plain_artifact, tmp_path, **changes)
+    target = with_edited_metadata(plain_artifact[0], tmp_path / "artifact", **changes)
     with pytest.raises(ArtifactError, match="the metadata does not match the graph") as caught:
         Recommender.load(target)
     assert message in str(caught.value) and str(target / "model.onnx") in str(caught.value), str(caught.value)
@@ -599,7 +565,7 @@ def test_a_top_k_below_the_graphs_loads_and_caps_k(tmp_path, plain_artifact):
     # Graphs exported before the input guards return any k; a metadata top_k below the graph's is harmless.
     from s4rec import Recommender
 
-    rec = Recommender.load(_rewritten(plain_artifact, tmp_path, top_k=5))
+    rec = Recommender.load(with_edited_metadata(plain_artifact[0], tmp_path / "artifact", top_k=5))
     assert len(rec.recommend([1, 2], k=5)) == 5
     with pytest.raises(ValueError):
         rec.recommend([1, 2], k=6)

@@ -15,10 +15,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import MIXED_IDS, synthetic_histories
+from helpers import GRAPH_MISMATCH_CASES, MIXED_IDS, synthetic_histories, with_edited_metadata
 from js_helpers import JS, js_env, node_executable
 
 from s4rec import Recommender, UnknownItemError
+from s4rec.errors import ArtifactError
 
 UNKNOWN = [999, "zz"]
 
@@ -171,6 +172,14 @@ def test_node_tests_give_the_python_sdks_results(
             },
         ],  # fmt: skip
     }
+    # Metadata that disagrees with its graph: refused at load with the Python SDK's own words.
+    for case, (_, changes, _) in enumerate(GRAPH_MISMATCH_CASES):
+        edited = with_edited_metadata(plain_artifact[0], tmp_path / f"edited{case}", **changes)
+        with pytest.raises(ArtifactError) as caught:
+            Recommender.load(edited)
+        words = str(caught.value).split(": ", 1)[1]  # after the file's name
+        assert words.startswith("the metadata does not match the graph: "), words
+        parity["refused"].append({"source": str(edited), "error": "ArtifactError", "message": words})
     parity_file = tmp_path / "parity.json"
     parity_file.write_text(json.dumps(parity, allow_nan=False, ensure_ascii=False), encoding="utf-8")
     done = run_node_tests(node, parity_file)

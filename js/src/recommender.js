@@ -39,6 +39,7 @@ import {
   TOP_SCORES,
   USER_EMBEDDING,
 } from "./metadata.js";
+import { checkGraphAgrees, checkTopK } from "./graphcheck.js";
 import { readExternalDataLocations, readMetadataProps } from "./protobuf.js";
 import { Sidecars, VERIFY_MODES } from "./sidecars.js";
 import { locateUrl, readModel, verifyChecksum } from "./sources.js";
@@ -290,6 +291,8 @@ export class Recommender {
         const encoderOptions = { ...sessionOptions, externalData: await externalData(bytes, where, files) };
         const session = await createSession(ort, bytes, encoderOptions, where);
         checkEncoderSignature(session, metadata, where);
+        // The probe on the encoder: the full graph would read the whole item table.
+        await checkGraphAgrees(ort, session, metadata, where, true);
         return session;
       })();
       encoder.catch(() => {}); // reported below, after the model's own errors
@@ -297,6 +300,8 @@ export class Recommender {
     const graphOptions = { ...modelOptions, externalData: await externalData(model.bytes, name, files) };
     const session = await createSession(ort, model.bytes, graphOptions, name);
     checkSignature(session, metadata, name);
+    if (files === null) await checkGraphAgrees(ort, session, metadata, name);
+    else await checkTopK(ort, session, metadata, name);
     return new this({ session, metadata, source: name, unknown, ort, encoder: await encoder });
   }
 

@@ -1,0 +1,163 @@
+/**
+ * Does a loaded graph match its metadata? A few probe runs at load time (a few milliseconds), so that an edited
+ * or damaged metadata JSON fails with a clear {@link ArtifactError} instead of giving wrong items later. The
+ * same checks, in the same words, as the Python SDK's `s4rec.graph_check`; called by `Recommender.load`.
+ *
+ * @typedef {import("./metadata.js").ArtifactMetadata} ArtifactMetadata
+ * @typedef {import("onnxruntime-common").InferenceSession} InferenceSession
+ * @typedef {import("onnxruntime-common").Tensor} Tensor
+ * @typedef {{ Tensor: typeof import("onnxruntime-common").Tensor }} TensorRuntime
+ */
+
+import { ArtifactError } from "./errors.js";
+import { EXCLUDE, INPUT, INTENT_PROBABILITIES, K_INPUT, TOP_ITEMS, USER_EMBEDDING } from "./metadata.js";
+
+const REEXPORT = "The metadata was edited, or the file is damaged; re-export the artifact.";
+
+/**
+ * The graph must be the one the metadata describes. Two runs on a few probe histories check the user vector's
+ * size, the intents, that item `numItems` is an item and `numItems + 1` is not, that the graph reads `maxLen`
+ * items, and (not for a format 3 `encoder`) that `k` stops at `topK`.
+ *
+ * @param {TensorRuntime} ort
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name the model file, for messages
+ * @param {boolean} [encoder] a format 3 encoder-only graph (no `exclude`, `k`, `top_items`)
+ */
+export async function checkGraphAgrees(ort, session, metadata, name, encoder = false) {
+  const { numItems: n, maxLen: length, topK, numIntents, embeddingDim } = metadata;
+  const probe = new BigInt64Array(4 * length);
+  probe[2 * length - 1] = BigInt(n); // row 1: the last item
+  probe.fill(1n, 2 * length, 3 * length);
+  probe.fill(1n, 3 * length + 1, 4 * length); // row 2 without its oldest item: the same vector only if the graph reads fewer items
+  const outputs = [USER_EMBEDDING, ...(numIntents ? [INTENT_PROBABILITIES] : []), ...(encoder ? [] : [TOP_ITEMS])];
+  let results;
+  try {
+    results = await run(ort, session, outputs, probe, [4, length], encoder ? null : topK);
+  } catch (e) {
+    throw new ArtifactError(
+      `${name}: the graph fails on probe histories of item indices 1..num_items ${n}, max_len ${length} long ` +
+        `(${firstLine(e)}). ${REEXPORT}`,
+    );
+  }
+  const vectors = results[USER_EMBEDDING];
+  const vectorsFit = hasShape(vectors, [4, embeddingDim]);
+  const problems = [];
+  if (!vectorsFit) {
+    problems.push(`user vectors of shape ${shape(vectors)}, not (4, embedding_dim ${embeddingDim})`);
+  } else {
+    if (sameRows(vectors, 0, 1)) {
+      problems.push(`item index ${n} reads as padding, so the graph has fewer than num_items ${n} items`);
+    }
+    if (length > 1 && sameRows(vectors, 2, 3)) {
+      problems.push(`the graph reads fewer than max_len ${length} items of a history`);
+    }
+  }
+  if (numIntents && !hasShape(results[INTENT_PROBABILITIES], [4, numIntents])) {
+    const got = shape(results[INTENT_PROBABILITIES]);
+    problems.push(`intent probabilities of shape ${got}, not (4, num_intents ${numIntents})`);
+  }
+  if (!encoder) {
+    const items = results[TOP_ITEMS];
+    if (!hasShape(items, [4, topK])) {
+      problems.push(`k = ${topK} returns ${items.dims[items.dims.length - 1]} items, so top_k is not ${topK}`);
+    } else {
+      const indices = Array.from(/** @type {BigInt64Array} */ (items.data), Number);
+      const highest = Math.max(...indices);
+      if (Math.min(...indices) < 1 || highest > n) {
+        problems.push(`item index ${highest} returned, beyond num_items ${n}`);
+      }
+    }
+  }
+  // One past the last item: graphs with input guards read the index as padding; older graphs fail instead,
+  // which says the same. k = topK + 1 is not checked: graphs exported before the input guards take any k, and
+  // a metadata topK below the graph's is harmless (the SDK caps k at it).
+  let beyond = null;
+  try {
+    beyond = await run(ort, session, [USER_EMBEDDING], BigInt64Array.of(0n, BigInt(n + 1)), [2, 1], encoder ? null : topK);
+  } catch {
+    beyond = null;
+  }
+  if (beyond !== null && vectorsFit && !sameRows(beyond[USER_EMBEDDING], 0, 1)) {
+    problems.push(`item index ${n + 1} is an item, so the graph has more than num_items ${n} items`);
+  }
+  if (problems.length) {
+    throw new ArtifactError(`${name}: the metadata does not match the graph: ${problems.join("; ")}. ${REEXPORT}`);
+  }
+}
+
+/**
+ * A format 3 full graph's `k` stops at `topK` (one empty history: one pass over the item table).
+ *
+ * @param {TensorRuntime} ort
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name
+ */
+export async function checkTopK(ort, session, metadata, name) {
+  let items;
+  try {
+    items = (await run(ort, session, [TOP_ITEMS], BigInt64Array.of(0n), [1, 1], metadata.topK + 1))[TOP_ITEMS];
+  } catch (e) {
+    throw new ArtifactError(`${name}: the graph fails on an empty history (${firstLine(e)}). Re-export it.`);
+  }
+  if (!hasShape(items, [1, metadata.topK])) {
+    throw new ArtifactError(
+      `${name}: the metadata does not match the graph: k = ${metadata.topK + 1} returns ` +
+        `${items.dims[items.dims.length - 1]} items, so top_k is not ${metadata.topK}. ${REEXPORT}`,
+    );
+  }
+}
+
+/**
+ * @param {TensorRuntime} ort
+ * @param {InferenceSession} session
+ * @param {string[]} outputs
+ * @param {BigInt64Array} histories
+ * @param {[number, number]} dims
+ * @param {number | null} k null: the encoder graph (history alone)
+ * @returns {Promise<Record<string, Tensor>>}
+ */
+async function run(ort, session, outputs, histories, dims, k) {
+  /** @type {Record<string, Tensor>} */
+  const feeds = { [INPUT]: new ort.Tensor("int64", histories, dims) };
+  if (k !== null) {
+    feeds[EXCLUDE] = new ort.Tensor("int64", new BigInt64Array(dims[0]), [dims[0], 1]);
+    feeds[K_INPUT] = new ort.Tensor("int64", BigInt64Array.of(BigInt(k)), []);
+  }
+  return /** @type {Record<string, Tensor>} */ (await session.run(feeds, outputs));
+}
+
+/**
+ * @param {Tensor} tensor
+ * @param {number[]} dims
+ */
+function hasShape(tensor, dims) {
+  return tensor.dims.length === dims.length && tensor.dims.every((d, i) => d === dims[i]);
+}
+
+/** @param {Tensor} tensor the shape as Python writes a tuple, as in the Python SDK's messages */
+function shape(tensor) {
+  return `(${tensor.dims.join(", ")}${tensor.dims.length === 1 ? "," : ""})`;
+}
+
+/**
+ * Rows a and b of a (rows, width) float tensor agree within 1e-6 (the Python SDK's tolerance).
+ *
+ * @param {Tensor} tensor
+ * @param {number} a
+ * @param {number} b
+ */
+function sameRows(tensor, a, b) {
+  const width = tensor.dims[1];
+  const data = /** @type {Float32Array} */ (tensor.data);
+  for (let j = 0; j < width; j++) if (!(Math.abs(data[a * width + j] - data[b * width + j]) <= 1e-6)) return false;
+  return true;
+}
+
+/** @param {unknown} error */
+function firstLine(error) {
+  const text = (error instanceof Error ? error.message : String(error)).trim();
+  return text ? text.split("\n")[0] : error instanceof Error ? error.name : "error";
+}
