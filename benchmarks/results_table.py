@@ -8,6 +8,11 @@ with test HR@5/HR@20/NDCG@5/NDCG@20 (mean ± std over seeds when there are sever
 seconds per training epoch (median over epochs, robust to other work on a shared machine; mean over seeds),
 best epochs, intents used of K and the spread of the head share across intents.
 
+    python benchmarks/results_table.py --pool --metrics HR@10,HR@20,NDCG@5,NDCG@20 bce_beauty_s0.json bce_beauty_s1.json
+
+pools each arm's runs across the files (one seed per file, the same configuration: the caller's choice) into
+one mean ± std row; ``--metrics`` picks the columns.
+
     python benchmarks/results_table.py --curves benchmarks/results/tune_tokens_*.json
 
 prints instead, per epoch, each run's mean next-item loss (L_SR) and validation NDCG@20: the curves METHOD.md
@@ -37,6 +42,7 @@ def load_runs(path: Path) -> list[dict]:
 
 
 def cell(values: list[float]) -> str:
+    """Mean ± population standard deviation (half the difference for two seeds)."""
     values = np.asarray(values)
     return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
@@ -60,19 +66,28 @@ def curves(runs: list[dict]) -> None:
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--curves", "show_curves", is_flag=True, help="Per-epoch L_SR and validation NDCG@20 of each run.")
-def main(paths, show_curves):
+@click.option("--pool", is_flag=True, help="One row per arm over all the files (their seeds), not per file.")
+@click.option("--metrics", default=",".join(METRICS), show_default=True, help="Comma-separated test metrics.")
+def main(paths, show_curves, pool, metrics):
     runs = [run for path in paths for run in load_runs(path)]
     if show_curves:
         curves([r for r in runs if r.get("history")])
         return
+    metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if pool:
+        sources = {}
+        for r in runs:
+            sources.setdefault(r["arm"], []).append(r["source"])
+        for r in runs:
+            r["source"] = ", ".join(dict.fromkeys(sources[r["arm"]]))
     arms = list(dict.fromkeys((r["arm"], r["source"]) for r in runs))
-    print("| arm | seeds | group | " + " | ".join(METRICS) + " | valid NDCG@20 |")
-    print("|---|---|---|" + "---|" * (len(METRICS) + 1))
+    print("| arm | seeds | group | " + " | ".join(metrics) + " | valid NDCG@20 |")
+    print("|---|---|---|" + "---|" * (len(metrics) + 1))
     for arm, source in arms:
         group_runs = [r for r in runs if r["arm"] == arm and r["source"] == source]
         seeds = ",".join(str(r["seed"]) for r in group_runs)
         for group in ("overall", "head", "tail"):
-            cells = [cell([r["test"][group][m] for r in group_runs]) for m in METRICS]
+            cells = [cell([r["test"][group][m] for r in group_runs]) for m in metrics]
             valid = [r["valid"][group]["NDCG@20"] for r in group_runs if r["valid"]]
             cells.append(cell(valid) if valid else "-")
             print(f"| {arm} | {seeds} | {group} | " + " | ".join(cells) + " |")
