@@ -51,6 +51,9 @@ def run(interactions, objectives: str, loss: str, lr: float, schedule: str, epoc
 @click.option("--reference-ndcg", type=float, default=None, help="With --no-reference: the full-budget figure.")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def main(data, candidates, threads, reference, reference_epochs, reference_ndcg, json_out):
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     from s4rec_train.data import load_interactions
 
     interactions = load_interactions(data)

@@ -82,6 +82,9 @@ def child(args) -> None:
 
 
 def main() -> None:
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=float, default=1e6)
     parser.add_argument("--items", type=float, default=1e6)

@@ -67,6 +67,9 @@ def child(num_items: int, loss: str, steps: int, threads: int) -> None:
 
 
 def main() -> None:
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e4,3e4,1e5,3e5,1e6")
     parser.add_argument("--steps", type=int, default=8)

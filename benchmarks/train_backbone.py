@@ -33,6 +33,9 @@ from s4rec_train.train import TrainConfig, train
 @click.option("--batching", type=click.Choice(["tokens", "users", "random"]), default="tokens", show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write the figures as JSON here.")
 def main(data, epochs, batch_size, patience, threads, seed, batching, json_out):
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     torch.set_num_threads(threads)
     interactions = read_sequences(data)
     config = TrainConfig(

@@ -124,6 +124,9 @@ def summary(runs: list[dict]) -> str:
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")
 def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, loss, negatives, negative_sampler,
          in_batch_negatives, sparse_items, prefix_split, lr, overrides, json_out):  # fmt: skip
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     torch.set_num_threads(threads)
     interactions = read_sequences(data)
     overrides = parse_overrides(overrides)

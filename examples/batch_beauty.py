@@ -31,6 +31,9 @@ DEFAULT_DATA = HERE / "data" / "beauty.txt.gz"
 @click.option("--model", "model_json", default="{}", help="Model settings as JSON, e.g. '{\"dim\": 32}'.")
 @click.option("--show", default=3, show_default=True, help="Users whose recommendations are printed.")
 def main(data, epochs, workdir, k, threads, model_json, show):
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     from s4rec import Recommender
     from s4rec.batch import available_cores, score_file
     from s4rec.cli import ProgressBar

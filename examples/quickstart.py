@@ -35,6 +35,9 @@ QUICK_EPOCHS, QUICK_LR = 8, 5e-3
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True)
 @click.option("--users", default=3, show_default=True, help="How many users' recommendations to print.")
 def main(data: Path, epochs: int, lr: float, workdir: Path, users: int) -> None:
+    from s4rec_train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
     from s4rec import Recommender
     from s4rec.batch import available_cores, score_file
     from s4rec.cli import ProgressBar

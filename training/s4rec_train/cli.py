@@ -440,6 +440,9 @@ def main() -> None:
         from s4rec.files import exit_on_sigterm
 
         exit_on_sigterm()  # a SIGTERM removes the partial output; nothing appears under the output's name
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # large blocks reused, not mapped and unmapped every step (allocator.py: -30% time)
     cli()
 
 
