@@ -58,8 +58,7 @@ def test_freed_blocks_are_reused_without_page_faults():
 
 def test_importing_the_library_leaves_the_allocator_alone():
     code = (
-        "import s4rec_train, s4rec_train.train, s4rec_train.checkpoint, s4rec_train.allocator as a\n"
-        "print(a.is_tuned())"
+        "import s4rec_train, s4rec_train.train, s4rec_train.checkpoint, s4rec_train.allocator as a\nprint(a.is_tuned())"
     )
     assert run_python(code) == "False"
 
