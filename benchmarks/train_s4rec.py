@@ -8,18 +8,29 @@ Full against sampled softmax (issue 13; the same arms and seeds, quality and s/e
     python benchmarks/train_s4rec.py --data ../shared/data/beauty.txt --arms backbone,s4rec --loss sampled \\
         --negatives 1024 --epochs 20 --threads 2 --json-out beauty_sampled.json
 
-Arms (METHOD.md section 8 / the paper's Table 3):
+Arms, named as the paper's Table 3 names them (METHOD.md sections 8 and 10; CSD is the sequence-level
+contrastive module *and* the cluster-level self-distillation module together):
 
-* ``backbone``    next-item loss only (all auxiliary weights 0);
-* ``distill``     backbone + the distillation module (online clustering + cluster-level self-distillation);
-* ``no_distill``  S4Rec without L_CKD;
-* ``no_adv``      S4Rec without the head/tail adversary;
-* ``s4rec``       everything (the defaults of ``ObjectiveConfig``).
+* ``sr``             SR only: the next-item loss alone (all auxiliary weights 0; the backbone);
+* ``sr_csd``         SR + CSD: the next-item loss with L_SCL and L_CKD (no clustering loss, no adversary: the
+                     prototypes move only through those two terms);
+* ``no_csd``         S4Rec without CSD: L_Clust and the adversary (L_SCL and L_CKD off);
+* ``no_adv``         S4Rec without the head/tail adversary;
+* ``full``           everything: L_Clust, L_SCL, L_CKD and the adversary (lambda 1.0, the paper's).
 
-``--set name=value`` overrides an ``ObjectiveConfig`` field for every S4Rec arm (for tuning). Each run prints
-its per-epoch lines; the end prints, per arm, the mean and spread over seeds of test HR@5/HR@20/NDCG@5/NDCG@20
-overall, for head and for tail users, validation NDCG@20, seconds per training epoch, the intents used of K
-and the spread of the head share across intents, followed by the exact command line.
+and single-term arms that earlier versions of this script misnamed (``distill`` / ``no_distill``):
+
+* ``clust_ckd``      the next-item loss with L_Clust and L_CKD only (no contrastive term, no adversary);
+* ``no_ckd``         everything but L_CKD (adversary on);
+* ``s4rec``          the shipped defaults of ``ObjectiveConfig`` (whatever they are at this commit).
+
+``backbone`` is accepted as another name of ``sr``. ``--set name=value`` overrides an ``ObjectiveConfig`` field
+for every S4Rec arm (e.g. ``--set side_vector=mean --set crop_ratio=0.2``); the arm's own weights win over it.
+Each run prints its per-epoch lines (with the adversary's cross-entropy against ln 2, L_Clust against its uniform
+value 2 ln K, the intents in use and the largest intent's share); the end prints, per arm, the mean and spread
+over seeds of test HR@5/HR@20/NDCG@5/NDCG@20 overall, for head and for tail users, validation NDCG@20, seconds
+per training epoch, the intents used of K and the spread of the head share across intents, followed by the exact
+command line.
 """
 
 from __future__ import annotations
@@ -40,12 +51,16 @@ from s4rec_train.objectives import ObjectiveConfig
 from s4rec_train.train import TrainConfig, train
 
 ARMS = {
-    "backbone": dict(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_weight=0.0),
-    "distill": dict(contrastive_weight=0.0, adversary_weight=0.0),
-    "no_distill": dict(distill_weight=0.0),
+    "sr": dict(cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0, adversary_weight=0.0),
+    "sr_csd": dict(cluster_weight=0.0, adversary_weight=0.0),
+    "no_csd": dict(contrastive_weight=0.0, distill_weight=0.0, adversary_weight=1.0),
     "no_adv": dict(adversary_weight=0.0),
+    "full": dict(adversary_weight=1.0),
+    "clust_ckd": dict(contrastive_weight=0.0, adversary_weight=0.0),
+    "no_ckd": dict(distill_weight=0.0, adversary_weight=1.0),
     "s4rec": {},
 }
+ALIASES = {"backbone": "sr"}
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
 
 
@@ -100,6 +115,7 @@ def summary(runs: list[dict]) -> str:
 @click.option("--epochs", default=20, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--patience", default=5, show_default=True)
+@click.option("--layers", default=2, show_default=True, help="Transformer blocks (the paper searches 1-3).")
 @click.option("--threads", default=2, show_default=True)
 @click.option(
     "--batching",
@@ -122,7 +138,7 @@ def summary(runs: list[dict]) -> str:
 @click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--set", "overrides", multiple=True, help="ObjectiveConfig override for S4Rec arms: name=value.")
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")
-def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, loss, negatives, negative_sampler,
+def main(data, arms, seeds, epochs, batch_size, patience, layers, threads, batching, loss, negatives, negative_sampler,
          in_batch_negatives, sparse_items, prefix_split, lr, overrides, json_out):  # fmt: skip
     from s4rec_train.allocator import keep_freed_memory
 
@@ -130,14 +146,14 @@ def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, los
     torch.set_num_threads(threads)
     interactions = read_sequences(data)
     overrides = parse_overrides(overrides)
-    arm_names = [a.strip() for a in arms.split(",") if a.strip()]
+    arm_names = [ALIASES.get(a.strip(), a.strip()) for a in arms.split(",") if a.strip()]
     unknown = [a for a in arm_names if a not in ARMS]
     if unknown:
         raise click.BadParameter(f"unknown arms {unknown}; choose from {list(ARMS)}", param_hint="--arms")
     runs = []
     for seed in [int(s) for s in seeds.split(",")]:
         for arm in arm_names:
-            objective = dict(ARMS[arm]) if arm == "backbone" else {**overrides, **ARMS[arm]}
+            objective = dict(ARMS[arm]) if arm == "sr" else {**overrides, **ARMS[arm]}
             config = TrainConfig(
                 epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, threads=threads,
                 device="cpu", batching=batching, loss=loss, lr=lr, negatives=negatives,
@@ -145,12 +161,13 @@ def main(data, arms, seeds, epochs, batch_size, patience, threads, batching, los
                 prefix_split=prefix_split,
             )  # fmt: skip
             print(f"\n== {data.name} arm {arm} seed {seed}: {objective or 'defaults'}", flush=True)
-            checkpoint = train(interactions, {}, config, log=lambda s: print(s, flush=True), objectives=objective)
+            log = lambda line: print(line, flush=True)  # noqa: E731
+            checkpoint = train(interactions, {"layers": layers}, config, log=log, objectives=objective)
             history = checkpoint["training"]["history"]
             metrics = checkpoint["metrics"]
             runs.append(
                 {"arm": arm, "seed": seed, "objectives": checkpoint["training"]["objectives"],
-                 "batching": checkpoint["training"]["settings"]["batching"],
+                 "batching": checkpoint["training"]["settings"]["batching"], "layers": layers,
                  "settings": checkpoint["training"]["settings"],
                  "next_item_loss": checkpoint["training"]["next_item_loss"],
                  "test": metrics["test"], "valid": metrics["valid"], "best_epoch": metrics["best_epoch"],

@@ -17,6 +17,8 @@ LOSSES = ("auto", "softmax", "sampled", "bce")
 LR_SCHEDULES = ("constant", "linear")
 SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its shared negatives from
 DEVICES = ("auto", "cpu", "cuda")
+SIDE_VECTORS = ("last", "mean")  # ObjectiveConfig.side_vector
+INTENT_SOURCES = ("p", "q")  # ObjectiveConfig.intent_from
 
 
 @dataclass
@@ -88,17 +90,36 @@ class ObjectiveConfig:
     # swapped prediction between the two views. Level on Beauty validation after 5 epochs (NDCG@20 0.0297
     # vs 0.0296, docs/s4rec.md); "original" kept as the reading closer to the paper's h(u).
     cluster_target: str = "original"
+    # The user vector every auxiliary term reads (z_u of eq. 2, which the paper leaves open): "last" = the
+    # last-position output that also scores items; "mean" = the mean of the outputs over the history's real
+    # positions, a side vector as the ICLRec lineage uses, so that L_CKD and the clustering do not pull on the
+    # ranking vector directly. Serving scores with the last position either way.
+    side_vector: str = "last"
+    # h(u), the intent of a user for the contrastive negatives and the distillation teacher: "p" = argmax of the
+    # soft assignment (cosine to the prototypes); "q" = argmax of the Sinkhorn equal-partition target (SwAV's
+    # reading; with slowly moving prototypes argmax p can put almost every user on one intent).
+    intent_from: str = "p"
+    # SwAV: prototypes unit-norm at init and re-normalised in place after every optimiser step. Off, they start
+    # at norm ~8 (N(0, 1) rows) and are normalised only in the forward pass, so Adam turns them ~8x slower in
+    # angle (measured: cosine to their start 0.99 after 3 epochs).
+    unit_prototypes: bool = False
+    # Stop the gradient at the distillation teacher (the assigned prototype). The paper mentions no stop-gradient;
+    # detached, L_CKD pulls the vector toward a prototype that only the clustering term moves.
+    detach_teacher: bool = True
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
-    # from the first step stalls the next-item loss (METHOD.md section 7).
+    # from the first step stalls the next-item loss (METHOD.md section 7). The paper has no ramp.
     adversary_ramp: bool = True
     # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
     # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by
     # validation (Beauty, 8 epochs, valid NDCG@20 0.0585 vs 0.0556 without), benchmarks/RESULTS.md section 4.
     warmup: float = 0.3
-    mask_ratio: float = 0.3  # gamma of the mask operator (Appendix A default)
-    crop_ratio: float = 0.6  # eta of the crop operator (Appendix A default)
-    reorder_ratio: float = 0.2  # beta of the reorder operator (Appendix A default)
-    insert_ratio: float = 0.2  # fraction of inserted popular items (Appendix A default)
+    # Augmentations (Appendix A). The paper's crop *removes* 80% of the history (keeps 20%: crop_ratio 0.2);
+    # it gives no mask ratio, the CL4SRec/ICLRec lineage masks 70% (mask_ratio 0.7). These milder values were
+    # this project's choice before that reading (docs/s4rec.md compares them).
+    mask_ratio: float = 0.3  # gamma: fraction of the items the mask view hides
+    crop_ratio: float = 0.6  # eta: fraction of the items the crop view keeps (one contiguous run)
+    reorder_ratio: float = 0.2  # beta: fraction the reorder view shuffles (the paper's 0.2)
+    insert_ratio: float = 0.2  # fraction of popular items the insert view adds (the paper's 0.2)
 
     def __post_init__(self) -> None:
         for name in ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight"):
@@ -121,6 +142,10 @@ class ObjectiveConfig:
             raise ValueError(f"sinkhorn_iterations must be >= 1, got {self.sinkhorn_iterations}.")
         if self.cluster_target not in ("original", "swapped"):
             raise ValueError(f"cluster_target must be 'original' or 'swapped', got {self.cluster_target!r}.")
+        if self.side_vector not in SIDE_VECTORS:
+            raise ValueError(f"side_vector must be one of {SIDE_VECTORS}, got {self.side_vector!r}.")
+        if self.intent_from not in INTENT_SOURCES:
+            raise ValueError(f"intent_from must be one of {INTENT_SOURCES}, got {self.intent_from!r}.")
 
     @classmethod
     def backbone(cls) -> ObjectiveConfig:

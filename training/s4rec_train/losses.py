@@ -168,10 +168,11 @@ def _gathered_contrastive_loss(views, centroids, intent, temperature, group: Bat
 def distill_loss(views: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """L_CKD (eqs. 11-12): KL(softmax(mu_h / tau3) || softmax(z / tau3)) over the d dims, summed over views.
 
-    ``views`` (2b, d) normalised; ``teacher`` (b, d) the assigned prototypes, detached here.
+    ``views`` (2b, d) normalised; ``teacher`` (b, d) the assigned prototypes (the caller detaches it or not:
+    ObjectiveConfig.detach_teacher).
     """
     b = teacher.shape[0]
-    target = F.log_softmax(teacher.detach() / temperature, -1).repeat(2, 1)  # (2b, d)
+    target = F.log_softmax(teacher / temperature, -1).repeat(2, 1)  # (2b, d)
     student = F.log_softmax(views / temperature, -1)
     kl = F.kl_div(student, target, log_target=True, reduction="sum")
     return kl / b  # per user, view 1 + view 2
@@ -183,13 +184,19 @@ def cluster_loss(
     centroids: torch.Tensor,
     config: ObjectiveConfig,
     group: BatchGroup | None = None,
+    target: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_Clust (eq. 4): cross-entropy of Sinkhorn targets q against soft assignments p of both views."""
+    """L_Clust (eq. 4): cross-entropy of Sinkhorn targets q against soft assignments p of both views.
+
+    ``cluster_target`` "original": q of the un-augmented histories' vectors ``original`` (b, d) supervises both
+    views (``target``, when given, is that q already computed); "swapped": each view's q supervises the other.
+    """
     b = views.shape[0] // 2
     log_p = F.log_softmax(views @ centroids.T / config.cluster_temperature, -1)  # (2b, K)
     eps, iters = config.sinkhorn_epsilon, config.sinkhorn_iterations
     if config.cluster_target == "original":
-        q = sinkhorn(original @ centroids.T, eps, iters, group).repeat(2, 1)  # (2b, K)
+        q = target if target is not None else sinkhorn(original @ centroids.T, eps, iters, group)
+        q = q.repeat(2, 1)  # (2b, K)
     else:  # view 1's q supervises view 2's p and back
         q = sinkhorn(views @ centroids.T, eps, iters, group).roll(b, 0)
     return -(q * log_p).sum(-1).mean() * 2  # per user, view 1 + view 2

@@ -14,6 +14,7 @@ cosine similarities in [-1, 1] and the stored centroid table is directly usable 
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,22 +23,24 @@ from torch import nn
 
 from .augment import two_views
 from .config import ObjectiveConfig
-from .losses import cluster_loss, contrastive_loss, dann_coefficient, distill_loss, reverse_gradient
+from .losses import cluster_loss, contrastive_loss, dann_coefficient, distill_loss, reverse_gradient, sinkhorn
 
 if TYPE_CHECKING:
     from .distributed import BatchGroup
 
-__all__ = ["ObjectiveConfig", "S4RecHeads", "s4rec_losses", "warmup_factor", "weighted_total"]
+__all__ = ["ObjectiveConfig", "S4RecHeads", "s4rec_losses", "side_vector", "warmup_factor", "weighted_total"]
 
 
 class S4RecHeads(nn.Module):
     """What S4Rec trains besides the encoder: K intent prototypes and a linear head/tail classifier."""
 
-    def __init__(self, dim: int, num_intents: int, generator: torch.Generator | None = None):
+    def __init__(self, dim: int, num_intents: int, generator: torch.Generator | None = None, unit: bool = False):
         super().__init__()
         # Initialised from a dedicated generator so that adding the heads leaves the encoder's random stream
-        # (weights, dropout) as it is.
-        self.prototypes = nn.Parameter(torch.randn(num_intents, dim, generator=generator))
+        # (weights, dropout) as it is. ``unit`` (ObjectiveConfig.unit_prototypes): rows on the unit sphere from
+        # the start, as SwAV; kept there by :meth:`renormalize_` after every optimiser step.
+        prototypes = torch.randn(num_intents, dim, generator=generator)
+        self.prototypes = nn.Parameter(F.normalize(prototypes, dim=-1) if unit else prototypes)
         self.adversary = nn.Linear(dim, 2)
         with torch.no_grad():
             self.adversary.weight.normal_(0.0, 0.02, generator=generator)
@@ -47,9 +50,24 @@ class S4RecHeads(nn.Module):
         """The L2-normalised prototypes (K, d): the checkpoint's ``intent_centroids``."""
         return F.normalize(self.prototypes.float(), dim=-1)
 
+    @torch.no_grad()
+    def renormalize_(self) -> None:
+        """Put the prototypes back on the unit sphere (SwAV, after each optimiser step)."""
+        self.prototypes.copy_(F.normalize(self.prototypes.float(), dim=-1).to(self.prototypes.dtype))
+
     def assign(self, user: torch.Tensor) -> torch.Tensor:
         """Intent of each user vector (b, d): argmax of the cosine to the prototypes (= argmax of p)."""
         return (F.normalize(user.float(), dim=-1) @ self.centroids().T).argmax(-1)
+
+
+def side_vector(hidden: torch.Tensor, history: torch.Tensor, kind: str = "last") -> torch.Tensor:
+    """The user vector S4Rec's auxiliary terms read (ObjectiveConfig.side_vector), (b, d), from the encoder's
+    output ``hidden`` (b, t, d) for the left-padded ``history`` (b, t): the last position, or the mean over the
+    real (non-padding) positions."""
+    if kind == "last":
+        return hidden[:, -1]
+    real = (history != 0).unsqueeze(-1).to(hidden.dtype)  # (b, t, 1); masked view items are padding too
+    return (hidden * real).sum(1) / real.sum(1).clamp(min=1)
 
 
 def s4rec_losses(
@@ -67,34 +85,41 @@ def s4rec_losses(
 ) -> dict[str, torch.Tensor]:
     """The enabled auxiliary terms, unweighted, as a dict ``{name: scalar}``.
 
-    ``history`` (b, t) the un-augmented training inputs, ``original`` (b, d) their encoder output at the last
-    position (from the next-item pass), ``is_head`` (b,) head/tail labels, ``progress`` in [0, 1] the fraction
-    of training done (for the DANN ramp). ``group`` (DDP): this process's share of the global batch, over
-    which the Sinkhorn targets and the contrastive negatives are taken (:mod:`s4rec_train.distributed`).
+    ``history`` (b, t) the un-augmented training inputs, ``original`` (b, d) their user vector from the
+    next-item pass (:func:`side_vector` of its output), ``is_head`` (b,) head/tail labels, ``progress`` in
+    [0, 1] the fraction of training done (for the DANN ramp). ``group`` (DDP): this process's share of the
+    global batch, over which the Sinkhorn targets and the contrastive negatives are taken
+    (:mod:`s4rec_train.distributed`).
     """
     losses: dict[str, torch.Tensor] = {}
     user = F.normalize(original.float(), dim=-1)  # (b, d)
     if config.needs_prototypes:
         centroids = heads.centroids()  # (K, d)
+        eps, iters = config.sinkhorn_epsilon, config.sinkhorn_iterations
         with torch.no_grad():
-            intent = (user @ centroids.T).argmax(-1)  # h(u) from the un-augmented history, (b,)
+            similarity = user @ centroids.T  # (b, K), of the un-augmented history
+            q = sinkhorn(similarity, eps, iters, group) if config.intent_from == "q" or (
+                config.cluster_weight > 0 and config.cluster_target == "original") else None  # fmt: skip
+            intent = (q if config.intent_from == "q" else similarity).argmax(-1)  # h(u), (b,)
         views = two_views(
             history, popularity_cdf, encoder.config.max_len, generator=generator,
             mask_ratio=config.mask_ratio, crop_ratio=config.crop_ratio,
             reorder_ratio=config.reorder_ratio, insert_ratio=config.insert_ratio,
         )  # fmt: skip
-        if autocast is not None:
-            with autocast:
+        with autocast if autocast is not None else contextlib.nullcontext():
+            if config.side_vector == "last":
                 z = encoder.user_embedding(views)
-        else:
-            z = encoder.user_embedding(views)
+            else:
+                z = side_vector(encoder(views), views, config.side_vector)
         z = F.normalize(z.float(), dim=-1)  # (2b, d)
         if config.cluster_weight > 0:
-            losses["cluster"] = cluster_loss(z, user.detach(), centroids, config, group)
+            losses["cluster"] = cluster_loss(z, user.detach(), centroids, config, group, target=q)
         if config.contrastive_weight > 0:
             losses["contrastive"] = contrastive_loss(z, centroids, intent, config.contrastive_temperature, group)
         if config.distill_weight > 0:
-            losses["distill"] = distill_loss(z, centroids[intent], config.distill_temperature)
+            teacher = centroids[intent]
+            losses["distill"] = distill_loss(z, teacher.detach() if config.detach_teacher else teacher,
+                                             config.distill_temperature)  # fmt: skip
     if config.adversary_weight > 0:
         coefficient = dann_coefficient(progress) if config.adversary_ramp else 1.0
         logits = heads.adversary(reverse_gradient(user, coefficient))  # bounded input: |user| = 1

@@ -17,7 +17,7 @@ from .config import ObjectiveConfig
 from .distributed import BatchGroup
 from .losses import next_item_loss
 from .model import SASRec
-from .objectives import S4RecHeads, s4rec_losses, weighted_total
+from .objectives import S4RecHeads, s4rec_losses, side_vector, weighted_total
 from .sampled import NegativeSampler
 
 
@@ -45,11 +45,15 @@ class TrainingStep(nn.Module):
         self.popularity_cdf, self.is_head, self.augment_generator = popularity_cdf, is_head, augment_generator
 
     def forward(self, batch: Batch, progress: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        mean_side = self.heads is not None and self.objectives.side_vector == "mean"
         with self.autocast:
-            if batch.last_only:  # prefixes: only the last position has a target, so only it is computed
+            if batch.last_only and not mean_side:  # prefixes: only the last position has a target and is computed
                 hidden = self.model(batch.history, last_only=True)[:, None]  # (b, 1, d)
             else:
                 hidden = self.model(batch.history)  # (b, t, d)
+        full = hidden
+        if batch.last_only and mean_side:  # the mean side vector needs every position; the loss the last one
+            hidden = hidden[:, -1:]
         loss = next_item_loss(
             self.model, hidden, batch, self.loss, sampler=self.sampler, low_precision=self.low_precision
         )
@@ -59,7 +63,8 @@ class TrainingStep(nn.Module):
             return loss, loss.detach(), {}
         group = BatchGroup(self.rank, batch.shard_sizes) if batch.shard_sizes else None
         terms = s4rec_losses(
-            self.model, self.heads, batch.history, hidden[:, -1], self.is_head[batch.users], self.popularity_cdf,
+            self.model, self.heads, batch.history, side_vector(full, batch.history, self.objectives.side_vector),
+            self.is_head[batch.users], self.popularity_cdf,
             self.objectives, progress, self.autocast, self.augment_generator, group,
         )  # fmt: skip
         if batch.sequence_weight != 1.0:

@@ -18,6 +18,7 @@ module, parameter or random number, so the same seed gives the same numbers.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -126,8 +127,9 @@ def train(
     if objectives.enabled:
         # Own generators: S4Rec's extra randomness does not shift the encoder's stream (one per process).
         init_generator = torch.Generator().manual_seed(config.seed + 1)
-        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator).to(device)
+        heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator, objectives.unit_prototypes).to(device)
         parameters += list(heads.parameters())
+        start_centroids = heads.centroids().detach().clone()  # how far they turn: the epoch diagnostics
         augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2 + 1000 * group.rank)
         is_head = torch.from_numpy(split.is_head).to(device)
         popularity = split.window_item_counts("valid")[1:]
@@ -221,6 +223,8 @@ def train(
             if config.lr_schedule != "constant":
                 _set_lr(optimizer, config.lr * lr_factor(config.lr_schedule, step, total_steps))
             optimizer.step()
+            if heads is not None and objectives.unit_prototypes:
+                heads.renormalize_()  # SwAV: the prototypes stay on the unit sphere
             total += loss
             steps += 1
             step += 1
@@ -247,15 +251,10 @@ def train(
         improved = score > best_score
         mean_loss = float(total) / max(steps, 1)
         terms = {name: float(value) / max(steps, 1) for name, value in term_totals.items()}
-        history_log.append(
-            {
-                "epoch": epoch,
-                "loss": mean_loss,
-                "terms": terms,
-                "seconds": epoch_seconds,
-                "valid": valid["overall"],
-            }
-        )
+        entry = {"epoch": epoch, "loss": mean_loss, "terms": terms, "seconds": epoch_seconds, "valid": valid["overall"]}
+        if heads is not None and objectives.needs_prototypes:
+            entry["intents"] = _intent_diagnostics(model, heads, split, start_centroids, evaluation)
+        history_log.append(entry)
         v = valid["overall"]
         log(
             f"epoch {epoch:3d}  loss {mean_loss:.4f}"
@@ -264,6 +263,7 @@ def train(
             + (f" (HR@5 {v['HR@5']:.4f})" if verbose else "")
             + f"  train {epoch_seconds:.1f}s eval {eval_seconds:.1f}s"
             + ("  * best so far" if improved else "")
+            + (_describe_diagnostics(terms, entry.get("intents"), objectives) if heads is not None else "")
         )
         if improved:
             best_score, best_epoch, best_valid, stale = score, epoch, valid, 0
@@ -303,6 +303,34 @@ def train(
         save_checkpoint(checkpoint, output)
     group.barrier()  # the others wait until rank 0 has written the checkpoint
     return checkpoint
+
+
+def _intent_diagnostics(model, heads, split, start_centroids: torch.Tensor, evaluation: dict) -> dict:
+    """Per-epoch health of the intent model: how many intents the validation histories use and the largest one's
+    share (argmax p of the serving vector), and the mean cosine of the prototypes to where they started."""
+    usage = intent_usage(model, heads, split, **evaluation)
+    turned = (heads.centroids().detach() * start_centroids).sum(-1).mean()
+    return {
+        "used": usage["intents_used"],
+        "largest_share": usage["largest_intent_share"],
+        "cosine_to_start": float(turned),
+    }
+
+
+def _describe_diagnostics(terms: dict, intents: dict | None, objectives: ObjectiveConfig) -> str:
+    """`  [adv CE 0.690 (ln 2 0.693), clust 9.10/9.70 (2 ln K), intents 97/128, largest 4%, ...]` for the epoch
+    line: an adversary at ln 2 never classifies; L_Clust at 2 ln K has learnt no assignment."""
+    parts = []
+    if "adversary" in terms:
+        parts.append(f"adv CE {terms['adversary']:.3f} (ln 2 {math.log(2):.3f})")
+    if "cluster" in terms:
+        parts.append(f"clust {terms['cluster']:.2f}/{2 * math.log(objectives.num_intents):.2f} (2 ln K)")
+    if intents:
+        parts.append(
+            f"intents {intents['used']}/{objectives.num_intents}, largest {intents['largest_share']:.0%}, "
+            f"prototypes' cosine to start {intents['cosine_to_start']:.3f}"
+        )
+    return f"  [{', '.join(parts)}]" if parts else ""
 
 
 class _Optimizers:
