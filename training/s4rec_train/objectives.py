@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import two_views
+from .buckets import encode
 from .config import ObjectiveConfig
 from .losses import cluster_loss, contrastive_loss, dann_coefficient, distill_loss, reverse_gradient, sinkhorn
 
@@ -108,9 +109,9 @@ def s4rec_losses(
         )  # fmt: skip
         with autocast if autocast is not None else contextlib.nullcontext():
             if config.side_vector == "last":
-                z = encoder.user_embedding(views)
+                z = encode(encoder, views, last_only=True)
             else:
-                z = side_vector(encoder(views), views, config.side_vector)
+                z = side_vector(encode(encoder, views), views, config.side_vector)
         z = F.normalize(z.float(), dim=-1)  # (2b, d)
         if config.cluster_weight > 0:
             losses["cluster"] = cluster_loss(z, user.detach(), centroids, config, group, target=q)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .batching import Batch
+from .buckets import encode
 from .config import ObjectiveConfig
 from .distributed import BatchGroup
 from .losses import next_item_loss
@@ -48,9 +49,9 @@ class TrainingStep(nn.Module):
         mean_side = self.heads is not None and self.objectives.side_vector == "mean"
         with self.autocast:
             if batch.last_only and not mean_side:  # prefixes: only the last position has a target and is computed
-                hidden = self.model(batch.history, last_only=True)[:, None]  # (b, 1, d)
+                hidden = encode(self.model, batch.history, last_only=True)[:, None]  # (b, 1, d)
             else:
-                hidden = self.model(batch.history)  # (b, t, d)
+                hidden = encode(self.model, batch.history)  # (b, t, d); on CPU in groups of similar length
         full = hidden
         if batch.last_only and mean_side:  # the mean side vector needs every position; the loss the last one
             hidden = hidden[:, -1:]
