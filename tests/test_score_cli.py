@@ -144,9 +144,8 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_
 
     import numpy as np
 
-    from s4rec.batch import ScoredChunk
     from s4rec.records import Record
-    from s4rec.results import RankedBatch
+    from s4rec.results import RankedBatch, ScoredChunk
     from s4rec.writers import JsonlWriter
 
     monkeypatch.setattr("s4rec.writers.FORMAT_ROWS", format_rows)

@@ -1,35 +1,37 @@
 """``export_checkpoint``: checkpoint -> verified artifact directory (docs/ARTIFACT.md), written atomically.
 
-Steps: load the checkpoint safely, build the inference graph, export it with the dynamo exporter, attach the
-metadata, then verify (onnx.checker full check, stored-once size check, parity with torch on edge and random
-histories). Variants are made from the verified fp32 export by the steps of :data:`VARIANT_STEPS`, one row
-per variant: how it is made, checked, size-limited and compared with fp32 (or with torch). Finally every file
-is read back through the SDK (``s4rec.Recommender.load``) exactly as a user would. Only then does the
-temporary directory get its final name; a failure or an interrupt leaves nothing behind.
+One pipeline for both artifact formats; what differs between them is a row of :data:`~s4rec_export.formats.FORMATS`.
+Steps: load the checkpoint safely, build the inference graph, export it with the dynamo exporter, write the
+format's sidecar files (format 3), attach the metadata, then verify (onnx.checker full check, stored-once and
+file-size checks, parity with torch on edge and random histories, the format's own graph check). Variants are
+made from the verified fp32 export by the format's :class:`~s4rec_export.formats.VariantStep` rows: how each is
+made, checked, size-limited and compared with fp32 (or with torch). Finally every file is read back through the
+SDK (``s4rec.Recommender.load``) exactly as a user would. Only then does the temporary directory get its final
+name; a failure or an interrupt leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import onnx
-import onnxruntime as ort
+import numpy as np
 import torch
 
 from s4rec import Recommender
-from s4rec.artifact import METADATA_KEY, VARIANT_FILES, ArtifactMetadata, metadata_props, write_manifest
+from s4rec.artifact import FORMAT_VERSION, SMALL_FORMAT_VERSION, VARIANT_FILES, write_manifest
 from s4rec.files import published_directory, recover_interrupted
 from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
 from s4rec_train.model import SASRec
 
 from .errors import ExportError, OutputExistsError, ValidationError
-from .inference import InferenceGraph
+from .formats import FORMATS, AnnOptions, ArtifactFormat, Fp32Export, VariantStep
+from .inference import InferenceGraph, inference_graph
 from .metadata import artifact_metadata, variant_metadata
 from .onnx_graph import save_with_metadata, to_onnx
-from .variants import REQUIRED_OPERATORS_FILE, quantize_int8, to_fp16_weights, to_ort_format
 from .verify import (
     ParityReport,
     check_agreement,
@@ -38,15 +40,16 @@ from .verify import (
     check_parity,
     check_stored_once,
     ranking_agreement,
+    weights_limit,
 )
 
 DEFAULT_TOP_K = 100
-GRAPH_BYTES = 64 * 1024  # nodes, names and shape constants: ~20 KB for a 2-block encoder
 # From this many items on, s4rec-export writes format 3 (lists and tables in sidecar files) unless told. Measured
 # at 10^5 items (grown Beauty table, fresh process, busy 2-core machine, two runs): format 2 loaded in 1.45 / 0.58 s
 # to 136 MB RSS, format 3 in 0.58 / 0.26 s (fp32, 120 MB) and 0.53 / 0.24 s (int8, 79 MB); below that format 2 loads
 # well under a second and stays one self-describing file (docs/ARTIFACT.md).
 LARGE_CATALOGUE_ITEMS = 100_000
+VARIANT_FLAGS = {"int8": "--quantize int8", "fp16": "--fp16", "mobile": "--mobile"}
 
 
 @dataclass
@@ -85,101 +88,18 @@ class ExportReport:
 
 
 @dataclass(frozen=True)
-class Fp32Export:
-    """The verified fp32 export: what every variant is made from and compared with."""
+class ExportPlan:
+    """What :func:`export_checkpoint` has checked and built before anything is written."""
 
-    encoder: SASRec  # the untouched model, for graphs in another table layout (int8)
+    artifact_format: ArtifactFormat  # the format's row of FORMATS
+    steps: list[VariantStep]  # the variants asked for, in the order they are made
+    checkpoint: dict
+    checkpoint_path: Path
+    encoder: SASRec
     intents: IntentTable | None
     graph: InferenceGraph
-    model: onnx.ModelProto  # as saved, metadata attached
-    path: Path
-    metadata: ArtifactMetadata
-    session: ort.InferenceSession  # the fp32 file through ONNX Runtime: the variants' reference rankings
-    stored: int  # tensor elements stored by design: the parameters plus the ranking blocks' zero rows
-    size: int  # bytes of the fp32 file
-    atol: float
-
-
-def _weights_limit(bytes_per_element: int, stored: int, metadata: ArtifactMetadata) -> int:
-    """A file size limit: ``bytes_per_element`` x ``stored`` tensor elements + 5% + the metadata + 64 KiB of graph."""
-    metadata_bytes = len(metadata_props(metadata)[METADATA_KEY].encode())
-    return int(bytes_per_element * stored * 1.05) + metadata_bytes + GRAPH_BYTES
-
-
-@dataclass(frozen=True)
-class VariantStep:
-    """One row of :data:`VARIANT_STEPS`: how a variant is made from the verified fp32 export, checked, size-limited
-    and compared. Its file is ``s4rec.artifact.VARIANT_FILES[variant]``."""
-
-    variant: str
-    progress: str  # the log line
-    make: Callable[[Fp32Export, Path], onnx.ModelProto | None]  # (fp32, the variant's path) -> its model
-    # Names the conversion in the stored-once check. The model make returns is checked for tables stored once,
-    # saved with its own metadata and run through onnx.checker; None: make wrote a file that is not ONNX (ORT
-    # format, whose metadata is the fp32 file's) and the parity gate checks it instead.
-    conversion: str | None
-    size_limit: Callable[[Fp32Export], int]
-    size_basis: str  # how the limit is made, for the SizeError
-    min_overlap: float | None = None  # top-10 overlap with fp32 below which the variant is refused
-    parity: str | None = None  # or: the full parity gate with torch, under this name
-    extra_files: tuple[str, ...] = ()  # also written by make: sizes in the report
-    manifest: dict[str, str] = field(default_factory=dict)  # extra fields of the variant's manifest entry
-
-
-def _int8(fp32: Fp32Export, path: Path) -> onnx.ModelProto:
-    # The quantizer needs the item table as a MatMul weight to quantize it once for lookup and
-    # scoring: export the column-layout graph, verify it like fp32, quantize it, drop it.
-    graph = fp32.graph
-    columns = _inference_graph(
-        fp32.encoder, graph.top_k, fp32.intents, table_layout="columns", block_size=graph.block_size
-    )
-    source = path.parent / ".int8-source.onnx"
-    save_with_metadata(to_onnx(columns), fp32.metadata, source)
-    check_parity(columns, Recommender.make_session(source), "int8 source (ONNX Runtime vs torch)", atol=fp32.atol)
-    quantize_int8(source, path)
-    source.unlink()
-    return onnx.load(str(path))
-
-
-def _fp16(fp32: Fp32Export, path: Path) -> onnx.ModelProto:
-    return to_fp16_weights(fp32.model)
-
-
-def _mobile(fp32: Fp32Export, path: Path) -> None:
-    to_ort_format(fp32.path, path.parent)  # model.ort and its operator config
-
-
-VARIANT_STEPS = (
-    VariantStep(
-        variant="int8",
-        progress="int8 dynamic quantization",
-        make=_int8,
-        conversion="int8 quantization",
-        size_limit=lambda fp32: _weights_limit(4, fp32.stored, fp32.metadata),
-        size_basis="the fp32 limit",
-        min_overlap=0.8,
-    ),
-    VariantStep(
-        variant="fp16",
-        progress="fp16 weights",
-        make=_fp16,
-        conversion="fp16 conversion",
-        size_limit=lambda fp32: _weights_limit(2, fp32.stored, fp32.metadata),
-        size_basis="2 bytes x parameters + 5% + metadata + graph",
-        min_overlap=0.95,
-    ),
-    VariantStep(
-        variant="mobile",
-        progress="ORT format for ONNX Runtime Mobile",
-        make=_mobile,
-        conversion=None,
-        size_limit=lambda fp32: int(fp32.size * 1.05) + GRAPH_BYTES,
-        size_basis="the fp32 file + 5% + 64 KiB",
-        parity="mobile (ORT format vs torch)",
-        extra_files=(REQUIRED_OPERATORS_FILE,),
-        manifest={"required_operators": REQUIRED_OPERATORS_FILE},
-    ),
-)
+    ann: AnnOptions | None  # build the approximate-retrieval index (format 3)
+    atol: float  # parity tolerance
 
 
 def export_checkpoint(
@@ -233,26 +153,27 @@ def export_checkpoint(
     if block_size is not None and (not isinstance(block_size, int) or block_size < 0):
         raise ExportError(f"block_size must be an int >= 0 or None, got {block_size!r}.")
     try:
-        graph = _inference_graph(encoder, top_k, intents, block_size=block_size)
+        graph = inference_graph(encoder, top_k, intents, block_size=block_size)
     except ValueError as e:
         raise ExportError(f"{e}. Pass a smaller block size (0: no blocks) or a smaller top_k.") from None
     large = num_items >= LARGE_CATALOGUE_ITEMS if large_format is None else bool(large_format)
-    if large and (fp16 or mobile):
-        raise ExportError("the large format (format 3) has fp32 and int8 variants only: drop --fp16 / --mobile.")
-    if ann and not large:
-        raise ExportError("ann needs the large format (format 3): pass --large-format with --ann.")
+    artifact_format = FORMATS[FORMAT_VERSION if large else SMALL_FORMAT_VERSION]
     wanted = {"int8": quantize == "int8", "fp16": fp16, "mobile": mobile}
-    steps = [step for step in VARIANT_STEPS if wanted[step.variant]]
+    steps = [step for step in artifact_format.variants if wanted[step.variant]]
+    unavailable = [v for v, asked in wanted.items() if asked and v not in {step.variant for step in steps}]
+    if unavailable:
+        offered = " and ".join(["fp32", *(step.variant for step in artifact_format.variants)])
+        raise ExportError(
+            f"the {artifact_format.name} (format {artifact_format.version}) has {offered} variants only: drop "
+            f"{' / '.join(VARIANT_FLAGS[v] for v in unavailable)}."
+        )
+    if ann and not artifact_format.ann:
+        raise ExportError(f"ann needs the large format (format {FORMAT_VERSION}): pass --large-format with --ann.")
     centroids = 0 if graph.intent_centroids is None else graph.intent_centroids.numel()
     report = ExportReport(output=output, parameters=graph.num_parameters(), centroid_parameters=centroids)
     report.seconds["load"] = time.perf_counter() - started
-    if large:
-        from .large_export import export_large
-
-        return export_large(
-            ckpt, checkpoint, output, graph, encoder, intents, report, quantize == "int8", ann, ann_threads, atol,
-            log, started, ann_m=ann_m, ann_ef_construction=ann_ef_construction,
-        )  # fmt: skip
+    ann_options = AnnOptions(ann_threads, ann_m, ann_ef_construction) if ann else None
+    plan = ExportPlan(artifact_format, steps, ckpt, checkpoint, encoder, intents, graph, ann_options, atol)
 
     threads = torch.get_num_threads()
     # Every torch kernel here is tiny (the parity reference runs a few dozen histories): one thread avoids
@@ -260,62 +181,84 @@ def export_checkpoint(
     torch.set_num_threads(1)
     try:
         with published_directory(output) as work:
-            step_started = time.perf_counter()
-            log("exporting the graph (torch.onnx.export, dynamo)")
-            model = to_onnx(graph)
-            report.seconds["export"] = time.perf_counter() - step_started
-
-            step_started = time.perf_counter()
-            metadata = artifact_metadata(ckpt, checkpoint, graph, model)
-            path = work / VARIANT_FILES["fp32"]
-            save_with_metadata(model, metadata, path)
-            check_model(path, "fp32")
-            stored = graph.stored_elements()
-            check_stored_once(model, stored, "fp32 export")
-            limit = _weights_limit(4, stored, metadata)
-            basis = "4 bytes x parameters + 5% + metadata + 64 KiB of graph"
-            report.sizes[path.name] = size = check_file_size(path, limit, "fp32", basis)
-            session = Recommender.make_session(path)
-            log("verifying fp32 against torch")
-            report.parity = check_parity(graph, session, "fp32 (ONNX Runtime vs torch)", atol=atol)
-            fp32 = Fp32Export(encoder, intents, graph, model, path, metadata, session, stored, size, atol)
-            report.seconds["verify"] = time.perf_counter() - step_started
-
-            for step in steps:
-                step_started = time.perf_counter()
-                _run_variant(step, fp32, work, report, log)
-                report.seconds[step.variant] = time.perf_counter() - step_started
-
-            write_manifest(work, {"fp32": {}, **{step.variant: dict(step.manifest) for step in steps}})
-            for variant in ["fp32", *(step.variant for step in steps)]:  # read back every file as a user would
-                try:
-                    recommender = Recommender.load(work, variant=variant)
-                    recommender.recommend([fp32.metadata.item_ids[0]], k=min(10, top_k))
-                except Exception as e:
-                    raise ValidationError(f"{variant}: the SDK cannot use the written file: {e}") from None
-            report.metadata = fp32.metadata.to_dict()
+            _write(plan, work, report, log)
     finally:
         torch.set_num_threads(threads)
     report.seconds["total"] = time.perf_counter() - started
     return report
 
 
-def _inference_graph(encoder: SASRec, top_k: int, intents: IntentTable | None, **options) -> InferenceGraph:
-    if intents is None:
-        return InferenceGraph(encoder, top_k, **options)
-    return InferenceGraph(encoder, top_k, intents.centroids, intents.temperature, intents.normalized, **options)
+def _write(plan: ExportPlan, work: Path, report: ExportReport, log: Callable[[str], None]) -> None:
+    """The pipeline, writing into ``work``: every step runs for both formats, with the plan's format row."""
+    artifact_format, graph, ann = plan.artifact_format, plan.graph, plan.ann
+    step_started = time.perf_counter()
+    log("exporting the graph (torch.onnx.export, dynamo)")
+    model = to_onnx(graph)
+    report.seconds["export"] = time.perf_counter() - step_started
+
+    step_started = time.perf_counter()
+    sidecars = artifact_format.write_sidecars(plan.checkpoint, graph, model, work, ann, log)
+    metadata = artifact_metadata(
+        plan.checkpoint, plan.checkpoint_path, graph, model, sidecars=sidecars.entries, lists=sidecars.lists
+    )
+    path = work / VARIANT_FILES["fp32"]
+    save_with_metadata(model, metadata, path)
+    check_model(path, "fp32")
+    stored = graph.stored_elements()
+    check_stored_once(model, stored, "fp32 export")
+    limit = weights_limit(4, stored - sidecars.table_elements, metadata)
+    report.sizes[path.name] = size = check_file_size(path, limit, "fp32", artifact_format.fp32_size_basis)
+    session = Recommender.make_session(path)
+    log("verifying fp32 against torch")
+    report.parity = check_parity(graph, session, "fp32 (ONNX Runtime vs torch)", atol=plan.atol)
+    fp32 = Fp32Export(
+        plan.encoder, plan.intents, graph, model, path, metadata, session, stored, size, plan.atol, sidecars
+    )
+    artifact_format.check_graphs(fp32)
+    report.seconds["verify"] = time.perf_counter() - step_started - sum(sidecars.seconds.values())
+    report.seconds.update(sidecars.seconds)
+
+    files = dict(sidecars.entries or {})  # the manifest's list of sidecar files: fp32's, then the variants'
+    for step in plan.steps:
+        step_started = time.perf_counter()
+        files.update(_run_variant(step, fp32, work, report, log))
+        report.seconds[step.variant] = time.perf_counter() - step_started
+    for entry in files.values():
+        report.sizes[entry["file"]] = entry["bytes"]
+
+    variants = {"fp32": {} if sidecars.prepacking else {"prepacking": False}}
+    variants.update((step.variant, dict(step.manifest)) for step in plan.steps)
+    write_manifest(work, variants, files=files)
+    first = metadata.item_ids[0]
+    first = int(first) if isinstance(first, np.integer) else first
+    for variant in variants:  # read back every file as a user would
+        for retrieval in ("exact", "ann") if ann is not None else ("exact",):
+            try:
+                recommender = Recommender.load(work, variant=variant, retrieval=retrieval, verify="full")
+                recommender.recommend([first], k=min(10, graph.top_k))
+            except Exception as e:
+                raise ValidationError(f"{variant} ({retrieval}): the SDK cannot use the written files: {e}") from None
+    report.metadata = metadata.to_dict()
 
 
 def _run_variant(
     step: VariantStep, fp32: Fp32Export, work: Path, report: ExportReport, log: Callable[[str], None]
-) -> None:
-    """Make one variant (:class:`VariantStep`), check it and compare it; sizes and agreement go into ``report``."""
+) -> dict[str, dict]:
+    """Make one variant (:class:`VariantStep`), check it and compare it; sizes and agreement go into ``report``.
+    Returns the sidecar files it added (name -> entry)."""
     log(step.progress)
     path = work / VARIANT_FILES[step.variant]
-    model = step.make(fp32, path)
-    if step.conversion is not None:  # an ONNX model: stored once, saved with its own metadata, checked
-        check_stored_once(model, fp32.stored, step.conversion)
-        save_with_metadata(model, variant_metadata(fp32.metadata, step.variant, model), path)
+    made = step.make(fp32, path)
+    added = {}
+    if made is not None:  # an ONNX model: stored once, saved with its own metadata, checked
+        added = made.sidecars
+        own = sum(int(np.prod(entry["shape"])) for entry in added.values())  # its sidecar tables: stored by design
+        check_stored_once(made.model, fp32.stored + own, step.conversion)
+        metadata = variant_metadata(fp32.metadata, step.variant, made.model)
+        if step.metadata or added:
+            sidecars = {**metadata.sidecars, **added}
+            metadata = dataclasses.replace(metadata, **step.metadata, sidecars=sidecars)
+        save_with_metadata(made.model, metadata, path)
         check_model(path, step.variant)
     report.sizes[path.name] = check_file_size(path, step.size_limit(fp32), step.variant, step.size_basis)
     for name in step.extra_files:
@@ -328,3 +271,4 @@ def _run_variant(
     report.agreement[step.variant] = agreement
     if step.min_overlap is not None:
         check_agreement(agreement, step.min_overlap, step.variant)
+    return added

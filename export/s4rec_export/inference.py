@@ -27,6 +27,7 @@ from torch import nn
 
 from s4rec.artifact import INTENT_PROBABILITIES, REQUIRED_OUTPUTS, TOP_ITEMS, TOP_SCORES, USER_EMBEDDING
 from s4rec.windows import PADDING_INDEX
+from s4rec_train.checkpoint import IntentTable
 from s4rec_train.model import Block, SASRec
 
 BLOCK_SIZES = (64, 32, 16, 8)  # ranking block sizes tried, largest first
@@ -293,3 +294,11 @@ class InferenceGraph(nn.Module):
             return []
         closeness = self.original.scores(self.intent_centroids)  # (K, N): items 1..N
         return (torch.topk(closeness, self.top_k, dim=1).indices + 1).tolist()
+
+
+def inference_graph(encoder: SASRec, top_k: int, intents: IntentTable | None, **options) -> InferenceGraph:
+    """The :class:`InferenceGraph` of ``encoder`` with the checkpoint's intents (None: a model without intents);
+    ``options``: ``table_layout``, ``block_size``."""
+    if intents is None:
+        return InferenceGraph(encoder, top_k, **options)
+    return InferenceGraph(encoder, top_k, intents.centroids, intents.temperature, intents.normalized, **options)

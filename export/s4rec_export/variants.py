@@ -1,8 +1,9 @@
 """Smaller or mobile variants of the fp32 model: int8 dynamic quantization, fp16 weights, ORT format.
 
-The conversions alone: each takes an ONNX file or model and writes or returns its variant. The exporter's
-table of variant steps (``exporter.VARIANT_STEPS``) says which conversion makes which file, how it is checked
-(elements stored once, file size, onnx.checker) and compared with fp32, and attaches the metadata.
+The conversions alone: each takes an ONNX file or model and writes or returns its variant. The table of
+variant steps of each artifact format (``formats.FORMATS``, :class:`~s4rec_export.formats.VariantStep`) says
+which conversion makes which file, how it is checked (elements stored once, file size, onnx.checker) and
+compared with fp32; the exporter's pipeline runs them and attaches the metadata.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Verification run at the end of every export: ONNX checker, parity with torch, variant agreement, sizes.
+"""Verification run at the end of every export: ONNX checker, parity with torch, variant agreement, sizes
+(tensor elements stored once, file sizes against :func:`weights_limit`).
 
 Parity cases (each run through ONNX Runtime at its own, possibly trimmed, length and through torch padded to
 ``max_len``, so trimmed == padded is checked across the two runtimes too): random left-padded histories, an
@@ -17,7 +18,16 @@ import numpy as np
 import onnx
 import torch
 
-from s4rec.artifact import EXCLUDE, INPUT, K_INPUT, TOP_ITEMS, TOP_SCORES
+from s4rec.artifact import (
+    EXCLUDE,
+    INPUT,
+    K_INPUT,
+    METADATA_KEY,
+    TOP_ITEMS,
+    TOP_SCORES,
+    ArtifactMetadata,
+    metadata_props,
+)
 from s4rec.windows import PADDING_INDEX, left_pad
 
 from .errors import ParityError, SizeError, ValidationError, VariantError
@@ -27,6 +37,7 @@ if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
 SIZE_SLACK = 0.01  # stored tensor elements may exceed the parameters by this fraction + 256 (scales, shapes)
+GRAPH_BYTES = 64 * 1024  # nodes, names and shape constants: ~20 KB for a 2-block encoder
 
 
 def check_model(model: onnx.ModelProto | str | Path, what: str) -> None:
@@ -239,6 +250,13 @@ def check_stored_once(model: onnx.ModelProto, parameters: int, what: str) -> int
             "report the step and the onnx/onnxruntime versions."
         )
     return elements
+
+
+def weights_limit(bytes_per_element: int, elements: int, metadata: ArtifactMetadata) -> int:
+    """A model file's size limit: ``bytes_per_element`` x the ``elements`` it stores + 5% + its metadata + 64 KiB
+    of graph (:data:`GRAPH_BYTES`)."""
+    metadata_bytes = len(metadata_props(metadata)[METADATA_KEY].encode())
+    return int(bytes_per_element * elements * 1.05) + metadata_bytes + GRAPH_BYTES
 
 
 def check_file_size(path: Path, limit: int, what: str, basis: str) -> int:

@@ -12,4 +12,5 @@
 
 export { ArtifactError, ArtifactVersionError, ChecksumError, S4RecError, UnknownItemError } from "./errors.js";
 export { FORMAT, FORMAT_VERSION, READ_FORMAT_VERSIONS } from "./metadata.js";
-export { Recommendations, Recommender } from "./recommender.js";
+export { Recommender } from "./recommender.js";
+export { Recommendations } from "./results.js";

@@ -1,10 +1,12 @@
 /**
- * Checks of what callers pass in: histories, item ids, k, policies and option objects.
+ * Checks of what callers pass in: histories, item ids, k, policies, load options and option objects.
  *
  * The rules are the Python SDK's (docs/sdk.md, "Bad input"), in JavaScript's terms: a wrong type is a
  * `TypeError`, a value outside the allowed range a `RangeError` (Python's `ValueError`). Messages name the
  * value and say what is allowed.
  */
+
+import { VERIFY_MODES } from "./sidecars.js";
 
 /** @typedef {number | string} ItemId an item id as in the training data: an integer (a JS number) or a string */
 /** @typedef {number | string | bigint} HistoryItem what a history may hold: bigints are accepted as integer ids */
@@ -72,6 +74,20 @@ export function checkHistory(history, what = "history") {
   throw new TypeError(
     `${what} must be an array (or an integer typed array) of item ids, oldest first, got ${describe(history)}.`,
   );
+}
+
+/**
+ * Many histories: any iterable of histories but a string (each history is checked when it is mapped).
+ *
+ * @param {unknown} histories
+ * @returns {unknown[]}
+ */
+export function checkHistories(histories) {
+  const iterable = histories != null && typeof (/** @type {any} */ (histories)[Symbol.iterator]) === "function";
+  if (typeof histories === "string" || !iterable) {
+    throw new TypeError(`histories must be an array of histories, got ${describe(histories)}.`);
+  }
+  return Array.from(/** @type {Iterable<unknown>} */ (histories));
 }
 
 /**
@@ -175,4 +191,46 @@ export function checkOptions(options, allowed, method) {
     );
   }
   return options;
+}
+
+/**
+ * An option's value, or its default when it is not given (null is a value: a TypeError where not allowed).
+ *
+ * @template T, D
+ * @param {T | undefined} value
+ * @param {D} fallback
+ * @returns {T | D}
+ */
+export function orDefault(value, fallback) {
+  return value === undefined ? fallback : value;
+}
+
+/**
+ * @param {unknown} verify
+ * @returns {import("./sidecars.js").VerifyMode}
+ */
+export function checkVerify(verify) {
+  if (!VERIFY_MODES.includes(/** @type {any} */ (verify))) {
+    throw new RangeError(`verify must be one of ${JSON.stringify(VERIFY_MODES)}, got ${describe(verify)}.`);
+  }
+  return /** @type {import("./sidecars.js").VerifyMode} */ (verify);
+}
+
+/**
+ * Exact scoring only: the approximate index of a format 3 artifact is in hnswlib's own file format, which
+ * only the Python SDK reads.
+ *
+ * @param {unknown} retrieval
+ */
+export function checkRetrieval(retrieval) {
+  if (retrieval === "ann") {
+    throw new RangeError(
+      'retrieval "ann" (approximate retrieval from an artifact\'s hnswlib index, items.hnsw) is available in ' +
+        "the Python SDK only (Recommender.load(path, retrieval=\"ann\")): the JavaScript SDK scores every " +
+        'item exactly. Leave retrieval out, or pass "exact".',
+    );
+  }
+  if (retrieval !== "exact") {
+    throw new RangeError(`retrieval must be "exact" (the JavaScript SDK scores every item), got ${describe(retrieval)}.`);
+  }
 }

@@ -3,10 +3,16 @@
  * validated into a frozen {@link ArtifactMetadata}, with the same checks and messages as the Python SDK.
  * Format 2 keeps everything in the model's metadata; format 3 (large catalogues) keeps the item ids, popular
  * items and intent top items in sidecar files next to the model (`js/src/sidecars.js`).
+ *
+ * Beside the reader, the checks that a loaded graph has the public inputs and outputs the metadata promises
+ * ({@link checkSignature}, {@link checkEncoderSignature}: the Python SDK's `s4rec.artifact` holds both too);
+ * whether the graph agrees with the metadata's numbers is probed by `js/src/graphcheck.js`.
  */
 
 import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
 import { itemIdsChecksum } from "./pyjson.js";
+
+/** @typedef {import("onnxruntime-common").InferenceSession} InferenceSession */
 
 export const FORMAT = "s4rec-onnx"; // metadata_props["s4rec.format"] of every model file
 export const FORMAT_VERSION = 3; // the newest model-file format this SDK reads (3: lists in sidecar files)
@@ -374,4 +380,63 @@ function freeze(value) {
     for (const child of Object.values(value)) freeze(child);
   }
   return value;
+}
+
+/**
+ * A format 3 encoder-only graph must take `history` alone and give `user_embedding` (and the intents).
+ *
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name
+ */
+export function checkEncoderSignature(session, metadata, name) {
+  const problems = [];
+  const inputs = session.inputNames;
+  const outputs = session.outputNames;
+  const described = /** @type {any} */ (session).inputMetadata;
+  const meta = Array.isArray(described) ? described.find((m) => m.name === INPUT) : undefined;
+  const wrongType = meta?.isTensor && (meta.type !== "int64" || meta.shape.length !== 2);
+  if (inputs.length !== 1 || inputs[0] !== INPUT || wrongType) {
+    problems.push(`inputs ${JSON.stringify(inputs)} (expected "${INPUT}" int64 [batch, length] alone)`);
+  }
+  const wanted = [USER_EMBEDDING, ...(metadata.numIntents ? [INTENT_PROBABILITIES] : [])];
+  if (!wanted.every((o) => outputs.includes(o))) {
+    problems.push(`outputs ${JSON.stringify(outputs)} (expected ${JSON.stringify(wanted)})`);
+  }
+  if (problems.length) {
+    throw new ArtifactError(`${name}: the encoder graph does not match the s4rec contract: ${problems.join("; ")}. Re-export.`);
+  }
+}
+
+/**
+ * The graph must have the public inputs and outputs the metadata promises (docs/ARTIFACT.md), as
+ * `s4rec.artifact.check_signature` checks.
+ *
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name
+ */
+export function checkSignature(session, metadata, name) {
+  const problems = [];
+  const inputs = session.inputNames;
+  const outputs = session.outputNames;
+  // Types and ranks where the runtime reports them (onnxruntime >= 1.22; older ones give names only).
+  const described = /** @type {any} */ (session).inputMetadata;
+  for (const [input, rank, what] of /** @type {const} */ ([
+    [INPUT, 2, "[batch, length]"],
+    [EXCLUDE, 2, "[batch, excluded]"],
+    [K_INPUT, 0, "[]"],
+  ])) {
+    const meta = Array.isArray(described) ? described.find((m) => m.name === input) : undefined;
+    if (!inputs.includes(input)) problems.push(`no input "${input}" (inputs: ${JSON.stringify(inputs)})`);
+    else if (meta?.isTensor && (meta.type !== "int64" || meta.shape.length !== rank)) {
+      problems.push(`input "${input}" is ${meta.type} ${JSON.stringify(meta.shape)}, expected int64 ${what}`);
+    }
+  }
+  const missing = REQUIRED_OUTPUTS.filter((o) => !outputs.includes(o));
+  if (metadata.numIntents && !outputs.includes(INTENT_PROBABILITIES)) missing.push(INTENT_PROBABILITIES);
+  if (missing.length) problems.push(`missing outputs ${JSON.stringify(missing)} (outputs: ${JSON.stringify(outputs)})`);
+  if (problems.length) {
+    throw new ArtifactError(`${name}: the graph does not match the s4rec contract: ${problems.join("; ")}. Re-export it.`);
+  }
 }

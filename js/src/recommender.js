@@ -3,9 +3,13 @@
  * on whichever ONNX Runtime the app brings (onnxruntime-web, -node or -react-native).
  *
  * It behaves as the Python SDK's `s4rec.Recommender` (docs/sdk.md): histories are the user's own item ids,
- * oldest first; they are mapped to item indices, cut to the most recent `max_len` and left-padded. The graph
- * ranks without the items it is told to exclude (input `exclude`: the whole history when seen items are left
- * out, not only the window) and returns exactly the `k` asked for.
+ * oldest first; they are mapped to item indices (`js/src/vocabulary.js`), cut to the most recent `max_len`
+ * and left-padded. The graph ranks without the items it is told to exclude (input `exclude`: the whole history
+ * when seen items are left out, not only the window) and returns exactly the `k` asked for.
+ *
+ * The parts, as in the Python SDK: artifacts are located and read by `js/src/sources.js`, their metadata read
+ * and the graph's signature checked by `js/src/metadata.js`, the graph probed against the metadata by
+ * `js/src/graphcheck.js`, sessions built by `js/src/session.js`; results are `js/src/results.js` types.
  *
  * A format 3 artifact (large catalogue) keeps its lists and item tables in sidecar files: they are read and
  * checked on load (`js/src/sidecars.js`), the tables given to ONNX Runtime as the graphs' external data, and
@@ -13,19 +17,23 @@
  * index (hnswlib's format) is read by the Python SDK only: here every item is scored exactly.
  */
 
-import { ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError } from "./errors.js";
+import { ArtifactError, S4RecError } from "./errors.js";
 import {
   checkBoolean,
-  checkExclude,
-  checkHistory,
+  checkHistories,
   checkInteger,
   checkK,
   checkOptions,
   checkPolicy,
   checkPositiveInteger,
+  checkRetrieval,
+  checkVerify,
   describe,
+  orDefault,
 } from "./input.js";
 import {
+  checkEncoderSignature,
+  checkSignature,
   ENCODER_SIDECAR,
   EXCLUDE,
   INPUT,
@@ -34,15 +42,17 @@ import {
   ITEM_TABLE_SIDECAR,
   K_INPUT,
   parseMetadata,
-  REQUIRED_OUTPUTS,
   TOP_ITEMS,
   TOP_SCORES,
   USER_EMBEDDING,
 } from "./metadata.js";
 import { checkGraphAgrees, checkTopK } from "./graphcheck.js";
-import { readExternalDataLocations, readMetadataProps } from "./protobuf.js";
-import { Sidecars, VERIFY_MODES } from "./sidecars.js";
+import { readMetadataProps } from "./protobuf.js";
+import { popularRecommendations, rankedRow } from "./results.js";
+import { checkRuntime, createSession, externalData, SESSION_DEFAULTS, withoutPrepacking } from "./session.js";
+import { Sidecars } from "./sidecars.js";
 import { locateUrl, readModel, verifyChecksum } from "./sources.js";
+import { ItemVocabulary } from "./vocabulary.js";
 
 /** @typedef {import("./input.js").ItemId} ItemId */
 /** @typedef {import("./input.js").HistoryItem} HistoryItem */
@@ -51,16 +61,9 @@ import { locateUrl, readModel, verifyChecksum } from "./sources.js";
 /** @typedef {import("onnxruntime-common").InferenceSession} InferenceSession */
 /** @typedef {import("onnxruntime-common").InferenceSession.SessionOptions} SessionOptions */
 /** @typedef {import("onnxruntime-common").Tensor} Tensor */
-
-/**
- * The parts of ONNX Runtime this SDK uses: what `import * as ort from "onnxruntime-web"` (or -node, or
- * -react-native) gives.
- *
- * @typedef {object} Runtime
- * @property {typeof import("onnxruntime-common").Tensor} Tensor
- * @property {typeof import("onnxruntime-common").InferenceSession} InferenceSession
- * @property {import("onnxruntime-common").Env} [env]
- */
+/** @typedef {import("./session.js").Runtime} Runtime */
+/** @typedef {import("./results.js").Recommendation} Recommendation */
+/** @typedef {import("./results.js").Recommendations} Recommendations */
 
 /**
  * @typedef {object} LoadOptions
@@ -90,12 +93,6 @@ import { locateUrl, readModel, verifyChecksum } from "./sources.js";
 /** @typedef {RecommendOptions & { batchSize?: number }} RecommendBatchOptions */
 
 /**
- * @typedef {object} Recommendation
- * @property {ItemId} item the item's id, as in the training data
- * @property {number} score the model's score (dot product of user and item vectors); NaN in a fallback list
- */
-
-/**
  * @typedef {object} Intent
  * @property {number} intent the intent's number, 0..num_intents - 1
  * @property {number} probability
@@ -109,67 +106,6 @@ const DEFAULT_K = 10;
 // a call's (users, items) score matrix stays within 2^26 floats (256 MB), e.g. 64 users a call at 10^6 items;
 // no effect up to 262,143 items at the default batchSize.
 const SCORE_CELLS = 2 ** 26;
-
-/** @type {SessionOptions} */
-const SESSION_DEFAULTS = {
-  executionMode: "sequential",
-  intraOpNumThreads: 1, // fastest for a single request on small machines (docs/sdk.md); batches run in turn
-  interOpNumThreads: 1,
-  graphOptimizationLevel: "all",
-  logSeverityLevel: 3, // errors only
-  // ONNX Runtime's SkipLayerNormalization fusion was ~7x slower than the LayerNormalization it replaces on
-  // 64-wide rows (measured for the Python SDK, which leaves it out too): same graph, same results.
-  extra: { optimization: { disable_specified_optimizers: "SkipLayerNormFusion" } },
-};
-
-/**
- * Ranked items, best first: an array of `{item, score}` with a report of how the input was handled.
- * (Array methods such as `map` and `slice` return plain arrays; `JSON.stringify` writes the items only.)
- *
- * @extends {Array<Recommendation>}
- */
-export class Recommendations extends Array {
-  static get [Symbol.species]() {
-    return Array;
-  }
-
-  /** @type {ReadonlyArray<HistoryItem>} the history's ids the model does not know, which were ignored */
-  unknownItems = [];
-
-  /** @type {boolean} true when the history had no known item: the most popular items, scores NaN */
-  fallback = false;
-
-  /** @returns {ItemId[]} the item ids, best first */
-  itemIds() {
-    return this.map((r) => r.item);
-  }
-}
-
-/**
- * An option's value, or its default when it is not given (null is a value: a TypeError where not allowed).
- *
- * @template T, D
- * @param {T | undefined} value
- * @param {D} fallback
- * @returns {T | D}
- */
-function orDefault(value, fallback) {
-  return value === undefined ? fallback : value;
-}
-
-/**
- * @param {Recommendation[]} entries
- * @param {ReadonlyArray<HistoryItem>} unknownItems
- * @param {boolean} fallback
- * @returns {Recommendations}
- */
-function recommendations(entries, unknownItems, fallback = false) {
-  const result = new Recommendations();
-  result.push(...entries);
-  result.unknownItems = unknownItems;
-  result.fallback = fallback;
-  return result;
-}
 
 /**
  * Scores histories with an s4rec artifact. Build it with {@link Recommender.load}.
@@ -193,10 +129,8 @@ export class Recommender {
   unknown;
   /** @type {Runtime} */
   #ort;
-  /** @type {Map<HistoryItem, number>} item id -> item index (1..N) */
-  #indexOf;
-  /** @type {ReadonlyArray<ItemId | null>} item index -> item id; index 0 is the padding */
-  #ids;
+  /** @type {ItemVocabulary} item ids <-> item indices */
+  #vocabulary;
   /** @type {Tensor[]} the scalar input k, by value */
   #kTensors = [];
 
@@ -212,8 +146,7 @@ export class Recommender {
     this.source = source;
     this.unknown = checkPolicy(unknown);
     this.#ort = ort;
-    this.#indexOf = new Map(metadata.itemIds.map((id, i) => [id, i + 1]));
-    this.#ids = [null, ...metadata.itemIds];
+    this.#vocabulary = new ItemVocabulary(metadata.itemIds);
   }
 
   /** The longest history the model reads; longer ones keep their most recent `maxLen` items. */
@@ -386,8 +319,8 @@ export class Recommender {
     const k = checkK(orDefault(o.k, DEFAULT_K), this.topK);
     const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
     const policy = this.#policy(o.unknown);
-    const skip = o.exclude === undefined ? [] : this.#excludeIndices(o.exclude);
-    const { indices, unknownItems } = this.#indices(history, policy);
+    const skip = o.exclude === undefined ? [] : this.#vocabulary.exclusionIndices(o.exclude);
+    const { indices, unknownItems } = this.#vocabulary.mapHistory(history, policy);
     if (!indices.length) return this.#popular(k, skip, unknownItems);
     const window = indices.slice(-this.maxLen);
     let banned = [0, ...skip]; // 0: the padding index excludes nothing (it is never returned anyway)
@@ -419,8 +352,8 @@ export class Recommender {
     const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
     const batchSize = Math.min(checkPositiveInteger(orDefault(o.batchSize, 256), "batchSize"), this.maxUsersPerCall);
     const policy = this.#policy(o.unknown);
-    const skip = o.exclude === undefined ? [] : this.#excludeIndices(o.exclude);
-    const rows = checkHistories(histories).map((history) => this.#indices(history, policy));
+    const skip = o.exclude === undefined ? [] : this.#vocabulary.exclusionIndices(o.exclude);
+    const rows = checkHistories(histories).map((history) => this.#vocabulary.mapHistory(history, policy));
     /** @type {Recommendations[]} */
     const results = new Array(rows.length);
     /** @type {number[]} */
@@ -509,38 +442,10 @@ export class Recommender {
       throw new RangeError(`intent must be in 0..${numIntents - 1}, got ${number}.`);
     }
     const count = checkK(k, this.topK);
-    return this.metadata.intentTopItems[number].slice(0, count).map((i) => /** @type {ItemId} */ (this.#ids[i]));
+    return this.metadata.intentTopItems[number].slice(0, count).map((i) => this.#vocabulary.id(i));
   }
 
   // ------------------------------------------------------------------------------------------- helpers
-
-  /**
-   * Map a history to item indices; unknown ids are dropped (and returned) or raise, per `policy`.
-   *
-   * @param {unknown} history
-   * @param {UnknownPolicy} policy
-   * @returns {{ indices: number[], unknownItems: HistoryItem[] }}
-   */
-  #indices(history, policy) {
-    const indices = [];
-    const unknownItems = [];
-    for (const item of checkHistory(history)) {
-      const index = this.#indexOf.get(item);
-      if (index === undefined) unknownItems.push(item);
-      else indices.push(index);
-    }
-    if (unknownItems.length && policy === "error") throw unknownError(unknownItems);
-    return { indices, unknownItems };
-  }
-
-  /**
-   * @param {unknown} exclude
-   * @returns {number[]} the item indices of the known ids
-   */
-  #excludeIndices(exclude) {
-    const found = checkExclude(exclude).map((item) => this.#indexOf.get(item));
-    return [...new Set(/** @type {number[]} */ (found.filter((i) => i !== undefined)))];
-  }
 
   /**
    * @param {UnknownPolicy | undefined} unknown
@@ -559,14 +464,11 @@ export class Recommender {
    * @returns {Recommendations}
    */
   #popular(k, skip, unknownItems) {
-    const banned = new Set(skip);
-    const chosen = this.metadata.popularItems.filter((i) => !banned.has(i)).slice(0, k);
-    const entries = chosen.map((i) => ({ item: /** @type {ItemId} */ (this.#ids[i]), score: NaN }));
-    return recommendations(entries, unknownItems, true);
+    return popularRecommendations(this.metadata.popularItems, this.#vocabulary, k, skip, unknownItems);
   }
 
   /**
-   * Row `row` of a ranking output, without the -inf tail of a row that has fewer than k items left.
+   * Row `row` of a ranking output as {@link Recommendations}.
    *
    * @param {import("onnxruntime-common").InferenceSession.OnnxValueMapType} output
    * @param {number} row
@@ -577,11 +479,7 @@ export class Recommender {
   #ranked(output, row, k, unknownItems) {
     const scores = /** @type {Float32Array} */ (output[TOP_SCORES].data);
     const items = /** @type {BigInt64Array} */ (output[TOP_ITEMS].data);
-    const entries = [];
-    for (let j = row * k; j < (row + 1) * k && scores[j] !== -Infinity; j++) {
-      entries.push({ item: /** @type {ItemId} */ (this.#ids[Number(items[j])]), score: scores[j] });
-    }
-    return recommendations(entries, unknownItems);
+    return rankedRow(scores, items, row, k, this.#vocabulary, unknownItems);
   }
 
   /**
@@ -594,7 +492,7 @@ export class Recommender {
    * @returns {Promise<Tensor>}
    */
   async #runWindow(history, policy, name) {
-    const { indices } = this.#indices(history, policy);
+    const { indices } = this.#vocabulary.mapHistory(history, policy);
     const window = indices.slice(-this.maxLen);
     const input = this.#int64([window], Math.max(1, window.length)); // an empty history: one padding position
     if (this.encoder !== null) return (await this.encoder.run({ [INPUT]: input }, [name]))[name];
@@ -633,214 +531,5 @@ export class Recommender {
           "centroids). Export an S4Rec checkpoint trained with intents to use intents().",
       );
     }
-  }
-}
-
-/**
- * @param {unknown} ort
- * @returns {Runtime}
- */
-function checkRuntime(ort) {
-  const module = /** @type {any} */ (ort);
-  if (typeof module?.InferenceSession?.create !== "function" || typeof module?.Tensor !== "function") {
-    throw new TypeError(
-      `ort must be an ONNX Runtime module (import * as ort from "onnxruntime-web", or -node, or ` +
-        `-react-native), got ${describe(ort)}.`,
-    );
-  }
-  return module;
-}
-
-/**
- * @param {unknown} verify
- * @returns {import("./sidecars.js").VerifyMode}
- */
-function checkVerify(verify) {
-  if (!VERIFY_MODES.includes(/** @type {any} */ (verify))) {
-    throw new RangeError(`verify must be one of ${JSON.stringify(VERIFY_MODES)}, got ${describe(verify)}.`);
-  }
-  return /** @type {import("./sidecars.js").VerifyMode} */ (verify);
-}
-
-/**
- * Exact scoring only: the approximate index of a format 3 artifact is in hnswlib's own file format, which
- * only the Python SDK reads.
- *
- * @param {unknown} retrieval
- */
-function checkRetrieval(retrieval) {
-  if (retrieval === "ann") {
-    throw new RangeError(
-      'retrieval "ann" (approximate retrieval from an artifact\'s hnswlib index, items.hnsw) is available in ' +
-        "the Python SDK only (Recommender.load(path, retrieval=\"ann\")): the JavaScript SDK scores every " +
-        'item exactly. Leave retrieval out, or pass "exact".',
-    );
-  }
-  if (retrieval !== "exact") {
-    throw new RangeError(`retrieval must be "exact" (the JavaScript SDK scores every item), got ${describe(retrieval)}.`);
-  }
-}
-
-/**
- * The session options with ONNX Runtime's pre-packing of constant weights off (`session.disable_prepacking`),
- * as the manifest asks for large float32 tables: pre-packing would copy the table, for no speed at that size.
- *
- * @param {SessionOptions} options
- * @returns {SessionOptions}
- */
-function withoutPrepacking(options) {
-  const extra = /** @type {Record<string, any>} */ (options.extra ?? {});
-  return { ...options, extra: { ...extra, session: { ...extra.session, disable_prepacking: "1" } } };
-}
-
-/**
- * The files a graph keeps its initializers in (format 3's item tables), as ONNX Runtime's `externalData`
- * session option: each one a sidecar of the metadata, read and checked (`js/src/sidecars.js`). ONNX Runtime
- * copies the data into its session, so the bytes are not kept here.
- *
- * @param {Uint8Array} bytes the graph
- * @param {string} name the graph's path or URL, for messages
- * @param {Sidecars | null} files the model's sidecar files (null: format 2, or bytes)
- * @returns {Promise<Array<{ path: string, data: Uint8Array }>>}
- */
-async function externalData(bytes, name, files) {
-  const locations = readExternalDataLocations(bytes, name);
-  if (!locations.length) return [];
-  if (files === null) {
-    throw new ArtifactError(
-      `${name}: the graph keeps data in the files ${JSON.stringify(locations)}, which are not sidecars of a ` +
-        "format 3 artifact. Re-export the artifact with s4rec-export.",
-    );
-  }
-  return Promise.all(
-    locations.map(async (location) => {
-      const sidecar = files.nameOf(location);
-      if (sidecar === undefined) {
-        throw new ArtifactError(
-          `${name}: the graph reads external data from ${JSON.stringify(location)}, which the metadata's ` +
-            "sidecars table does not list. Re-export the artifact.",
-        );
-      }
-      if (files.entries[sidecar].dtype !== undefined) await files.array(sidecar); // its .npy header, as recorded
-      return { path: location, data: await files.bytes(sidecar) };
-    }),
-  );
-}
-
-/**
- * @param {unknown} histories
- * @returns {unknown[]}
- */
-function checkHistories(histories) {
-  const iterable = histories != null && typeof (/** @type {any} */ (histories)[Symbol.iterator]) === "function";
-  if (typeof histories === "string" || !iterable) {
-    throw new TypeError(`histories must be an array of histories, got ${describe(histories)}.`);
-  }
-  return Array.from(/** @type {Iterable<unknown>} */ (histories));
-}
-
-/**
- * @param {HistoryItem[]} unknownItems
- * @returns {UnknownItemError}
- */
-function unknownError(unknownItems) {
-  const shown = unknownItems.slice(0, 5).map((i) => (typeof i === "bigint" ? `${i}n` : JSON.stringify(i)));
-  return new UnknownItemError(
-    `${unknownItems.length} item id(s) unknown to the model: ${shown.join(", ")}` +
-      `${unknownItems.length > 5 ? ", ..." : ""}. Remove them, or use unknown: "ignore" to drop them.`,
-    unknownItems,
-  );
-}
-
-/**
- * The one place where the ONNX Runtime session is built.
- *
- * @param {Runtime} ort
- * @param {Uint8Array} bytes
- * @param {SessionOptions} options
- * @param {string} name
- * @returns {Promise<InferenceSession>}
- */
-async function createSession(ort, bytes, options, name) {
-  try {
-    return await ort.InferenceSession.create(bytes, options);
-  } catch (e) {
-    const first = (e instanceof Error ? e.message : String(e)).trim().split("\n")[0];
-    // ONNX Runtime prefixes its reason with the C++ source position and function: keep the reason.
-    const text = /(Unsupported .*|Opset .*|[^:]*not supported.*)/.exec(first)?.[1] ?? first;
-    const versions = JSON.stringify(ort.env?.versions ?? {});
-    // A runtime whose binding ignores the externalData option looks for the tables on its own disk.
-    if (options.externalData?.length && /external data/i.test(first)) {
-      throw new ArtifactVersionError(
-        `${name}: this ONNX Runtime (${versions}) did not take the model's external data (the item tables, ` +
-          `given as the externalData session option): ${text}. Upgrade it (npm install onnxruntime-node@latest, ` +
-          "or -web, or -react-native).",
-      );
-    }
-    if (/ir version|opset|domain_version|not supported|unsupported/i.test(text)) {
-      throw new ArtifactVersionError(
-        `${name}: this ONNX Runtime (${versions}) cannot run the model (${text}). Upgrade it (npm install ` +
-          "onnxruntime-web@latest, or -node, or -react-native), or re-export with an older opset.",
-      );
-    }
-    throw new ArtifactError(`${name}: ONNX Runtime cannot load the model (${text}). Re-export it.`);
-  }
-}
-
-/**
- * A format 3 encoder-only graph must take `history` alone and give `user_embedding` (and the intents).
- *
- * @param {InferenceSession} session
- * @param {ArtifactMetadata} metadata
- * @param {string} name
- */
-function checkEncoderSignature(session, metadata, name) {
-  const problems = [];
-  const inputs = session.inputNames;
-  const outputs = session.outputNames;
-  const described = /** @type {any} */ (session).inputMetadata;
-  const meta = Array.isArray(described) ? described.find((m) => m.name === INPUT) : undefined;
-  const wrongType = meta?.isTensor && (meta.type !== "int64" || meta.shape.length !== 2);
-  if (inputs.length !== 1 || inputs[0] !== INPUT || wrongType) {
-    problems.push(`inputs ${JSON.stringify(inputs)} (expected "${INPUT}" int64 [batch, length] alone)`);
-  }
-  const wanted = [USER_EMBEDDING, ...(metadata.numIntents ? [INTENT_PROBABILITIES] : [])];
-  if (!wanted.every((o) => outputs.includes(o))) {
-    problems.push(`outputs ${JSON.stringify(outputs)} (expected ${JSON.stringify(wanted)})`);
-  }
-  if (problems.length) {
-    throw new ArtifactError(`${name}: the encoder graph does not match the s4rec contract: ${problems.join("; ")}. Re-export.`);
-  }
-}
-
-/**
- * The graph must have the public inputs and outputs the metadata promises (docs/ARTIFACT.md).
- *
- * @param {InferenceSession} session
- * @param {ArtifactMetadata} metadata
- * @param {string} name
- */
-function checkSignature(session, metadata, name) {
-  const problems = [];
-  const inputs = session.inputNames;
-  const outputs = session.outputNames;
-  // Types and ranks where the runtime reports them (onnxruntime >= 1.22; older ones give names only).
-  const described = /** @type {any} */ (session).inputMetadata;
-  for (const [input, rank, what] of /** @type {const} */ ([
-    [INPUT, 2, "[batch, length]"],
-    [EXCLUDE, 2, "[batch, excluded]"],
-    [K_INPUT, 0, "[]"],
-  ])) {
-    const meta = Array.isArray(described) ? described.find((m) => m.name === input) : undefined;
-    if (!inputs.includes(input)) problems.push(`no input "${input}" (inputs: ${JSON.stringify(inputs)})`);
-    else if (meta?.isTensor && (meta.type !== "int64" || meta.shape.length !== rank)) {
-      problems.push(`input "${input}" is ${meta.type} ${JSON.stringify(meta.shape)}, expected int64 ${what}`);
-    }
-  }
-  const missing = REQUIRED_OUTPUTS.filter((o) => !outputs.includes(o));
-  if (metadata.numIntents && !outputs.includes(INTENT_PROBABILITIES)) missing.push(INTENT_PROBABILITIES);
-  if (missing.length) problems.push(`missing outputs ${JSON.stringify(missing)} (outputs: ${JSON.stringify(outputs)})`);
-  if (problems.length) {
-    throw new ArtifactError(`${name}: the graph does not match the s4rec contract: ${problems.join("; ")}. Re-export it.`);
   }
 }

@@ -38,7 +38,7 @@ from .records import (
     read_jsonl,
     read_text,
 )
-from .results import RankedBatch
+from .results import ScoredChunk
 from .writers import WRITERS, atomic_output, output_format_for  # the last two: also importable from here, as before
 
 DEFAULT_BATCH_SIZE = 256  # histories per ONNX Runtime call
@@ -125,31 +125,6 @@ def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
 
 
 # --- scoring ------------------------------------------------------------------------------------------------
-
-
-class ScoredChunk:
-    """A scored chunk: its records and, per record, either its recommendations (``results``) or, from an
-    s4rec :class:`~s4rec.Recommender`, the ranked arrays (``ranked``, a :class:`~s4rec.results.RankedBatch`)
-    that the JSONL writer formats as they are, without building a ``(item_id, score)`` list per user."""
-
-    __slots__ = ("records", "results", "ranked")
-
-    def __init__(self, records: list[Record], results: list | None = None, ranked: RankedBatch | None = None) -> None:
-        self.records, self.results, self.ranked = records, results, ranked
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def fallbacks(self) -> int:
-        """Records that got the popular-items fallback (no known item in their history)."""
-        if self.ranked is not None:
-            return int(self.ranked.fallback.sum())
-        return sum(bool(getattr(r, "fallback", False)) for r in self.results)
-
-    def pairs(self) -> list[tuple]:
-        """``(user, [(item_id, score), ...])`` per record."""
-        results = self.results if self.ranked is None else self.ranked.recommendations()
-        return [(record.user, recommendations) for record, recommendations in zip(self.records, results)]
 
 
 def score_records(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .batch import ScoredChunk
+    from .results import ScoredChunk
 
 
 @dataclass(frozen=True)

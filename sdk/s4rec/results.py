@@ -1,4 +1,5 @@
-"""What the recommender returns: :class:`Recommendations` for one history, :class:`RankedBatch` for many.
+"""What the recommender returns: :class:`Recommendations` for one history, :class:`RankedBatch` for many, and
+:class:`ScoredChunk`, a chunk of offline batch scoring (:mod:`s4rec.batch`) with its records.
 
 A :class:`RankedBatch` keeps a batch's results as the graph's arrays (scores and item indices) with the
 vocabulary's id array, so that a caller that only formats them (``s4rec-score``) never builds a
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .records import Record
 
 
 class Recommendations(list):
@@ -96,3 +101,28 @@ class RankedBatch:
         ids = self.ids[self.items[u : u + 1]].tolist()
         scores = kept_scores(self.scores[u : u + 1])
         return Recommendations(zip(ids[0], scores[0]), self.unknown_of.get(u, ()))
+
+
+class ScoredChunk:
+    """A scored chunk: its records and, per record, either its recommendations (``results``) or, from an
+    s4rec :class:`~s4rec.Recommender`, the ranked arrays (``ranked``, a :class:`~s4rec.results.RankedBatch`)
+    that the JSONL writer formats as they are, without building a ``(item_id, score)`` list per user."""
+
+    __slots__ = ("records", "results", "ranked")
+
+    def __init__(self, records: list[Record], results: list | None = None, ranked: RankedBatch | None = None) -> None:
+        self.records, self.results, self.ranked = records, results, ranked
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def fallbacks(self) -> int:
+        """Records that got the popular-items fallback (no known item in their history)."""
+        if self.ranked is not None:
+            return int(self.ranked.fallback.sum())
+        return sum(bool(getattr(r, "fallback", False)) for r in self.results)
+
+    def pairs(self) -> list[tuple]:
+        """``(user, [(item_id, score), ...])`` per record."""
+        results = self.results if self.ranked is None else self.ranked.recommendations()
+        return [(record.user, recommendations) for record, recommendations in zip(self.records, results)]

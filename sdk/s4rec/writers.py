@@ -30,7 +30,7 @@ from .errors import ScoreError
 from .files import atomic_file
 
 if TYPE_CHECKING:
-    from .batch import ScoredChunk
+    from .results import ScoredChunk
 
 OUTPUT_FORMATS = ("jsonl", "csv")
 
