@@ -283,9 +283,10 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--bf16/--no-bf16", default=TRAIN.bf16,
               help="bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support).")  # fmt: skip
 @click.option("--batching", type=click.Choice(BATCHING), default=TRAIN.batching,
-              help="tokens: similar-length users, as many training positions per batch as random batches (fast, "
-              "measured best for both the backbone and S4Rec); users: similar-length batches of --batch-size "
-              "users; random: random batches.")  # fmt: skip
+              help="auto: tokens for the backbone, random for S4Rec (its clustering and adversary need random "
+              "batches); tokens: similar-length users, as many training positions per batch as random batches (fast "
+              "on CPU, measured best for the backbone); users: similar-length batches of --batch-size users; random: "
+              "random batches.")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), default=TRAIN.threads, show_default="torch's default",
               help="torch CPU threads.")  # fmt: skip
 @click.option("--seed", default=TRAIN.seed, help="Seed of the weights, dropout, batch order and augmentations.")

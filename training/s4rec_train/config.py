@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 # The choices of TrainConfig's string settings (also the command line's).
-BATCHING = ("tokens", "users", "random")  # see s4rec_train.batching.batch_order
+BATCHING = ("auto", "tokens", "users", "random")  # see s4rec_train.batching.batch_order and resolve_batching
 # auto: softmax up to s4rec_train.sampled.SAMPLED_ABOVE items, sampled above (measured there)
 LOSSES = ("auto", "softmax", "sampled", "bce")
 LR_SCHEDULES = ("constant", "linear")
@@ -222,11 +222,12 @@ class TrainConfig:
     # Every prefix of each training part is a sequence of its own, trained at its last position only
     # (sub-sequence splitting of the SASRec-CE baselines BSARec, ICSRec, DuoRec); off: one sequence per user.
     prefix_split: bool = False
-    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
-    # positions per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
-    # (benchmarks/RESULTS.md section 0) and for S4Rec (section 4: valid NDCG@20 0.0351 vs 0.0297 with users
-    # after 5 epochs); users; random.
-    batching: str = "tokens"
+    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training positions
+    # per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
+    # (benchmarks/RESULTS.md section 0); users; random. auto (the default): tokens for the backbone, random when
+    # S4Rec's batch-level terms are on (the clustering's Sinkhorn targets and the head/tail adversary need batches
+    # of many users of every length; s4rec_train.batching.resolve_batching refuses the other modes for them).
+    batching: str = "auto"
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:

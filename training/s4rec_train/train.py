@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,15 @@ import torch
 
 from . import __version__
 from . import distributed as distributed_training
-from .batching import batch_order, iterate_batches, merge_small_batches, prefix_sequences, target_items, user_sequences
+from .batching import (
+    batch_order,
+    iterate_batches,
+    merge_small_batches,
+    prefix_sequences,
+    resolve_batching,
+    target_items,
+    user_sequences,
+)
 from .checkpoint import new_checkpoint, save_checkpoint, with_weights
 from .config import ModelConfig, ObjectiveConfig, TrainConfig
 from .data import Interactions, leave_one_out, require_both_groups
@@ -110,6 +118,7 @@ def train(
     model_config = dict(model_config or {})
     model_config.setdefault("num_items", data.num_items)
     model_cfg = ModelConfig.from_dict(model_config)
+    config = replace(config, batching=resolve_batching(config.batching, objectives))  # the checkpoint says which
     group = distributed_training.current()
     if not group.is_main:
         log, on_progress, output = (lambda _: None), None, None
