@@ -20,7 +20,6 @@ export const READ_FORMAT_VERSIONS = [2, 3]; // 2: one self-describing file (grap
 export const ENCODER_FORMAT = "s4rec-onnx-encoder"; // metadata_props["s4rec.format"] of format 3's encoder.onnx
 export const ENCODER_SIDECAR = "encoder"; // format 3: the encoder-only graph (history -> user_embedding [, intents])
 export const ITEM_TABLE_SIDECAR = "item_table"; // format 3: the float32 item table, ONNX external data
-export const ANN_SIDECAR = "ann_index"; // format 3, optional: the hnswlib index, read by the Python SDK only
 export const METADATA_KEY = "s4rec.metadata";
 
 export const INPUT = "history"; // int64 (batch, length), left-padded item indices

@@ -15,7 +15,6 @@ import { utf8Decode } from "./text.js";
 export const MANIFEST_NAME = "s4rec.json";
 export const MANIFEST_FORMAT = "s4rec-artifact";
 export const MANIFEST_FORMAT_VERSION = 1;
-export const VARIANTS = ["fp32", "int8", "fp16", "mobile"];
 // The optional sidecar of a model file: `model.onnx` -> `model.onnx.json` (keys of s4rec.metadata).
 export const SIDECAR_SUFFIX = ".json";
 

@@ -26,14 +26,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import ArtifactError, S4RecError
-
-if TYPE_CHECKING:
-    from .recommender import Recommender
 
 LIBRARY = "hnswlib"
 SPACE = "ip"  # inner product: tied tables have rows of varying norms
@@ -186,17 +183,18 @@ class RecallReport:
 
 
 def recall_at_k(
-    recommender: Recommender,
+    recommender: Any,  # an s4rec.Recommender, not imported: s4rec.recommender imports this module
     histories: Iterable[Sequence[Any]],
     k: int = 10,
     exclude_seen: bool = True,
     sample: int | None = 1000,
     seed: int = 0,
 ) -> RecallReport:
-    """Recall@``k`` of ``recommender``'s approximate retrieval (loaded with ``retrieval="ann"``) against exact
-    retrieval with the same exclusions: the exact top ``k`` of the float32 scores of every item (the item table
-    times the user vectors, numpy, in slices), on ``sample`` histories drawn from ``histories`` (all: None).
-    Histories with no known item (the popular-items fallback, the same for both) are left out."""
+    """Recall@``k`` of the approximate retrieval of ``recommender`` (a :class:`~s4rec.Recommender` loaded with
+    ``retrieval="ann"``) against exact retrieval with the same exclusions: the exact top ``k`` of the float32
+    scores of every item (the item table times the user vectors, numpy, in slices), on ``sample`` histories drawn
+    from ``histories`` (all: None). Histories with no known item (the popular-items fallback, the same for both)
+    are left out."""
     if recommender.retrieval != "ann":
         raise ValueError('recall_at_k needs a recommender loaded with retrieval="ann".')
     histories = list(histories)

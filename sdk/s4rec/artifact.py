@@ -4,7 +4,8 @@ An artifact is a directory with a manifest ``s4rec.json`` and one file per varia
 (or ``.ort``) file, which carries all its metadata in ``metadata_props``. Format 3 (large catalogues) keeps the
 item ids, popular items, intent top items, the item table and the encoder-only graph in sidecar files next to
 the model files, checksummed in its metadata (:mod:`s4rec.sidecars`). Everything here is plain Python and
-numpy-free; :mod:`s4rec.recommender` builds the ONNX Runtime session. The exporter writes artifacts with
+numpy (format 3's lists are arrays), without ONNX Runtime: :mod:`s4rec.session` builds the session, and
+:func:`check_signature` only reads the names and types of one it is given. The exporter writes artifacts with
 :func:`metadata_props` and :func:`write_manifest`, so this module is the one home of the format: its
 reader (:func:`parse_metadata`, :func:`read_manifest`, :func:`check_signature`) next to its writer. (That is why it
 is longer than one job usually needs; the load-time probe of a graph against its metadata is
@@ -291,20 +292,13 @@ def check_file_entry(entry, where: str) -> None:
         raise ArtifactError(f"{where}: 'bytes' must be an integer >= 0, got {size!r}. Re-export the artifact.")
 
 
-def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, str | None]:
-    """The model file of ``variant`` for an artifact directory or a single file, and its recorded SHA-256.
+def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
+    """The model file of ``variant`` for an artifact directory or a single file, and its manifest entry
+    (``{}`` for a lone file): its ``sha256`` and, for format 3, ``prepacking`` (false: build the session with
+    ONNX Runtime's weight pre-packing off, which would copy a large item table).
 
     A single file inside an artifact directory is checked against that directory's manifest when the
-    manifest lists it; a lone file has no recorded checksum (its metadata is still validated).
-    """
-    model_path, entry = model_entry(path, variant)
-    return model_path, entry.get("sha256")
-
-
-def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
-    """:func:`resolve_model_file` with the variant's whole manifest entry (``{}`` for a lone file): its
-    ``sha256`` and, for format 3, ``prepacking`` (false: build the session with ONNX Runtime's weight
-    pre-packing off, which would copy a large item table)."""
+    manifest lists it; a lone file has no recorded checksum (its metadata is still validated)."""
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path)

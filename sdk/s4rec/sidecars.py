@@ -58,9 +58,6 @@ def file_entry(path: Path, **fields: Any) -> dict:
     return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **fields}
 
 
-_entry = file_entry
-
-
 def npy_header(array: np.ndarray, header_bytes: int | None = None) -> bytes:
     """The .npy (version 1.0) header of ``array``, padded with spaces to ``header_bytes`` (a multiple of 64)."""
     descr = np.lib.format.dtype_to_descr(array.dtype)
@@ -80,7 +77,7 @@ def write_npy(path: Path, array: np.ndarray, header_bytes: int | None = None, **
     with open(path, "wb") as f:
         f.write(npy_header(array, header_bytes))
         f.write(memoryview(array.reshape(-1)).cast("B"))
-    return _entry(path, dtype=array.dtype.name, shape=list(array.shape), **fields)
+    return file_entry(path, dtype=array.dtype.name, shape=list(array.shape), **fields)
 
 
 def write_item_ids(directory: Path, item_ids: list | tuple) -> dict[str, dict]:
@@ -96,12 +93,12 @@ def write_item_ids(directory: Path, item_ids: list | tuple) -> dict[str, dict]:
         blob = directory / "items.utf8"
         blob.write_bytes(b"".join(encoded))
         return {
-            "item_ids": _entry(blob, encoding="utf-8", shape=[len(encoded)]),
+            "item_ids": file_entry(blob, encoding="utf-8", shape=[len(encoded)]),
             "item_id_offsets": write_npy(directory / "items.offsets.npy", offsets),
         }
     path = directory / "items.json"
     path.write_text(json.dumps(list(item_ids), separators=(",", ":")), encoding="utf-8")
-    return {"item_ids": _entry(path, encoding="json", shape=[len(item_ids)])}
+    return {"item_ids": file_entry(path, encoding="json", shape=[len(item_ids)])}
 
 
 class Sidecars:

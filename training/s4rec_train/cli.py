@@ -84,7 +84,7 @@ def cli() -> None:
     """
 
 
-class ProgressBar:
+class TrainingProgressBar:
     """``train(on_progress=...)`` for a terminal: a click progress bar per epoch (steps, ETA, running loss)."""
 
     def __init__(self, file=None) -> None:
@@ -152,11 +152,11 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def progress_reporter(stream=None) -> ProgressBar | ProgressLines:
+def progress_reporter(stream=None) -> TrainingProgressBar | ProgressLines:
     """A progress bar when ``stream`` (stderr by default) is a terminal, otherwise plain lines every 30 s."""
     stream = stream if stream is not None else sys.stderr
     if stream.isatty():
-        return ProgressBar(stream)
+        return TrainingProgressBar(stream)
     return ProgressLines(lambda line: click.echo(line, file=stream))
 
 

@@ -27,7 +27,7 @@ class ModelConfig:
 
     num_items: int  # N; item indices are 1..N and 0 is padding
     max_len: int = 50  # history window; Beauty/Toys users average ~9 items, 50 covers >99% of them
-    dim: int = 64  # d in METHOD.md; the paper's setting
+    dim: int = 64  # d in the paper and docs/s4rec.md; the paper's setting
     layers: int = 2  # transformer blocks; the paper searches 1-3
     heads: int = 2  # attention heads (dim must divide by it)
     dropout: float = 0.5  # hidden and attention dropout; high because the data are sparse
@@ -107,7 +107,7 @@ class ObjectiveConfig:
     # detached, L_CKD pulls the vector toward a prototype that only the clustering term moves.
     detach_teacher: bool = True
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
-    # from the first step stalls the next-item loss (METHOD.md section 7). The paper has no ramp.
+    # from the first step stalls the next-item loss (docs/s4rec.md, "Method choices", L_Adv). The paper has no ramp.
     adversary_ramp: bool = True
     # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
     # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by

@@ -28,10 +28,10 @@ from s4rec.logs import LogColumns
 from s4rec.windows import left_pad, right_aligned
 
 from . import columnar
-from .columnar import LogError
 from .columnar import k_core as _k_core
+from .errors import DataError
 from .ids import Ids, as_ids
-from .textformat import read_text
+from .textformat import read_benchmark_text
 
 __all__ = [
     "DataError", "Interactions", "Split", "head_users", "k_core", "leave_one_out", "left_pad",
@@ -40,10 +40,6 @@ __all__ = [
 ]  # fmt: skip
 
 MIN_INTERACTIONS = 3  # one for training, one for validation, one for test
-
-
-class DataError(LogError):
-    """Input data that cannot be used, with the file, line and what to do."""
 
 
 class Histories(Sequence):
@@ -148,7 +144,7 @@ def _interactions(path: Path, grouped: columnar.Grouped) -> Interactions:
 def read_sequences(path: str | Path) -> Interactions:
     """Read the benchmark format: ``user_id item item ...`` per line, items oldest first."""
     path = _check_file(path)
-    return _interactions(path, read_text(DataError, path, MIN_INTERACTIONS))
+    return _interactions(path, read_benchmark_text(path, MIN_INTERACTIONS))
 
 
 def k_core(user_code: np.ndarray, item_code: np.ndarray, min_count: int) -> np.ndarray:
@@ -172,7 +168,7 @@ def read_interactions(
     Timestamps must be numbers (e.g. Unix seconds; Parquet may also store times); ties keep file order.
     """
     path = _check_file(path)
-    events = columnar.read_log(DataError, path, LogColumns(user_col, item_col, time_col, sep))
+    events = columnar.read_log_events(path, LogColumns(user_col, item_col, time_col, sep))
     if not len(events.user_code):
         raise DataError(f"{path}: no interactions after the header row.")
     return _interactions(path, columnar.group_events(events, min_count, MIN_INTERACTIONS))

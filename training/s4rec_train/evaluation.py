@@ -1,4 +1,4 @@
-"""Full-ranking evaluation (METHOD.md section 9).
+"""Full-ranking evaluation (docs/s4rec.md, "Evaluation protocol").
 
 Every item of the catalogue is ranked for every user (the padding index never is); items already in the
 user's history are excluded (score -inf). With r the 0-based rank of the target,
