@@ -15,7 +15,8 @@ from s4rec.ann import recall_at_k
 from s4rec.batch import score_file
 from s4rec.ray import RecommendBatch
 
-pytest.importorskip("hnswlib", reason="the [ann] extra")  # installed in CI (.ci/run)
+pytest.importorskip("hnswlib", reason="the [ann] extra")  # installed by scripts/test.sh (README command 2, CI)
+pytestmark = pytest.mark.slow  # every test reads a format 3 export with an ANN index (CONTRIBUTING.md)
 
 NUM_ITEMS = 2000
 
