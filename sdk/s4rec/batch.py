@@ -227,17 +227,29 @@ def _score_chunks(
 class _WriteBehind:
     """Writes scored batches in a background thread, so that formatting and writing one batch overlaps with
     scoring the next. At most ``depth`` batches wait; an error in the thread is raised in the caller at the
-    next hand-over or at the end. With ``enabled=False`` it writes in the calling thread."""
+    next hand-over or at the end. With ``enabled=False`` it writes in the calling thread.
+
+    The thread polls for a stop flag besides waiting on the queue: a SIGTERM turns into ``SystemExit`` in the
+    main thread at any bytecode (``s4rec.files.exit_on_sigterm``), also inside the queue's own locking, and a
+    hand-over interrupted there once left the writer waiting for a wake-up that never came while the main thread
+    waited for it to end (seen twice under load in ``test_sigterm_leaves_no_output``).
+    """
+
+    POLL = 0.2  # seconds between the writer's checks of the stop flag while the queue is empty
 
     def __init__(self, writer, enabled: bool = True, depth: int = 2) -> None:
         self.writer, self.enabled = writer, enabled
         self.pending: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
+        self.stop = threading.Event()  # set on an early exit: drop what is queued and end
         self.thread = threading.Thread(target=self._drain, name="s4rec-write-behind", daemon=True)
 
     def _drain(self) -> None:
-        while True:
-            batch = self.pending.get()
+        while not self.stop.is_set():
+            try:
+                batch = self.pending.get(timeout=self.POLL)
+            except queue.Empty:
+                continue
             if batch is None:
                 return
             if self.error is None:
@@ -260,14 +272,16 @@ class _WriteBehind:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.enabled:
-            if exc_type is not None:  # stop early: drop what is queued
-                while not self.pending.empty():
-                    self.pending.get_nowait()
-            self.pending.put(None)
-            self.thread.join()
-            if exc_type is None and self.error is not None:
-                raise self.error
+        if not self.enabled:
+            return
+        if exc_type is not None:  # stop early: what is queued is dropped (the output is removed anyway)
+            self.stop.set()
+            self.thread.join(timeout=10 * self.POLL + 5)  # a batch being written finishes first
+            return
+        self.pending.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 # --- reports ------------------------------------------------------------------------------------------------
