@@ -236,7 +236,7 @@ _REQUIRED_LARGE = (_REQUIRED - set(LARGE_LISTS) - {"item_ids_sha256"}) | {"sidec
 
 def read_manifest(directory: Path) -> dict:
     """Read and check ``s4rec.json`` of an artifact directory."""
-    manifest_path = artifact_file(directory, MANIFEST_NAME, str(directory))
+    manifest_path = artifact_file(directory, MANIFEST_NAME, f"{directory}: the manifest")
     if not manifest_path.is_file():
         raise ArtifactError(
             f"{directory}: no {MANIFEST_NAME} in this directory, so it is not an s4rec artifact. "

@@ -61,8 +61,8 @@ def artifact_file(directory: str | Path, name: object, what: str) -> Path:
         raise ArtifactError(f"{path}: cannot be resolved ({e}). Re-export the artifact.") from None
     if root not in resolved.parents:
         raise ArtifactError(
-            f"{path}: a link to {resolved}, outside the artifact directory {root}; an artifact may only read "
-            "its own files. Copy the file into the directory (cp -L), or re-export the artifact."
+            f"{path}: a link to {resolved}, outside the artifact directory {root} (named by {what}); an artifact "
+            "may only read its own files. Copy the file into the directory (cp -L), or re-export the artifact."
         )
     return path
 
@@ -112,7 +112,9 @@ def read_json(path: str | Path, what: str, max_bytes: int, max_depth: int = MAX_
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as e:
-        raise ArtifactError(f"{path}: cannot be read ({e.strerror or e}). Check the file and its permissions.") from None
+        raise ArtifactError(
+            f"{path}: cannot be read ({e.strerror or e}). Check the file and its permissions."
+        ) from None
     if len(data) > max_bytes:
         raise ArtifactError(
             f"{path}: unreadable {what}: larger than {max_bytes:,} bytes, far more than s4rec writes there. The file "
