@@ -25,9 +25,10 @@ from .errors import ArtifactError
 
 def check_graph_agrees(session, metadata: ArtifactMetadata, model_path: Path, encoder: bool = False) -> None:
     """The graph must be the one the metadata describes. Three runs on a few probe histories check the user
-    vector's size (first, on the shortest histories), the intents, that item ``num_items`` is an item and ``num_items + 1`` is not, that the graph
-    reads ``max_len`` items, and (not for a format 3 ``encoder``) that ``k`` stops at ``top_k``. A few
-    milliseconds; an edited metadata JSON would otherwise give wrong items or an IndexError later."""
+    vector's size (first, on the shortest histories), the intents, that item ``num_items`` is an item and
+    ``num_items + 1`` is not, that the graph reads ``max_len`` items, and (not for a format 3 ``encoder``) that
+    ``k`` stops at ``top_k``. A few milliseconds; an edited metadata JSON would otherwise give wrong items or an
+    IndexError later."""
     n, length, top_k = metadata.num_items, metadata.max_len, metadata.top_k
     _check_embedding_dim(session, metadata, model_path, encoder)
     # max_len is bounded by the file's bytes over embedding_dim (s4rec.untrusted.check_sizes), now the graph's

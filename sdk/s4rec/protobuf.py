@@ -35,7 +35,8 @@ _FIELDS = {
 
 
 def external_data_locations(path: str | Path) -> list[str]:
-    """The ``location`` of every tensor the ONNX model file ``path`` stores as external data, each once. Raises :class:`~s4rec.errors.ArtifactError` for bytes that are not a protobuf message."""
+    """The ``location`` of every tensor the ONNX model file ``path`` stores as external data, each once.
+    Raises :class:`~s4rec.errors.ArtifactError` for bytes that are not a protobuf message."""
     path = Path(path)
     with open(path, "rb") as f:
         if f.seek(0, 2) == 0:
