@@ -211,6 +211,39 @@ def test_a_npy_header_declaring_more_than_its_file_holds_is_refused_without_allo
     assert rss < 400, rss  # the honest load takes ~70 MB; the header asked for 74.5 GiB
 
 
+ANN_LOAD = """
+import sys
+from pathlib import Path
+import numpy as np
+from s4rec.ann import AnnIndex
+entry = {"library": "hnswlib", "space": "ip", "elements": 20}
+try:
+    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((21, 4), np.float32), 20, None)
+    print("loaded")
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_an_ann_index_declaring_more_elements_than_the_artifact_is_refused_before_hnswlib_allocates(tmp_path):
+    """hnswlib sizes its arrays by the header's max_elements when the file holds more elements than it is
+    told: a 3 KB file made it allocate ~450 MB here."""
+    import struct
+
+    hnswlib = pytest.importorskip("hnswlib")
+    index = hnswlib.Index(space="ip", dim=4)
+    index.init_index(max_elements=30, ef_construction=50, M=8, random_seed=0)
+    index.add_items(np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32), np.arange(1, 31))
+    path = tmp_path / "items.hnsw"
+    index.save_index(str(path))
+    data = bytearray(path.read_bytes())
+    data[8:16] = struct.pack("@N", 10**7)  # max_elements; the file holds 30 elements, the artifact has 20 items
+    path.write_bytes(bytes(data))
+    rss, out, _ = _peak_rss_mb(ANN_LOAD, str(path))
+    assert out.startswith("ArtifactError ") and "an ANN index of 30 elements of" in out and "for 20 items" in out, out
+    assert rss < 200, rss
+
+
 # --- 3. JSON nested very deep, or far too large ---------------------------------------------------------------
 
 
