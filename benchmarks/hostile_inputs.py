@@ -15,7 +15,8 @@ Each case runs in its own process, so that its peak RSS is its own (``wait4``), 
   (``--max-line-length 10**12``, what s4rec-score did before), on a record of ``--unbounded-mb`` MB (the
   unbounded run needs gigabytes for a few hundred MB: 5.7 GB and 81 s at 300 MB, then a MemoryError).
 
-``--sdk DIR`` measures another checkout's SDK (its ``sdk/`` directory), e.g. the code before this change:
+``--sdk DIR`` measures another checkout's Python SDK (its ``sdk/`` directory; the JavaScript rows always measure
+this checkout's ``js/``), e.g. the code before this change:
 ``git archive 5b92726 sdk | tar -x -C /tmp/before && python benchmarks/hostile_inputs.py --sdk /tmp/before/sdk``.
 Prints the machine's load average before and after: on a shared machine the seconds vary, the RSS does not.
 """

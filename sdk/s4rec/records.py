@@ -32,10 +32,10 @@ from pathlib import Path
 from .errors import InputError
 
 FORMATS = ("jsonl", "text", "log")
-# Characters per line read at most (s4rec-score --max-line-length): a history of ~400,000 integer ids. A line
-# as long costs ~4 MB as text and ~35 MB parsed into ids (the whole history is parsed before the most recent
-# max_len items are kept), so a record that inflates to hundreds of MB is stopped here, at ~60 MB of peak RSS
-# above the run's (benchmarks/hostile_inputs.py).
+# Characters per line read at most (s4rec-score --max-line-length): a history of ~600,000 six-digit ids. Measured
+# with benchmarks/hostile_inputs.py (micro artifact, 2,000 other users, 2-core machine at load 8-9): a record
+# of 300 MB is stopped at 90 MB peak RSS in 3.0 s (76 MB without it; read whole, it took 5.5 GB and 65 s and
+# ended in a MemoryError); a history just within the bound is scored at 214 MB in 1.8 s.
 DEFAULT_MAX_LINE_LENGTH = 4 << 20
 SCORE_INPUTS = "JSONL, benchmark-format text or a CSV/TSV log, plain or .gz"
 _GZIP_MAGIC = b"\x1f\x8b"
