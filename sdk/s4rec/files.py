@@ -158,9 +158,12 @@ def published_directory(output: str | Path) -> Iterator[Path]:
     takes it for stale."""
     reclaim_stale_partials(output)
 
-    def make() -> tuple[int, str]:
+    def make() -> tuple[int | None, str]:
         work = temporary_directory_beside(output)
-        return os.open(work, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)), str(work)
+        try:
+            return os.open(work, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)), str(work)
+        except OSError:  # Windows opens no directory: no lock there, and nothing is reclaimed
+            return None, str(work)
 
     fd, name = _locked(make)
     work = Path(name)
@@ -171,7 +174,8 @@ def published_directory(output: str | Path) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
-        os.close(fd)  # releases the lock, after the rename (a reclaimer that finds it unlocked finds no partial)
+        if fd is not None:
+            os.close(fd)  # releases the lock after the rename: a reclaimer that finds it unlocked finds no partial
 
 
 _PARTIAL = ".partial"
@@ -215,12 +219,12 @@ def reclaim_stale_partials(output: str | Path) -> list[Path]:
     return removed
 
 
-def _locked(make) -> tuple[int, str]:
+def _locked(make) -> tuple[int | None, str]:
     """``make()`` gives ``(fd, path)`` of a new partial; lock it for the life of ``fd``. A reclaimer that found
     it in the instant between its creation and the lock has removed it: then make another."""
     while True:
         fd, path = make()
-        if _lock(fd, wait=True) is None or _same_file(fd, Path(path)):  # locked, or locks unsupported here
+        if fd is None or _lock(fd, wait=True) is None or _same_file(fd, Path(path)):  # locked, or no locks here
             return fd, path
         os.close(fd)
 
