@@ -43,7 +43,24 @@ from s4rec.records import DEFAULT_MAX_LINE_LENGTH
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN = ROOT / "tests" / "fixtures" / "known" / "artifact"
 
-LOAD = """
+# Each child reports its own peak RSS (Linux's VmHWM) on stderr: the ru_maxrss of a child includes its parent's
+# peak, carried over the spawn, so it would put this script's own RSS under every figure.
+PEAK = """
+import atexit, sys
+
+def _peak():
+    try:
+        kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+        print(f"peak-kb {kb}", file=sys.stderr)
+    except OSError:
+        pass
+
+atexit.register(_peak)
+"""
+
+LOAD = (
+    PEAK
+    + """
 import sys
 from s4rec import Recommender
 try:
@@ -52,9 +69,13 @@ try:
 except BaseException as e:
     print(type(e).__name__ + ": " + str(e)[:110])
 """
+)
 
 JS_LOAD = """
 import { readFileSync } from "node:fs";
+process.on("exit", () => {
+  try { console.error("peak-kb " + /VmHWM:\\s+(\\d+)/.exec(readFileSync("/proc/self/status", "utf8"))[1]); } catch {}
+});
 import { Recommender } from %s;
 let outcome = "loaded";
 try { await Recommender.load(new Uint8Array(readFileSync(process.argv[1]))); }
@@ -62,7 +83,9 @@ catch (e) { outcome = e.constructor.name + ": " + e.message.slice(0, 110); }
 console.log(outcome);
 """
 
-ANN = """
+ANN = (
+    PEAK
+    + """
 import sys
 from pathlib import Path
 import numpy as np
@@ -81,11 +104,21 @@ try:
 except BaseException as e:
     print(type(e).__name__ + ": " + str(e)[:110])
 """
+)
+
+SCORE = (
+    PEAK
+    + """
+import runpy, sys
+sys.argv = ["s4rec-score", *sys.argv[1:]]
+runpy.run_module("s4rec.cli", run_name="__main__")
+"""
+)
 
 
 def run(command: list[str], env: dict) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB of that child alone (``wait4``), and the last line it printed (stdout, else
-    stderr)."""
+    """Wall seconds, the child's peak RSS in MB (its ``peak-kb`` line; else ``wait4``'s, which includes this
+    process's), and the last line it printed (stdout, else stderr)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = process.stdout.read().decode(errors="replace")
@@ -93,9 +126,12 @@ def run(command: list[str], env: dict) -> tuple[float, float, str]:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
+    peaks = [int(line.split()[1]) for line in err.splitlines() if line.startswith("peak-kb ")]
+    rss = peaks[-1] / 1024 if peaks else usage.ru_maxrss / 1024
     # ONNX Runtime logs the probe's one-past-the-last-item run of this older micro graph: not an outcome
-    lines = [line for line in (out.strip() or err.strip()).splitlines() if line.strip() and "onnxruntime" not in line]
-    return seconds, usage.ru_maxrss / 1024, lines[-1] if lines else f"exit {process.returncode}"
+    text = out.strip() or "\n".join(line for line in err.splitlines() if not line.startswith("peak-kb "))
+    lines = [line for line in text.splitlines() if line.strip() and "onnxruntime" not in line]
+    return seconds, rss, lines[-1] if lines else f"exit {process.returncode}"
 
 
 def edited_artifact(target: Path, max_len: int) -> Path:
@@ -134,6 +170,26 @@ def inflating_input(path: Path, record_mb: int | None, within: int = 0) -> None:
 def row(case: str, what: str, seconds: float, rss: float, outcome: str, baseline_rss: float | None = None) -> None:
     ratio = f"{rss / baseline_rss:5.2f}x" if baseline_rss else "   -  "
     print(f"{case:<8} {what:<44} {seconds:7.2f} s {rss:8.0f} MB {ratio}  {outcome[:100]}")
+
+
+def json_rows() -> None:
+    """s4rec.untrusted.json_depth against json.loads: a format 2 metadata of 10^5 string ids (each with an
+    escaped quote and bracket, the scan's worst case), and 20 MB nested 10^7 deep (json.loads cannot read it)."""
+    from s4rec.untrusted import json_depth
+
+    ids = [f'sku-{i:08d}"[\\' for i in range(100_000)]
+    metadata = json.dumps({"item_ids": ids, "intent_top_items": [list(range(50))] * 128}, separators=(",", ":"))
+    deep = "[" * 10**7 + "]" * 10**7
+    for what, text in ((f"metadata of 10^5 ids ({len(metadata) / 1e6:.1f} MB)", metadata), ("20 MB, 10^7 deep", deep)):
+        started = time.perf_counter()
+        depth = json_depth(text)
+        scan = time.perf_counter() - started
+        parse = "-"
+        if depth <= 32:
+            started = time.perf_counter()
+            json.loads(text)
+            parse = f"json.loads {1000 * (time.perf_counter() - started):.1f} ms"
+        print(f"{'json':<8} {what:<44} {scan:7.3f} s {'':>11} {'':>6}  depth {depth:,}; {parse}")
 
 
 @click.command()
@@ -177,11 +233,13 @@ def main(record_mb: int, unbounded_mb: int, sdk: Path) -> None:
             ann_base = run([sys.executable, "-c", ANN, str(path), "hnswlib"], env)
             row("ann", "index of 30 declaring 10^7, read by hnswlib", *ann_base)
             row("ann", "the same, through s4rec.ann", *run([sys.executable, "-c", ANN, str(path), "s4rec"], env))
+        # json: the depth bound's cost on an honest metadata, and on a deep document (in this process)
+        json_rows()
         # line: one record inflating to hundreds of MB
         honest, hostile = scratch / "honest.txt.gz", scratch / "hostile.txt.gz"
         inflating_input(honest, None)
         inflating_input(hostile, record_mb)
-        score = [sys.executable, "-m", "s4rec.cli", str(KNOWN), "--k", "5"]
+        score = [sys.executable, "-c", SCORE, str(KNOWN), "--k", "5"]
         line_base = run([*score, "-i", str(honest), "-o", str(scratch / "a.jsonl")], env)
         row("line", "2,000 users", *line_base)
         outcome = run([*score, "-i", str(hostile), "-o", str(scratch / "b.jsonl")], env)

@@ -64,7 +64,10 @@ describe("sizes declared in the metadata", () => {
        const bytes = new Uint8Array(readFileSync(${JSON.stringify(source)}));
        let outcome = "loaded";
        try { await Recommender.load(bytes); } catch (e) { outcome = e.constructor.name; }
-       console.log(outcome, Math.round(process.resourceUsage().maxRSS / 1024));`;
+       // VmHWM: this process's own peak (maxRSS in a child includes its parent's, carried over the spawn)
+       let kb = process.resourceUsage().maxRSS;
+       try { kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))[1]); } catch {}
+       console.log(outcome, Math.round(kb / 1024));`;
     const run = (/** @type {string} */ source) =>
       execFileSync(process.execPath, ["--input-type=module", "-e", script(source)], { encoding: "utf8" }).trim().split(" ");
     const edited = join(scratch, "max-len.onnx");
