@@ -10,6 +10,7 @@
  */
 
 import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
+import { parseJson } from "./json.js";
 import { itemIdsChecksum } from "./pyjson.js";
 
 /** @typedef {import("onnxruntime-common").InferenceSession} InferenceSession */
@@ -124,12 +125,8 @@ export async function parseMetadata({ props, sidecar, name, sidecarFiles = null 
   }
   const invalid = (/** @type {string} */ why) =>
     new ArtifactError(`${name}: invalid s4rec metadata: ${why}. Re-export the artifact.`);
-  let values;
-  try {
-    values = JSON.parse(props[METADATA_KEY] ?? "null");
-  } catch (e) {
-    throw invalid(`${METADATA_KEY} is not JSON (${e instanceof Error ? e.message : e})`);
-  }
+  // bounded in depth: freeze() and withSidecar() walk it
+  let values = /** @type {any} */ (parseJson(props[METADATA_KEY] ?? "null", name, METADATA_KEY));
   if (!isObject(values)) throw invalid(`no ${METADATA_KEY} object`);
   values = withSidecar(values, sidecar, name);
   if (String(values.format_version) !== version) {

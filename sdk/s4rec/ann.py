@@ -21,6 +21,7 @@ build and search at the same recall here, and the smallest install (8 MB).
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,10 @@ DEFAULT_M = 32  # links per node
 DEFAULT_EF_CONSTRUCTION = 200  # build breadth
 DEFAULT_EF_SEARCH = 128  # search breadth (at least k + the excluded items)
 MISSING_ANN = 'retrieval="ann" needs hnswlib: pip install "s4rec[ann]"'
+# The start of hnswlib's index file (native size_t): offsetLevel0, max_elements, cur_element_count,
+# size_data_per_element. hnswlib sizes its arrays by the header's max_elements whenever cur_element_count
+# exceeds the max_elements it is given, and touches ~50 bytes per element at once: read it first.
+_HNSW_HEADER = struct.Struct("@4N")
 
 
 def _hnswlib():
@@ -112,6 +117,7 @@ class AnnIndex:
                 f"{entry.get('elements')!r} elements); this SDK reads {LIBRARY} ({SPACE}) over {num_items} items. "
                 "Re-export the artifact with --ann."
             )
+        check_index_header(path, num_items)
         index = hnswlib.Index(space=SPACE, dim=int(table.shape[1]))
         try:
             index.load_index(str(path), max_elements=num_items)
@@ -159,6 +165,22 @@ class AnnIndex:
             scores[row, : len(best)] = exact[best]
             items[row, : len(best)] = candidates[best]
         return scores, items
+
+
+def check_index_header(path: Path, num_items: int) -> None:
+    """The index file holds ``num_items`` elements, each of a size its file can hold, so that hnswlib allocates
+    for ``num_items`` elements (what ``load_index`` is given), not for a count its header declares."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(_HNSW_HEADER.size)
+    if len(head) < _HNSW_HEADER.size:
+        raise ArtifactError(f"{path}: {size} bytes, too short for an hnswlib index. Re-export with --ann.")
+    _, _, count, per_element = _HNSW_HEADER.unpack(head)
+    if count != num_items or count * per_element > size:
+        raise ArtifactError(
+            f"{path}: an ANN index of {count:,} elements of {per_element:,} bytes in a file of {size:,} bytes, for "
+            f"{num_items:,} items. The file is damaged or belongs to another export; re-export with --ann."
+        )
 
 
 # --- recall against exact retrieval --------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import numpy as np
 
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError
 from .files import interrupted_backup
-from .sidecars import Sidecars, file_sha256, plain_file_name
+from .sidecars import Sidecars, file_sha256
+from .untrusted import MAX_MANIFEST_BYTES, artifact_file, check_sizes, parse_json, plain_file_name, read_json
 
 FORMAT = "s4rec-onnx"  # metadata_props["s4rec.format"] of every model file
 FORMAT_VERSION = 3  # the newest model-file format this SDK reads (3: large catalogues, lists in sidecar files)
@@ -236,16 +237,13 @@ _REQUIRED_LARGE = (_REQUIRED - set(LARGE_LISTS) - {"item_ids_sha256"}) | {"sidec
 
 def read_manifest(directory: Path) -> dict:
     """Read and check ``s4rec.json`` of an artifact directory."""
-    manifest_path = directory / MANIFEST_NAME
+    manifest_path = artifact_file(directory, MANIFEST_NAME, f"{directory}: the manifest")
     if not manifest_path.is_file():
         raise ArtifactError(
             f"{directory}: no {MANIFEST_NAME} in this directory, so it is not an s4rec artifact. "
             "Pass the directory written by `s4rec-export model.pt -o DIR`, or a single .onnx file."
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{manifest_path}: unreadable manifest ({e}). Re-export the artifact.") from None
+    manifest = read_json(manifest_path, "manifest", MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{manifest_path}: not an s4rec manifest (no format={MANIFEST_FORMAT!r}).")
     version = manifest.get("format_version")
@@ -310,7 +308,7 @@ def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
                 "(variant=...), or re-export with the s4rec-export option that writes it (e.g. --quantize int8).",
                 flags={"variant=...": "--variant"},
             )
-        model_path = path / entry["file"]
+        model_path = artifact_file(path, entry["file"], f"{path / MANIFEST_NAME}: variants.{variant}")
         if not model_path.is_file():
             raise ArtifactError(f"{model_path}: listed in {MANIFEST_NAME} but missing. Re-export the artifact.")
         size = model_path.stat().st_size
@@ -406,10 +404,11 @@ def parse_metadata(custom: dict[str, str], model_path: Path, verify: str = "fast
             "or re-export the checkpoint with the s4rec-export that matches this SDK."
         )
     try:
-        values = json.loads(custom[METADATA_KEY])
+        values = parse_json(custom[METADATA_KEY], str(model_path), METADATA_KEY)
         if not isinstance(values, dict) or str(values.get("format_version")) != version:
             found = values.get("format_version") if isinstance(values, dict) else None
             raise ValueError(f"s4rec.format_version {version!r} but the metadata's format_version is {found!r}")
+        check_sizes(values, model_path, model_path.stat().st_size)  # before anything is allocated from them
         lists = None
         if values.get("format_version") == 3:
             lists = read_lists(Sidecars(model_path.parent, values.get("sidecars"), model_path, verify), values)

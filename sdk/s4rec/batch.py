@@ -30,8 +30,11 @@ from .errors import InputError, S4RecError, ScoreError
 from .logs import LogColumns, LogSummary, read_log
 from .progress import ProgressReporter, ScoreProgress
 from .records import (
+    DEFAULT_MAX_LINE_LENGTH,
     BadRecord,
+    BoundedLines,
     Record,
+    check_max_line_length,
     compressed_input_error,
     detect_format,
     open_input,
@@ -352,6 +355,7 @@ def score_file(
     sort_buffer: int | None = None,
     force: bool = False,
     read_ahead: bool = True,
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     warn: Callable[[str], None] | None = None,
     on_progress: Callable[[ScoreProgress], None] | None = None,
 ) -> ScoreReport:
@@ -362,7 +366,8 @@ def score_file(
     ``-`` writes to stdout (not atomic). ``read_ahead`` parses the next chunk and writes the previous one in
     background threads while the current one is scored. Malformed records are reported through ``warn``
     (stderr by default) with their line number and skipped, or stop the run with :class:`ScoreError` under
-    ``on_error="fail"``.
+    ``on_error="fail"``. No line is read further than ``max_line_length`` characters: a longer one is such a
+    malformed record (:class:`~s4rec.records.BoundedLines`), so one huge record cannot exhaust memory.
 
     ``on_progress`` gets a :class:`ScoreProgress` after every chunk scored, every 16,384 events while a log
     is read, and once more (``finished``) when the run succeeded; it is called from one thread at a time
@@ -387,6 +392,7 @@ def score_file(
     warn = warn or (lambda message: print(message, file=sys.stderr))
     bad = _BadRecords(str(input_path), on_error, warn)
     started = time.perf_counter()
+    check_max_line_length(max_line_length)
     lines, counter = open_input(input_path)
     progress = ProgressReporter(on_progress, input_path.stat().st_size, counter)
     log_summary = LogSummary()
@@ -394,15 +400,16 @@ def score_file(
 
     def run(out: io.TextIOBase) -> int:
         writer = WRITERS[output_format](out)
+        bounded = BoundedLines(lines, max_line_length)
         if input_format == "jsonl":
-            records: Iterable = read_jsonl(lines)
+            records: Iterable = read_jsonl(bounded)
         elif input_format == "text":
-            records = read_text(lines)
+            records = read_text(bounded)
         else:
             tsv = ".tsv" in [s.lower() for s in input_path.suffixes]
             options = {} if sort_buffer is None else {"sort_buffer": sort_buffer}
             records = read_log(
-                lines, log_columns, tsv=tsv, on_bad=bad, on_read=progress.reading, on_sorted=progress.sorted,
+                bounded, log_columns, tsv=tsv, on_bad=bad, on_read=progress.reading, on_sorted=progress.sorted,
                 summary=log_summary, **options,
             )  # fmt: skip
         with _WriteBehind(writer, enabled=read_ahead) as write:
