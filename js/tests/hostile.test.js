@@ -1,12 +1,13 @@
 /**
  * Artifacts from a server the app does not fully control (issue 27): metadata sizes far beyond the graph's and
  * JSON nested very deep or far too large are refused with a typed error, quickly and without allocating what
- * they declare. (Links do not apply in a browser; the Python SDK's tests cover them.)
+ * they declare; under Node, no file is read from outside an artifact's resolved directory (links do not apply in
+ * a browser).
  */
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -128,5 +129,21 @@ describe("JSON nested very deep, or far too large", () => {
     Object.assign(manifest.variants.fp32, { sha256: await sha256Hex(edited), bytes: edited.length });
     await writeFile(join(dir, "s4rec.json"), JSON.stringify(manifest));
     await refused(Recommender.load(dir), /items\.json: unreadable item ids: JSON nested 100,001 deep/);
+  });
+});
+
+describe("links (Node)", () => {
+  test("a sidecar that links outside the artifact directory is refused; a linked directory loads", async () => {
+    const copy = join(scratch, "links", "artifact");
+    await cp(KNOWN_LARGE, copy, { recursive: true });
+    const linked = join(scratch, "links", "linked");
+    await symlink(copy, linked);
+    const honest = await Recommender.load(linked);
+    assert.ok((await honest.recommend([1, 2], { k: 3 })).length > 0);
+    const outside = join(scratch, "links", "popular.npy");
+    await cp(join(copy, "popular.npy"), outside); // the same bytes: only the location is wrong
+    await rm(join(copy, "popular.npy"));
+    await symlink(outside, join(copy, "popular.npy"));
+    await refused(Recommender.load(copy), /outside the artifact directory/);
   });
 });
