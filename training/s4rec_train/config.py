@@ -17,6 +17,8 @@ LOSSES = ("auto", "softmax", "sampled", "bce")
 LR_SCHEDULES = ("constant", "linear")
 SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its shared negatives from
 DEVICES = ("auto", "cpu", "cuda")
+SPLITS = ("loo", "time")  # leave-one-out, global temporal (s4rec_train.splits)
+NEW_ITEM_INITS = ("cooccur", "mean", "normal")  # a warm start's rows of new items (s4rec_train.warmstart)
 
 
 @dataclass
@@ -203,6 +205,12 @@ class TrainConfig:
     # after 5 epochs); users; random.
     batching: str = "tokens"
     eval_batch_size: int = 1024
+    # Which interactions train, validate and test (s4rec_train.splits): "loo" (leave-one-out: each user's last
+    # item is test, the one before validation) or "time" (a global temporal split for logs with timestamps: the
+    # last test_fraction of the interactions in time are the test period, the valid_fraction before validation).
+    split: str = "loo"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -237,3 +245,10 @@ class TrainConfig:
             )
         if self.negative_sampler not in SAMPLERS:
             raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if not (0 < self.valid_fraction and 0 < self.test_fraction and self.valid_fraction + self.test_fraction < 1):
+            raise ValueError(
+                f"valid_fraction and test_fraction must be > 0 with a sum below 1 (the rest trains), got "
+                f"{self.valid_fraction} and {self.test_fraction}"
+            )
