@@ -12,6 +12,7 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "venv: installs the SDK into a fresh virtual environment (pip, ~30 s)")
+    config.addinivalue_line("markers", "slow: takes more than ~5 s (subprocesses, several training runs)")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ computes).
 
 from __future__ import annotations
 
+import glob
 import pickle
 import random
 import zipfile
@@ -175,6 +176,8 @@ class RunState:
         run (:class:`ResumeError` naming what differs)."""
         if self.path is None:
             raise ResumeError("--resume needs the run's output path: the training state is saved beside it.")
+        if self.group.is_main:
+            self.discard_partial_writes()
         if not self.path.exists():
             return None
         damaged = f"Delete {self.path} to train from the start."
@@ -204,6 +207,15 @@ class RunState:
                 f"the interrupted run's data and options, or without --resume to train from the start."
             )
         return state
+
+    def discard_partial_writes(self) -> None:
+        """Remove the temporary files a killed run's atomic writes of the checkpoint and of this state left
+        (``.NAME.XXXX.partial``: a SIGKILL gives no chance to clean up; the files under the final names are
+        whole)."""
+        output = self.path.with_name(self.path.name.removesuffix(".state"))
+        for name in (output.name, self.path.name):
+            for partial in self.path.parent.glob(f".{glob.escape(name)}.*.partial"):
+                partial.unlink(missing_ok=True)
 
     def restore(self, state: dict, model, heads, optimizer, streams: Streams) -> None:
         """Put a loaded state's weights, optimizer and random streams into this run."""
