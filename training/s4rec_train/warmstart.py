@@ -93,7 +93,8 @@ class WarmStart:
         new_index[is_new] = len(old_ids) + 1 + np.arange(int(is_new.sum()))
         mapping = np.concatenate([[0], np.where(is_new, new_index, old_index)]).astype(np.int32)
         self.new_items = int(is_new.sum())
-        self.absent_items = len(old_ids) - int((~is_new).sum())
+        used = np.bincount(mapping[data.items], minlength=len(old_ids) + self.new_items + 1)
+        self.absent_items = int((used[1 : len(old_ids) + 1] == 0).sum())  # old items without an interaction here
         vocabulary = old_ids + [item for item, new in zip(own, is_new.tolist()) if new]
         note = (
             f"warm start from {self.path}: {len(old_ids):,} items of its vocabulary keep their rows, "
