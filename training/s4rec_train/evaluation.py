@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 KS = (5, 10, 20)
 TOP = max(KS)  # the top items kept per user for catalogue coverage
+UNKNOWN_RANK = 2**62  # the rank of a target the model does not know: beyond every k
 
 
 def exclude_history(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -146,7 +147,8 @@ def rank_split(
 def rank_pairs(
     model: torch.nn.Module, targets, batch_size: int = 1024, shard=(0, 1), reduce=None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks and top items of :class:`~s4rec_train.splits.Targets`; an unknown target (0) gets rank N (a miss)."""
+    """Ranks and top items of :class:`~s4rec_train.splits.Targets`; an unknown target (0) gets
+    :data:`UNKNOWN_RANK`, a miss at every k."""
     max_len = model.config.max_len
     lengths = np.minimum(targets.ends - targets.starts, max_len)
 
@@ -156,7 +158,7 @@ def rank_pairs(
 
     seen = (targets.items, targets.starts, targets.ends)
     ranks, top = _rank_blocks(model, window, lengths, targets.target, batch_size, True, seen, shard, reduce, True)
-    ranks[targets.target == PADDING_INDEX] = model.item_table.shape[0] - 1
+    ranks[targets.target == PADDING_INDEX] = UNKNOWN_RANK
     return ranks, top
 
 

@@ -2,7 +2,8 @@
 no server; off by default.
 
 A run ``DIR/YYYYmmdd-HHMMSS-NAME/`` holds the event file (the settings as text and as hyperparameters, each
-epoch's losses, S4Rec terms, validation figures and seconds as scalars, the final validation and test figures),
+epoch's losses, S4Rec terms, validation figures and seconds as scalars, the final validation and test figures;
+tags such as ``train/loss``, ``train/term/contrastive``, ``valid/NDCG_20``, ``final/test/HR_10``),
 ``settings.json`` (the data, the model, training and objective settings, the warm start's source) and, once
 the run is complete, a copy of its checkpoint ``model.pt``. ``pip install tensorboard && tensorboard --logdir
 DIR`` shows and compares the runs (the HParams tab lines runs up by their settings).
@@ -42,8 +43,13 @@ class TrackingUnavailable(RuntimeError):
     """The tracking extra is not installed."""
 
 
+def tag(prefix: str, name: str) -> str:
+    """A TensorBoard tag: ``valid/NDCG_20`` for ``NDCG@20`` (TensorBoard turns ``@`` into ``_`` itself)."""
+    return f"{prefix}/{name.replace('@', '_')}"
+
+
 def _scalar_items(prefix: str, values: dict) -> list[tuple[str, float]]:
-    return [(f"{prefix}/{name}", float(value)) for name, value in values.items() if isinstance(value, (int, float))]
+    return [(tag(prefix, name), float(value)) for name, value in values.items() if isinstance(value, (int, float))]
 
 
 class Tracker:
@@ -102,8 +108,8 @@ class Tracker:
         final = {}
         for part in ("valid", "test"):
             for name, value in ((metrics.get(part) or {}).get("overall") or {}).items():
-                self.writer.add_scalar(f"final/{part}/{name}", float(value), best)
-                final[f"final/{part}/{name}"] = float(value)
+                self.writer.add_scalar(tag(f"final/{part}", name), float(value), best)
+                final[tag(f"final/{part}", name)] = float(value)
         hparams = {}
         for group, values in self.settings.items():
             for name, value in (values or {}).items() if isinstance(values, dict) else ():

@@ -24,6 +24,7 @@ At the end :func:`best_command` gives the exact ``s4rec-train`` command that tra
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,13 +88,18 @@ def _split(values: dict) -> tuple[dict, dict, dict]:
 def open_study(path: str | Path, data, fixed: dict, seed: int):
     """The study in the SQLite file ``path`` (created if missing), checked against ``data`` and ``fixed``."""
     optuna = _optuna()
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna import storages
 
     path = Path(path)
-    storage = RDBStorage(
-        f"sqlite:///{path.resolve()}", heartbeat_interval=30, grace_period=90,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
-    )  # fmt: skip
+    # a trial whose process died (no heartbeat for 90 s) is marked failed and retried once; Optuna 4.9 renamed
+    # the callback
+    if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):
+        retry = {"heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+    else:
+        retry = {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=1)}
+    with warnings.catch_warnings():  # heartbeats are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = storages.RDBStorage(f"sqlite:///{path.resolve()}", heartbeat_interval=30, grace_period=90, **retry)
     identity = {"data_sha256": data.content_sha256(), "data_source": str(data.source), "fixed": fixed,
                 "search_space_version": SEARCH_SPACE_VERSION}  # fmt: skip
     sampler = optuna.samplers.TPESampler(seed=seed)
