@@ -140,8 +140,11 @@ def one_data_set(path: Path, args, out: Path, log_file) -> dict:
     common = dict(epochs=args.epochs, patience=args.patience, seed=args.seed, threads=1, loss=args.loss, device="cpu")
     results = {"data": str(path), "today_users": today.num_users, "yesterday_users": yesterday.num_users,
                "new_items": len(new_ids), "load_before": os.getloadavg()}  # fmt: skip
-    old_path = out / f"{name}_yesterday.pt"
-    checkpoint, seconds = run("yesterday", log_file, data=yesterday, config=TrainConfig(**common), output=old_path)
+    old_path = args.yesterday or out / f"{name}_yesterday.pt"
+    if args.yesterday is None:
+        checkpoint, seconds = run("yesterday", log_file, data=yesterday, config=TrainConfig(**common), output=old_path)
+    else:  # an earlier run's yesterday model (the runs of one data set split over processes: --only)
+        checkpoint, seconds = torch.load(old_path, weights_only=True), float("nan")
     results["yesterday"] = summary(checkpoint, seconds)
     model = model_from_checkpoint(checkpoint)
     index_of = {item: i + 1 for i, item in enumerate(checkpoint["item_ids"])}
@@ -151,10 +154,11 @@ def one_data_set(path: Path, args, out: Path, log_file) -> dict:
     results["yesterday"]["today_test_HR@20"] = test["overall"]["HR@20"]
     results["yesterday"]["today_unknown_targets"] = test["unknown"]["targets"]
     print(f"  yesterday: {results['yesterday']}", flush=True)
-    checkpoint, seconds = run("scratch", log_file, data=today, config=TrainConfig(**common), output=out / "s.pt")
-    results["scratch"] = {**summary(checkpoint, seconds), **new_item_figures(checkpoint, today, new_ids)}
-    print(f"  scratch: {results['scratch']}", flush=True)
-    for init in args.inits:
+    if "scratch" in args.only:
+        checkpoint, seconds = run("scratch", log_file, data=today, config=TrainConfig(**common), output=out / "s.pt")
+        results["scratch"] = {**summary(checkpoint, seconds), **new_item_figures(checkpoint, today, new_ids)}
+        print(f"  scratch: {results['scratch']}", flush=True)
+    for init in args.inits if "warm" in args.only else ():
         started = time.perf_counter()
         warm = WarmStart.load(old_path, init)
         config = TrainConfig(**dict(common, epochs=args.warm_epochs))
@@ -196,7 +200,7 @@ def table(all_results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, action="append", required=True)
+    parser.add_argument("--data", type=Path, action="append", default=[])
     parser.add_argument("--held-back", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20, help="yesterday's and scratch's upper bound")
     parser.add_argument("--patience", type=int, default=5)
@@ -205,7 +209,17 @@ def main() -> None:
     parser.add_argument("--loss", default="sampled")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/next_day"))
+    parser.add_argument("--only", default="scratch,warm", help="which of today's runs: scratch, warm or both")
+    parser.add_argument("--yesterday", type=Path, help="reuse this yesterday checkpoint (one --data only)")
+    parser.add_argument("--report", type=Path, nargs="+", help="only print the table of these result files, merged")
     args = parser.parse_args()
+    if args.report:
+        merged: dict = {}
+        for path in args.report:
+            for name, results in json.loads(path.read_text()).items():
+                merged.setdefault(name, {}).update({k: v for k, v in results.items() if v == v})
+        print(table(merged))
+        return
     args.inits = args.inits.split(",")
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from .config import (
     DEVICES,
     LOSSES,
     LR_SCHEDULES,
+    MACHINE_SETTINGS,
     NEW_ITEM_INITS,
     SAMPLERS,
     SPLITS,
@@ -40,8 +41,9 @@ MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install '/path/to/s4
 HELP_OPTIONS = ("-h", "--help")
 METRICS_LEGEND = (
     "HR@k: share of users whose held-out next item is among their top k of the whole catalogue (their history "
-    "excluded); NDCG@k also rewards ranking it higher (1 at rank 1). valid: second-last item, test: last item; "
-    "head: the 20% of users with the longest histories, tail: the rest."
+    "excluded); NDCG@k also rewards ranking it higher (1 at rank 1), MRR@k is 1/rank within the top k; Cov@k: "
+    "share of the catalogue in at least one user's top k. valid: second-last item, test: last item (--split "
+    "time: the first item of each period); head: the 20% of users with the longest histories, tail: the rest."
 )
 TRAIN, OBJECTIVES = TrainConfig(), ObjectiveConfig()
 MODEL = ModelConfig(num_items=1)  # num_items comes from the data
@@ -232,9 +234,6 @@ def with_options(options):
         return f
 
     return decorate
-
-
-MACHINE_SETTINGS = ("device", "threads")  # a warm start takes these from this command line, never the old run
 
 
 def given_values(values: dict) -> dict:
@@ -430,7 +429,7 @@ def fit(data, output, epochs, batch_size, lr, lr_schedule, patience, validate_ev
                 "data": {"path": str(data), "users": interactions.num_users, "items": interactions.num_items,
                          "interactions": interactions.num_interactions},
                 "model": model_config, "training": asdict(config),
-                "objectives": objectives if isinstance(objectives, dict) else asdict(objectives),
+                "objectives": ObjectiveConfig.from_dict(objectives).to_dict(),
                 "warm_start": {"from": str(init_from), "new_item_init": new_item_init} if init_from else {},
                 "resume": {"resume": resume},
             })  # fmt: skip

@@ -19,6 +19,9 @@ SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its
 DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("loo", "time")  # leave-one-out, global temporal (s4rec_train.splits)
 NEW_ITEM_INITS = ("cooccur", "mean", "normal")  # a warm start's rows of new items (s4rec_train.warmstart)
+# TrainConfig settings that say where a run executes, not what it computes: a warm start takes them from the
+# command line, never from the old run, and a resumed run may change them.
+MACHINE_SETTINGS = ("device", "threads")
 
 
 @dataclass

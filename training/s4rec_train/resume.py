@@ -35,12 +35,12 @@ import torch
 from s4rec.files import atomic_file
 
 from .checkpoint import content_sha256
+from .config import MACHINE_SETTINGS
 
 __all__ = ["FORMAT", "ResumeError", "RunState", "Streams", "run_fingerprint", "state_path"]
 
 FORMAT = "s4rec-training-state"
 FORMAT_VERSION = 1
-MAY_CHANGE = ("threads", "device")  # TrainConfig settings a resumed run may change
 
 
 class ResumeError(ValueError):
@@ -59,7 +59,7 @@ def run_fingerprint(data, model_config, config, objectives, loss: str, processes
         "data": {"source": str(data.source), "sha256": data.content_sha256(), "users": data.num_users,
                  "items": data.num_items, "interactions": data.num_interactions},
         "model": model_config.to_dict(),
-        "settings": {k: v for k, v in asdict(config).items() if k not in MAY_CHANGE},
+        "settings": {k: v for k, v in asdict(config).items() if k not in MACHINE_SETTINGS},
         "objectives": objectives.to_dict(),
         "next_item_loss": loss,
         "processes": processes,
@@ -157,16 +157,17 @@ class RunState:
              train_seconds: float, streams: Streams) -> None:  # fmt: skip
         if self.path is None:
             return
+        random_streams = streams.state(self.group)  # every process: each one's streams are gathered
+        if not self.group.is_main:
+            return
         state = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": self.fingerprint,
             "epoch": epoch, "step": step, "stopped": stopped,
             "model": _cpu(model), "heads": _cpu(heads),
             "optimizer": [one.state_dict() for one in _optimizers(optimizer)],
             "best": best, "history": history, "train_seconds": train_seconds,
-            "streams": streams.state(self.group),
+            "streams": random_streams,
         }  # fmt: skip
-        if not self.group.is_main:
-            return
         state["checksum"] = {"algorithm": "sha256", "value": content_sha256(state)}
         with atomic_file(self.path) as f:
             torch.save(state, f)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .config import NEW_ITEM_INITS, ObjectiveConfig, TrainConfig
+from .config import MACHINE_SETTINGS, NEW_ITEM_INITS, ObjectiveConfig, TrainConfig
 from .data import DataError, Interactions, Split
 from .ids import as_ids
 
@@ -36,7 +36,6 @@ __all__ = ["COOCCUR_WINDOW", "NEW_ITEM_INITS", "WarmStart", "cooccurrence_rows",
 
 COOCCUR_WINDOW = 3  # neighbours on each side of a new item's occurrence whose rows are averaged
 SHAPE = ("max_len", "dim", "layers", "heads")  # what a warm start cannot change: the carried tensors' shapes
-MACHINE = ("device", "threads")  # settings of this machine, never taken from the old run's
 
 
 def _id_kind(ids) -> str:
@@ -203,7 +202,7 @@ def warm_settings(
         )
     training = checkpoint.get("training") or {}
     known = {f.name for f in fields(TrainConfig)}
-    old_train = {k: v for k, v in (training.get("settings") or {}).items() if k in known and k not in MACHINE}
+    old_train = {k: v for k, v in (training.get("settings") or {}).items() if k in known and k not in MACHINE_SETTINGS}
     old_objectives = dict(training.get("objectives") or {})
     unknown = sorted(set(old_objectives) - {f.name for f in fields(ObjectiveConfig)} - {"adversary_queue",
                                                                                       "adversary_batch"})  # fmt: skip
