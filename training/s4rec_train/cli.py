@@ -67,6 +67,7 @@ class DefaultCommandGroup(click.Group):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "[fit] DATA [OPTIONS]")
         formatter.write_usage(ctx.command_path, "evaluate CHECKPOINT DATA [OPTIONS]", prefix="       ")
+        formatter.write_usage(ctx.command_path, "tune DATA [OPTIONS]", prefix="       ")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         default = self.commands[self.default_command]
@@ -88,7 +89,8 @@ def cli() -> None:
 
     \b
     s4rec-train DATA -o model.pt          train (same as `s4rec-train fit DATA -o model.pt`)
-    s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA's leave-one-out test split
+    s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA (its own or a newer log)
+    s4rec-train tune DATA                 search hyperparameters with Optuna (validation NDCG@20)
 
     DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz), a
     CSV/TSV interaction log (optionally .gz) or a Parquet log with user, item and timestamp columns. The
