@@ -9,7 +9,8 @@ the run is complete, a copy of its checkpoint ``model.pt``. ``pip install tensor
 DIR`` shows and compares the runs (the HParams tab lines runs up by their settings).
 
 Why TensorBoard files written with tensorboardX (``pip install '.[track]'``), not MLflow's local store, measured
-with ``benchmarks/tracking_backends.py`` (fresh venvs; this 2-core machine, load averages 9.1 / 7.6 / 4.4 over 1 / 5 / 15 min when it ended; docs/training.md):
+with ``benchmarks/tracking_backends.py`` (fresh venvs; this 2-core machine, load averages 9.1 / 7.6 / 4.4 over
+1 / 5 / 15 min when it ended; docs/training.md):
 
 ==================  ===========  ========  ======  ====================  ==============================
 candidate           installed    packages  import  per logged epoch      local store
