@@ -11,7 +11,7 @@ the objective is validation NDCG@20 (the test split is never evaluated during th
 are trained once (the same epochs bound, seed 0: one seed, so differences below ~0.002 NDCG@20 are within what
 another seed moves) and their validation and test figures printed side by side.
 
-    nice -n 10 python benchmarks/tune_search.py --data ../shared/data/beauty.txt
+    nice -n 10 python benchmarks/tune_search.py --data ../shared/data/beauty.txt --trials 4 --epochs 3
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def s4rec_train(args: list[str], log) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tune"))
     args = parser.parse_args()
