@@ -66,6 +66,7 @@ class Grouped:
     notes: list[str]
     read_users: int = 0  # before any filtering
     read_events: int = 0
+    timestamps: np.ndarray | None = None  # float64 per event of ``items`` (logs only): the time split needs them
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -312,5 +313,6 @@ def group_events(events: Events, min_count: int, min_interactions: int) -> Group
     if dropped:
         notes.append(f"dropped {dropped} users with fewer than {min_interactions} interactions")
     return Grouped(
-        events.user_ids.take(kept_users), vocabulary, items, offsets, dropped, notes, len(events.user_ids), total
-    )
+        events.user_ids.take(kept_users), vocabulary, items, offsets, dropped, notes, len(events.user_ids), total,
+        events.timestamp[rows],
+    )  # fmt: skip

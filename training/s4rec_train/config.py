@@ -19,6 +19,11 @@ SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its
 DEVICES = ("auto", "cpu", "cuda")
 SIDE_VECTORS = ("last", "mean")  # ObjectiveConfig.side_vector
 INTENT_SOURCES = ("p", "q")  # ObjectiveConfig.intent_from
+SPLITS = ("loo", "time")  # leave-one-out, global temporal (s4rec_train.splits)
+NEW_ITEM_INITS = ("cooccur", "mean", "normal")  # a warm start's rows of new items (s4rec_train.warmstart)
+# TrainConfig settings that say where a run executes, not what it computes: a warm start takes them from the
+# command line, never from the old run, and a resumed run may change them.
+MACHINE_SETTINGS = ("device", "threads")
 
 
 @dataclass
@@ -229,6 +234,12 @@ class TrainConfig:
     # of many users of every length; s4rec_train.batching.resolve_batching refuses the other modes for them).
     batching: str = "auto"
     eval_batch_size: int = 1024
+    # Which interactions train, validate and test (s4rec_train.splits): "loo" (leave-one-out: each user's last
+    # item is test, the one before validation) or "time" (a global temporal split for logs with timestamps: the
+    # last test_fraction of the interactions in time are the test period, the valid_fraction before validation).
+    split: str = "loo"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -263,3 +274,10 @@ class TrainConfig:
             )
         if self.negative_sampler not in SAMPLERS:
             raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if not (0 < self.valid_fraction and 0 < self.test_fraction and self.valid_fraction + self.test_fraction < 1):
+            raise ValueError(
+                f"valid_fraction and test_fraction must be > 0 with a sum below 1 (the rest trains), got "
+                f"{self.valid_fraction} and {self.test_fraction}"
+            )

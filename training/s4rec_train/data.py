@@ -18,6 +18,8 @@ does, so no (users x max_len) array is ever built for training or evaluation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,9 @@ class Interactions:
     source: str = ""
     dropped_users: int = 0  # users with fewer than MIN_INTERACTIONS after filtering
     notes: list[str] = field(default_factory=list)
+    # float64 per entry of ``items`` (each user's ascending) for logs; None for the benchmark format, which has
+    # no times. Only the time split (:mod:`s4rec_train.splits`) reads them.
+    timestamps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.item_ids, self.user_ids = as_ids(self.item_ids), as_ids(self.user_ids)
@@ -82,6 +87,12 @@ class Interactions:
         self.offsets = np.asarray(self.offsets, dtype=np.int64)
         if len(self.offsets) != len(self.user_ids) + 1:
             raise ValueError(f"offsets must have users + 1 = {len(self.user_ids) + 1} entries, got {len(self.offsets)}")
+        if self.timestamps is not None:
+            self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+            if len(self.timestamps) != len(self.items):
+                raise ValueError(
+                    f"timestamps must have one entry per item ({len(self.items)}), got {len(self.timestamps)}"
+                )
 
     @classmethod
     def from_sequences(cls, item_ids, user_ids, sequences, source: str = "", **kwargs) -> Interactions:
@@ -115,6 +126,18 @@ class Interactions:
         """Interactions per item index (length N + 1, index 0 = 0)."""
         return np.bincount(self.items, minlength=self.num_items + 1).astype(np.int64)
 
+    def content_sha256(self) -> str:
+        """SHA-256 of what training reads: the histories, both vocabularies and the timestamps. A resumed run
+        and a tuning study compare it to refuse other data (:mod:`s4rec_train.resume`, :mod:`s4rec_train.tune`)."""
+        digest = hashlib.sha256()
+        for array in (self.items, self.offsets, self.timestamps):
+            digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+        for ids in (self.item_ids, self.user_ids):
+            values = ids.values
+            digest.update(values.tobytes() if values.dtype == np.int64 else json.dumps(ids.tolist()).encode())
+            digest.update(str(values.dtype == np.int64).encode())
+        return digest.hexdigest()
+
 
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
@@ -137,7 +160,7 @@ def _interactions(path: Path, grouped: columnar.Grouped) -> Interactions:
         )
     return Interactions(
         grouped.item_ids, grouped.user_ids, grouped.items, grouped.offsets, str(path), grouped.dropped_users,
-        grouped.notes,
+        grouped.notes, grouped.timestamps,
     )  # fmt: skip
 
 
@@ -340,7 +363,8 @@ def remap_to_vocabulary(data: Interactions, item_ids: list) -> Interactions:
         notes.append(f"{unknown} items unknown to the model were dropped")
     if dropped:
         notes.append(f"{dropped} users with fewer than {MIN_INTERACTIONS} known items were dropped")
+    kept = known & keep[user_of_event]
     return Interactions(
-        as_ids(item_ids), data.user_ids.take(np.flatnonzero(keep)), mapped[known & keep[user_of_event]], offsets,
-        data.source, data.dropped_users + dropped, notes,
+        as_ids(item_ids), data.user_ids.take(np.flatnonzero(keep)), mapped[kept], offsets,
+        data.source, data.dropped_users + dropped, notes, None if data.timestamps is None else data.timestamps[kept],
     )  # fmt: skip
