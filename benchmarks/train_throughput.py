@@ -7,8 +7,9 @@ the backbone and S4Rec (today's defaults), with the full softmax, the sampled so
 threads, with the allocator setting the training commands use (:mod:`s4rec_train.allocator`), and, as the same-run
 baseline, the full-softmax runs on 1 thread with glibc's default allocator (``S4REC_MALLOC=default``), back to back.
 ``--compile`` adds the backbone's full-softmax step under ``torch.compile`` (compile time against the per-epoch
-gain, and how many epochs it takes to pay back). ``--batching random --batch-size 512`` measures the paper's
-batches (``s4rec_train.buckets`` groups them by length on CPU).
+gain, and how many epochs it takes to pay back). Batching is training's ``auto`` (length-sorted ``tokens`` for the
+backbone, random users for S4Rec, grouped by length on CPU by ``s4rec_train.buckets``); ``--batching random
+--batch-size 512`` measures the paper's batches for both.
 
 Printed per configuration: the median training seconds per epoch (validation excluded: it runs once, after the
 last epoch), user and system CPU seconds of the whole process and the system share, minor page faults, peak RSS,
@@ -89,9 +90,11 @@ def child(spec: dict) -> None:
     model_config = {"dim": 64, "layers": 2, "max_len": 50}
     s4rec = spec["arm"] == "s4rec"
     objectives = ObjectiveConfig() if s4rec else ObjectiveConfig.backbone()
+    from s4rec_train.batching import resolve_batching
+
     config = TrainConfig(
         epochs=spec["epochs"], validate_every=spec["epochs"], seed=0, threads=spec["threads"], device="cpu",
-        loss=spec["loss"], batching=spec["batching"], batch_size=spec["batch_size"],
+        loss=spec["loss"], batching=resolve_batching(spec["batching"], objectives), batch_size=spec["batch_size"],
     )  # fmt: skip
     split = leave_one_out(data, model_config["max_len"])
     encoder_macs, logits_macs = epoch_macs(split, config, model_config, data.num_items, s4rec, spec["loss"])
@@ -159,7 +162,7 @@ def describe(name: str, r: dict) -> str:
 @click.option("--threads", "thread_counts", default="1,2", show_default=True)
 @click.option("--losses", default=",".join(LOSSES), show_default=True)
 @click.option("--arms", default=",".join(ARMS), show_default=True)
-@click.option("--batching", default="tokens", show_default=True)
+@click.option("--batching", default="auto", show_default=True, help="auto: what training picks for each arm.")
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--baseline/--no-baseline", default=True, help="Also the softmax runs with glibc's default allocator.")
 @click.option("--compile", "with_compile", is_flag=True, help="Also the backbone softmax step under torch.compile.")

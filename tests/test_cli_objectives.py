@@ -57,3 +57,20 @@ def test_backbone_with_a_weight_is_a_usage_error(data_file, tmp_path):
     result = CliRunner().invoke(cli, [str(data_file), *TINY, "--backbone", "--distill-weight", "0.1"])
     assert result.exit_code == 2
     assert "--backbone sets every auxiliary weight to 0" in result.output
+
+
+def test_side_vector_intent_source_and_prototype_switches_reach_the_checkpoint(data_file, tmp_path):
+    out = tmp_path / "s.pt"
+    flags = ["--intents", "4", "--side-vector", "mean", "--intent-from", "q", "--unit-prototypes", "--train-teacher"]
+    result = CliRunner().invoke(cli, [str(data_file), "-o", str(out), *TINY, *flags])
+    assert result.exit_code == 0, result.output
+    checkpoint = torch.load(out, weights_only=True)
+    objectives = checkpoint["training"]["objectives"]
+    assert (objectives["side_vector"], objectives["intent_from"]) == ("mean", "q")
+    assert objectives["unit_prototypes"] is True and objectives["detach_teacher"] is False
+    # unit prototypes: the trained parameter itself is put back on the unit sphere after every step (free
+    # prototypes start at norm ~sqrt(d) and stay near it)
+    raw = checkpoint["objective_state_dict"]["prototypes"]
+    torch.testing.assert_close(raw.norm(dim=1), torch.ones(4), rtol=0, atol=1e-5)
+    result = CliRunner().invoke(cli, [str(data_file), "-o", str(out), *TINY, "--side-vector", "middle"])
+    assert result.exit_code == 2 and "'middle' is not one of 'last', 'mean'" in result.output

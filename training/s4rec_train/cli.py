@@ -22,11 +22,13 @@ from click.core import ParameterSource
 from .config import (
     BATCHING,
     DEVICES,
+    INTENT_SOURCES,
     LOSSES,
     LR_SCHEDULES,
     MACHINE_SETTINGS,
     NEW_ITEM_INITS,
     SAMPLERS,
+    SIDE_VECTORS,
     SPLITS,
     ModelConfig,
     ObjectiveConfig,
@@ -267,6 +269,17 @@ objective_options = [
     _objective("--insert-ratio", "insert_ratio", click.FloatRange(0, 1), "fraction of items insert view adds"),
     _objective("--warmup", "warmup", click.FloatRange(0, 1),
                "fraction of training over which alpha, beta1, beta2 rise from 0"),
+    _objective("--side-vector", "side_vector", click.Choice(SIDE_VECTORS),
+               "the user vector the auxiliary terms read: the last position's or the mean over the history"),
+    _objective("--intent-from", "intent_from", click.Choice(INTENT_SOURCES),
+               "a user's intent h(u): argmax of the soft assignment p or of the Sinkhorn target q"),
+]  # fmt: skip
+# Boolean ObjectiveConfig fields: (flag pair, field, help).
+objective_switches = [
+    ("--unit-prototypes/--free-prototypes", "unit_prototypes",
+     "keep the prototypes on the unit sphere after every step (free: normalised in the forward pass only)"),
+    ("--detach-teacher/--train-teacher", "detach_teacher",
+     "the distillation teacher (the intent's prototype) takes no gradient from L_CKD"),
 ]  # fmt: skip
 WEIGHT_FIELDS = ("cluster_weight", "contrastive_weight", "distill_weight", "adversary_weight")
 
@@ -275,6 +288,8 @@ def with_objective_options(f):
     for flag, name, kind, text in reversed(objective_options):
         description = text.rpartition(" [")[0]  # click states the default, as for the other options
         f = click.option(flag, name, type=kind, default=getattr(OBJECTIVES, name), help=f"S4Rec: {description}.")(f)
+    for flag, name, text in reversed(objective_switches):
+        f = click.option(flag, name, default=getattr(OBJECTIVES, name), help=f"S4Rec: {text}.")(f)
     f = click.option(
         "--adversary-ramp/--no-adversary-ramp", default=OBJECTIVES.adversary_ramp,
         help="S4Rec: ramp the gradient-reversal coefficient from 0 to 1 as DANN does.",
