@@ -21,6 +21,7 @@ build and search at the same recall here, and the smallest install (8 MB).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ArtifactError, S4RecError
+from .selection import members, ranked_prefixes, without_members
 
 if TYPE_CHECKING:
     from .recommender import Recommender
@@ -44,6 +46,11 @@ SPACE = "ip"  # inner product: tied tables have rows of varying norms
 DEFAULT_M = 32  # links per node
 DEFAULT_EF_CONSTRUCTION = 200  # build breadth
 DEFAULT_EF_SEARCH = 128  # search breadth (at least k + the excluded items)
+# Filtered queries (candidates, a view's catalogue, intent-diverse lists): the index is asked for OVERFETCH times
+# the items expected to pass the filter, and exact ranking of the allowed rows replaces a query that would ask for
+# EXACT_SHARE of the catalogue. Measured: benchmarks/app_features.py --large (docs/sdk.md, "Business rules").
+OVERFETCH = 2.0
+EXACT_SHARE = 0.05
 MISSING_ANN = 'retrieval="ann" needs hnswlib: pip install "s4rec[ann]"'
 
 
@@ -127,6 +134,51 @@ class AnnIndex:
         if isinstance(ef, bool) or not isinstance(ef, int) or ef < 1:
             raise ValueError(f"ef_search must be an int >= 1, got {ef!r}.")
         return cls(index, table, num_items, ef, path)
+
+    def _knn(self, queries: np.ndarray, count: int, threads: int = 1) -> np.ndarray:
+        """Labels ``(n, count)`` int64 of the approximate ``count`` nearest items (search breadth at least
+        ``count``)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if count <= self.ef_search:
+            labels, _ = self.index.knn_query(queries, k=count, num_threads=threads)
+        else:
+            with self._wider:
+                self.index.set_ef(count)
+                try:
+                    labels, _ = self.index.knn_query(queries, k=count, num_threads=threads)
+                finally:
+                    self.index.set_ef(self.ef_search)
+        return labels.astype(np.int64)
+
+    def ranked(self, vector: np.ndarray, first: int, banned: np.ndarray, allowed: np.ndarray | None = None):
+        """Growing ranked prefixes ``(scores, items)`` (exact float32 scores, best first) of the items near
+        ``vector`` (d,) that are not ``banned`` and, with ``allowed`` (sorted item indices), among those: a
+        filtered query by over-fetching. The index is asked for ``(first + e) / share * OVERFETCH`` items
+        (``e`` = the banned items, ``share`` = the allowed share of the catalogue), those outside ``allowed``
+        or banned dropped and the rest re-ranked exactly; the next prefix asks for 4x as many. Once a query
+        would ask for :data:`EXACT_SHARE` of the catalogue, the last prefix is the exact ranking of every
+        allowed row (recall 1). :func:`filtered_recall_at_k` measures the recall against exact filtered
+        ranking."""
+        n = self.num_items
+        share = 1.0 if allowed is None else max(len(allowed), 1) / n
+        fetch = max(1, first)
+        while True:
+            count = int(math.ceil((fetch + len(banned)) / share * OVERFETCH))
+            if count >= EXACT_SHARE * n:
+                pool = np.arange(1, n + 1, dtype=np.int64) if allowed is None else allowed
+                pool = without_members(pool, banned)
+                scores = np.asarray(self.table[pool] @ vector, dtype=np.float32)
+                yield from ranked_prefixes(scores, pool, fetch)
+                return
+            labels = self._knn(vector[None, :], count)[0]
+            if len(banned):
+                labels = without_members(labels, banned)
+            if allowed is not None:
+                labels = labels[members(labels, allowed)]
+            exact = np.asarray(self.table[labels] @ vector, dtype=np.float32)
+            order = np.lexsort((labels, -exact))
+            yield exact[order], labels[order]
+            fetch *= 4
 
     def search(
         self, users: np.ndarray, k: int, banned: Sequence[np.ndarray], threads: int = 1

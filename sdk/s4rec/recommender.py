@@ -23,6 +23,7 @@ call's score matrix stays within :data:`SCORE_CELLS` cells.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -47,19 +48,40 @@ from .artifact import (
     ArtifactMetadata,
     check_encoder_signature,
     check_signature,
+    legacy_version,
+    manifest_files,
     model_entry,
     parse_metadata,
     verify_checksum,
 )
-from .errors import ArtifactError, S4RecError
-from .graph_check import check_graph_agrees, check_top_k
-from .results import RankedBatch, Recommendations, recommendation_lists
+from .errors import ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError
+from .graph_check import check_encoder_agrees, check_graph_agrees, check_top_k
+from .item_table import ItemTable, check_table_agrees, format2_vectors, format3_vectors, item_intents
+from .results import RankedBatch, Recommendations, Scores, recommendation_lists
+from .selection import (
+    EMPTY,
+    Restriction,
+    complement,
+    difference,
+    diverse_positions,
+    diverse_top,
+    first_k,
+    intersection,
+    members,
+    ranked_prefixes,
+    restrict,
+    sorted_unique,
+    top,
+    use_rows,
+    without_members,
+)
 from .session import make_session
 from .sidecars import Sidecars
 from .vocabulary import ItemId, ItemVocabulary, check_unknown_policy
 from .windows import exclude_input, history_window, right_aligned
 
 _NOTHING: frozenset = frozenset()  # no item to exclude
+EMPTY_EXCLUDE = np.zeros(1, dtype=np.int64)  # the graph's exclude input when nothing is excluded: the padding index
 RETRIEVALS = ("exact", "ann")
 VERIFY_MODES = ("fast", "full")
 # Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^26 floats (256 MB), so that
@@ -68,6 +90,10 @@ VERIFY_MODES = ("fast", "full")
 # so users per call divide the table's memory traffic; measured at 10^6 items, 2 threads, float32: 81, 143,
 # 178, 238 users/s at 4, 16, 32, 64 users a call (the int8 table: 118-129 users/s whatever the size).
 SCORE_CELLS = 1 << 26
+# per_intent: the first graph call ranks this many times k (at least k + PER_INTENT_EXTRA, at most top_k) to
+# choose from; deeper rankings come from the item table. Measured on Beauty (benchmarks/app_features.py).
+PER_INTENT_FETCH = 4
+PER_INTENT_EXTRA = 20
 
 
 class Recommender:
@@ -82,8 +108,15 @@ class Recommender:
         threads: int = 1,
         encoder: ort.InferenceSession | None = None,
         ann: Any = None,
+        items: ItemTable | S4RecError | None = None,
+        version: str = "",
     ):
         check_unknown_policy(unknown)
+        # The item vectors and intents (s4rec.item_table), or why they cannot be read (raised by the calls that
+        # need them, so that an artifact that loaded before still loads)
+        self._items = items
+        self.version = version or metadata.version  # the artifact's short version id
+        self.restriction: Restriction | None = None  # the catalogue of a view (restricted_to / without)
         self.session = session
         self.threads = threads  # batch methods run up to this many buckets at once
         self.metadata = metadata
@@ -108,9 +141,14 @@ class Recommender:
 
     def __repr__(self) -> str:
         m = self.metadata
+        view = ""
+        if self.restriction is not None:
+            size = self.restriction.size
+            view = f", restricted to {size:,} items" if size is not None else ""
+            view += f", without {len(self.restriction.denied):,} items" if len(self.restriction.denied) else ""
         return (
-            f"Recommender({str(self.path)!r}, variant={m.variant!r}, items={m.num_items}, "
-            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k}, retrieval={self.retrieval!r})"
+            f"Recommender({str(self.path)!r}, version={self.version!r}, variant={m.variant!r}, items={m.num_items}, "
+            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k}, retrieval={self.retrieval!r}{view})"
         )
 
     # ---------------------------------------------------------------- loading
@@ -158,6 +196,7 @@ class Recommender:
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path, verify)
         check_signature(session, metadata, model_path)
         encoder = ann = None
+        listed = bool(entry)  # the loaded file is one of its directory's manifest's variants
         if metadata.large:
             sidecars = Sidecars(model_path.parent, metadata.sidecars, model_path, verify)
             encoder_path = sidecars.path(ENCODER_SIDECAR)
@@ -170,6 +209,7 @@ class Recommender:
                 check_top_k(session, metadata, model_path)
             else:
                 ann = _load_ann(sidecars, metadata, ef_search)
+            items: ItemTable | S4RecError = ItemTable(format3_vectors(sidecars, metadata), item_intents(metadata))
         elif retrieval == "ann":
             raise ArtifactError(
                 f"{model_path}: retrieval='ann' needs a format 3 artifact with an ANN index; this one is format "
@@ -179,8 +219,13 @@ class Recommender:
             )
         else:
             check_graph_agrees(session, metadata, model_path)
+            encoder = _small_encoder(model_path, listed, metadata, session, optimization, verify)
+            items = _small_item_table(model_path, metadata, session)
+        version = metadata.version or legacy_version(model_path, listed, metadata)
         try:
-            return cls(session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann)
+            return cls(
+                session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann, items=items, version=version
+            )
         except ValueError as e:  # the vocabulary of a format 3 artifact: duplicated ids
             raise ArtifactError(f"{model_path}: invalid item vocabulary: {e}. Re-export the artifact.") from None
 
@@ -196,6 +241,8 @@ class Recommender:
         exclude_seen: bool = True,
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
+        candidates: Iterable[ItemId] | None = None,
+        per_intent: int | None = None,
     ) -> Recommendations:
         """The ``k`` best next items for one history (the user's own item ids, oldest first).
 
@@ -203,10 +250,22 @@ class Recommender:
         result may be shorter than ``k`` only when the exclusions remove more than ``top_k - k`` of the
         artifact's ``top_k`` candidates. An empty history (or one with no known item) gets the most popular
         items (``fallback`` is True).
+
+        ``candidates``: rank only these ids (an allow-list: duplicates count once, unknown ids are ignored and
+        reported in ``unknown_candidates``, an empty collection gives an empty list), exactly, with the
+        exclusions still applied; the list is shorter than ``k`` when fewer remain. ``per_intent``: at most this
+        many items of one intent in the list (each item's intent is stored in the artifact): the best items
+        that keep to it, in the model's order. A view (:meth:`restricted_to`, :meth:`without`) applies its
+        catalogue to every call.
         """
         k = self._check_k(k)
-        indices, unknown_items = self._map_history(history, self.unknown if unknown is None else unknown)
+        policy = self.unknown if unknown is None else unknown
+        indices, unknown_items = self._map_history(history, policy)
         skip = self._exclusion_indices(exclude) if type(exclude) is not tuple or exclude else _NOTHING
+        if candidates is not None or per_intent is not None or self.restriction is not None:
+            return self._recommend_selected(
+                indices, unknown_items, k, exclude_seen, skip, candidates, per_intent, policy
+            )
         if not indices:
             return self._popular(k, skip, unknown_items)
         if self.ann is not None:
@@ -231,13 +290,20 @@ class Recommender:
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
         batch_size: int = 256,
+        candidates: Iterable[ItemId] | None = None,
+        candidates_per_history: Sequence[Iterable[ItemId] | None] | None = None,
+        per_intent: int | None = None,
     ) -> list[Recommendations]:
-        """:meth:`recommend` for many histories at once, in input order; ``exclude`` applies to all of them.
+        """:meth:`recommend` for many histories at once, in input order; ``exclude`` and ``candidates`` apply to
+        all of them, ``candidates_per_history`` (one collection of ids, or None, per history) to each its own.
 
         Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
         history, so short histories do not pay for padding to ``max_len``.
         """
-        ranked = self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size, convert=True)
+        ranked = self._rank_batch(
+            histories, k, exclude_seen, exclude, unknown, batch_size, True, candidates, candidates_per_history,
+            per_intent,
+        )  # fmt: skip
         return ranked.recommendations()
 
     def rank_batch(
@@ -248,12 +314,18 @@ class Recommender:
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
         batch_size: int = 256,
+        candidates: Iterable[ItemId] | None = None,
+        candidates_per_history: Sequence[Iterable[ItemId] | None] | None = None,
+        per_intent: int | None = None,
     ) -> RankedBatch:
         """:meth:`recommend_batch` with the results left as arrays: a :class:`~s4rec.results.RankedBatch` of
         scores and item indices (what ``s4rec-score`` formats without building a list per user), in input
         order; :meth:`RankedBatch.recommendations() <s4rec.results.RankedBatch.recommendations>` gives what
         :meth:`recommend_batch` returns."""
-        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size)
+        return self._rank_batch(
+            histories, k, exclude_seen, exclude, unknown, batch_size, False, candidates, candidates_per_history,
+            per_intent,
+        )  # fmt: skip
 
     def _rank_batch(
         self,
@@ -264,6 +336,9 @@ class Recommender:
         unknown: str | None = None,
         batch_size: int = 256,
         convert: bool = False,
+        candidates: Iterable[ItemId] | None = None,
+        candidates_per_history: Sequence[Iterable[ItemId] | None] | None = None,
+        per_intent: int | None = None,
     ) -> RankedBatch:
         """:meth:`rank_batch`.
 
@@ -274,8 +349,16 @@ class Recommender:
         k = self._check_k(k)
         batch_size = _check_positive_int(batch_size, "batch_size")
         policy = self.unknown if unknown is None else unknown
+        restriction = self.restriction
+        selected = candidates is not None or candidates_per_history is not None or per_intent is not None
+        if selected or (restriction is not None and restriction.allowed is not None):
+            return self._rank_batch_selected(
+                histories, k, exclude_seen, exclude, policy, batch_size, candidates, candidates_per_history, per_intent
+            )
         known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
         skip = sorted(self._exclusion_indices(exclude))
+        if restriction is not None and len(restriction.denied):  # a view without some items: excluded for all
+            skip = np.union1d(skip, restriction.denied).tolist()
         n = len(counts)
         ends = np.cumsum(counts)
         lengths = np.minimum(counts, self.max_len)
@@ -304,6 +387,318 @@ class Recommender:
         list(self._map(rank, [order[start : start + batch_size] for start in range(first, n, batch_size)]))
         popular = self._popular(k, set(skip), ()) if first else Recommendations()
         return RankedBatch(ids, all_scores, all_items, lengths == 0, popular, unknown_of, converted)
+
+    # ---------------------------------------------------------------- candidates, views, intent-diverse lists
+
+    def restricted_to(self, items: Iterable[ItemId], unknown: str | None = None) -> Recommender:
+        """A view of this recommender that only ever returns ``items`` (e.g. what is in stock today): every
+        call of the view (``recommend``, the batch forms, ``similar_items``) ranks within them, as with
+        ``candidates``, and its popular-items fallback keeps to them. It shares the session, the tables and
+        the vocabulary (nothing is copied), is immutable and thread-safe, and is made in time proportional to
+        ``items``. Views narrow further: ``rec.restricted_to(a).restricted_to(b)`` returns items of both,
+        ``.without(c)`` leaves out ``c`` too. Unknown ids are ignored (``view.restriction.unknown_items``; with
+        ``unknown="error"`` they raise :class:`UnknownItemError`). ``score`` is not restricted: it scores the
+        items it is given."""
+        allowed, unknown_items = self.vocabulary.item_set(items, self._policy(unknown), "items")
+        return self._view(restrict(self.restriction, allowed, EMPTY, unknown_items))
+
+    def without(self, items: Iterable[ItemId], unknown: str | None = None) -> Recommender:
+        """A view of this recommender that never returns ``items`` (e.g. what is out of stock), as if every call
+        passed them in ``exclude``; otherwise as :meth:`restricted_to`."""
+        denied, unknown_items = self.vocabulary.item_set(items, self._policy(unknown), "items")
+        return self._view(restrict(self.restriction, None, denied, unknown_items))
+
+    def _view(self, restriction: Restriction) -> Recommender:
+        view = copy.copy(self)  # shares the sessions, the metadata, the vocabulary and the item table
+        view.restriction = restriction
+        return view
+
+    def score(self, history: Sequence[ItemId], items: Iterable[ItemId], unknown: str | None = None) -> Scores:
+        """The model's scores of ``items`` for ``history``, in the order of ``items`` (the re-ranking call: sort
+        by them, or blend them with your own): a :class:`~s4rec.results.Scores` list of floats, the same
+        numbers ``recommend`` gives those items. Unknown ids score NaN and are listed in ``unknown_items``
+        (``unknown="error"``: :class:`UnknownItemError`); duplicates score alike. A history with no known item
+        gives NaN everywhere (``fallback``). Neither the history's items nor a view's restriction are left out:
+        every item given is scored."""
+        policy = self._policy(unknown)
+        indices, unknown_history = self._map_history(history, policy)
+        wanted, unknown_items = self.vocabulary.item_indices(items, policy, "items")
+        if not indices:
+            return Scores([math.nan] * len(wanted), unknown_items, unknown_history, fallback=True)
+        table = self._item_table()
+        user = self._user_vector(history_window(indices, self.max_len))
+        return Scores(_item_scores(table, user, wanted).tolist(), unknown_items, unknown_history)
+
+    def score_batch(
+        self,
+        histories: Iterable[Sequence[ItemId]],
+        items: Sequence[Iterable[ItemId]],
+        unknown: str | None = None,
+        batch_size: int = 256,
+    ) -> list[Scores]:
+        """:meth:`score` for many histories at once: ``items`` holds one collection of ids per history."""
+        policy = self._policy(unknown)
+        histories = list(histories) if not isinstance(histories, list) else histories
+        items = _per_history(items, len(histories), "items")
+        known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
+        wanted = [self.vocabulary.item_indices(row, policy, "items") for row in items]
+        users = self._user_vectors(known, counts, batch_size)
+        table = self._item_table() if counts.any() else None
+        results = []
+        for u, (indices, unknown_items) in enumerate(wanted):
+            history_unknown = unknown_of.get(u, ())
+            if not counts[u]:
+                results.append(Scores([math.nan] * len(indices), unknown_items, history_unknown, fallback=True))
+            else:
+                results.append(Scores(_item_scores(table, users[u], indices).tolist(), unknown_items, history_unknown))
+        return results
+
+    def similar_items(
+        self,
+        items: ItemId | Iterable[ItemId],
+        k: int = 10,
+        exclude: Iterable[ItemId] = (),
+        candidates: Iterable[ItemId] | None = None,
+        unknown: str | None = None,
+    ) -> Recommendations:
+        """The ``k`` items most similar to an item (or to several: their mean vector), from the model's item
+        vectors: ``[(item_id, similarity), ...]`` best first, the query items, ``exclude`` and anything a view
+        leaves out left out, within ``candidates`` when given. Similarity is the dot product of item vectors
+        (exact, or the ANN index with ``retrieval="ann"``). An unknown query item raises
+        :class:`UnknownItemError` when no query item is known (else it is ignored and reported in
+        ``unknown_items``, or raises with ``unknown="error"``)."""
+        k = self._check_k(k)
+        policy = self._policy(unknown)
+        query = [items] if isinstance(items, (int, str, np.integer)) and not isinstance(items, bool) else items
+        indices, unknown_items = self.vocabulary.item_set(query, policy, "items")
+        if not len(indices):
+            shown = ", ".join(map(repr, list(unknown_items)[:5])) or "none given"
+            raise UnknownItemError(
+                f"similar_items: no item of the query is known to the model ({shown}). Pass item ids of the "
+                "artifact's catalogue.",
+                unknown_items,
+            )
+        table = self._item_table()
+        allowed, unknown_candidates = self._allowed(candidates, policy)
+        banned = sorted_unique(np.fromiter(self._exclusion_indices(exclude), dtype=np.int64))
+        banned = np.union1d(banned, indices)
+        if self.restriction is not None and len(self.restriction.denied):
+            banned = np.union1d(banned, self.restriction.denied)
+        query_vector = np.asarray(table.vectors[indices], dtype=np.float32).mean(axis=0)
+        scores, found = self._rank_vector(table, query_vector, k, allowed, banned, None)
+        pairs = zip(self._ids_array[found].tolist(), scores.tolist())
+        return Recommendations(pairs, unknown_items, False, unknown_candidates)
+
+    def _recommend_selected(
+        self, indices: list[int], unknown_items: tuple, k: int, exclude_seen: bool, skip, candidates, per_intent,
+        policy: str,
+    ) -> Recommendations:  # fmt: skip
+        """:meth:`recommend` with candidates, a view's catalogue or ``per_intent``."""
+        per_intent = self._check_per_intent(per_intent)
+        allowed, unknown_candidates = self._allowed(candidates, policy)
+        banned = self._banned(indices if exclude_seen else (), skip)
+        if allowed is not None:
+            allowed = difference(allowed, banned)
+        if not indices:
+            return self._popular_selected(k, allowed, banned, per_intent, unknown_items, unknown_candidates)
+        if allowed is not None and not len(allowed):
+            return Recommendations([], unknown_items, False, unknown_candidates)
+        window = history_window(indices, self.max_len)
+        scores, found = self._select(window, k, allowed, banned, per_intent)
+        pairs = zip(self._ids_array[found].tolist(), scores.tolist())
+        return Recommendations(pairs, unknown_items, False, unknown_candidates)
+
+    def _select(
+        self, window: np.ndarray, k: int, allowed: np.ndarray | None, banned: np.ndarray, per_intent: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` items for one window among ``allowed`` (None: all) less ``banned``: rows (few
+        candidates), the ANN index, or the graph with everything else excluded (many)."""
+        n = self.metadata.num_items
+        if allowed is not None and use_rows(len(allowed), n) or self.ann is not None:
+            return self._rank_vector(self._item_table(), self._user_vector(window), k, allowed, banned, per_intent)
+        excluded = banned if allowed is None else complement(allowed, n)
+        fetch = k if per_intent is None else self._fetch(k)
+        feed = {INPUT: window, EXCLUDE: (excluded if len(excluded) else EMPTY_EXCLUDE)[None, :]}
+        feed[K_INPUT] = self._k_inputs[fetch]
+        user, scores, items = self.session.run([USER_EMBEDDING, TOP_SCORES, TOP_ITEMS], feed)
+        kept = int(np.isfinite(scores[0]).sum())
+        scores, items = scores[0, :kept], items[0, :kept]
+        if per_intent is None:
+            return scores, items
+        table = self._item_table()
+        best_scores, best, complete = diverse_top([(scores, items)], table.intents, per_intent, k)
+        if complete or kept < fetch:  # k found, or everything there is was ranked
+            return best_scores, best
+        pool = allowed if allowed is not None else difference(np.arange(1, n + 1, dtype=np.int64), banned)
+        return self._rank_vector(table, user[0], k, pool, EMPTY, per_intent, first=4 * fetch)
+
+    def _rank_vector(
+        self,
+        table: ItemTable,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        banned: np.ndarray,
+        per_intent: int | None,
+        first: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` items for a user (or query item) vector from the item table: the rows of ``allowed``
+        when given and few, else the ANN index (``retrieval="ann"``) or every row. ``allowed`` holds no
+        ``banned`` item."""
+        n = table.num_items
+        if allowed is None or not use_rows(len(allowed), n, self.ann is not None):
+            if self.ann is not None:
+                fetch = k if per_intent is None else self._fetch(k)
+                prefixes = self.ann.ranked(vector, fetch, banned, allowed)
+                return first_k(prefixes, k, table.intents, per_intent)
+            if allowed is None:
+                scores = np.asarray(table.vectors[1:] @ vector)  # (N,): items 1..N
+                scores[banned - 1] = -np.inf
+                allowed = np.arange(1, n + 1, dtype=np.int64)
+                prefixes = ranked_prefixes(scores, allowed, first or (k if per_intent is None else self._fetch(k)))
+                return first_k(prefixes, k, table.intents, per_intent)
+        scores = table.scores(vector, allowed)
+        if per_intent is None:
+            return top(scores, allowed, k)
+        prefixes = ranked_prefixes(scores, allowed, first or self._fetch(k))
+        return first_k(prefixes, k, table.intents, per_intent)
+
+    def _rank_batch_selected(
+        self, histories, k: int, exclude_seen: bool, exclude, policy: str, batch_size: int, candidates,
+        candidates_per_history, per_intent,
+    ) -> RankedBatch:  # fmt: skip
+        """:meth:`rank_batch` with candidates, a view's catalogue or ``per_intent``: user vectors in buckets
+        (the encoder graph), then each history's items ranked from the item table as :meth:`recommend` ranks
+        them (rows of its candidates, or every row)."""
+        per_intent = self._check_per_intent(per_intent)
+        histories = list(histories) if not isinstance(histories, list) else histories
+        known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
+        n = len(counts)
+        per_history = None if candidates_per_history is None else _per_history(candidates_per_history, n, "candidates")
+        shared, shared_unknown = self._allowed(candidates, policy)
+        skip = self._exclusion_indices(exclude)
+        users = self._user_vectors(known, counts, batch_size)
+        table = self._item_table() if counts.any() else None
+        ends = np.cumsum(counts)
+        all_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        all_items = np.zeros((n, k), dtype=np.int64)
+        popular_of, unknown_candidates_of = {}, {}
+        for u in range(n):
+            allowed, unknown_candidates = shared, shared_unknown
+            if per_history is not None and per_history[u] is not None:
+                own, unknown_candidates = self.vocabulary.item_set(per_history[u], policy)
+                unknown_candidates = shared_unknown + unknown_candidates
+                allowed = intersection(allowed, own)
+            if unknown_candidates:
+                unknown_candidates_of[u] = unknown_candidates
+            seen = known[ends[u] - counts[u] : ends[u]] if exclude_seen else ()
+            banned = self._banned(seen, skip)
+            if allowed is not None:
+                allowed = difference(allowed, banned)
+            if not counts[u]:
+                popular_of[u] = self._popular_selected(k, allowed, banned, per_intent, (), ())
+                continue
+            if allowed is not None and not len(allowed):
+                continue
+            scores, found = self._rank_vector(table, users[u], k, allowed, banned, per_intent)
+            all_scores[u, : len(scores)], all_items[u, : len(found)] = scores, found
+        fallback = counts == 0
+        return RankedBatch(
+            self._ids_array, all_scores, all_items, fallback, Recommendations(), unknown_of, None, popular_of,
+            unknown_candidates_of,
+        )  # fmt: skip
+
+    def _allowed(self, candidates, policy: str) -> tuple[np.ndarray | None, tuple]:
+        """The item indices a call may return, ``candidates`` within the view's catalogue (None: every item),
+        and the unknown candidate ids."""
+        allowed, unknown_candidates = (None, ()) if candidates is None else self.vocabulary.item_set(candidates, policy)
+        if self.restriction is not None:
+            allowed = intersection(self.restriction.allowed, allowed)
+        return allowed, unknown_candidates
+
+    def _banned(self, seen, skip) -> np.ndarray:
+        """The item indices a call must not return: ``seen``, ``skip`` and what the view leaves out (sorted)."""
+        banned = sorted_unique(np.fromiter((*seen, *skip), dtype=np.int64)) if len(seen) or skip else EMPTY
+        if self.restriction is not None and len(self.restriction.denied):
+            banned = np.union1d(banned, self.restriction.denied)
+        return banned
+
+    def _popular_selected(
+        self, k: int, allowed: np.ndarray | None, banned: np.ndarray, per_intent: int | None, unknown_items: tuple,
+        unknown_candidates: tuple,
+    ) -> Recommendations:  # fmt: skip
+        """The popular-items fallback within ``allowed`` (None: every item) less ``banned``: the most popular
+        allowed items first, then the other allowed items in catalogue (item index) order; at most
+        ``per_intent`` of one intent."""
+        popular = np.asarray(self.metadata.popular_items, dtype=np.int64)
+        if allowed is None:
+            chosen = without_members(popular, banned)
+        else:
+            chosen = popular[members(popular, allowed)]
+            if len(chosen) < k + (0 if per_intent is None else len(allowed)):
+                chosen = np.concatenate([chosen, difference(allowed, np.sort(chosen))])
+        if per_intent is not None:
+            chosen = chosen[diverse_positions(self._item_table().intents[chosen], per_intent, k)]
+        ids = self._ids_array[chosen[:k]].tolist()
+        return Recommendations([(i, math.nan) for i in ids], unknown_items, True, unknown_candidates)
+
+    def _check_per_intent(self, per_intent) -> int | None:
+        if per_intent is None:
+            return None
+        per_intent = _check_positive_int(per_intent, "per_intent")
+        if not self.metadata.num_intents:
+            raise S4RecError(
+                f"{self.path}: this model has no intents (it was exported from a checkpoint without intent "
+                "centroids), so per_intent cannot apply. Export an S4Rec checkpoint trained with intents, or drop "
+                "per_intent."
+            )
+        if self._item_table().intents is None:
+            raise ArtifactVersionError(
+                f"{self.path}: this artifact was exported before each item's intent was stored in it, which "
+                "per_intent needs. Re-export it from its checkpoint with this release's s4rec-export (the checkpoint "
+                "needs no change)."
+            )
+        return per_intent
+
+    def _fetch(self, k: int) -> int:
+        """Items ranked first for an intent-diverse list of ``k``: :data:`PER_INTENT_FETCH` times k."""
+        return min(self.top_k, max(PER_INTENT_FETCH * k, k + PER_INTENT_EXTRA))
+
+    def _policy(self, unknown: str | None) -> str:
+        policy = self.unknown if unknown is None else unknown
+        check_unknown_policy(policy)
+        return policy
+
+    def _item_table(self) -> ItemTable:
+        """The item vectors, or the error that says why this artifact's cannot be read."""
+        table = self._items
+        if isinstance(table, ItemTable):
+            return table
+        if isinstance(table, S4RecError):
+            raise type(table)(str(table), flags=table.flags)
+        raise ArtifactError(f"{self.path}: this recommender has no item vectors. Load it with Recommender.load.")
+
+    def _user_vector(self, window: np.ndarray) -> np.ndarray:
+        """One window's user vector ``(d,)`` (the encoder graph, or the full graph ranking as little as it can)."""
+        return self._run_encoder(USER_EMBEDDING, window)[0]
+
+    def _user_vectors(self, known: np.ndarray, counts: np.ndarray, batch_size: int) -> np.ndarray:
+        """``(n, d)`` user vectors of mapped histories, in length buckets (rows of empty histories: zeros)."""
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        users = np.zeros((len(counts), self.metadata.embedding_dim), dtype=np.float32)
+        ends = np.cumsum(counts)
+        lengths = np.minimum(counts, self.max_len)
+        order = np.argsort(lengths, kind="stable")
+        first = int(np.searchsorted(lengths[order], 1))
+
+        def run(chunk: np.ndarray) -> None:
+            chunk_lengths = lengths[chunk]
+            window = right_aligned(known, ends[chunk], chunk_lengths, int(chunk_lengths[-1]))
+            users[chunk] = self._run_encoder(USER_EMBEDDING, window)
+
+        chunks = [order[start : start + batch_size] for start in range(first, len(counts), batch_size)]
+        list(self._map(run, chunks))
+        return users
 
     # ---------------------------------------------------------------- embeddings and intents
 
@@ -461,6 +856,35 @@ class Recommender:
             )
 
 
+def _small_encoder(
+    model_path: Path, listed: bool, metadata: ArtifactMetadata, session, optimization: str, verify: str
+) -> ort.InferenceSession | None:
+    """Format 2's encoder-only graph (``encoder.onnx`` in the manifest's ``files``; its tensors are read from
+    ``model.onnx``), for the fp32 weights only (the fp32 and mobile variants: int8 and fp16 compute other user
+    vectors); None for artifacts exported before it, lone files and the other variants (the full graph then
+    gives the user vectors, ranking as little as it can)."""
+    entry = manifest_files(model_path, listed).get(ENCODER_SIDECAR)
+    if entry is None or metadata.variant != "fp32":
+        return None
+    encoder_path = Sidecars(model_path.parent, {ENCODER_SIDECAR: entry}, model_path, verify).path(ENCODER_SIDECAR)
+    encoder = make_session(encoder_path, 1, optimization)
+    check_encoder_signature(encoder, metadata, encoder_path)
+    check_encoder_agrees(session, encoder, metadata, encoder_path)
+    return encoder
+
+
+def _small_item_table(model_path: Path, metadata: ArtifactMetadata, session) -> ItemTable | S4RecError:
+    """Format 2's item vectors (:mod:`s4rec.item_table`), checked against the graph when they are its own table;
+    an error, raised later by the calls that need them, when they cannot be read."""
+    try:
+        vectors = format2_vectors(model_path, metadata)
+        if metadata.variant == "fp32" and model_path.suffix == ".onnx":
+            check_table_agrees(vectors, session.run, model_path)
+    except S4RecError as e:
+        return e
+    return ItemTable(vectors, item_intents(metadata))
+
+
 def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | None):
     from .ann import AnnIndex
 
@@ -473,6 +897,23 @@ def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | N
     index_path = sidecars.path(ANN_SIDECAR)
     table = sidecars.array(ITEM_TABLE_SIDECAR, mmap=True)[: metadata.num_items + 1]
     return AnnIndex.load(index_path, sidecars.entries[ANN_SIDECAR], table, metadata.num_items, ef_search)
+
+
+def _item_scores(table: ItemTable, user: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Scores of item indices in their order, NaN for 0 (an unknown id)."""
+    scores = table.scores(user, indices)  # float32, as the graph's
+    scores[indices == 0] = math.nan
+    return scores
+
+
+def _per_history(values: Any, n: int, name: str) -> list:
+    """``values`` as a list of one entry per history (``TypeError`` / ``ValueError`` naming ``name`` else)."""
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, (list, tuple)):
+        kind = type(values).__name__
+        raise TypeError(f"{name} must be a list with one collection of item ids per history, got {kind}.")
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries for {n} histories: give one per history (or None).")
+    return list(values)
 
 
 def _check_positive_int(value: Any, name: str) -> int:

@@ -1,0 +1,197 @@
+"""Which items a call may return and how they are ranked when that is not the whole catalogue: candidate sets
+(allow-lists), a recommender's catalogue restriction (:meth:`Recommender.restricted_to` / ``without``) and
+intent-diverse lists (``per_intent``). numpy only; :mod:`s4rec.recommender` runs the graph.
+
+Item sets are sorted, duplicate-free int64 arrays of item indices, so that intersections and differences are
+merges (``np.intersect1d`` / ``np.setdiff1d`` with ``assume_unique``) in time proportional to the sets.
+
+Two ways to rank a candidate set C for one user (:func:`scores_rows`):
+
+* **rows**: the user vector (the encoder graph) times the rows of C (``table[C] @ user``), then the top k of
+  those |C| scores;
+* **mask**: the full graph with every item outside C excluded (its ``exclude`` input), which scores and ranks
+  the whole catalogue inside ONNX Runtime.
+
+Rows cost ~|C| row reads, the mask the whole product plus the excluded list; :func:`use_rows` switches at
+:data:`ROWS_SHARE` of the catalogue (measured: ``benchmarks/app_features.py``, docs/sdk.md "Business rules").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from threading import Lock
+
+import numpy as np
+
+# Rows when |C| <= ROWS_SHARE * N (or at most ROWS_MIN items), else the mask. Measured on Beauty (12,101 items,
+# format 2, encoder graph) and a grown 10^6-item table (format 3, fp32), single calls, 1 thread: see
+# benchmarks/app_features.py --sweep (docs/sdk.md "Candidates: rows or mask").
+ROWS_SHARE = 0.25
+ROWS_MIN = 2048
+# With retrieval="ann", candidate sets up to this size are scored exactly row by row (about as fast as a filtered
+# query there, and recall 1); larger ones are a filtered query of the index (s4rec.ann.AnnIndex.ranked).
+ANN_ROWS = 16384
+
+EMPTY = np.zeros(0, dtype=np.int64)
+EMPTY.setflags(write=False)
+
+
+def use_rows(candidates: int, num_items: int, approximate: bool = False) -> bool:
+    """Score ``candidates`` items row by row (True), or through the graph with the rest excluded (False; with
+    ``approximate`` retrieval: a filtered query of the ANN index, above :data:`ANN_ROWS` candidates)."""
+    if approximate:
+        return candidates <= ANN_ROWS
+    return candidates <= max(ROWS_MIN, ROWS_SHARE * num_items)
+
+
+def sorted_unique(indices: np.ndarray) -> np.ndarray:
+    """``indices`` sorted, without duplicates and without 0 (the padding index: an unknown id), int64."""
+    out = np.unique(np.asarray(indices, dtype=np.int64))
+    if len(out) and out[0] == 0:
+        out = out[1:]
+    return out
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a`` without ``b`` (both sorted, duplicate-free)."""
+    if not len(b) or not len(a):
+        return a
+    return np.setdiff1d(a, b, assume_unique=True)
+
+
+def intersection(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """``a`` and ``b`` (None: every item)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return np.intersect1d(a, b, assume_unique=True)
+
+
+def members(items: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``items`` (any order) are in ``within`` (sorted); O(len(items) log len(within))."""
+    if not len(within):
+        return np.zeros(len(items), dtype=bool)
+    position = np.minimum(np.searchsorted(within, items), len(within) - 1)
+    return within[position] == items
+
+
+def without_members(items: np.ndarray, banned: np.ndarray) -> np.ndarray:
+    """``items`` (any order, kept) less those in ``banned`` (sorted)."""
+    return items[~members(items, banned)] if len(banned) else items
+
+
+def complement(items: np.ndarray, num_items: int) -> np.ndarray:
+    """Item indices 1..``num_items`` not in ``items`` (sorted)."""
+    keep = np.ones(num_items + 1, dtype=bool)
+    keep[0] = False
+    keep[items] = False
+    return np.flatnonzero(keep)
+
+
+@dataclass(frozen=True, eq=False)
+class Restriction:
+    """A recommender view's catalogue: ``allowed`` (sorted item indices; None: every item) less ``denied``
+    (sorted item indices), both fixed when the view is made. ``unknown_items``: the ids given to
+    ``restricted_to`` / ``without`` that the model does not know (ignored)."""
+
+    allowed: np.ndarray | None
+    denied: np.ndarray
+    unknown_items: tuple = ()
+    _complement: list = field(default_factory=list, repr=False)  # [the excluded items of the mask], once
+    _lock: Lock = field(default_factory=Lock, repr=False)
+
+    @property
+    def size(self) -> int | None:
+        """Items the view may return (None: the catalogue less ``denied``)."""
+        return None if self.allowed is None else len(self.allowed)
+
+    def excluded(self, num_items: int) -> np.ndarray:
+        """Every item index the view never returns (its allowed set's complement, plus ``denied``), computed on
+        first use (O(N): a view is built in time proportional to its sets, and only the mask needs this)."""
+        if self.allowed is None:
+            return self.denied
+        if not self._complement:
+            with self._lock:
+                if not self._complement:
+                    self._complement.append(complement(self.allowed, num_items))
+        return self._complement[0]
+
+
+def restrict(base: Restriction | None, allowed: np.ndarray | None, denied: np.ndarray, unknown: tuple) -> Restriction:
+    """``base`` (a view's restriction, or None) narrowed by an allow-list and/or a deny-list: allowed sets
+    intersect, denied sets unite; the allowed set never holds a denied item."""
+    if base is not None:
+        allowed = intersection(base.allowed, allowed)
+        denied = np.union1d(base.denied, denied) if len(denied) else base.denied
+        unknown = base.unknown_items + unknown
+    if allowed is not None:
+        allowed = difference(allowed, denied)
+        allowed.setflags(write=False)
+        denied = EMPTY  # the allowed set already leaves them out
+    denied.setflags(write=False)
+    return Restriction(allowed, denied, unknown)
+
+
+def top(scores: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best ``(scores, items)`` of parallel arrays, best first (ties: the lower item index first, as the
+    graph's TopK), -inf scores left out."""
+    if len(scores) > k:
+        chosen = np.argpartition(-scores, k - 1)[:k]
+        scores, items = scores[chosen], items[chosen]
+    order = np.lexsort((items, -scores))
+    scores, items = scores[order], items[order]
+    finite = np.isfinite(scores)
+    if not finite.all():
+        scores, items = scores[finite], items[finite]
+    return scores, items
+
+
+def ranked_prefixes(scores: np.ndarray, items: np.ndarray, first: int):
+    """The ranking of ``(scores, items)`` in growing prefixes (``first`` items, then 4x as many, ...), each
+    ``(scores, items)`` sorted best first; only as much of the array is sorted as the consumer reads."""
+    m = max(1, first)
+    while True:
+        prefix = top(scores, items, min(m, len(scores)))
+        yield prefix
+        if m >= len(scores):
+            return
+        m *= 4
+
+
+def diverse_positions(intents: np.ndarray, per_intent: int, k: int) -> np.ndarray:
+    """Positions of a ranked list (``intents``: each entry's intent, in rank order) that keep at most
+    ``per_intent`` entries of one intent, greedily from the top, at most ``k`` of them."""
+    order = np.argsort(intents, kind="stable")  # grouped by intent, rank order within each group
+    groups = intents[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank_in_group = np.arange(len(order)) - np.repeat(starts, sizes)
+    return np.sort(order[rank_in_group < per_intent])[:k]
+
+
+def first_k(prefixes, k: int, intents: np.ndarray | None, per_intent: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` entries of growing ranked prefixes (:func:`ranked_prefixes`, or the ANN index's), at most
+    ``per_intent`` of one intent when given."""
+    if per_intent is not None:
+        scores, items, _ = diverse_top(prefixes, intents, per_intent, k)
+        return scores, items
+    prefix = (EMPTY, EMPTY)
+    for prefix in prefixes:
+        if len(prefix[1]) >= k:
+            break
+    return prefix[0][:k], prefix[1][:k]
+
+
+def diverse_top(prefixes, intents: np.ndarray, per_intent: int, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The first ``k`` entries of a ranking (``prefixes``: :func:`ranked_prefixes` or any iterable of growing
+    ranked ``(scores, items)`` prefixes) keeping at most ``per_intent`` items of one intent (``intents``: by
+    item index). Returns ``(scores, items, complete)``; ``complete`` is False when the prefixes ran out
+    before ``k`` items were found: the caller may rank more."""
+    scores = items = EMPTY
+    for scores, items in prefixes:
+        keep = diverse_positions(intents[items], per_intent, k)
+        if len(keep) == k:
+            return scores[keep], items[keep], True
+    keep = diverse_positions(intents[items], per_intent, k)
+    return scores[keep], items[keep], False
