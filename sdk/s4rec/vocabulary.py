@@ -175,7 +175,7 @@ class ItemVocabulary:
                 f"{name} must be a list, tuple, set or 1-D numpy array of item ids, got {type(items).__name__}: "
                 f"{_short(items)}."
             )
-        flat = list(items)
+        flat = items if type(items) is list else list(items)
         types = set(map(type, flat))
         if not types <= _ID_TYPES:
             flat = [_check_item_id(item, name) for item in flat]
@@ -193,9 +193,26 @@ class ItemVocabulary:
     ) -> tuple[np.ndarray, tuple]:
         """:meth:`item_indices` as a set: the known indices sorted, without duplicates (int64), and the unknown
         ids."""
+        table = self.dense_table
+        if table is not None and type(items) in (list, tuple):
+            ids = np.array(items)
+            # ints (numpy's too): not floats or strings, and not bools, which numpy turns into ints beside ints
+            boolean = bool in map(type, items) or np.bool_ in map(type, items)
+            if ids.dtype.kind == "i" and ids.ndim == 1 and not boolean:
+                # The common case in few numpy calls (it runs next to a ~60 us encoder call: 100 candidates took
+                # 31 us through item_indices, 11 here): look up, sort, drop unknowns (0) and duplicates.
+                found = np.sort(table[np.minimum(ids.view(np.uint64), len(table) - 1)])
+                repeated = found[1:] == found[:-1]
+                if repeated.any():
+                    found = found[np.concatenate(([True], ~repeated))]
+                if not len(found) or found[0]:
+                    return found, ()
+                unknown_items = tuple(item for item in items if self.index_of.get(int(item)) is None)
+                if unknown == "error":
+                    raise _unknown_error(unknown_items, name)
+                return found[1:], unknown_items
         indices, unknown_items = self.item_indices(items, unknown, name)
-        found = np.unique(indices)
-        return (found[1:] if len(found) and found[0] == 0 else found), unknown_items
+        return unique_indices(indices), unknown_items
 
     def _lookup(self, flat: list, types: set) -> np.ndarray:
         """Item indices (int64, 0 for an unknown id) of a list of int and str ids."""
@@ -216,6 +233,15 @@ class ItemVocabulary:
                 return table[np.minimum(ids.view(np.uint64), outside)].astype(np.int64)
         get = self.index_of.get
         return np.fromiter(map(get, flat, repeat(0)), dtype=np.int64, count=len(flat))
+
+
+def unique_indices(indices: np.ndarray) -> np.ndarray:
+    """``indices`` sorted, without duplicates and without 0 (an unknown id). A sort and a neighbour comparison:
+    ~4 us for 100 indices, where ``np.unique`` (hashing) took ~10 us."""
+    found = np.sort(indices)
+    if len(found) > 1:
+        found = found[np.concatenate(([True], found[1:] != found[:-1]))]
+    return found[1:] if len(found) and found[0] == 0 else found
 
 
 class ArrayIndex:
