@@ -226,9 +226,10 @@ def test_a_view_is_safe_across_threads(rec):
 
 
 def test_similar_items_from_the_item_vectors(rec, table):
+    unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-30)
     for query in ([5], [5, 9], [12, 12]):
-        vector = table[sorted(set(query))].mean(axis=0)
-        scores = table @ vector
+        vector = unit[sorted(set(query))].mean(axis=0)
+        scores = unit @ (vector / np.linalg.norm(vector))  # the cosine
         order = sorted(set(range(1, NUM_ITEMS + 1)) - set(query) - {7}, key=lambda i: (-scores[i], i))
         got = rec.similar_items(query if len(query) > 1 else query[0], k=6, exclude=[7])
         same(got, [(i, float(scores[i])) for i in order[:6]])
@@ -421,3 +422,11 @@ def test_onnx_tensors_reader_is_bounded(artifact, tmp_path):
     broken.write_bytes(b"")
     with pytest.raises(ArtifactError):
         initializer(broken, ITEM_TABLE_INITIALIZER)
+
+
+def test_item_vectors(rec, table):
+    assert np.array_equal(rec.item_vectors(), table[1:]) and not rec.item_vectors().flags.writeable
+    got = rec.item_vectors([5, "x", 2])
+    assert np.array_equal(got[[0, 2]], table[[5, 2]]) and np.isnan(got[1]).all()
+    with pytest.raises(UnknownItemError):
+        rec.item_vectors(["x"], unknown="error")

@@ -51,6 +51,7 @@ DEFAULT_EF_SEARCH = 128  # search breadth (at least k + the excluded items)
 # EXACT_SHARE of the catalogue. Measured: benchmarks/app_features.py --large (docs/sdk.md, "Business rules").
 OVERFETCH = 2.0
 EXACT_SHARE = 0.05
+COSINE_OVERFETCH = 4  # similar_items (cosine) from the inner-product index: 4x the candidates, re-ranked
 MISSING_ANN = 'retrieval="ann" needs hnswlib: pip install "s4rec[ann]"'
 
 
@@ -150,7 +151,14 @@ class AnnIndex:
                     self.index.set_ef(self.ef_search)
         return labels.astype(np.int64)
 
-    def ranked(self, vector: np.ndarray, first: int, banned: np.ndarray, allowed: np.ndarray | None = None):
+    def ranked(
+        self,
+        vector: np.ndarray,
+        first: int,
+        banned: np.ndarray,
+        allowed: np.ndarray | None = None,
+        norms: np.ndarray | None = None,
+    ):
         """Growing ranked prefixes ``(scores, items)`` (exact float32 scores, best first) of the items near
         ``vector`` (d,) that are not ``banned`` and, with ``allowed`` (sorted item indices), among those: a
         filtered query by over-fetching. The index is asked for ``(first + e) / share * OVERFETCH`` items
@@ -158,16 +166,23 @@ class AnnIndex:
         or banned dropped and the rest re-ranked exactly; the next prefix asks for 4x as many. Once a query
         would ask for :data:`EXACT_SHARE` of the catalogue, the last prefix is the exact ranking of every
         allowed row (recall 1). :func:`filtered_recall_at_k` measures the recall against exact filtered
-        ranking."""
+        ranking.
+
+        ``norms`` (the rows' norms, by item index): rank by the cosine with ``vector`` (a unit vector) instead.
+        The index is an inner-product one, whose neighbours of a unit vector are the largest ``norm x cosine``:
+        it is asked for :data:`COSINE_OVERFETCH` times as many, and they are re-ranked by the cosine."""
         n = self.num_items
         share = 1.0 if allowed is None else max(len(allowed), 1) / n
         fetch = max(1, first)
+        factor = OVERFETCH * (COSINE_OVERFETCH if norms is not None else 1)
         while True:
-            count = int(math.ceil((fetch + len(banned)) / share * OVERFETCH))
+            count = int(math.ceil((fetch + len(banned)) / share * factor))
             if count >= EXACT_SHARE * n:
                 pool = np.arange(1, n + 1, dtype=np.int64) if allowed is None else allowed
                 pool = without_members(pool, banned)
                 scores = np.asarray(self.table[pool] @ vector, dtype=np.float32)
+                if norms is not None:
+                    scores /= norms[pool]
                 yield from ranked_prefixes(scores, pool, fetch)
                 return
             labels = self._knn(vector[None, :], count)[0]
@@ -176,6 +191,8 @@ class AnnIndex:
             if allowed is not None:
                 labels = labels[members(labels, allowed)]
             exact = np.asarray(self.table[labels] @ vector, dtype=np.float32)
+            if norms is not None:
+                exact /= norms[labels]
             order = np.lexsort((labels, -exact))
             yield exact[order], labels[order]
             fetch *= 4

@@ -457,6 +457,19 @@ class Recommender:
                 results.append(Scores(_item_scores(table, users[u], indices).tolist(), unknown_items, history_unknown))
         return results
 
+    def item_vectors(self, items: Iterable[ItemId] | None = None, unknown: str | None = None) -> np.ndarray:
+        """The model's item vectors (rows of its item table, float32, read-only): ``(N, d)`` in item index order
+        when ``items`` is None (row ``i`` is the item ``vocabulary.item_ids[i]``), else ``(len(items), d)`` in
+        the order of ``items`` (an unknown id: a row of NaN; ``unknown="error"``: :class:`UnknownItemError`).
+        Format 2 reads them from the model file itself, format 3 maps ``item_table.npy``: no second copy."""
+        vectors = self._item_table().vectors
+        if items is None:
+            return vectors[1:]
+        indices, _ = self.vocabulary.item_indices(items, self._policy(unknown), "items")
+        out = np.array(vectors[indices], dtype=np.float32)
+        out[indices == 0] = np.nan
+        return out
+
     def similar_items(
         self,
         items: ItemId | Iterable[ItemId],
@@ -465,10 +478,11 @@ class Recommender:
         candidates: Iterable[ItemId] | None = None,
         unknown: str | None = None,
     ) -> Recommendations:
-        """The ``k`` items most similar to an item (or to several: their mean vector), from the model's item
-        vectors: ``[(item_id, similarity), ...]`` best first, the query items, ``exclude`` and anything a view
-        leaves out left out, within ``candidates`` when given. Similarity is the dot product of item vectors
-        (exact, or the ANN index with ``retrieval="ann"``). An unknown query item raises
+        """The ``k`` items most similar to an item (or to several: the mean of their unit vectors), from the model's
+        item vectors: ``[(item_id, similarity), ...]`` best first, the query items, ``exclude`` and anything a
+        view leaves out left out, within ``candidates`` when given. Similarity is the cosine of the item vectors
+        (in -1..1; chosen over the dot product on Beauty validation, docs/sdk.md "Similar items"), exact, or
+        with ``retrieval="ann"`` the index's inner-product candidates re-ranked by it. An unknown query item raises
         :class:`UnknownItemError` when no query item is known (else it is ignored and reported in
         ``unknown_items``, or raises with ``unknown="error"``)."""
         k = self._check_k(k)
@@ -490,8 +504,10 @@ class Recommender:
             banned = np.union1d(banned, self.restriction.denied)
         if allowed is not None:
             allowed = difference(allowed, banned)
-        query_vector = np.asarray(table.vectors[indices], dtype=np.float32).mean(axis=0)
-        scores, found = self._rank_vector(table, query_vector, k, allowed, banned, None)
+        unit = np.asarray(table.vectors[indices], dtype=np.float32) / table.norms()[indices, None]
+        query = unit.mean(axis=0)
+        query /= max(float(np.linalg.norm(query)), 1e-12)  # the direction the query items share
+        scores, found = self._rank_vector(table, query, k, allowed, banned, None, cosine=True)
         pairs = zip(self._ids_array[found].tolist(), scores.tolist())
         return Recommendations(pairs, unknown_items, False, unknown_candidates)
 
@@ -609,23 +625,30 @@ class Recommender:
         banned: np.ndarray,
         per_intent: int | None,
         first: int | None = None,
+        cosine: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The best ``k`` items for a user (or query item) vector from the item table: the rows of ``allowed``
         when given and few, else the ANN index (``retrieval="ann"``) or every row. ``allowed`` holds no
-        ``banned`` item."""
+        ``banned`` item. ``cosine``: rank by the cosine with ``vector`` (a unit vector) instead of the dot
+        product."""
         n = table.num_items
+        norms = table.norms() if cosine else None
         if allowed is None or not use_rows(len(allowed), n, self.ann is not None):
             if self.ann is not None:
                 fetch = k if per_intent is None else self._fetch(k)
-                prefixes = self.ann.ranked(vector, fetch, banned, allowed)
+                prefixes = self.ann.ranked(vector, fetch, banned, allowed, norms)
                 return first_k(prefixes, k, table.intents, per_intent)
             if allowed is None:
                 scores = np.asarray(table.vectors[1:] @ vector)  # (N,): items 1..N
+                if cosine:
+                    scores /= norms[1:]
                 scores[banned - 1] = -np.inf
                 allowed = np.arange(1, n + 1, dtype=np.int64)
                 prefixes = ranked_prefixes(scores, allowed, first or (k if per_intent is None else self._fetch(k)))
                 return first_k(prefixes, k, table.intents, per_intent)
         scores = table.scores(vector, allowed)
+        if cosine:
+            scores /= norms[allowed]
         if per_intent is None:
             return top(scores, allowed, k)
         prefixes = ranked_prefixes(scores, allowed, first or self._fetch(k))
