@@ -56,6 +56,9 @@ def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ``np.setdiff1d`` for the small sets of a single call (100 candidates less a history: 3 us instead of 30)."""
     if not len(b) or not len(a):
         return a
+    if len(b) * 16 < len(a):  # a few removed from many (a history from a view's allowed set): find them in a
+        position = np.minimum(np.searchsorted(a, b), len(a) - 1)
+        return np.delete(a, position[a[position] == b])
     return a[~members(a, b)]
 
 
