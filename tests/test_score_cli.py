@@ -232,7 +232,7 @@ def test_candidates_allow_deny_and_per_intent(artifact, tmp_path):
     result = score(artifact[0], "-i", users, "-o", tmp_path / "out.jsonl", "--k", 5, "--allow", tmp_path / "allow.txt",
                    "--deny", tmp_path / "deny.txt", "--per-intent", 2)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"with model version {rec.version}" in result.output
+    assert f"; model version {rec.version}" in result.output
     assert (
         "--allow" in result.output and "1 of 31 item ids unknown to the model, ignored: 'not-an-item'" in result.output
     )

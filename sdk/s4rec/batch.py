@@ -310,10 +310,11 @@ class ScoreReport:
             notes.append(f"skipped {self.skipped:,} malformed record(s)")
         if self.without_valid_rows:
             notes.append(f"{self.without_valid_rows:,} user(s) had only malformed rows and got no output")
+        if self.version:
+            notes.insert(0, f"model version {self.version}")
         users = f"{self.users:,} user{'' if self.users == 1 else 's'}"
-        model = f" with model version {self.version}" if self.version else ""
         return (
-            f"scored {users}{model} in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) -> {self.output}"
+            f"scored {users} in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) -> {self.output}"
             + "".join(f"; {note}" for note in notes)
         )
 
