@@ -217,7 +217,7 @@ def large(workdir: Path, data: Path, users: int, rounds: int, seed: int, share: 
     ann_view = ann.restricted_to(allowed)
     recalls, ann_times, exact_times = [], [], []
     for history in sample:
-        indices = [exact.vocabulary.index_of[i] for i in history if exact.vocabulary.index_of.get(i)]
+        indices = [exact.vocabulary.index_of.get(i) for i in history if exact.vocabulary.index_of.get(i)]
         t0 = time.perf_counter_ns()
         got = ann_view.recommend(history, k=10)
         ann_times.append(time.perf_counter_ns() - t0)
@@ -257,6 +257,7 @@ def selection_overfetch() -> float:
 @click.option("--share", default=0.1, show_default=True, help="--large: the allow-list's share of the catalogue.")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def main(artifact, data, users, rounds, seed, do_sweep, large_dir, large_users, share, json_out):
+    sys.stdout.reconfigure(line_buffering=True)  # each figure as soon as it is measured (runs take minutes)
     out = {"command": reproduce_command()}
     if artifact is not None:
         out["beauty"] = beauty(artifact, data, users, rounds, seed)
@@ -272,8 +273,8 @@ def main(artifact, data, users, rounds, seed, do_sweep, large_dir, large_users, 
             rec = Recommender.load(large_dir / "artifact_1000000")
             histories, _ = test_histories(data)
             print("rows vs mask, 10^6 items:")
-            sizes = [10_000, 50_000, 100_000, 200_000, 300_000, 500_000, 800_000]
-            out["large_sweep"] = sweep(rec, histories, sizes, 40, 3, seed)
+            sizes = [2_000, 10_000, 30_000, 100_000, 250_000, 500_000]
+            out["large_sweep"] = sweep(rec, histories, sizes, 20, 2, seed)
     print(out["command"])
     if json_out is not None:
         json_out.write_text(json.dumps(out, indent=1) + "\n")

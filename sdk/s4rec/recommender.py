@@ -73,6 +73,7 @@ from .selection import (
     sorted_unique,
     top,
     use_rows,
+    with_rows,
     without_members,
 )
 from .session import make_session
@@ -414,8 +415,24 @@ class Recommender:
 
     def _view(self, restriction: Restriction) -> Recommender:
         view = copy.copy(self)  # shares the sessions, the metadata, the vocabulary and the item table
+        if isinstance(self._items, ItemTable) and self.ann is None:
+            restriction = with_rows(restriction, self._items.vectors)  # a small allowed set: its rows, once
         view.restriction = restriction
         return view
+
+    def _rank_view_rows(
+        self, user: np.ndarray, k: int, banned: np.ndarray, per_intent: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of a view's allowed items (its gathered rows, :func:`s4rec.selection.with_rows`) less
+        ``banned``."""
+        allowed, rows = self.restriction.allowed, self.restriction.rows
+        scores = rows @ user
+        if len(banned) and len(allowed):
+            position = np.minimum(np.searchsorted(allowed, banned), len(allowed) - 1)
+            scores[position[allowed[position] == banned]] = -np.inf
+        if per_intent is None:
+            return top(scores, allowed, k)
+        return first_k(ranked_prefixes(scores, allowed, self._fetch(k)), k, self._items.intents, per_intent)
 
     def score(self, history: Sequence[ItemId], items: Iterable[ItemId], unknown: str | None = None) -> Scores:
         """The model's scores of ``items`` for ``history``, in the order of ``items`` (the re-ranking call: sort
@@ -521,6 +538,11 @@ class Recommender:
             return self._recommend_diverse(indices, unknown_items, k, exclude_seen, skip, per_intent)
         if candidates is not None and self.restriction is None and per_intent is None and self.ann is None and indices:
             return self._recommend_candidates(indices, unknown_items, k, exclude_seen, skip, candidates, policy)
+        if candidates is None and indices and self.restriction is not None and self.restriction.rows is not None:
+            banned = self._banned(indices if exclude_seen else (), skip)
+            user = self._user_vector(history_window(indices, self.max_len))
+            scores, found = self._rank_view_rows(user, k, banned, per_intent)
+            return Recommendations(zip(self._ids_array[found].tolist(), scores.tolist()), unknown_items)
         allowed, unknown_candidates = self._allowed(candidates, policy)
         banned = self._banned(indices if exclude_seen else (), skip)
         if allowed is not None:
@@ -663,10 +685,15 @@ class Recommender:
         them (rows of its candidates, or every row)."""
         per_intent = self._check_per_intent(per_intent)
         histories = list(histories) if not isinstance(histories, list) else histories
+        if candidates is None and candidates_per_history is None and self.ann is None:
+            if self.restriction is None or self.restriction.allowed is None:
+                return self._rank_batch_diverse(histories, k, exclude_seen, exclude, policy, batch_size, per_intent)
         known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
         n = len(counts)
         per_history = None if candidates_per_history is None else _per_history(candidates_per_history, n, "candidates")
         shared, shared_unknown = self._allowed(candidates, policy)
+        # a view's gathered rows serve the histories that add no candidates of their own
+        own_rows = candidates is None and self.restriction is not None and self.restriction.rows is not None
         skip = self._exclusion_indices(exclude)
         users = self._user_vectors(known, counts, batch_size)
         table = self._item_table() if counts.any() else None
@@ -691,12 +718,48 @@ class Recommender:
                 continue
             if allowed is not None and not len(allowed):
                 continue
-            scores, found = self._rank_vector(table, users[u], k, allowed, banned, per_intent)
+            if allowed is not None and own_rows and (per_history is None or per_history[u] is None):
+                scores, found = self._rank_view_rows(users[u], k, banned, per_intent)
+            else:
+                scores, found = self._rank_vector(table, users[u], k, allowed, banned, per_intent)
             all_scores[u, : len(scores)], all_items[u, : len(found)] = scores, found
         fallback = counts == 0
         return RankedBatch(
             self._ids_array, all_scores, all_items, fallback, Recommendations(), unknown_of, None, popular_of,
             unknown_candidates_of,
+        )  # fmt: skip
+
+    def _rank_batch_diverse(
+        self, histories: list, k: int, exclude_seen: bool, exclude, policy: str, batch_size: int, per_intent: int
+    ) -> RankedBatch:
+        """``per_intent`` alone in a batch: the graph ranks :meth:`_fetch` items per history in buckets (as the
+        plain batch ranks k), each list keeps at most ``per_intent`` of one intent; the few that run short of k
+        rank deeper from the item table, as :meth:`recommend` does."""
+        fetch = self._fetch(k)
+        ranked = self._rank_batch(histories, fetch, exclude_seen, exclude, policy, batch_size)
+        n = len(ranked)
+        intents = self._items.intents
+        all_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        all_items = np.zeros((n, k), dtype=np.int64)
+        popular_of = {}
+        skip = self._exclusion_indices(exclude)
+        for u in range(n):
+            if ranked.fallback[u]:
+                popular_of[u] = self._popular_selected(k, None, self._banned((), skip), per_intent, (), ())
+                continue
+            scores, items = ranked.scores[u], ranked.items[u]
+            kept = diverse_positions(intents[items[np.isfinite(scores)]], per_intent, k)
+            if len(kept) < k and np.isfinite(scores[-1]):  # short of k, and the graph had more to rank
+                indices, _ = self.vocabulary.map_history(histories[u], policy)
+                user = self._user_vector(history_window(indices, self.max_len))
+                banned = self._banned(indices if exclude_seen else (), skip)
+                found_scores, found = self._rank_vector(self._items, user, k, None, banned, per_intent, 4 * fetch)
+            else:
+                found_scores, found = scores[kept], items[kept]
+            all_scores[u, : len(found)], all_items[u, : len(found)] = found_scores, found
+        return RankedBatch(
+            self._ids_array, all_scores, all_items, ranked.fallback, Recommendations(), ranked.unknown_of, None,
+            popular_of,
         )  # fmt: skip
 
     def _allowed(self, candidates, policy: str) -> tuple[np.ndarray | None, tuple]:

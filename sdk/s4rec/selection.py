@@ -19,7 +19,6 @@ Rows cost ~|C| row reads, the mask the whole product plus the excluded list; :fu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from threading import Lock
 
 import numpy as np
 
@@ -98,29 +97,32 @@ def complement(items: np.ndarray, num_items: int) -> np.ndarray:
 class Restriction:
     """A recommender view's catalogue: ``allowed`` (sorted item indices; None: every item) less ``denied``
     (sorted item indices), both fixed when the view is made. ``unknown_items``: the ids given to
-    ``restricted_to`` / ``without`` that the model does not know (ignored)."""
+    ``restricted_to`` / ``without`` that the model does not know (ignored). ``rows``: the item vectors of
+    ``allowed`` gathered into one contiguous array when the view ranks its items row by row (see
+    :func:`with_rows`), else None."""
 
     allowed: np.ndarray | None
     denied: np.ndarray
     unknown_items: tuple = ()
-    _complement: list = field(default_factory=list, repr=False)  # [the excluded items of the mask], once
-    _lock: Lock = field(default_factory=Lock, repr=False)
+    rows: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int | None:
         """Items the view may return (None: the catalogue less ``denied``)."""
         return None if self.allowed is None else len(self.allowed)
 
-    def excluded(self, num_items: int) -> np.ndarray:
-        """Every item index the view never returns (its allowed set's complement, plus ``denied``), computed on
-        first use (O(N): a view is built in time proportional to its sets, and only the mask needs this)."""
-        if self.allowed is None:
-            return self.denied
-        if not self._complement:
-            with self._lock:
-                if not self._complement:
-                    self._complement.append(complement(self.allowed, num_items))
-        return self._complement[0]
+
+def with_rows(restriction: Restriction, vectors: np.ndarray) -> Restriction:
+    """``restriction`` with its allowed items' vectors gathered once, when it is small enough to be ranked row by
+    row (:func:`use_rows`). Gathering the rows of a 10% allow-list from a memory-mapped 10^6-item table touches
+    ~80% of its pages at random, which cost each call as much as the graph's whole product (measured: 0.96x the
+    unrestricted call); their contiguous copy (|allowed| x d x 4 bytes: 25.6 MB there) is read sequentially."""
+    allowed = restriction.allowed
+    if allowed is None or not use_rows(len(allowed), len(vectors) - 1):
+        return restriction
+    rows = np.ascontiguousarray(vectors[allowed])
+    rows.setflags(write=False)
+    return Restriction(allowed, restriction.denied, restriction.unknown_items, rows)
 
 
 def restrict(base: Restriction | None, allowed: np.ndarray | None, denied: np.ndarray, unknown: tuple) -> Restriction:
