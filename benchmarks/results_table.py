@@ -13,7 +13,7 @@ best epochs, intents used of K and the spread of the head share across intents.
 pools each arm's runs across the files (one seed per file, the same configuration: the caller's choice) into
 one mean ± std row; ``--metrics`` picks the columns.
 
-    python benchmarks/results_table.py --curves benchmarks/results/tune_tokens_*.json
+    python benchmarks/results_table.py --curves benchmarks/results/tuning/tune_tokens_*.json
 
 prints instead, per epoch, each run's mean next-item loss (L_SR) and validation NDCG@20: the curves METHOD.md
 section 7 asks to compare with the backbone's, and the tuning tables of RESULTS.md.

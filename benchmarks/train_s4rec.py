@@ -119,10 +119,11 @@ def summary(runs: list[dict]) -> str:
 @click.option("--threads", default=2, show_default=True)
 @click.option(
     "--batching",
-    type=click.Choice(["tokens", "users", "random"]),
-    default="tokens",
+    type=click.Choice(["auto", "tokens", "users", "random"]),
+    default="auto",
     show_default=True,
-    help="How users are grouped into batches, for every arm (s4rec-train --batching).",
+    help="How users are grouped into batches, for every arm (s4rec-train --batching; auto: tokens for the "
+    "backbone, random for S4Rec arms with the clustering or the adversary).",
 )
 @click.option(
     "--loss", type=click.Choice(["softmax", "sampled", "auto", "bce"]), default="softmax", show_default=True,

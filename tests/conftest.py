@@ -10,10 +10,6 @@ import pytest
 # --------------------------------------------------------------------------------------------------------
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "venv: installs the SDK into a fresh virtual environment (pip, ~30 s)")
-
-
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """(path, checkpoint dict) of a tiny trained model without intent centroids."""

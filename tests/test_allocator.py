@@ -46,6 +46,7 @@ print(tuned, allocator.is_tuned(), (faults() - before) / 10)
 """
 
 
+@pytest.mark.slow  # two training processes over a 30,000-item catalogue
 @pytest.mark.skipif(not GLIBC, reason="the setting is glibc's; other C libraries are left alone")
 def test_freed_blocks_are_reused_without_page_faults():
     tuned, _, per_block = run_python(FAULTS.format(tune=True)).split()
@@ -92,6 +93,7 @@ print(json.dumps([digest.hexdigest(), ckpt["metrics"]["test"]["overall"]["NDCG@2
 """
 
 
+@pytest.mark.slow  # two trainings of 2 epochs in fresh processes
 @pytest.mark.skipif(not GLIBC, reason="the setting is glibc's; other C libraries are left alone")
 def test_weights_are_bit_identical_with_the_setting():
     tuned = json.loads(run_python(TRAIN.format(tune=True)))

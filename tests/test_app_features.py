@@ -387,9 +387,9 @@ def test_format_3_and_ann_candidates(large_artifacts, monkeypatch):
     assert got.fallback and got.item_ids() == inside + outside
 
 
-def test_onnx_tensors_reader_is_bounded(artifact, tmp_path):
+def test_initializer_reader_is_bounded(artifact, tmp_path):
     from s4rec.errors import ArtifactError
-    from s4rec.onnx_tensors import initializer, tensor_array
+    from s4rec.protobuf import initializer, tensor_array
 
     path = artifact[0] / "model.onnx"
     location = initializer(path, ITEM_TABLE_INITIALIZER)

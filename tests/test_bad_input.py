@@ -130,6 +130,7 @@ def _export_env():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / p) for p in ("sdk", "training", "export"))}
 
 
+@pytest.mark.slow  # an export in a fresh process, killed
 def test_sigterm_during_export_leaves_no_partial_directory(tmp_path, tiny_checkpoint):
     import signal
     import subprocess
@@ -157,6 +158,7 @@ def test_sigterm_during_export_leaves_no_partial_directory(tmp_path, tiny_checkp
     assert list(tmp_path.iterdir()) == [], "an interrupted export leaves nothing behind"
 
 
+@pytest.mark.slow  # an export in a fresh process, killed
 @pytest.mark.parametrize("atomic_swap", [True, False], ids=["exchange", "two renames"])
 def test_crash_between_the_renames_of_a_forced_export_is_recovered(tmp_path, tiny_checkpoint, monkeypatch, atomic_swap):
     import os

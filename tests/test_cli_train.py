@@ -83,7 +83,7 @@ def test_progress_lines_without_a_terminal_every_30_seconds():
 
 
 def test_progress_bar_on_a_terminal():
-    from s4rec_train.cli import ProgressBar, progress_reporter
+    from s4rec_train.cli import TrainingProgressBar, progress_reporter
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -91,7 +91,7 @@ def test_progress_bar_on_a_terminal():
 
     screen = Terminal()
     bar = progress_reporter(screen)
-    assert isinstance(bar, ProgressBar)
+    assert isinstance(bar, TrainingProgressBar)
     for step in range(1, 6):
         bar(progress(1, step, steps=5, elapsed=step, loss=2.5))
     assert bar.bar is None  # closed after the epoch's last step

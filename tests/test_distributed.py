@@ -105,6 +105,7 @@ def two_processes(tmp_path_factory):
     return out, data_file, ranks
 
 
+@pytest.mark.slow  # two training processes (the two_processes fixture)
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_two_processes_train_like_one_with_the_same_global_batches(two_processes, name):
     _, _, ranks = two_processes
@@ -121,6 +122,7 @@ def test_two_processes_train_like_one_with_the_same_global_batches(two_processes
         assert multi["training"]["processes"] == WORLD
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["original", "swapped"])
 def test_s4rec_batch_terms_over_two_shards_equal_the_whole_batch(two_processes, target):
     _, _, ranks = two_processes
@@ -134,6 +136,7 @@ def test_s4rec_batch_terms_over_two_shards_equal_the_whole_batch(two_processes, 
         torch.testing.assert_close(part["q"], q[rows], rtol=1e-5, atol=1e-6)  # equal partition of the global batch
 
 
+@pytest.mark.slow
 def test_rank_zero_alone_logs_and_writes_the_checkpoint(two_processes):
     out, data_file, ranks = two_processes
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == WORLD for r in ranks)

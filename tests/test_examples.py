@@ -88,6 +88,7 @@ def test_http_service_unknown_path_is_404_and_keeps_serving(service):
     assert request(service[1], "POST", "/recommend", b'{"history": []}')[0] == 200
 
 
+@pytest.mark.slow  # trains, exports and scores
 def test_batch_beauty_example_trains_exports_and_scores(tiny, tmp_path):
     result = CliRunner().invoke(
         load_example("batch_beauty").main,
@@ -101,6 +102,7 @@ def test_batch_beauty_example_trains_exports_and_scores(tiny, tmp_path):
     assert (tmp_path / "artifact" / "model.onnx").exists()
 
 
+@pytest.mark.slow  # trains, exports and scores
 def test_quickstart_trains_exports_scores_and_prints_recommendations(tmp_path):
     data = tmp_path / "data.txt"
     write_sequences(synthetic_interactions(num_users=150, num_items=30, seed=2), data)

@@ -21,6 +21,9 @@ from js_helpers import JS, js_env, node_executable
 from s4rec import Recommender, UnknownItemError
 from s4rec.errors import ArtifactError
 
+# npm, node and exports for parity: slow (the fast tier, `pytest -m "not slow"`, leaves it out; CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 UNKNOWN = [999, "zz"]
 
 

@@ -15,7 +15,8 @@ from s4rec.ann import recall_at_k
 from s4rec.batch import score_file
 from s4rec.ray import RecommendBatch
 
-pytest.importorskip("hnswlib", reason="the [ann] extra")  # installed in CI (.ci/run)
+pytest.importorskip("hnswlib", reason="the [ann] extra")  # installed by scripts/test.sh (README command 2, CI)
+pytestmark = pytest.mark.slow  # every test reads a format 3 export with an ANN index (CONTRIBUTING.md)
 
 NUM_ITEMS = 2000
 
@@ -38,7 +39,8 @@ def test_layout_and_formats(artifacts):
     assert (small / "encoder.onnx").stat().st_size < 64 * 1024
     names = {p.name for p in large.iterdir()}
     assert {"model.onnx", "model.int8.onnx", "encoder.onnx", "item_table.npy", "items.npy", "popular.npy",
-            "intent_top_items.npy", "item_intents.npy", "items.hnsw", "item_table.int8.npy", "item_table.scales.npy"} <= names  # fmt: skip
+            "intent_top_items.npy", "item_intents.npy", "items.hnsw", "item_table.int8.npy",
+            "item_table.scales.npy"} <= names  # fmt: skip
     manifest = json.loads((large / "s4rec.json").read_text())
     assert set(manifest["files"]) >= {"item_ids", "item_table", "encoder", "ann_index", "item_table_int8"}
     a, b = Recommender.load(small), Recommender.load(large)

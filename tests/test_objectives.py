@@ -343,14 +343,21 @@ def test_backbone_objectives_store_no_centroids_and_match_the_plain_loop():
     b = train(data, {"dim": 8, "max_len": 10}, config, objectives=zero, **QUIET)
     assert a["intent_centroids"] is None and a["objective_state_dict"] is None
     assert [h["loss"] for h in a["training"]["history"]] == [h["loss"] for h in b["training"]["history"]]
-    assert a["training"]["settings"]["batching"] == "tokens"  # the default
+    assert a["training"]["settings"]["batching"] == "tokens"  # auto, for the backbone
 
 
-def test_s4rec_defaults_to_the_measured_batching():
+def test_s4rec_batch_terms_get_random_batches_and_refuse_sorted_ones():
     data = synthetic_interactions(num_users=60, num_items=20, seed=1)
     config = TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu")
     checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=ObjectiveConfig(num_intents=4), **QUIET)
+    assert checkpoint["training"]["settings"]["batching"] == "random"  # auto, with the clustering on
+    no_batch_terms = ObjectiveConfig(num_intents=4, cluster_weight=0.0)  # contrastive + distillation only
+    checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=no_batch_terms, **QUIET)
     assert checkpoint["training"]["settings"]["batching"] == "tokens"
+    for batching in ("tokens", "users"):
+        sorted_batches = TrainConfig(epochs=1, batch_size=32, device="cpu", batching=batching)
+        with pytest.raises(ValueError, match="need random batches"):
+            train(data, {"dim": 8, "max_len": 10}, sorted_batches, objectives=ObjectiveConfig(num_intents=4), **QUIET)
     with pytest.raises(ValueError, match="batching must be one of"):
         TrainConfig(batching="length")
 

@@ -19,6 +19,7 @@ from s4rec import Recommender
 from s4rec.batch import score_file
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # starts a local Ray cluster (CONTRIBUTING.md: the test tiers)
 EXAMPLES = ROOT / "examples"
 
 

@@ -46,6 +46,7 @@ def test_recommend_in_a_subprocess_loads_neither_torch_nor_onnx():
     assert "loaded: []" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.venv
 def test_sdk_alone_installs_into_a_fresh_venv_and_recommends(tmp_path):
     """``pip install <repo>`` into a clean venv (no system site-packages): no torch, and recommendations work."""

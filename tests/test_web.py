@@ -20,6 +20,7 @@ from js_helpers import node_executable
 from s4rec import Recommender
 
 WEB = Path(__file__).resolve().parents[1] / "examples" / "web"
+pytestmark = pytest.mark.slow  # headless Chromium (CONTRIBUTING.md: the test tiers)
 
 
 def load_module(name: str):

@@ -34,7 +34,7 @@ from s4rec.artifact import (
     USER_EMBEDDING,
     ArtifactMetadata,
 )
-from s4rec.onnx_tensors import initializer
+from s4rec.protobuf import initializer
 from s4rec.sidecars import TABLE_HEADER_BYTES, file_entry, write_item_ids, write_npy
 from s4rec_train.checkpoint import IntentTable, item_ids
 from s4rec_train.model import SASRec
@@ -156,7 +156,7 @@ SHARED_TENSOR_BYTES = 1024
 def _small_encoder(fp32: Fp32Export) -> dict[str, dict]:
     """Format 2's ``encoder.onnx``: the fp32 graph pruned to ``history -> user_embedding [, intents]`` (as format 3's),
     whose item table and weights are ONNX external data in ``model.onnx`` itself (at the offsets of their raw
-    bytes there, found with :mod:`s4rec.onnx_tensors`): nothing is stored twice, and the SDK gets user vectors
+    bytes there, found with :mod:`s4rec.protobuf`): nothing is stored twice, and the SDK gets user vectors
     for candidate scoring, ``embed`` and ``intents`` without the score product over every item. Checked like
     format 3's against the full graph; returns its manifest entry."""
     directory = fp32.path.parent

@@ -148,8 +148,3 @@ def int8_scoring(model: onnx.ModelProto, table: np.ndarray, directory: Path) -> 
     if not any(o.domain == MICROSOFT_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(MICROSOFT_DOMAIN, 1))
     return out, entries
-
-
-def load_table(path: Path) -> np.ndarray:
-    """The float32 item table of a format 3 artifact, memory-mapped."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -3,6 +3,11 @@
  * or damaged metadata JSON fails with a clear {@link ArtifactError} instead of giving wrong items later. The
  * same checks, in the same words, as the Python SDK's `s4rec.graph_check`; called by `Recommender.load`.
  *
+ * The metadata's sizes are untrusted: the probes are built so that a `max_len` far beyond the graph's allocates
+ * no more than the graph's own (the Python SDK first bounds it by the model file's bytes, which this module is
+ * not given): the user vector's size is checked on the shortest histories, then the graph must tell apart
+ * histories of 64, 128, 256, ... items before the histories of `max_len` items are made.
+ *
  * @typedef {import("./metadata.js").ArtifactMetadata} ArtifactMetadata
  * @typedef {import("onnxruntime-common").InferenceSession} InferenceSession
  * @typedef {import("onnxruntime-common").Tensor} Tensor
@@ -13,6 +18,9 @@ import { ArtifactError } from "./errors.js";
 import { EXCLUDE, INPUT, INTENT_PROBABILITIES, K_INPUT, TOP_ITEMS, USER_EMBEDDING } from "./metadata.js";
 
 const REEXPORT = "The metadata was edited, or the file is damaged; re-export the artifact.";
+/** @type {import("onnxruntime-common").InferenceSession.RunOptions} a run expected to fail logs nothing below fatal */
+const SILENT = { logSeverityLevel: 4 };
+const FIRST_WIDTH = 64; // the first of the doubling widths: s4rec's max_len is usually 50, which then needs none
 
 /**
  * The graph must be the one the metadata describes. Two runs on a few probe histories check the user vector's
@@ -27,6 +35,8 @@ const REEXPORT = "The metadata was edited, or the file is damaged; re-export the
  */
 export async function checkGraphAgrees(ort, session, metadata, name, encoder = false) {
   const { numItems: n, maxLen: length, topK, numIntents, embeddingDim } = metadata;
+  await checkEmbeddingDim(ort, session, metadata, name, encoder);
+  await checkWidths(ort, session, metadata, name, encoder);
   const probe = new BigInt64Array(4 * length);
   probe[2 * length - 1] = BigInt(n); // row 1: the last item
   probe.fill(1n, 2 * length, 3 * length);
@@ -71,11 +81,13 @@ export async function checkGraphAgrees(ort, session, metadata, name, encoder = f
     }
   }
   // One past the last item: graphs with input guards read the index as padding; older graphs fail instead,
-  // which says the same. k = topK + 1 is not checked: graphs exported before the input guards take any k, and
-  // a metadata topK below the graph's is harmless (the SDK caps k at it).
+  // which says the same. That failure is expected, so the run logs nothing (ONNX Runtime would print its
+  // "[E:onnxruntime ...] ... out of data bounds" line on stderr). k = topK + 1 is not checked: graphs exported
+  // before the input guards take any k, and a metadata topK below the graph's is harmless (the SDK caps k at it).
   let beyond = null;
+  const histories = BigInt64Array.of(0n, BigInt(n + 1));
   try {
-    beyond = await run(ort, session, [USER_EMBEDDING], BigInt64Array.of(0n, BigInt(n + 1)), [2, 1], encoder ? null : topK);
+    beyond = await run(ort, session, [USER_EMBEDDING], histories, [2, 1], encoder ? null : topK, SILENT);
   } catch {
     beyond = null;
   }
@@ -84,6 +96,65 @@ export async function checkGraphAgrees(ort, session, metadata, name, encoder = f
   }
   if (problems.length) {
     throw new ArtifactError(`${name}: the metadata does not match the graph: ${problems.join("; ")}. ${REEXPORT}`);
+  }
+}
+
+/**
+ * The user vector's size, on histories of one padding item (the cheapest run).
+ *
+ * @param {TensorRuntime} ort
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name
+ * @param {boolean} encoder
+ */
+async function checkEmbeddingDim(ort, session, metadata, name, encoder) {
+  let vectors;
+  try {
+    vectors = (await run(ort, session, [USER_EMBEDDING], new BigInt64Array(4), [4, 1], encoder ? null : 1))[USER_EMBEDDING];
+  } catch (e) {
+    throw new ArtifactError(`${name}: the graph fails on an empty history (${firstLine(e)}). The file is damaged; re-export the artifact.`);
+  }
+  if (!hasShape(vectors, [4, metadata.embeddingDim])) {
+    throw new ArtifactError(
+      `${name}: the metadata does not match the graph: user vectors of shape ${shape(vectors)}, not ` +
+        `(4, embedding_dim ${metadata.embeddingDim}). ${REEXPORT}`,
+    );
+  }
+}
+
+/**
+ * The graph reads histories of 64, 128, 256, ... items (each below `maxLen`): two histories of that width that
+ * differ in their oldest item give different user vectors. A `maxLen` beyond the graph's is refused at the first
+ * width past the graph's (which cuts longer histories, or fails on them), so no probe is ever more than twice as
+ * wide as the graph's own histories.
+ *
+ * @param {TensorRuntime} ort
+ * @param {InferenceSession} session
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name
+ * @param {boolean} encoder
+ */
+async function checkWidths(ort, session, metadata, name, encoder) {
+  const { maxLen: length, numItems: n } = metadata;
+  for (let width = FIRST_WIDTH; width < length; width *= 2) {
+    const probe = new BigInt64Array(2 * width).fill(1n);
+    probe[width] = 0n; // row 1 without its oldest item
+    let vectors;
+    try {
+      vectors = (await run(ort, session, [USER_EMBEDDING], probe, [2, width], encoder ? null : 1))[USER_EMBEDDING];
+    } catch (e) {
+      throw new ArtifactError(
+        `${name}: the graph fails on probe histories of item indices 1..num_items ${n}, max_len ${length} long ` +
+          `(${firstLine(e)}). ${REEXPORT}`,
+      );
+    }
+    if (sameRows(vectors, 0, 1)) {
+      throw new ArtifactError(
+        `${name}: the metadata does not match the graph: the graph reads fewer than max_len ${length} items of a ` +
+          `history. ${REEXPORT}`,
+      );
+    }
   }
 }
 
@@ -117,16 +188,17 @@ export async function checkTopK(ort, session, metadata, name) {
  * @param {BigInt64Array} histories
  * @param {[number, number]} dims
  * @param {number | null} k null: the encoder graph (history alone)
+ * @param {import("onnxruntime-common").InferenceSession.RunOptions} [options]
  * @returns {Promise<Record<string, Tensor>>}
  */
-async function run(ort, session, outputs, histories, dims, k) {
+async function run(ort, session, outputs, histories, dims, k, options = {}) {
   /** @type {Record<string, Tensor>} */
   const feeds = { [INPUT]: new ort.Tensor("int64", histories, dims) };
   if (k !== null) {
     feeds[EXCLUDE] = new ort.Tensor("int64", new BigInt64Array(dims[0]), [dims[0], 1]);
     feeds[K_INPUT] = new ort.Tensor("int64", BigInt64Array.of(BigInt(k)), []);
   }
-  return /** @type {Record<string, Tensor>} */ (await session.run(feeds, outputs));
+  return /** @type {Record<string, Tensor>} */ (await session.run(feeds, outputs, options));
 }
 
 /**

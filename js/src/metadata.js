@@ -10,6 +10,7 @@
  */
 
 import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
+import { parseJson } from "./json.js";
 import { itemIdsChecksum } from "./pyjson.js";
 
 /** @typedef {import("onnxruntime-common").InferenceSession} InferenceSession */
@@ -20,7 +21,6 @@ export const READ_FORMAT_VERSIONS = [2, 3]; // 2: one self-describing file (grap
 export const ENCODER_FORMAT = "s4rec-onnx-encoder"; // metadata_props["s4rec.format"] of format 3's encoder.onnx
 export const ENCODER_SIDECAR = "encoder"; // format 3: the encoder-only graph (history -> user_embedding [, intents])
 export const ITEM_TABLE_SIDECAR = "item_table"; // format 3: the float32 item table, ONNX external data
-export const ANN_SIDECAR = "ann_index"; // format 3, optional: the hnswlib index, read by the Python SDK only
 export const METADATA_KEY = "s4rec.metadata";
 
 export const INPUT = "history"; // int64 (batch, length), left-padded item indices
@@ -125,12 +125,8 @@ export async function parseMetadata({ props, sidecar, name, sidecarFiles = null 
   }
   const invalid = (/** @type {string} */ why) =>
     new ArtifactError(`${name}: invalid s4rec metadata: ${why}. Re-export the artifact.`);
-  let values;
-  try {
-    values = JSON.parse(props[METADATA_KEY] ?? "null");
-  } catch (e) {
-    throw invalid(`${METADATA_KEY} is not JSON (${e instanceof Error ? e.message : e})`);
-  }
+  // bounded in depth: freeze() and withSidecar() walk it
+  let values = /** @type {any} */ (parseJson(props[METADATA_KEY] ?? "null", name, METADATA_KEY));
   if (!isObject(values)) throw invalid(`no ${METADATA_KEY} object`);
   values = withSidecar(values, sidecar, name);
   if (String(values.format_version) !== version) {

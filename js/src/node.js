@@ -3,8 +3,8 @@
  * artifacts from paths and `file:` URLs as well as over http(s).
  */
 
-import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, resolve } from "node:path";
+import { readFile, realpath, stat } from "node:fs/promises";
+import { basename, dirname, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { ArtifactError, S4RecError } from "./errors.js";
@@ -61,16 +61,38 @@ async function locatePath(path) {
 }
 
 /**
+ * The files of an artifact directory. Every name resolves (links followed) inside the directory's own resolved
+ * path, as in the Python SDK (`s4rec.untrusted.artifact_file`): the directory itself may be a link, and a link
+ * inside it that stays inside loads, but a file that resolves elsewhere (a link out, a `../` name) is refused.
+ *
  * @param {string} directory
  * @returns {Folder}
  */
 function fileFolder(directory) {
+  /** @type {Promise<string> | null} */
+  let root = null;
   return {
     name: directory,
     async read(file, optional = false) {
       const path = resolve(directory, file);
+      let real;
       try {
-        return new Uint8Array(await readFile(path));
+        root ??= realpath(directory);
+        real = await realpath(path);
+      } catch (e) {
+        const code = /** @type {NodeJS.ErrnoException} */ (e).code;
+        if (code === "ENOENT" || optional) return null;
+        throw new ArtifactError(`${path}: cannot read it (${code ?? e}). Check the file and its permissions.`);
+      }
+      const inside = await root;
+      if (!real.startsWith(inside + sep)) {
+        throw new ArtifactError(
+          `${path}: resolves to ${real}, outside the artifact directory ${inside}; only files inside it are read. ` +
+            "Copy the file into the directory (cp -L) or re-export the artifact.",
+        );
+      }
+      try {
+        return new Uint8Array(await readFile(real));
       } catch (e) {
         const code = /** @type {NodeJS.ErrnoException} */ (e).code;
         if (code === "ENOENT" || optional) return null;

@@ -11,6 +11,7 @@
  */
 
 import { ArtifactError, ChecksumError } from "./errors.js";
+import { parseJson } from "./json.js";
 import { isObject } from "./metadata.js";
 import { sha256Hex } from "./sha256.js";
 import { utf8Decode, utf8DecodeStrict } from "./text.js";
@@ -260,13 +261,14 @@ export class Sidecars {
       const [blob, offsets] = await Promise.all([this.bytes("item_ids"), this.integers("item_id_offsets", 1)]);
       ids = splitUtf8(blob, offsets.values, numItems, this.where("item_id_offsets"), this.where("item_ids"));
     } else if (encoding === "json") {
-      let parsed;
+      const bytes = await this.bytes("item_ids"); // of its recorded size
+      let text;
       try {
-        parsed = JSON.parse(utf8DecodeStrict(await this.bytes("item_ids")));
+        text = utf8DecodeStrict(bytes);
       } catch (e) {
-        if (e instanceof ArtifactError) throw e;
-        throw new ArtifactError(`${this.where("item_ids")}: invalid JSON (${e instanceof Error ? e.message : e}). Re-export the artifact.`);
+        throw new ArtifactError(`${this.where("item_ids")}: not UTF-8 (${e instanceof Error ? e.message : e}). Re-export the artifact.`);
       }
+      const parsed = parseJson(text, this.where("item_ids"), "item ids");
       if (!Array.isArray(parsed) || !parsed.every((i) => typeof i === "string" || Number.isInteger(i))) {
         throw new ArtifactError(`${this.where("item_ids")}: item ids must be a list of ints and strings. Re-export.`);
       }

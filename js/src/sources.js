@@ -8,6 +8,7 @@
  */
 
 import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
+import { checkJsonSize, MAX_MANIFEST_BYTES, MAX_SIDECAR_BYTES, parseJson } from "./json.js";
 import { isObject } from "./metadata.js";
 import { sha256Hex } from "./sha256.js";
 import { utf8Decode } from "./text.js";
@@ -15,7 +16,6 @@ import { utf8Decode } from "./text.js";
 export const MANIFEST_NAME = "s4rec.json";
 export const MANIFEST_FORMAT = "s4rec-artifact";
 export const MANIFEST_FORMAT_VERSION = 1;
-export const VARIANTS = ["fp32", "int8", "fp16", "mobile"];
 // The optional sidecar of a model file: `model.onnx` -> `model.onnx.json` (keys of s4rec.metadata).
 export const SIDECAR_SUFFIX = ".json";
 
@@ -179,12 +179,8 @@ async function readManifest(folder, optional) {
         "directory written by `s4rec-export model.pt -o DIR`, or a single .onnx file.",
     );
   }
-  let manifest;
-  try {
-    manifest = JSON.parse(utf8Decode(bytes));
-  } catch (e) {
-    throw new ArtifactError(`${path}: unreadable manifest (${e instanceof Error ? e.message : e}). Re-export the artifact.`);
-  }
+  checkJsonSize(bytes, path, "manifest", MAX_MANIFEST_BYTES);
+  const manifest = parseJson(utf8Decode(bytes), path, "manifest");
   if (!isObject(manifest) || manifest.format !== MANIFEST_FORMAT) {
     throw new ArtifactError(`${path}: not an s4rec manifest (no format="${MANIFEST_FORMAT}").`);
   }
@@ -206,12 +202,8 @@ async function readManifest(folder, optional) {
  * @returns {Record<string, unknown>}
  */
 export function parseSidecar(bytes, name) {
-  let value;
-  try {
-    value = JSON.parse(utf8Decode(bytes));
-  } catch (e) {
-    throw new ArtifactError(`${name}: unreadable metadata sidecar (${e instanceof Error ? e.message : e}). Re-export the artifact.`);
-  }
+  checkJsonSize(bytes, name, "metadata sidecar", MAX_SIDECAR_BYTES);
+  const value = parseJson(utf8Decode(bytes), name, "metadata sidecar");
   if (!isObject(value)) throw new ArtifactError(`${name}: the metadata sidecar is not a JSON object. Re-export the artifact.`);
   return value;
 }

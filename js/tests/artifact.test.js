@@ -127,7 +127,7 @@ describe("refused artifacts", () => {
   });
 
   test("metadata that is not JSON, lacks keys or is inconsistent", async () => {
-    await rejectsWith(Recommender.load(withProp(model, "s4rec.metadata", "{")), ArtifactError, /invalid s4rec metadata: s4rec\.metadata is not JSON/);
+    await rejectsWith(Recommender.load(withProp(model, "s4rec.metadata", "{")), ArtifactError, /unreadable s4rec\.metadata \(/);
     const without = withMetadata(model, (v) => delete v.top_k, props);
     await rejectsWith(Recommender.load(without), ArtifactError, /missing metadata keys \["top_k"\]\. Re-export the artifact\./);
     const short = withMetadata(model, (v) => (v.num_items = 11), props);

@@ -22,20 +22,18 @@ build and search at the same recall here, and the smallest install (8 MB).
 from __future__ import annotations
 
 import math
+import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import ArtifactError, S4RecError
 from .selection import members, ranked_prefixes, without_members
-
-if TYPE_CHECKING:
-    from .recommender import Recommender
 
 LIBRARY = "hnswlib"
 SPACE = "ip"  # inner product: tied tables have rows of varying norms
@@ -53,6 +51,10 @@ OVERFETCH = 2.0
 EXACT_SHARE = 0.05
 COSINE_OVERFETCH = 4  # similar_items (cosine) from the inner-product index: 4x the candidates, re-ranked
 MISSING_ANN = 'retrieval="ann" needs hnswlib: pip install "s4rec[ann]"'
+# The start of hnswlib's index file (native size_t): offsetLevel0, max_elements, cur_element_count,
+# size_data_per_element. hnswlib sizes its arrays by the header's max_elements whenever cur_element_count
+# exceeds the max_elements it is given, and touches ~50 bytes per element at once: read it first.
+_HNSW_HEADER = struct.Struct("@4N")
 
 
 def _hnswlib():
@@ -123,6 +125,7 @@ class AnnIndex:
                 f"{entry.get('elements')!r} elements); this SDK reads {LIBRARY} ({SPACE}) over {num_items} items. "
                 "Re-export the artifact with --ann."
             )
+        check_index_header(path, num_items)
         index = hnswlib.Index(space=SPACE, dim=int(table.shape[1]))
         try:
             index.load_index(str(path), max_elements=num_items)
@@ -233,6 +236,22 @@ class AnnIndex:
         return scores, items
 
 
+def check_index_header(path: Path, num_items: int) -> None:
+    """The index file holds ``num_items`` elements, each of a size its file can hold, so that hnswlib allocates
+    for ``num_items`` elements (what ``load_index`` is given), not for a count its header declares."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(_HNSW_HEADER.size)
+    if len(head) < _HNSW_HEADER.size:
+        raise ArtifactError(f"{path}: {size} bytes, too short for an hnswlib index. Re-export with --ann.")
+    _, _, count, per_element = _HNSW_HEADER.unpack(head)
+    if count != num_items or count * per_element > size:
+        raise ArtifactError(
+            f"{path}: an ANN index of {count:,} elements of {per_element:,} bytes in a file of {size:,} bytes, for "
+            f"{num_items:,} items. The file is damaged or belongs to another export; re-export with --ann."
+        )
+
+
 # --- recall against exact retrieval --------------------------------------------------------------------------
 
 
@@ -255,17 +274,18 @@ class RecallReport:
 
 
 def recall_at_k(
-    recommender: Recommender,
+    recommender: Any,  # an s4rec.Recommender, not imported: s4rec.recommender imports this module
     histories: Iterable[Sequence[Any]],
     k: int = 10,
     exclude_seen: bool = True,
     sample: int | None = 1000,
     seed: int = 0,
 ) -> RecallReport:
-    """Recall@``k`` of ``recommender``'s approximate retrieval (loaded with ``retrieval="ann"``) against exact
-    retrieval with the same exclusions: the exact top ``k`` of the float32 scores of every item (the item table
-    times the user vectors, numpy, in slices), on ``sample`` histories drawn from ``histories`` (all: None).
-    Histories with no known item (the popular-items fallback, the same for both) are left out."""
+    """Recall@``k`` of the approximate retrieval of ``recommender`` (a :class:`~s4rec.Recommender` loaded with
+    ``retrieval="ann"``) against exact retrieval with the same exclusions: the exact top ``k`` of the float32
+    scores of every item (the item table times the user vectors, numpy, in slices), on ``sample`` histories drawn
+    from ``histories`` (all: None). Histories with no known item (the popular-items fallback, the same for both)
+    are left out."""
     if recommender.retrieval != "ann":
         raise ValueError('recall_at_k needs a recommender loaded with retrieval="ann".')
     histories = list(histories)

@@ -4,7 +4,8 @@ An artifact is a directory with a manifest ``s4rec.json`` and one file per varia
 (or ``.ort``) file, which carries all its metadata in ``metadata_props``. Format 3 (large catalogues) keeps the
 item ids, popular items, intent top items, the item table and the encoder-only graph in sidecar files next to
 the model files, checksummed in its metadata (:mod:`s4rec.sidecars`). Everything here is plain Python and
-numpy-free; :mod:`s4rec.recommender` builds the ONNX Runtime session. The exporter writes artifacts with
+numpy (format 3's lists are arrays), without ONNX Runtime: :mod:`s4rec.session` builds the session, and
+:func:`check_signature` only reads the names and types of one it is given. The exporter writes artifacts with
 :func:`metadata_props` and :func:`write_manifest`, so this module is the one home of the format: its
 reader (:func:`parse_metadata`, :func:`read_manifest`, :func:`check_signature`) next to its writer. (That is why it
 is longer than one job usually needs; the load-time probe of a graph against its metadata is
@@ -24,7 +25,8 @@ import numpy as np
 
 from .errors import ArtifactError, ArtifactVersionError, ChecksumError
 from .files import interrupted_backup
-from .sidecars import Sidecars, file_sha256, plain_file_name
+from .sidecars import Sidecars, file_sha256
+from .untrusted import MAX_MANIFEST_BYTES, artifact_file, check_sizes, parse_json, plain_file_name, read_json
 
 FORMAT = "s4rec-onnx"  # metadata_props["s4rec.format"] of every model file
 FORMAT_VERSION = 3  # the newest model-file format this SDK reads (3: large catalogues, lists in sidecar files)
@@ -275,16 +277,13 @@ _REQUIRED_LARGE = (_REQUIRED - set(LARGE_LISTS) - {"item_ids_sha256"}) | {"sidec
 
 def read_manifest(directory: Path) -> dict:
     """Read and check ``s4rec.json`` of an artifact directory."""
-    manifest_path = directory / MANIFEST_NAME
+    manifest_path = artifact_file(directory, MANIFEST_NAME, f"{directory}: the manifest")
     if not manifest_path.is_file():
         raise ArtifactError(
             f"{directory}: no {MANIFEST_NAME} in this directory, so it is not an s4rec artifact. "
             "Pass the directory written by `s4rec-export model.pt -o DIR`, or a single .onnx file."
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{manifest_path}: unreadable manifest ({e}). Re-export the artifact.") from None
+    manifest = read_json(manifest_path, "manifest", MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{manifest_path}: not an s4rec manifest (no format={MANIFEST_FORMAT!r}).")
     version = manifest.get("format_version")
@@ -332,20 +331,13 @@ def check_file_entry(entry, where: str) -> None:
         raise ArtifactError(f"{where}: 'bytes' must be an integer >= 0, got {size!r}. Re-export the artifact.")
 
 
-def resolve_model_file(path: str | Path, variant: str = "fp32") -> tuple[Path, str | None]:
-    """The model file of ``variant`` for an artifact directory or a single file, and its recorded SHA-256.
+def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
+    """The model file of ``variant`` for an artifact directory or a single file, and its manifest entry
+    (``{}`` for a lone file): its ``sha256`` and, for format 3, ``prepacking`` (false: build the session with
+    ONNX Runtime's weight pre-packing off, which would copy a large item table).
 
     A single file inside an artifact directory is checked against that directory's manifest when the
-    manifest lists it; a lone file has no recorded checksum (its metadata is still validated).
-    """
-    model_path, entry = model_entry(path, variant)
-    return model_path, entry.get("sha256")
-
-
-def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
-    """:func:`resolve_model_file` with the variant's whole manifest entry (``{}`` for a lone file): its
-    ``sha256`` and, for format 3, ``prepacking`` (false: build the session with ONNX Runtime's weight
-    pre-packing off, which would copy a large item table)."""
+    manifest lists it; a lone file has no recorded checksum (its metadata is still validated)."""
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path)
@@ -357,7 +349,7 @@ def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
                 "(variant=...), or re-export with the s4rec-export option that writes it (e.g. --quantize int8).",
                 flags={"variant=...": "--variant"},
             )
-        model_path = path / entry["file"]
+        model_path = artifact_file(path, entry["file"], f"{path / MANIFEST_NAME}: variants.{variant}")
         if not model_path.is_file():
             raise ArtifactError(f"{model_path}: listed in {MANIFEST_NAME} but missing. Re-export the artifact.")
         size = model_path.stat().st_size
@@ -472,10 +464,11 @@ def parse_metadata(custom: dict[str, str], model_path: Path, verify: str = "fast
             "or re-export the checkpoint with the s4rec-export that matches this SDK."
         )
     try:
-        values = json.loads(custom[METADATA_KEY])
+        values = parse_json(custom[METADATA_KEY], str(model_path), METADATA_KEY)
         if not isinstance(values, dict) or str(values.get("format_version")) != version:
             found = values.get("format_version") if isinstance(values, dict) else None
             raise ValueError(f"s4rec.format_version {version!r} but the metadata's format_version is {found!r}")
+        check_sizes(values, model_path, model_path.stat().st_size)  # before anything is allocated from them
         lists = None
         if values.get("format_version") == 3:
             lists = read_lists(Sidecars(model_path.parent, values.get("sidecars"), model_path, verify), values)

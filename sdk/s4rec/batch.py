@@ -30,8 +30,11 @@ from .errors import InputError, S4RecError, ScoreError
 from .logs import LogColumns, LogSummary, read_log
 from .progress import ProgressReporter, ScoreProgress
 from .records import (
+    DEFAULT_MAX_LINE_LENGTH,
     BadRecord,
+    BoundedLines,
     Record,
+    check_max_line_length,
     compressed_input_error,
     detect_format,
     open_input,
@@ -238,17 +241,29 @@ def _score_chunks(
 class _WriteBehind:
     """Writes scored batches in a background thread, so that formatting and writing one batch overlaps with
     scoring the next. At most ``depth`` batches wait; an error in the thread is raised in the caller at the
-    next hand-over or at the end. With ``enabled=False`` it writes in the calling thread."""
+    next hand-over or at the end. With ``enabled=False`` it writes in the calling thread.
+
+    The thread polls for a stop flag besides waiting on the queue: a SIGTERM turns into ``SystemExit`` in the
+    main thread at any bytecode (``s4rec.files.exit_on_sigterm``), also inside the queue's own locking, and a
+    hand-over interrupted there once left the writer waiting for a wake-up that never came while the main thread
+    waited for it to end (seen twice under load in ``test_sigterm_leaves_no_output``).
+    """
+
+    POLL = 0.2  # seconds between the writer's checks of the stop flag while the queue is empty
 
     def __init__(self, writer, enabled: bool = True, depth: int = 2) -> None:
         self.writer, self.enabled = writer, enabled
         self.pending: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
+        self.stop = threading.Event()  # set on an early exit: drop what is queued and end
         self.thread = threading.Thread(target=self._drain, name="s4rec-write-behind", daemon=True)
 
     def _drain(self) -> None:
-        while True:
-            batch = self.pending.get()
+        while not self.stop.is_set():
+            try:
+                batch = self.pending.get(timeout=self.POLL)
+            except queue.Empty:
+                continue
             if batch is None:
                 return
             if self.error is None:
@@ -271,14 +286,16 @@ class _WriteBehind:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.enabled:
-            if exc_type is not None:  # stop early: drop what is queued
-                while not self.pending.empty():
-                    self.pending.get_nowait()
-            self.pending.put(None)
-            self.thread.join()
-            if exc_type is None and self.error is not None:
-                raise self.error
+        if not self.enabled:
+            return
+        if exc_type is not None:  # stop early: what is queued is dropped (the output is removed anyway)
+            self.stop.set()
+            self.thread.join(timeout=10 * self.POLL + 5)  # a batch being written finishes first
+            return
+        self.pending.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 # --- reports ------------------------------------------------------------------------------------------------
@@ -352,6 +369,7 @@ def score_file(
     sort_buffer: int | None = None,
     force: bool = False,
     read_ahead: bool = True,
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     warn: Callable[[str], None] | None = None,
     on_progress: Callable[[ScoreProgress], None] | None = None,
     per_intent: int | None = None,
@@ -363,7 +381,8 @@ def score_file(
     ``-`` writes to stdout (not atomic). ``read_ahead`` parses the next chunk and writes the previous one in
     background threads while the current one is scored. Malformed records are reported through ``warn``
     (stderr by default) with their line number and skipped, or stop the run with :class:`ScoreError` under
-    ``on_error="fail"``.
+    ``on_error="fail"``. No line is read further than ``max_line_length`` characters: a longer one is such a
+    malformed record (:class:`~s4rec.records.BoundedLines`), so one huge record cannot exhaust memory.
 
     A JSONL record's ``"candidates"`` limits its list to those items; ``per_intent`` keeps at most that many
     items of one intent in every list; a view (``recommender.restricted_to(...)``, ``.without(...)``) applies
@@ -395,6 +414,7 @@ def score_file(
         recommender.recommend([], k=1, per_intent=per_intent)  # an artifact without item intents: its error now
     bad = _BadRecords(str(input_path), on_error, warn)
     started = time.perf_counter()
+    check_max_line_length(max_line_length)
     lines, counter = open_input(input_path)
     progress = ProgressReporter(on_progress, input_path.stat().st_size, counter)
     log_summary = LogSummary()
@@ -402,15 +422,16 @@ def score_file(
 
     def run(out: io.TextIOBase) -> int:
         writer = WRITERS[output_format](out)
+        bounded = BoundedLines(lines, max_line_length)
         if input_format == "jsonl":
-            records: Iterable = read_jsonl(lines)
+            records: Iterable = read_jsonl(bounded)
         elif input_format == "text":
-            records = read_text(lines)
+            records = read_text(bounded)
         else:
             tsv = ".tsv" in [s.lower() for s in input_path.suffixes]
             options = {} if sort_buffer is None else {"sort_buffer": sort_buffer}
             records = read_log(
-                lines, log_columns, tsv=tsv, on_bad=bad, on_read=progress.reading, on_sorted=progress.sorted,
+                bounded, log_columns, tsv=tsv, on_bad=bad, on_read=progress.reading, on_sorted=progress.sorted,
                 summary=log_summary, **options,
             )  # fmt: skip
         with _WriteBehind(writer, enabled=read_ahead) as write:

@@ -17,6 +17,7 @@ from .errors import S4RecError
 from .files import exit_on_sigterm
 from .logs import DEFAULT_SORT_BUFFER, LogColumns
 from .progress import ScoreProgress
+from .records import DEFAULT_MAX_LINE_LENGTH
 
 
 class ProgressBar:
@@ -88,10 +89,12 @@ class ProgressBar:
             self.bar = None
 
 
-def _check_recall(recommender, input_path: Path, input_format: str, count: int, k: int, exclude_seen: bool) -> str:
+def _check_recall(
+    recommender, input_path: Path, input_format: str, count: int, k: int, exclude_seen: bool, max_line_length: int
+) -> str:
     """Recall@k of ANN against exact retrieval on the first ``count`` histories of a JSONL or text input."""
     from .ann import recall_at_k
-    from .records import Record, detect_format, open_input, read_jsonl, read_text
+    from .records import BoundedLines, Record, detect_format, open_input, read_jsonl, read_text
 
     fmt = detect_format(input_path) if input_format == "auto" else input_format
     if fmt not in ("jsonl", "text"):
@@ -99,7 +102,7 @@ def _check_recall(recommender, input_path: Path, input_format: str, count: int, 
     lines, _ = open_input(input_path)
     histories = []
     with lines:
-        for record in (read_jsonl if fmt == "jsonl" else read_text)(lines):
+        for record in (read_jsonl if fmt == "jsonl" else read_text)(BoundedLines(lines, max_line_length)):
             if type(record) is Record:
                 histories.append(record.history)
                 if len(histories) == count:
@@ -181,6 +184,11 @@ def _catalogue(recommender, allow_path: Path | None, deny_path: Path | None):
     help="Log: events held in memory by the external sort (~200 bytes each); the rest spills to temp files.",
 )  # fmt: skip
 @click.option(
+    "--max-line-length", default=DEFAULT_MAX_LINE_LENGTH, show_default=True, type=click.IntRange(min=1), metavar="N",
+    help="Characters of an input line read at most: a longer line is a malformed record (reported with its line "
+    "number, then skipped or fatal as --on-error says), so one huge record cannot exhaust memory.",
+)  # fmt: skip
+@click.option(
     "--read-ahead/--no-read-ahead", default=True, show_default=True,
     help="Parse the next chunk and write the previous one in background threads while one is scored.",
 )  # fmt: skip
@@ -211,8 +219,8 @@ def _catalogue(recommender, allow_path: Path | None, deny_path: Path | None):
 @click.version_option(package_name="s4rec")
 def main(
     artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
-    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, read_ahead, retrieval,
-    check_recall, allow_path, deny_path, per_intent, force, quiet,
+    input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, max_line_length, read_ahead,
+    retrieval, check_recall, allow_path, deny_path, per_intent, force, quiet,
 ) -> None:  # fmt: skip
     """Recommend K items for every user in --input with the s4rec ARTIFACT and write them to --output.
 
@@ -242,15 +250,18 @@ def main(
         )
         recommender = _catalogue(recommender, allow_path, deny_path)
         if check_recall is not None:
-            click.echo(_check_recall(recommender, input_path, input_format, check_recall, k, exclude_seen), err=True)
+            recall = _check_recall(
+                recommender, input_path, input_format, check_recall, k, exclude_seen, max_line_length
+            )
+            click.echo(recall, err=True)
         report = score_file(
             recommender, input_path, output_path, k=k, batch_size=batch_size, chunk_size=chunk_size,
             exclude_seen=exclude_seen,
             on_error=on_error, input_format=None if input_format == "auto" else input_format,
             output_format=None if output_format == "auto" else output_format,
             log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer,
-            read_ahead=read_ahead, force=force, warn=lambda message: click.echo(message, err=True), on_progress=bar,
-            per_intent=per_intent,
+            max_line_length=max_line_length, read_ahead=read_ahead, force=force,
+            warn=lambda message: click.echo(message, err=True), on_progress=bar, per_intent=per_intent,
         )  # fmt: skip
     except S4RecError as e:
         raise click.ClickException(e.for_command_line()) from None

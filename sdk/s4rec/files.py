@@ -6,6 +6,11 @@ One helper for the three commands: ``s4rec-train`` writes its checkpoint with :f
 interrupt (``KeyboardInterrupt`` and ``SystemExit`` included) removes the temporary file and leaves whatever
 was under the final name untouched. Files get the usual permissions (``0666`` less the umask), not the
 ``0600`` of ``mkstemp``, so a checkpoint, an artifact and a scored file are all equally readable.
+
+A process killed outright (``kill -9``, a power cut) cannot clean up: its ``.NAME.XXXX.partial`` stays (an
+export's is a directory as large as the artifact). So every partial is held under an advisory lock
+(``flock``) for as long as its writer lives, and the next write of the same output removes the partials whose
+lock no process holds (:func:`reclaim_stale_partials`), never one a live process is writing.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import shutil
 import signal
 import sys
@@ -54,10 +60,13 @@ def exit_if_terminated() -> None:
         sys.exit(_terminated_with)
 
 
-def output_error(error: OSError, path: str | Path) -> OutputError | None:
-    """The one-line :class:`~s4rec.errors.OutputError` for an ``OSError`` that means there is no room to
-    write ``path`` (None for any other error, which should propagate as it is)."""
-    if error.errno not in _NO_ROOM:
+def output_error(error: BaseException, path: str | Path) -> OutputError | None:
+    """The one-line :class:`~s4rec.errors.OutputError` for an error that means there is no room to write
+    ``path``: an ``OSError`` of a full disk, a file-size limit or a quota, or any error raised while handling
+    one (torch's serializer turns the ``OSError`` of its writes into a ``RuntimeError``). None for any other
+    error, which should propagate as it is."""
+    error = _no_room(error)
+    if error is None:
         return None
     reason = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (a file-size limit)"}
     why = reason.get(error.errno, "disk quota exceeded")
@@ -65,6 +74,17 @@ def output_error(error: OSError, path: str | Path) -> OutputError | None:
         f"{path}: {why} while writing it; nothing was left behind. Free some space (or raise the limit) and "
         "run again, or write the output elsewhere."
     )
+
+
+def _no_room(error: BaseException | None) -> OSError | None:
+    """The no-room ``OSError`` in ``error``'s chain of causes and contexts, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in _NO_ROOM:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def file_mode() -> int:
@@ -92,7 +112,9 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    reclaim_stale_partials(path)
+    fd, tmp = _locked(lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PARTIAL, dir=path.parent))
+    lock = os.dup(fd)  # the lock belongs to the open file, so it lasts until this is closed too: past the rename
     f = os.fdopen(fd, "wb")
     try:
         yield f
@@ -109,31 +131,127 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
             pass
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, OutputError):
+        if not isinstance(e, OutputError):
             full = output_error(e, path)
             if full is not None:
                 raise full from None
         raise
+    finally:
+        os.close(lock)
 
 
 def temporary_directory_beside(path: str | Path) -> Path:
-    """A new private directory ``.NAME.XXXX.partial`` next to ``path``, to fill and then publish."""
+    """A new private directory ``.NAME.XXXX.partial`` next to ``path``, to fill and then publish (unlocked: see
+    :func:`published_directory`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_PARTIAL, dir=path.parent))
 
 
 @contextmanager
 def published_directory(output: str | Path) -> Iterator[Path]:
     """A new directory beside ``output`` to fill; :func:`publish_directory` gives it the name ``output`` when the
-    block ends normally, and it is removed (``output`` untouched) when the block raises or is interrupted."""
-    work = temporary_directory_beside(output)
+    block ends normally, and it is removed (``output`` untouched) when the block raises or is interrupted.
+
+    The partials of ``output`` that earlier writers left when they were killed are removed first
+    (:func:`reclaim_stale_partials`); this one is locked until the block ends, so that no other writer
+    takes it for stale."""
+    reclaim_stale_partials(output)
+
+    def make() -> tuple[int | None, str]:
+        work = temporary_directory_beside(output)
+        try:
+            return os.open(work, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)), str(work)
+        except OSError:  # Windows opens no directory: no lock there, and nothing is reclaimed
+            return None, str(work)
+
+    fd, name = _locked(make)
+    work = Path(name)
     try:
         yield work
         publish_directory(work, output)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock after the rename: a reclaimer that finds it unlocked finds no partial
+
+
+_PARTIAL = ".partial"
+
+
+def reclaim_stale_partials(output: str | Path) -> list[Path]:
+    """Remove the ``.NAME.XXXX.partial`` files and directories of ``output`` (NAME its name) whose writer is
+    gone: killed before it could remove them. A partial is stale when no process holds its lock (every writer
+    of this release locks its partial for its whole life); one a live process writes is never touched, nor
+    one whose lock cannot be tested (a file system without ``flock``, e.g. some network mounts, or Windows,
+    where nothing is reclaimed). Returns the paths removed. Every write of ``output`` runs it first; to clean
+    up without writing: ``python -c "import s4rec.files as f; print(f.reclaim_stale_partials('OUTPUT'))"``.
+
+    A writer of an older release (which did not lock) that writes the same output at that moment would lose
+    its partial and fail: run one release at a time per output.
+    """
+    output = Path(output)
+    pattern = re.compile(re.escape(f".{output.name}.") + r"[A-Za-z0-9_]+" + re.escape(_PARTIAL))
+    try:
+        entries = list(os.scandir(output.parent))
+    except OSError:  # no such directory yet, or unreadable: nothing of ours there
+        return []
+    removed = []
+    for entry in entries:
+        if not pattern.fullmatch(entry.name) or entry.is_symlink():
+            continue
+        path = Path(entry.path)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # gone meanwhile (published, or removed by its writer), or unreadable
+            continue
+        try:
+            if _lock(fd, wait=False) and _same_file(fd, path):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _locked(make) -> tuple[int | None, str]:
+    """``make()`` gives ``(fd, path)`` of a new partial; lock it for the life of ``fd``. A reclaimer that found
+    it in the instant between its creation and the lock has removed it: then make another."""
+    while True:
+        fd, path = make()
+        if fd is None or _lock(fd, wait=True) is None or _same_file(fd, Path(path)):  # locked, or no locks here
+            return fd, path
+        os.close(fd)
+
+
+def _lock(fd: int, wait: bool) -> bool | None:
+    """Take the exclusive advisory lock of ``fd``: True when taken, False when another open file holds it
+    (``wait=False``), None when this system or file system has no such lock (then nothing is reclaimed)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. ENOLCK, EBADF on a network file system that emulates flock
+        return None
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """``path`` still names the file or directory open as ``fd`` (not removed, not replaced)."""
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def publish_directory(work: str | Path, output: str | Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from .artifact import (
     EXCLUDE,
@@ -24,11 +25,14 @@ from .errors import ArtifactError
 
 
 def check_graph_agrees(session, metadata: ArtifactMetadata, model_path: Path, encoder: bool = False) -> None:
-    """The graph must be the one the metadata describes. Two runs on a few probe histories check the user
-    vector's size, the intents, that item ``num_items`` is an item and ``num_items + 1`` is not, that the graph
-    reads ``max_len`` items, and (not for a format 3 ``encoder``) that ``k`` stops at ``top_k``. A few
-    milliseconds; an edited metadata JSON would otherwise give wrong items or an IndexError later."""
+    """The graph must be the one the metadata describes. Three runs on a few probe histories check the user
+    vector's size (first, on the shortest histories), the intents, that item ``num_items`` is an item and
+    ``num_items + 1`` is not, that the graph reads ``max_len`` items, and (not for a format 3 ``encoder``) that
+    ``k`` stops at ``top_k``. A few milliseconds; an edited metadata JSON would otherwise give wrong items or an
+    IndexError later."""
     n, length, top_k = metadata.num_items, metadata.max_len, metadata.top_k
+    _check_embedding_dim(session, metadata, model_path, encoder)
+    # max_len is bounded by the file's bytes over embedding_dim (s4rec.untrusted.check_sizes), now the graph's
     probe = np.zeros((4, length), dtype=np.int64)
     probe[1, -1] = n  # the last item
     probe[2, :] = 1
@@ -60,9 +64,10 @@ def check_graph_agrees(session, metadata: ArtifactMetadata, model_path: Path, en
         elif not indices_within(items, n):
             problems.append(f"item index {int(items.max())} returned, beyond num_items {n}")
     # One past the last item: graphs with input guards read the index as padding; older graphs fail instead,
-    # which says the same.
+    # which says the same. That failure is expected, so the run logs nothing: ONNX Runtime would otherwise print
+    # its "[E:onnxruntime ...] ... out of data bounds" line on stderr while loading a perfectly good artifact.
     try:
-        beyond = _probe(session, [USER_EMBEDDING], np.array([[0], [n + 1]]), None if encoder else top_k)
+        beyond = _probe(session, [USER_EMBEDDING], np.array([[0], [n + 1]]), None if encoder else top_k, _silent())
     except Exception:
         beyond = None
     if beyond is not None and vectors.shape == (4, metadata.embedding_dim):
@@ -78,11 +83,38 @@ def check_graph_agrees(session, metadata: ArtifactMetadata, model_path: Path, en
         )
 
 
-def _probe(session, outputs: list[str], histories: np.ndarray, k: int | None) -> dict[str, np.ndarray]:
+def _check_embedding_dim(session, metadata: ArtifactMetadata, model_path: Path, encoder: bool) -> None:
+    """The user vector's size, on histories of one padding item (the cheapest run), before any probe as long as
+    ``max_len``: the bound on ``max_len`` holds only for the graph's own ``embedding_dim``."""
+    try:
+        (vectors,) = _probe(session, [USER_EMBEDDING], np.zeros((4, 1), np.int64), None if encoder else 1).values()
+    except Exception as e:  # onnxruntime's own error types
+        raise ArtifactError(
+            f"{model_path}: the graph fails on an empty history ({_first_line(e)}). The file is damaged; re-export "
+            "the artifact."
+        ) from None
+    if np.shape(vectors) != (4, metadata.embedding_dim):
+        raise ArtifactError(
+            f"{model_path}: the metadata does not match the graph: user vectors of shape {np.shape(vectors)}, not "
+            f"(4, embedding_dim {metadata.embedding_dim}). The metadata was edited, or the file is damaged; "
+            "re-export the artifact."
+        )
+
+
+def _probe(
+    session, outputs: list[str], histories: np.ndarray, k: int | None, options: ort.RunOptions | None = None
+) -> dict[str, np.ndarray]:
     feed = {INPUT: histories.astype(np.int64)}
     if k is not None:
         feed.update({EXCLUDE: np.zeros((len(histories), 1), np.int64), K_INPUT: np.array(k, np.int64)})
-    return dict(zip(outputs, session.run(outputs, feed)))
+    return dict(zip(outputs, session.run(outputs, feed, options)))
+
+
+def _silent() -> ort.RunOptions:
+    """Run options under which ONNX Runtime logs nothing below a fatal error (4), for a run expected to fail."""
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    return options
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

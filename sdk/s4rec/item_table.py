@@ -6,7 +6,7 @@ copy in the artifact):
 
 * format 3: the ``item_table`` sidecar ``item_table.npy``, memory-mapped (the graph maps the same file);
 * format 2: the fp32 model file's initializer ``encoder.item_table``, read at the offset of its raw bytes
-  (:mod:`s4rec.onnx_tensors`; artifacts exported before this release have it too) into an aligned array. The
+  (:mod:`s4rec.protobuf`; artifacts exported before this release have it too) into an aligned array. The
   int8, fp16 and mobile variants read it from the directory's ``model.onnx`` (hashed against the manifest on
   load, ~2 ms per MB): their own tables are quantized, converted or in ORT format, and the float32 vectors are
   the model's.
@@ -39,7 +39,7 @@ from .artifact import (
     verify_checksum,
 )
 from .errors import ArtifactError
-from .onnx_tensors import initializer, tensor_array
+from .protobuf import initializer, tensor_array
 from .sidecars import Sidecars
 
 _TOLERANCE = 1e-4  # table score vs the graph's (relative): float32 sums in another order

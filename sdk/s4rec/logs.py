@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import heapq
-import io
 import math
 import os
 import pickle
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import InputError
-from .records import BadRecord, Record, parse_id, undecodable
+from .records import BadRecord, OverlongLine, Record, parse_id, undecodable
 
 DEFAULT_SORT_BUFFER = 250_000  # log events held in memory before a sorted run is spilled (~50 MB)
 # Tuning of the external sort (read when it runs): events per pickled block in a run (the merge holds one
@@ -55,6 +54,8 @@ def log_header(
     Raises :class:`~s4rec.errors.InputError` for an empty log or a header without the named columns.
     """
     columns = columns or LogColumns()
+    if type(header_line) is OverlongLine:
+        raise InputError(f"line 1 (the header): {header_line.reason}.")
     bad_bytes = undecodable(header_line)
     if bad_bytes:
         raise InputError(f"line 1 (the header): {bad_bytes}.")
@@ -89,6 +90,7 @@ def log_events(
     Raises :class:`~s4rec.errors.InputError` for an empty log or a header without the named columns.
     """
     columns = columns or LogColumns()
+    overlong = getattr(lines, "overlong", {})  # s4rec.records.BoundedLines: lines cut at its bound
     lines = iter(lines)
     sep, header, (u, i, t) = log_header(next(lines, ""), columns, tsv)
     width = max(u, i, t) + 1
@@ -97,6 +99,8 @@ def log_events(
     for row in reader:
         line_no, end = line_no + 1, reader.line_num + 1  # +1: the header was read before the reader
         if not row or all(not c.strip() for c in row):
+            if line_no in overlong:
+                yield BadRecord(line_no, overlong[line_no])
             line_no = end
             continue
         if len(row) < width:
@@ -184,7 +188,7 @@ class LogSummary:
 
 
 def read_log(
-    lines: io.TextIOBase,
+    lines: Iterable[str],
     columns: LogColumns | None = None,
     tsv: bool = False,
     sort_buffer: int = DEFAULT_SORT_BUFFER,

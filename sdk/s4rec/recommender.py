@@ -97,6 +97,12 @@ SCORE_CELLS = 1 << 26
 # 3), 20 for 95.4%; ranking 30 instead of 10 costs the graph ~5% (benchmarks/app_features.py).
 PER_INTENT_FETCH = 2
 PER_INTENT_EXTRA = 10
+# Cells of one call's `exclude` input under exclude_seen: every row is as wide as the bucket's longest whole
+# history, so one history of 2 million items among 255 short ones made a 4 GB input (14 GB peak RSS for one
+# 4 MB line in s4rec-score). A bucket beyond this is cut into parts of similar history lengths, each within it
+# (a history alone may exceed it: then it costs its own size). 2^22 int64: 32 MB, never reached by histories of
+# up to 16,384 items in buckets of 256.
+EXCLUDE_CELLS = 1 << 22
 
 
 class Recommender:
@@ -374,15 +380,17 @@ class Recommender:
         k_input, ids = self._k_inputs[k], self._ids_array
         converted = [None] * n if convert else None
 
-        def rank(chunk: np.ndarray) -> None:
-            chunk_ends, chunk_lengths = ends[chunk], lengths[chunk]
-            window = right_aligned(known, chunk_ends, chunk_lengths, int(chunk_lengths[-1]))
-            banned = exclude_input(window, known, chunk_ends, counts[chunk], skip, exclude_seen)
-            scores, items = self.session.run(self._rank_outputs, {INPUT: window, EXCLUDE: banned, K_INPUT: k_input})
-            all_scores[chunk], all_items[chunk] = scores, items  # rows of different chunks never overlap
-            if converted is not None:
-                for u, recommendations in zip(chunk.tolist(), recommendation_lists(ids, scores, items)):
-                    converted[u] = recommendations
+        def rank(bucket: np.ndarray) -> None:
+            for chunk in exclusion_parts(bucket, counts, len(skip)) if exclude_seen else (bucket,):
+                chunk_ends, chunk_lengths = ends[chunk], lengths[chunk]
+                window = right_aligned(known, chunk_ends, chunk_lengths, int(chunk_lengths.max()))
+                banned = exclude_input(window, known, chunk_ends, counts[chunk], skip, exclude_seen)
+                feed = {INPUT: window, EXCLUDE: banned, K_INPUT: k_input}
+                scores, items = self.session.run(self._rank_outputs, feed)
+                all_scores[chunk], all_items[chunk] = scores, items  # rows of different chunks never overlap
+                if converted is not None:
+                    for u, recommendations in zip(chunk.tolist(), recommendation_lists(ids, scores, items)):
+                        converted[u] = recommendations
 
         if self.ann is not None:
             rank = self._ann_ranker(known, ends, counts, lengths, skip, exclude_seen, k, all_scores, all_items)
@@ -1069,6 +1077,24 @@ def _per_history(values: Any, n: int, name: str) -> list:
     if len(values) != n:
         raise ValueError(f"{name} has {len(values)} entries for {n} histories: give one per history (or None).")
     return list(values)
+
+
+def exclusion_parts(bucket: np.ndarray, counts: np.ndarray, extra: int) -> list[np.ndarray]:
+    """``bucket`` (row indices), or, when its ``exclude`` input would hold more than :data:`EXCLUDE_CELLS` cells
+    (rows x (the longest history's ``counts`` + ``extra`` excluded ids)), its rows by history length in parts
+    that each stay within it, a row alone when it must."""
+    widths = counts[bucket] + extra
+    if len(bucket) * int(widths.max()) <= EXCLUDE_CELLS:
+        return [bucket]
+    order = np.argsort(widths, kind="stable")
+    ordered, widths = bucket[order], widths[order].tolist()
+    parts, start = [], 0
+    for end, width in enumerate(widths):
+        if end > start and (end - start + 1) * width > EXCLUDE_CELLS:
+            parts.append(ordered[start:end])
+            start = end
+    parts.append(ordered[start:])
+    return parts
 
 
 def _check_positive_int(value: Any, name: str) -> int:

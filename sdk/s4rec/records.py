@@ -12,6 +12,10 @@ Every reader yields :class:`Record` for a good record and :class:`BadRecord` (wi
 malformed one, so that the caller decides whether to skip it or stop. Ids that look like integers are
 integers (``5`` in a text or CSV file is the int ``5``), exactly as ``s4rec-train`` reads them, so that they
 match the item ids stored in the artifact. Plain and ``.gz`` files are accepted.
+
+Files from others may hold a line of hundreds of MB (one compressed record can inflate that far):
+:class:`BoundedLines` reads no line further than a bound, and the readers report a longer one as a
+:class:`BadRecord` like any other malformed record.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from pathlib import Path
 from .errors import InputError
 
 FORMATS = ("jsonl", "text", "log")
+# Characters per line read at most (s4rec-score --max-line-length): a history of ~600,000 six-digit ids. Measured
+# with benchmarks/hostile_inputs.py (micro artifact, 2,000 other users, 2-core machine at load 8-9): a record
+# of 300 MB is stopped at 90 MB peak RSS in 3.0 s (76 MB without it; read whole, it took 5.5 GB and 65 s and
+# ended in a MemoryError); a history just within the bound is scored at 214 MB in 1.8 s.
+DEFAULT_MAX_LINE_LENGTH = 4 << 20
 SCORE_INPUTS = "JSONL, benchmark-format text or a CSV/TSV log, plain or .gz"
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -145,6 +154,74 @@ def compressed_input_error(path: str | Path, error: BaseException) -> InputError
     )
 
 
+def check_max_line_length(value: object) -> None:
+    """``ValueError`` unless ``value`` is an int >= 1 (a line-length bound)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_line_length must be an int >= 1, got {value!r}.")
+
+
+class OverlongLine(str):
+    """What :class:`BoundedLines` yields for a line longer than its bound: an empty line (which every reader
+    skips) whose ``reason`` the readers report as the line's :class:`BadRecord`."""
+
+    reason: str
+
+
+class BoundedLines:
+    """The lines of the text stream ``text``, each read at most ``max_line_length`` characters (not counting
+    its line break) into memory: a longer line is read on in pieces of that size, kept no further, and given
+    as an :class:`OverlongLine`; ``overlong`` maps the number of every such line to its reason (the log reader,
+    whose csv module sees only the empty line, looks it up there). Line numbers and line breaks (``\n``,
+    ``\r\n``, ``\r``) are those of iterating ``text`` itself.
+    """
+
+    def __init__(self, text: io.TextIOBase, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
+        check_max_line_length(max_line_length)
+        self.text, self.max_line_length = text, max_line_length
+        self.overlong: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        readline, limit = self.text.readline, self.max_line_length + 1
+        line_no, carry = 0, ""
+        while True:
+            chunk = carry or readline(limit)
+            carry = ""
+            if not chunk:
+                return
+            line_no += 1
+            if chunk[-1] == "\n" or len(chunk) < limit:  # a whole line (or the last one) within the bound
+                yield chunk
+            elif chunk[-1] == "\r":  # max_line_length characters and "\r": the whole line, unless "\n" follows
+                after = readline(limit)
+                if after == "\n":
+                    yield chunk + after
+                else:
+                    yield chunk
+                    carry = after  # the next line's start
+            else:
+                carry = self._skip_rest(readline, limit)
+                reason = (
+                    f"a line of more than {self.max_line_length:,} characters (the max_line_length bound, "
+                    "s4rec-score --max-line-length); it was read no further"
+                )
+                self.overlong[line_no] = reason
+                line = OverlongLine()
+                line.reason = reason
+                yield line
+
+    @staticmethod
+    def _skip_rest(readline, limit: int) -> str:
+        """Read to the end of the current line, a piece of ``limit`` characters at a time; returns what was read
+        of the next line (only when a lone "\r" ended this one at a piece's end)."""
+        while True:
+            piece = readline(limit)
+            if not piece or piece[-1] == "\n" or (piece[-1] == "\r" and len(piece) < limit):
+                return ""
+            if piece[-1] == "\r":
+                after = readline(limit)
+                return "" if after == "\n" else after
+
+
 def undecodable(line: str) -> str | None:
     """What is wrong with a line holding bytes that are not UTF-8 (read with ``surrogateescape``), or None.
 
@@ -247,6 +324,8 @@ def read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Reco
     """:func:`read_jsonl` line by line (slower; the reference its blocks give the same records as)."""
     for line_no, line in enumerate(lines, first_line):
         if not line.strip():
+            if type(line) is OverlongLine:
+                yield BadRecord(line_no, line.reason)
             continue
         bad_bytes = undecodable(line)
         if bad_bytes:
@@ -301,14 +380,17 @@ def read_text(lines: Iterable[str]) -> Iterator[Record | BadRecord]:
     """``user item item ...`` per line (whitespace separated); a line with a user alone is an empty history."""
     for line_no, line in enumerate(lines, 1):
         tokens = line.split()
-        if tokens and not line.isascii():
+        if not tokens:
+            if type(line) is OverlongLine:
+                yield BadRecord(line_no, line.reason)
+            continue
+        if not line.isascii():
             bad_bytes = undecodable(line)
             if bad_bytes:
                 yield BadRecord(line_no, bad_bytes)
                 continue
-        if tokens:
-            try:
-                ids = list(map(int, tokens))  # the usual case, all integer ids: one call for the line
-            except ValueError:
-                ids = [parse_id(t) for t in tokens]
-            yield Record(ids[0], ids[1:], line_no)
+        try:
+            ids = list(map(int, tokens))  # the usual case, all integer ids: one call for the line
+        except ValueError:
+            ids = [parse_id(t) for t in tokens]
+        yield Record(ids[0], ids[1:], line_no)

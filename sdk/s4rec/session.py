@@ -1,5 +1,7 @@
 """The one place where an ONNX Runtime session is built: CPU provider, threads, optimisation level, the
 optimizers left out, and ONNX Runtime's load errors translated into :class:`~s4rec.errors.ArtifactError`.
+A model file's external data must lie inside its directory (:func:`s4rec.untrusted.artifact_file`), checked
+before ONNX Runtime opens it (ONNX Runtime checks it itself only from 1.24 on).
 
 The recommender, the exporter (which reads back what it wrote) and the benchmarks all build their sessions
 here, so that what is measured is what users run.
@@ -13,6 +15,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .errors import ArtifactError, ArtifactVersionError
+from .protobuf import external_data_locations
+from .untrusted import artifact_file
 
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -54,6 +58,14 @@ def make_session(
     options.log_severity_level = 3  # errors only; ONNX Runtime's warnings are not the user's business
     if not prepacking:
         options.add_session_config_entry("session.disable_prepacking", "1")
+    if not isinstance(model, bytes) and Path(model).suffix != ".ort":  # ORT format keeps no external data
+        model = Path(model)
+        try:
+            locations = external_data_locations(model)
+        except OSError:  # missing or unreadable: ONNX Runtime's message below says so
+            locations = []
+        for location in locations:
+            artifact_file(model.parent, location, f"{model}: external data of the graph")
     source = model if isinstance(model, bytes) else str(model)
     try:
         providers = ["CPUExecutionProvider"]

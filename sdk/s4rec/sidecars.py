@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, ChecksumError
+from .untrusted import artifact_file, read_json
 
 TABLE_HEADER_BYTES = 4096  # .npy header of an external-data table: one page, so the data is page-aligned
 HASHED_ALWAYS_BYTES = 64 << 20  # sidecars up to this size are hashed on every load; larger ones with verify="full"
@@ -44,21 +45,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def plain_file_name(name: str) -> bool:
-    """A bare file name (no directory part, not ``.`` or ``..``): what an artifact's entries may name, so that
-    an edited manifest or metadata cannot point outside the artifact directory."""
-    return (
-        isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\x00")
-        and Path(name).name == name
-    )  # fmt: skip
-
-
 def file_entry(path: Path, **fields: Any) -> dict:
     """The sidecar entry of an existing file: its name, SHA-256 and size, plus ``fields``."""
     return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **fields}
-
-
-_entry = file_entry
 
 
 def npy_header(array: np.ndarray, header_bytes: int | None = None) -> bytes:
@@ -80,7 +69,7 @@ def write_npy(path: Path, array: np.ndarray, header_bytes: int | None = None, **
     with open(path, "wb") as f:
         f.write(npy_header(array, header_bytes))
         f.write(memoryview(array.reshape(-1)).cast("B"))
-    return _entry(path, dtype=array.dtype.name, shape=list(array.shape), **fields)
+    return file_entry(path, dtype=array.dtype.name, shape=list(array.shape), **fields)
 
 
 def write_item_ids(directory: Path, item_ids: list | tuple) -> dict[str, dict]:
@@ -96,12 +85,12 @@ def write_item_ids(directory: Path, item_ids: list | tuple) -> dict[str, dict]:
         blob = directory / "items.utf8"
         blob.write_bytes(b"".join(encoded))
         return {
-            "item_ids": _entry(blob, encoding="utf-8", shape=[len(encoded)]),
+            "item_ids": file_entry(blob, encoding="utf-8", shape=[len(encoded)]),
             "item_id_offsets": write_npy(directory / "items.offsets.npy", offsets),
         }
     path = directory / "items.json"
     path.write_text(json.dumps(list(item_ids), separators=(",", ":")), encoding="utf-8")
-    return {"item_ids": _entry(path, encoding="json", shape=[len(item_ids)])}
+    return {"item_ids": file_entry(path, encoding="json", shape=[len(item_ids)])}
 
 
 class Sidecars:
@@ -123,13 +112,7 @@ class Sidecars:
                 f"{self.model_path}: the metadata lists no {name!r} sidecar. Re-export the artifact with this "
                 "release's s4rec-export."
             )
-        file = entry.get("file")
-        if not plain_file_name(file):
-            raise ArtifactError(
-                f"{self.model_path}: sidecar {name!r} has an invalid file name {file!r} (only names inside the "
-                "artifact directory are read). Re-export the artifact."
-            )
-        path = self.directory / file
+        path = artifact_file(self.directory, entry.get("file"), f"{self.model_path}: sidecar {name!r}")
         if not path.is_file():
             raise ArtifactError(
                 f"{path}: sidecar file {name!r} of {self.model_path.name} is missing. Copy the whole artifact "
@@ -160,7 +143,9 @@ class Sidecars:
         path = self.path(name)
         entry = self.entries[name]
         try:
-            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            # Mapped first, also when it is then read into memory: mapping checks the header's shape against the
+            # file's size before anything is allocated (np.load would allocate a header's 10^10 items first).
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise ArtifactError(f"{path}: not a readable .npy file ({e}). Re-export the artifact.") from None
         if array.dtype.name != entry.get("dtype") or list(array.shape) != entry.get("shape"):
@@ -169,6 +154,7 @@ class Sidecars:
                 f"{entry.get('dtype')}{entry.get('shape')}. Re-export the artifact."
             )
         if not mmap:
+            array = np.array(array)
             array.setflags(write=False)
         return array
 
@@ -193,12 +179,11 @@ class Sidecars:
             except UnicodeDecodeError as e:
                 raise ArtifactError(f"{self.path('item_ids')}: not UTF-8 ({e}). Re-export the artifact.") from None
         elif encoding == "json":
-            try:
-                ids = tuple(json.loads(self.path("item_ids").read_text(encoding="utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ArtifactError(f"{self.path('item_ids')}: invalid JSON ({e}). Re-export the artifact.") from None
-            if any(type(i) not in (int, str) for i in ids):
-                raise ArtifactError(f"{self.path('item_ids')}: item ids must be ints or strings. Re-export.")
+            path = self.path("item_ids")
+            parsed = read_json(path, "item ids", max_bytes=path.stat().st_size)  # the size recorded and checked
+            if not isinstance(parsed, list) or any(type(i) not in (int, str) for i in parsed):
+                raise ArtifactError(f"{path}: item ids must be a list of ints and strings. Re-export.")
+            ids = tuple(parsed)
         else:
             raise ArtifactError(
                 f"{self.model_path}: item_ids sidecar encoding {encoding!r} is not one this SDK reads (npy, utf-8, "

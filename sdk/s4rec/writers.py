@@ -32,8 +32,6 @@ from .files import atomic_file
 if TYPE_CHECKING:
     from .results import ScoredChunk
 
-OUTPUT_FORMATS = ("jsonl", "csv")
-
 
 def output_format_for(path: str | Path) -> str:
     """``.csv``/``.tsv`` (optionally ``.gz``) -> csv, anything else -> jsonl."""

@@ -1,4 +1,5 @@
-"""S4Rec's sequence augmentations (METHOD.md section 3), vectorised over a batch on the training device.
+"""S4Rec's sequence augmentations (the paper's Appendix A; docs/s4rec.md, "Method choices"), vectorised over a
+batch on the training device.
 
 Every operator takes a left-padded batch of item indices ``(b, t)`` (0 = padding) and returns a left-padded
 batch with the same padding convention; rows are processed together with sorts, cumulative sums and gathers,

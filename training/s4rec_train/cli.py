@@ -19,7 +19,19 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .config import BATCHING, DEVICES, LOSSES, LR_SCHEDULES, SAMPLERS, ModelConfig, ObjectiveConfig, TrainConfig
+from .config import (
+    BATCHING,
+    DEVICES,
+    LOSSES,
+    LR_SCHEDULES,
+    MACHINE_SETTINGS,
+    NEW_ITEM_INITS,
+    SAMPLERS,
+    SPLITS,
+    ModelConfig,
+    ObjectiveConfig,
+    TrainConfig,
+)
 
 MISSING_TORCH = (
     "s4rec-train needs PyTorch: pip install torch (CPU: pip install torch==2.13.0), then "
@@ -29,8 +41,9 @@ MISSING_PYARROW = "s4rec-train reads data with pyarrow: pip install '/path/to/s4
 HELP_OPTIONS = ("-h", "--help")
 METRICS_LEGEND = (
     "HR@k: share of users whose held-out next item is among their top k of the whole catalogue (their history "
-    "excluded); NDCG@k also rewards ranking it higher (1 at rank 1). valid: second-last item, test: last item; "
-    "head: the 20% of users with the longest histories, tail: the rest."
+    "excluded); NDCG@k also rewards ranking it higher (1 at rank 1), MRR@k is 1/rank within the top k; Cov@k: "
+    "share of the catalogue in at least one user's top k. valid: second-last item, test: last item (--split "
+    "time: the first item of each period); head: the 20% of users with the longest histories, tail: the rest."
 )
 TRAIN, OBJECTIVES = TrainConfig(), ObjectiveConfig()
 MODEL = ModelConfig(num_items=1)  # num_items comes from the data
@@ -54,6 +67,7 @@ class DefaultCommandGroup(click.Group):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "[fit] DATA [OPTIONS]")
         formatter.write_usage(ctx.command_path, "evaluate CHECKPOINT DATA [OPTIONS]", prefix="       ")
+        formatter.write_usage(ctx.command_path, "tune DATA [OPTIONS]", prefix="       ")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         default = self.commands[self.default_command]
@@ -75,7 +89,8 @@ def cli() -> None:
 
     \b
     s4rec-train DATA -o model.pt          train (same as `s4rec-train fit DATA -o model.pt`)
-    s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA's leave-one-out test split
+    s4rec-train evaluate model.pt DATA    evaluate a checkpoint on DATA (its own or a newer log)
+    s4rec-train tune DATA                 search hyperparameters with Optuna (validation NDCG@20)
 
     DATA is a benchmark-format file (`user item item ...` per line, oldest first, optionally .gz), a
     CSV/TSV interaction log (optionally .gz) or a Parquet log with user, item and timestamp columns. The
@@ -84,7 +99,7 @@ def cli() -> None:
     """
 
 
-class ProgressBar:
+class TrainingProgressBar:
     """``train(on_progress=...)`` for a terminal: a click progress bar per epoch (steps, ETA, running loss)."""
 
     def __init__(self, file=None) -> None:
@@ -152,11 +167,11 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def progress_reporter(stream=None) -> ProgressBar | ProgressLines:
+def progress_reporter(stream=None) -> TrainingProgressBar | ProgressLines:
     """A progress bar when ``stream`` (stderr by default) is a terminal, otherwise plain lines every 30 s."""
     stream = stream if stream is not None else sys.stderr
     if stream.isatty():
-        return ProgressBar(stream)
+        return TrainingProgressBar(stream)
     return ProgressLines(lambda line: click.echo(line, file=stream))
 
 
@@ -181,6 +196,52 @@ def with_data_options(f):
     for option in reversed(data_options):
         f = option(f)
     return f
+
+
+# The split (fit, evaluate, tune) and a run's life cycle (fit): warm start, resume, tracking.
+split_options = [
+    click.option("--split", type=click.Choice(SPLITS), default=TRAIN.split,
+                 help="loo: leave-one-out (each user's last item is test, the one before validation); time: a "
+                 "global temporal split of a log with timestamps (the last --test-fraction of the interactions "
+                 "in time are the test period, the --valid-fraction before it validation)."),
+    click.option("--valid-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=TRAIN.valid_fraction, help="--split time: share of the interactions in the validation "
+                 "period."),
+    click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=TRAIN.test_fraction, help="--split time: share of the interactions in the test period."),
+]  # fmt: skip
+run_options = [
+    click.option("--init-from", type=click.Path(path_type=Path), show_default="none",
+                 help="Warm start from this checkpoint: its items keep their rows, new items get new ones, the "
+                 "encoder and intent prototypes are carried over; its settings are used unless given here."),
+    click.option("--new-item-init", type=click.Choice(NEW_ITEM_INITS), default=NEW_ITEM_INITS[0],
+                 help="--init-from: rows of new items: mean of the old rows of the items next to them in the "
+                 "training data (cooccur), the mean old row, or N(0, 0.02)."),
+    click.option("--resume", is_flag=True,
+                 help="Continue the interrupted run that writes OUTPUT from its last completed epoch (the state "
+                 "saved beside it, OUTPUT.state); refused if the data or options differ."),
+    click.option("--track", is_flag=True,
+                 help="Log this run (settings, per-epoch losses and figures, final metrics, a copy of the "
+                 "checkpoint) as TensorBoard files in a directory of its own under --track-dir (pip install "
+                 "'.[track]')."),
+    click.option("--track-dir", type=click.Path(path_type=Path), default="runs",
+                 help="--track: where the runs' directories go (`tensorboard --logdir DIR` shows them)."),
+]  # fmt: skip
+
+
+def with_options(options):
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def given_values(values: dict) -> dict:
+    """Those of ``values`` (parameter name -> value) set on the command line, not left at their default."""
+    ctx = click.get_current_context()
+    return {name: value for name, value in values.items() if ctx.get_parameter_source(name) != DEFAULT}
 
 
 def _objective(flag: str, name: str, kind, text: str) -> tuple:
@@ -283,9 +344,10 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--bf16/--no-bf16", default=TRAIN.bf16,
               help="bf16 autocast for the forward pass (CUDA, or CPUs with bf16 support).")  # fmt: skip
 @click.option("--batching", type=click.Choice(BATCHING), default=TRAIN.batching,
-              help="tokens: similar-length users, as many training positions per batch as random batches (fast, "
-              "measured best for both the backbone and S4Rec); users: similar-length batches of --batch-size "
-              "users; random: random batches.")  # fmt: skip
+              help="auto: tokens for the backbone, random for S4Rec (its clustering and adversary need random "
+              "batches); tokens: similar-length users, as many training positions per batch as random batches (fast "
+              "on CPU, measured best for the backbone); users: similar-length batches of --batch-size users; random: "
+              "random batches.")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), default=TRAIN.threads, show_default="torch's default",
               help="torch CPU threads.")  # fmt: skip
 @click.option("--seed", default=TRAIN.seed, help="Seed of the weights, dropout, batch order and augmentations.")
@@ -295,10 +357,12 @@ def objective_settings(backbone: bool, values: dict) -> dict:
 @click.option("--verbose", is_flag=True, help="Also log the full configurations, each loss term and intent details.")
 @with_objective_options
 @with_data_options
+@with_options(split_options)
+@with_options(run_options)
 def fit(data, output, epochs, batch_size, lr, lr_schedule, patience, validate_every, max_len, dim, layers, heads,
         dropout, loss, negatives, negative_sampler, in_batch_negatives, sparse_items, prefix_split, device, bf16,
         batching, threads, seed, metrics_json, quiet, verbose, backbone, adversary_ramp, user_col, item_col, time_col,
-        min_count,
+        min_count, split, valid_fraction, test_fraction, init_from, new_item_init, resume, track, track_dir,
         **objective_values):  # fmt: skip
     """Train S4Rec on DATA and write the best checkpoint (by validation NDCG@20) to OUTPUT.
 
@@ -311,28 +375,67 @@ def fit(data, output, epochs, batch_size, lr, lr_schedule, patience, validate_ev
 
     Under torchrun (`torchrun --nproc-per-node N -m s4rec_train DATA ...`) the N processes train together
     with DistributedDataParallel (NCCL on GPUs, gloo on CPU); rank 0 logs and writes OUTPUT.
+
+    The training state is saved beside OUTPUT after every epoch (OUTPUT.state, removed at the end): --resume
+    continues an interrupted run. --init-from OLD.pt warm-starts from an older model on newer data.
     """
+    from dataclasses import asdict
+
     from s4rec.errors import OutputError
 
     from . import distributed
+    from .checkpoint import CheckpointError
     from .data import DataError
     from .evaluation import format_table
     from .train import train
 
+    if init_from is None and click.get_current_context().get_parameter_source("new_item_init") != DEFAULT:
+        raise click.UsageError("--new-item-init sets the rows of a warm start's new items; it needs --init-from.")
     objectives = objective_settings(backbone, dict(objective_values, adversary_ramp=adversary_ramp))
     joined = not distributed.current().enabled  # a process group this command starts, it also ends
     group = distributed.init_from_environment(device)
     echo = click.echo if group.is_main else (lambda *_a, **_k: None)
     interactions = _load_data(data, user_col, item_col, time_col, min_count)
     progress = None if quiet or not group.is_main else progress_reporter()
+    tracker = None
     try:
-        config = TrainConfig(
+        settings = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
             bf16=bf16, batching=batching, threads=threads, loss=loss, negatives=negatives,
             negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, sparse_items=sparse_items,
-            prefix_split=prefix_split, lr_schedule=lr_schedule, validate_every=validate_every,
+            prefix_split=prefix_split, lr_schedule=lr_schedule, validate_every=validate_every, split=split,
+            valid_fraction=valid_fraction, test_fraction=test_fraction,
         )  # fmt: skip
         model_config = {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads, "dropout": dropout}
+        warm = None
+        if init_from is not None:
+            from .warmstart import WarmStart, warm_settings
+
+            warm = WarmStart.load(init_from, new_item_init)
+            machine = {name: settings[name] for name in MACHINE_SETTINGS}
+            given = {**given_values(settings), **machine}
+            model_config, config, objectives = warm_settings(
+                warm.checkpoint, given_values(model_config), given, objectives, echo
+            )
+            echo(f"warm start from {init_from}: its settings" + (f", with {sorted(given.keys() - set(machine))} "
+                 "given here" if given.keys() - set(machine) else ""))  # fmt: skip
+        else:
+            config = TrainConfig(**settings)
+        if track and group.is_main:
+            from .tracking import TrackingUnavailable, open_tracker
+
+            try:
+                tracker = open_tracker(track_dir, data, output)
+            except TrackingUnavailable as e:
+                raise click.ClickException(str(e)) from None
+            tracker.log_settings({
+                "data": {"path": str(data), "users": interactions.num_users, "items": interactions.num_items,
+                         "interactions": interactions.num_interactions},
+                "model": model_config, "training": asdict(config),
+                "objectives": ObjectiveConfig.from_dict(objectives).to_dict(),
+                "warm_start": {"from": str(init_from), "new_item_init": new_item_init} if init_from else {},
+                "resume": {"resume": resume},
+            })  # fmt: skip
         checkpoint = train(
             interactions,
             model_config,
@@ -342,7 +445,15 @@ def fit(data, output, epochs, batch_size, lr, lr_schedule, patience, validate_ev
             objectives=objectives,
             on_progress=progress,
             verbose=verbose,
+            init_from=warm,
+            resume=resume,
+            on_epoch=tracker.log_epoch if tracker is not None else None,
         )
+        if tracker is not None:
+            tracker.finish(checkpoint, output)
+            echo(f"tracked run {tracker.run_id} in {tracker.location}")
+    except CheckpointError as e:  # --init-from a damaged or foreign file
+        raise click.BadParameter(str(e), param_hint="--init-from") from None
     except OutputError as e:  # no room to write the checkpoint: the previous one (if any) is untouched
         raise click.ClickException(str(e)) from None
     except DataError as e:  # e.g. too few users to split
@@ -352,6 +463,8 @@ def fit(data, output, epochs, batch_size, lr, lr_schedule, patience, validate_ev
     finally:
         if progress is not None:
             progress.close()
+        if tracker is not None:
+            tracker.close()  # a run that failed is marked so
         if joined:
             distributed.shutdown()
     if not group.is_main:
@@ -386,43 +499,148 @@ def write_json(path: Path, value) -> None:
     "--device", type=click.Choice(DEVICES), default=TRAIN.device, help="auto: CUDA when torch sees a GPU, else CPU."
 )
 @with_data_options
-def evaluate(checkpoint, data, json_path, device, user_col, item_col, time_col, min_count):
+@with_options(split_options)
+def evaluate(checkpoint, data, json_path, device, user_col, item_col, time_col, min_count, split, valid_fraction,
+             test_fraction):  # fmt: skip
     """Evaluate CHECKPOINT on DATA: full ranking, history excluded, overall/head/tail.
 
-    DATA must use the same item ids as the data the checkpoint was trained on.
+    DATA may be the data the checkpoint was trained on or a newer log: items the model does not know are left
+    out of the histories (as the SDK ignores them) and, as targets, count as misses (their numbers are
+    printed). --split time evaluates the last period of a log with timestamps.
     """
+    import numpy as np
+
     from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-    from .data import remap_to_vocabulary
-    from .evaluation import evaluate_split, format_table
-    from .train import resolve_device
+    from .data import DataError, require_both_groups
+    from .evaluation import evaluate_targets, format_table
+    from .splits import make_split, split_targets
+    from .train import resolve_device, split_notes
 
     try:
         ckpt = load_checkpoint(checkpoint)
     except CheckpointError as e:
         raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
     interactions = _load_data(data, user_col, item_col, time_col, min_count)
-    try:
-        interactions = remap_to_vocabulary(interactions, ckpt["item_ids"])
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="DATA") from None
     model = model_from_checkpoint(ckpt).to(resolve_device(device))
-    from .data import DataError, leave_one_out, require_both_groups
-
-    split = leave_one_out(interactions, model.config.max_len)
+    index_of = {item: i + 1 for i, item in enumerate(ckpt["item_ids"])}
+    mapping = np.array([0] + [index_of.get(item, 0) for item in interactions.item_ids], dtype=np.int64)
+    unknown_items = int((mapping[1:] == 0).sum())
+    if unknown_items == interactions.num_items:
+        raise click.BadParameter(
+            f"{interactions.source}: none of its {interactions.num_items:,} items is in the model's vocabulary "
+            f"(e.g. {interactions.item_ids[0]!r} vs the model's {ckpt['item_ids'][0]!r}). Evaluate on data with "
+            "the item ids the model was trained on (check --item-col).",
+            param_hint="DATA",
+        )
     try:
-        require_both_groups(split, interactions.source)
+        chosen = make_split(interactions, model.config.max_len, split, valid_fraction, test_fraction)
+        require_both_groups(chosen, interactions.source)
     except DataError as e:
         raise click.BadParameter(e.for_command_line(), param_hint="DATA") from None
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    for note in [*interactions.notes, *split_notes(chosen)]:
+        click.echo(note, err=True)
+    if unknown_items:
+        click.echo(f"{unknown_items:,} of the {interactions.num_items:,} items of DATA are unknown to the model",
+                   err=True)  # fmt: skip
     results = {}
     for name, what in (("valid", "validation"), ("test", "test")):
+        targets = split_targets(chosen, name).remapped(mapping)
         started = time.perf_counter()
-        click.echo(f"{what}: ranking all {split.num_items:,} items for {split.num_users:,} users ...", err=True)
-        results[name] = evaluate_split(model, split, name)
-        click.echo(f"{what}: done in {time.perf_counter() - started:.1f} s", err=True)
+        click.echo(f"{what}: ranking all {model.config.num_items:,} items for {len(targets):,} users ...", err=True)
+        results[name] = evaluate_targets(model, targets)
+        targets_unknown, history_unknown = (
+            results[name]["unknown"]["targets"],
+            results[name]["unknown"]["history_items"],
+        )
+        click.echo(
+            f"{what}: done in {time.perf_counter() - started:.1f} s"
+            + (f"; {targets_unknown:,} targets unknown to the model (counted as misses)" if targets_unknown else "")
+            + (f"; {history_unknown:,} unknown history items ignored" if history_unknown else ""),
+            err=True,
+        )
     click.echo(format_table(results))
     click.echo(METRICS_LEGEND)
     if json_path:
         write_json(json_path, results)
+
+
+@cli.command("tune")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--study", type=click.Path(path_type=Path), default="s4rec-tune.db",
+              help="The study's SQLite file: created, or continued when it exists (refused if it was made on "
+              "other data or with other fixed settings).")  # fmt: skip
+@click.option("--trials", default=20, type=click.IntRange(1), help="Finished trials the study should have.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), show_default="none",
+              help="Stop starting trials after this many seconds.")  # fmt: skip
+@click.option("--epochs", default=10, type=click.IntRange(1), help="Fixed: epochs per trial (an upper bound).")
+@click.option("--patience", default=TRAIN.patience, type=click.IntRange(1), help="Fixed: early stopping.")
+@click.option("--loss", type=click.Choice(LOSSES), default=TRAIN.loss, help="Fixed: the next-item loss.")
+@click.option("--negatives", default=TRAIN.negatives, type=click.IntRange(1), help="Fixed: sampled negatives.")
+@click.option("--max-len", default=MODEL.max_len, type=click.IntRange(1), help="Fixed: history window.")
+@click.option("--lr-schedule", default=TRAIN.lr_schedule, type=click.Choice(LR_SCHEDULES), help="Fixed.")
+@click.option("--backbone", is_flag=True, help="Tune the plain SASRec backbone (no S4Rec weights searched).")
+@click.option("--seed", default=TRAIN.seed, help="Fixed: every trial's seed, and the sampler's.")
+@click.option("--threads", type=click.IntRange(1), default=TRAIN.threads, show_default="torch's default",
+              help="torch CPU threads.")  # fmt: skip
+@click.option("--device", type=click.Choice(DEVICES), default=TRAIN.device, help="auto: CUDA when present.")
+@with_data_options
+@with_options(split_options)
+def tune(data, study, trials, timeout, epochs, patience, loss, negatives, max_len, lr_schedule, backbone, seed,
+         threads, device, user_col, item_col, time_col, min_count, split, valid_fraction, test_fraction):  # fmt: skip
+    """Search S4Rec's hyperparameters on DATA with Optuna (validation NDCG@20; pip install '.[tune]').
+
+    Searched: --lr, --dropout, --dim, --layers, --batch-size and S4Rec's weights and temperatures; the options
+    here are fixed for the whole study. Bad trials are pruned by epoch; the study lives in --study (SQLite)
+    and resumes when run again. Prints the exact s4rec-train command of the best configuration.
+    """
+    from .tune import TuneError, best_command, open_study, run_study
+
+    interactions = _load_data(data, user_col, item_col, time_col, min_count)
+    fixed = {"epochs": epochs, "patience": patience, "loss": loss, "negatives": negatives, "max_len": max_len,
+             "lr_schedule": lr_schedule, "backbone": backbone, "seed": seed, "split": split,
+             "valid_fraction": valid_fraction, "test_fraction": test_fraction, "min_count": min_count}  # fmt: skip
+    settings = {"epochs": epochs, "patience": patience, "loss": loss, "negatives": negatives, "seed": seed,
+                "lr_schedule": lr_schedule, "threads": threads, "device": device, "split": split,
+                "valid_fraction": valid_fraction, "test_fraction": test_fraction}  # fmt: skip
+    objectives = {name: 0.0 for name in WEIGHT_FIELDS} if backbone else {}
+    try:
+        opened = open_study(study, interactions, fixed, seed)
+        click.echo(f"study {study}: up to {trials} trials of up to {epochs} epochs on {interactions.source}")
+        run_study(interactions, opened, trials, {"max_len": max_len}, settings, objectives, backbone, click.echo,
+                  timeout)  # fmt: skip
+    except TuneError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        best = opened.best_trial
+    except ValueError:
+        raise click.ClickException(f"{study}: no trial has finished yet; run the command again.") from None
+    fixed_args = [
+        "--epochs",
+        str(epochs),
+        "--patience",
+        str(patience),
+        "--loss",
+        loss,
+        "--negatives",
+        str(negatives),
+        "--max-len",
+        str(max_len),
+        "--lr-schedule",
+        lr_schedule,
+        "--seed",
+        str(seed),
+    ]
+    if split != "loo":
+        fixed_args += ["--split", split, "--valid-fraction", str(valid_fraction), "--test-fraction", str(test_fraction)]
+    columns = {"min_count": min_count, "user_col": user_col, "item_col": item_col, "time_col": time_col}
+    for name, value in given_values(columns).items():
+        fixed_args += [f"--{name.replace('_', '-')}", str(value)]
+    fixed_args += ["--backbone"] if backbone else []
+    click.echo(f"best: trial {best.number}, valid NDCG@20 {best.value:.4f}")
+    click.echo("train it with:")
+    click.echo("  " + best_command(data, opened, fixed_args))
 
 
 def main() -> None:

@@ -35,14 +35,11 @@ from s4rec.errors import InputError
 from s4rec.logs import LogColumns, column_positions, log_events, log_header
 from s4rec.records import BadRecord, compressed_input_error, open_input
 
+from .errors import DataError
 from .ids import Ids, as_ids, factorize, number_items
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 TRAINING_INPUTS = "a benchmark-format text file or a CSV/TSV log (plain or .gz), or a Parquet log"
-
-
-class LogError(InputError):
-    """A log that cannot be used (the file, the row, what to do); :class:`s4rec_train.data.DataError` is one."""
 
 
 @dataclass
@@ -69,36 +66,38 @@ class Grouped:
     notes: list[str]
     read_users: int = 0  # before any filtering
     read_events: int = 0
+    timestamps: np.ndarray | None = None  # float64 per event of ``items`` (logs only): the time split needs them
 
 
-def open_text(error: type[LogError], path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
     """A text file (``.gz`` decompressed) read the way the csv module wants it, opened as ``s4rec-score`` opens
     it (:func:`s4rec.records.open_input`): its checks (gzip name and data agree, no NUL bytes), no byte-order
     mark, and bytes that are not UTF-8 kept so that the row holding them is named."""
     try:
         return open_input(path, TRAINING_INPUTS)[0]
     except InputError as e:  # its messages already name the file
-        raise error(str(e)) from None
+        raise DataError(str(e)) from None
 
 
-def read_log(error: type[LogError], path: Path, columns: LogColumns) -> Events:
-    """The events of a CSV/TSV (plain or ``.gz``) or Parquet log; ``error`` is the exception to raise."""
+def read_log_events(path: Path, columns: LogColumns) -> Events:
+    """The events of a CSV/TSV (plain or ``.gz``) or Parquet log; :class:`~s4rec_train.errors.DataError` for a
+    file or row that cannot be used."""
     suffixes = [s.lower() for s in path.suffixes]
     try:
         if any(s in PARQUET_SUFFIXES for s in suffixes):
-            return _read_parquet(error, path, columns)
+            return _read_parquet(path, columns)
         tsv = ".tsv" in suffixes
-        with open_text(error, path) as f:
+        with open_text(path) as f:
             header_line = f.readline()
         sep, names, positions = log_header(header_line, columns, tsv)
         events = _read_csv_fast(path, sep, names, positions)
-        return events if events is not None else _read_csv_exact(error, path, columns, tsv)
+        return events if events is not None else _read_csv_exact(path, columns, tsv)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # damaged .gz data, past what open_input checked
-        raise error(str(compressed_input_error(path, e))) from None
+        raise DataError(str(compressed_input_error(path, e))) from None
     except InputError as e:
-        if isinstance(e, LogError):
+        if isinstance(e, DataError):
             raise
-        raise error(f"{path}: {e}", flags=e.flags) from None
+        raise DataError(f"{path}: {e}", flags=e.flags) from None
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -158,17 +157,17 @@ def _read_csv_fast(path: Path, sep: str, names: list[str], positions: tuple[int,
     return Events(user_code, user_ids, item_code, item_ids, timestamp.astype(np.float64, copy=False))
 
 
-def _read_csv_exact(error: type[LogError], path: Path, columns: LogColumns, tsv: bool) -> Events:
+def _read_csv_exact(path: Path, columns: LogColumns, tsv: bool) -> Events:
     """The log read line by line by :func:`s4rec.logs.log_events` (the SDK's reader), into compact arrays;
-    the first malformed row raises ``error`` with its line."""
+    the first malformed row raises :class:`~s4rec_train.errors.DataError` with its line."""
     users: dict = {}
     items: dict = {}
     user_code, item_code, timestamp = array("q"), array("q"), array("d")
-    with open_text(error, path) as f:
+    with open_text(path) as f:
         for event in log_events(f, columns, tsv):
             if type(event) is BadRecord:
                 fix = "" if "re-encode" in event.reason else " Fix the row or remove it."
-                raise error(f"{path}:{event.line}: {event.reason}.{fix}")
+                raise DataError(f"{path}:{event.line}: {event.reason}.{fix}")
             _, user, item, stamp = event
             user_code.append(users.setdefault(user, len(users)))
             item_code.append(items.setdefault(item, len(items)))
@@ -179,19 +178,21 @@ def _read_csv_exact(error: type[LogError], path: Path, columns: LogColumns, tsv:
     )  # fmt: skip
 
 
-def _read_parquet(error: type[LogError], path: Path, columns: LogColumns) -> Events:
+def _read_parquet(path: Path, columns: LogColumns) -> Events:
     import pyarrow.parquet as pq
 
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise error(f"{path}: not a readable Parquet file ({_one_line(e)}). Pass a Parquet, CSV or TSV log.") from None
+        raise DataError(
+            f"{path}: not a readable Parquet file ({_one_line(e)}). Pass a Parquet, CSV or TSV log."
+        ) from None
     positions = column_positions(schema.names, columns, where="schema", has="the file has")
     names = [schema.names[p] for p in positions]
     try:
         table = pq.read_table(path, columns=names)
     except (pa.ArrowException, OSError) as e:  # a damaged file whose footer still reads
-        raise error(f"{path}: not a readable Parquet file ({_one_line(e)}). Write the file again.") from None
+        raise DataError(f"{path}: not a readable Parquet file ({_one_line(e)}). Write the file again.") from None
     ids = []
     for name in names[:2]:
         column = table[name]
@@ -206,10 +207,10 @@ def _read_parquet(error: type[LogError], path: Path, columns: LogColumns) -> Eve
             column = column.cast(pa.int64())
             bad = pc.is_null(column)
         else:
-            raise error(f"{path}: column {name!r} holds {column.type}; ids must be integers or strings.")
-        _raise_at_first(error, path, bad, f"empty {name!r} field")
+            raise DataError(f"{path}: column {name!r} holds {column.type}; ids must be integers or strings.")
+        _raise_at_first(path, bad, f"empty {name!r} field")
         ids.append(column)
-    timestamp = _parquet_time(error, path, table[names[2]], names[2])
+    timestamp = _parquet_time(path, table[names[2]], names[2])
     del table
     (user_code, user_ids), (item_code, item_ids) = factorize(ids[0]), factorize(ids[1])
     return Events(user_code, user_ids, item_code, item_ids, timestamp)
@@ -219,7 +220,7 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__  # pyarrow's messages end in newlines
 
 
-def _parquet_time(error: type[LogError], path: Path, column: pa.ChunkedArray, name: str) -> np.ndarray:
+def _parquet_time(path: Path, column: pa.ChunkedArray, name: str) -> np.ndarray:
     """Seconds, milliseconds, dates...: only the order matters, so any numeric or temporal type is kept as
     float64 of its own unit; strings must be numbers, as in a CSV log."""
     text = None
@@ -229,9 +230,9 @@ def _parquet_time(error: type[LogError], path: Path, column: pa.ChunkedArray, na
         text = column
         column = pc.utf8_trim_whitespace(column)
     elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise error(f"{path}: column {name!r} holds {column.type}; timestamps must be numbers or times.")
+        raise DataError(f"{path}: column {name!r} holds {column.type}; timestamps must be numbers or times.")
     if text is None:
-        _raise_at_first(error, path, pc.is_null(column), f"empty {name!r} field")
+        _raise_at_first(path, pc.is_null(column), f"empty {name!r} field")
         values = column.cast(pa.float64()).to_numpy()
     else:
         try:
@@ -242,7 +243,7 @@ def _parquet_time(error: type[LogError], path: Path, column: pa.ChunkedArray, na
     if bad.any():
         row = int(np.argmax(bad))
         shown = text[row].as_py() if text is not None else None
-        raise error(
+        raise DataError(
             f"{path}: row {row + 1}: timestamp {shown!r} in column {name!r} is not a number (use numbers, "
             "e.g. Unix seconds). Fix the row or remove it."
         )
@@ -256,10 +257,10 @@ def _as_float(value) -> float:
         return float("nan")
 
 
-def _raise_at_first(error: type[LogError], path: Path, bad: pa.ChunkedArray, reason: str) -> None:
+def _raise_at_first(path: Path, bad: pa.ChunkedArray, reason: str) -> None:
     bad = bad.to_numpy(zero_copy_only=False) if bad.null_count == 0 else pc.fill_null(bad, True).to_numpy()
     if bad.any():
-        raise error(f"{path}: row {int(np.argmax(bad)) + 1}: {reason}. Fix the row or remove it.")
+        raise DataError(f"{path}: row {int(np.argmax(bad)) + 1}: {reason}. Fix the row or remove it.")
 
 
 def k_core(user_code: np.ndarray, item_code: np.ndarray, min_count: int) -> np.ndarray:
@@ -312,5 +313,6 @@ def group_events(events: Events, min_count: int, min_interactions: int) -> Group
     if dropped:
         notes.append(f"dropped {dropped} users with fewer than {min_interactions} interactions")
     return Grouped(
-        events.user_ids.take(kept_users), vocabulary, items, offsets, dropped, notes, len(events.user_ids), total
-    )
+        events.user_ids.take(kept_users), vocabulary, items, offsets, dropped, notes, len(events.user_ids), total,
+        events.timestamp[rows],
+    )  # fmt: skip

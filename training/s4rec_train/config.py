@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 # The choices of TrainConfig's string settings (also the command line's).
-BATCHING = ("tokens", "users", "random")  # see s4rec_train.batching.batch_order
+BATCHING = ("auto", "tokens", "users", "random")  # see s4rec_train.batching.batch_order and resolve_batching
 # auto: softmax up to s4rec_train.sampled.SAMPLED_ABOVE items, sampled above (measured there)
 LOSSES = ("auto", "softmax", "sampled", "bce")
 LR_SCHEDULES = ("constant", "linear")
@@ -19,6 +19,11 @@ SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its
 DEVICES = ("auto", "cpu", "cuda")
 SIDE_VECTORS = ("last", "mean")  # ObjectiveConfig.side_vector
 INTENT_SOURCES = ("p", "q")  # ObjectiveConfig.intent_from
+SPLITS = ("loo", "time")  # leave-one-out, global temporal (s4rec_train.splits)
+NEW_ITEM_INITS = ("cooccur", "mean", "normal")  # a warm start's rows of new items (s4rec_train.warmstart)
+# TrainConfig settings that say where a run executes, not what it computes: a warm start takes them from the
+# command line, never from the old run, and a resumed run may change them.
+MACHINE_SETTINGS = ("device", "threads")
 
 
 @dataclass
@@ -27,7 +32,7 @@ class ModelConfig:
 
     num_items: int  # N; item indices are 1..N and 0 is padding
     max_len: int = 50  # history window; Beauty/Toys users average ~9 items, 50 covers >99% of them
-    dim: int = 64  # d in METHOD.md; the paper's setting
+    dim: int = 64  # d in the paper and docs/s4rec.md; the paper's setting
     layers: int = 2  # transformer blocks; the paper searches 1-3
     heads: int = 2  # attention heads (dim must divide by it)
     dropout: float = 0.5  # hidden and attention dropout; high because the data are sparse
@@ -107,7 +112,7 @@ class ObjectiveConfig:
     # detached, L_CKD pulls the vector toward a prototype that only the clustering term moves.
     detach_teacher: bool = True
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
-    # from the first step stalls the next-item loss (METHOD.md section 7). The paper has no ramp.
+    # from the first step stalls the next-item loss (docs/s4rec.md, "Method choices", L_Adv). The paper has no ramp.
     adversary_ramp: bool = True
     # Fraction of training over which alpha, beta1 and beta2 rise linearly from 0 to their values (0 = the
     # paper: full weights from the first step). The auxiliary terms slow the next-item loss early on; 0.3 by
@@ -222,12 +227,19 @@ class TrainConfig:
     # Every prefix of each training part is a sequence of its own, trained at its last position only
     # (sub-sequence splitting of the SASRec-CE baselines BSARec, ICSRec, DuoRec); off: one sequence per user.
     prefix_split: bool = False
-    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training
-    # positions per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
-    # (benchmarks/RESULTS.md section 0) and for S4Rec (section 4: valid NDCG@20 0.0351 vs 0.0297 with users
-    # after 5 epochs); users; random.
-    batching: str = "tokens"
+    # How users are grouped into batches (see batch_order): tokens = similar lengths, as many training positions
+    # per batch as random batches, ~2x faster on CPU than random and measured best for the backbone
+    # (benchmarks/RESULTS.md section 0); users; random. auto (the default): tokens for the backbone, random when
+    # S4Rec's batch-level terms are on (the clustering's Sinkhorn targets and the head/tail adversary need batches
+    # of many users of every length; s4rec_train.batching.resolve_batching refuses the other modes for them).
+    batching: str = "auto"
     eval_batch_size: int = 1024
+    # Which interactions train, validate and test (s4rec_train.splits): "loo" (leave-one-out: each user's last
+    # item is test, the one before validation) or "time" (a global temporal split for logs with timestamps: the
+    # last test_fraction of the interactions in time are the test period, the valid_fraction before validation).
+    split: str = "loo"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -262,3 +274,10 @@ class TrainConfig:
             )
         if self.negative_sampler not in SAMPLERS:
             raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if not (0 < self.valid_fraction and 0 < self.test_fraction and self.valid_fraction + self.test_fraction < 1):
+            raise ValueError(
+                f"valid_fraction and test_fraction must be > 0 with a sum below 1 (the rest trains), got "
+                f"{self.valid_fraction} and {self.test_fraction}"
+            )

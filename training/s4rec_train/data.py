@@ -18,6 +18,8 @@ does, so no (users x max_len) array is ever built for training or evaluation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +30,10 @@ from s4rec.logs import LogColumns
 from s4rec.windows import left_pad, right_aligned
 
 from . import columnar
-from .columnar import LogError
 from .columnar import k_core as _k_core
+from .errors import DataError
 from .ids import Ids, as_ids
-from .textformat import read_text
+from .textformat import read_benchmark_text
 
 __all__ = [
     "DataError", "Interactions", "Split", "head_users", "k_core", "leave_one_out", "left_pad",
@@ -40,10 +42,6 @@ __all__ = [
 ]  # fmt: skip
 
 MIN_INTERACTIONS = 3  # one for training, one for validation, one for test
-
-
-class DataError(LogError):
-    """Input data that cannot be used, with the file, line and what to do."""
 
 
 class Histories(Sequence):
@@ -79,6 +77,9 @@ class Interactions:
     source: str = ""
     dropped_users: int = 0  # users with fewer than MIN_INTERACTIONS after filtering
     notes: list[str] = field(default_factory=list)
+    # float64 per entry of ``items`` (each user's ascending) for logs; None for the benchmark format, which has
+    # no times. Only the time split (:mod:`s4rec_train.splits`) reads them.
+    timestamps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.item_ids, self.user_ids = as_ids(self.item_ids), as_ids(self.user_ids)
@@ -86,6 +87,12 @@ class Interactions:
         self.offsets = np.asarray(self.offsets, dtype=np.int64)
         if len(self.offsets) != len(self.user_ids) + 1:
             raise ValueError(f"offsets must have users + 1 = {len(self.user_ids) + 1} entries, got {len(self.offsets)}")
+        if self.timestamps is not None:
+            self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+            if len(self.timestamps) != len(self.items):
+                raise ValueError(
+                    f"timestamps must have one entry per item ({len(self.items)}), got {len(self.timestamps)}"
+                )
 
     @classmethod
     def from_sequences(cls, item_ids, user_ids, sequences, source: str = "", **kwargs) -> Interactions:
@@ -119,6 +126,18 @@ class Interactions:
         """Interactions per item index (length N + 1, index 0 = 0)."""
         return np.bincount(self.items, minlength=self.num_items + 1).astype(np.int64)
 
+    def content_sha256(self) -> str:
+        """SHA-256 of what training reads: the histories, both vocabularies and the timestamps. A resumed run
+        and a tuning study compare it to refuse other data (:mod:`s4rec_train.resume`, :mod:`s4rec_train.tune`)."""
+        digest = hashlib.sha256()
+        for array in (self.items, self.offsets, self.timestamps):
+            digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+        for ids in (self.item_ids, self.user_ids):
+            values = ids.values
+            digest.update(values.tobytes() if values.dtype == np.int64 else json.dumps(ids.tolist()).encode())
+            digest.update(str(values.dtype == np.int64).encode())
+        return digest.hexdigest()
+
 
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
@@ -141,14 +160,14 @@ def _interactions(path: Path, grouped: columnar.Grouped) -> Interactions:
         )
     return Interactions(
         grouped.item_ids, grouped.user_ids, grouped.items, grouped.offsets, str(path), grouped.dropped_users,
-        grouped.notes,
+        grouped.notes, grouped.timestamps,
     )  # fmt: skip
 
 
 def read_sequences(path: str | Path) -> Interactions:
     """Read the benchmark format: ``user_id item item ...`` per line, items oldest first."""
     path = _check_file(path)
-    return _interactions(path, read_text(DataError, path, MIN_INTERACTIONS))
+    return _interactions(path, read_benchmark_text(path, MIN_INTERACTIONS))
 
 
 def k_core(user_code: np.ndarray, item_code: np.ndarray, min_count: int) -> np.ndarray:
@@ -172,7 +191,7 @@ def read_interactions(
     Timestamps must be numbers (e.g. Unix seconds; Parquet may also store times); ties keep file order.
     """
     path = _check_file(path)
-    events = columnar.read_log(DataError, path, LogColumns(user_col, item_col, time_col, sep))
+    events = columnar.read_log_events(path, LogColumns(user_col, item_col, time_col, sep))
     if not len(events.user_code):
         raise DataError(f"{path}: no interactions after the header row.")
     return _interactions(path, columnar.group_events(events, min_count, MIN_INTERACTIONS))
@@ -344,7 +363,8 @@ def remap_to_vocabulary(data: Interactions, item_ids: list) -> Interactions:
         notes.append(f"{unknown} items unknown to the model were dropped")
     if dropped:
         notes.append(f"{dropped} users with fewer than {MIN_INTERACTIONS} known items were dropped")
+    kept = known & keep[user_of_event]
     return Interactions(
-        as_ids(item_ids), data.user_ids.take(np.flatnonzero(keep)), mapped[known & keep[user_of_event]], offsets,
-        data.source, data.dropped_users + dropped, notes,
+        as_ids(item_ids), data.user_ids.take(np.flatnonzero(keep)), mapped[kept], offsets,
+        data.source, data.dropped_users + dropped, notes, None if data.timestamps is None else data.timestamps[kept],
     )  # fmt: skip

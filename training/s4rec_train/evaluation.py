@@ -1,9 +1,14 @@
-"""Full-ranking evaluation (METHOD.md section 9).
+"""Full-ranking evaluation (docs/s4rec.md, "Evaluation protocol").
 
 Every item of the catalogue is ranked for every user (the padding index never is); items already in the
 user's history are excluded (score -inf). With r the 0-based rank of the target,
-HR@k = mean[r < k] and NDCG@k = mean[(r < k) / log2(r + 2)]. Figures are reported overall and for head
-users (the 20% with the longest training histories) and tail users (the rest).
+HR@k = mean[r < k], NDCG@k = mean[(r < k) / log2(r + 2)] and MRR@k = mean[(r < k) / (r + 1)]; catalogue
+coverage@k is the share of the catalogue's items that are in at least one user's top k. Figures are reported
+overall and for head users (the 20% with the longest training histories) and tail users (the rest).
+
+:func:`evaluate_split` ranks a split's validation or test users; :func:`evaluate_targets` ranks any
+:class:`~s4rec_train.splits.Targets` (a time split's period, a newer log's users), where a target the model does
+not know counts as a miss.
 
 :func:`intent_usage` describes an S4Rec model's intents instead: how many are used and how head users spread
 over them.
@@ -22,6 +27,8 @@ if TYPE_CHECKING:
     from .objectives import S4RecHeads
 
 KS = (5, 10, 20)
+TOP = max(KS)  # the top items kept per user for catalogue coverage
+UNKNOWN_RANK = 2**62  # the rank of a target the model does not know: beyond every k
 
 
 def exclude_history(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -53,7 +60,9 @@ def block_rows(batch_size: int, num_items: int) -> int:
 
 
 @torch.no_grad()
-def _rank_blocks(model, window, lengths, target, batch_size, exclude_seen, seen, shard, reduce) -> np.ndarray:
+def _rank_blocks(
+    model, window, lengths, target, batch_size, exclude_seen, seen, shard, reduce, top: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The ranking loop of :func:`rank_targets` and :func:`rank_split` over a ``window(rows)`` function.
 
     Users are sorted by window length, so that each block is trimmed to its own longest window: the encoder
@@ -68,6 +77,7 @@ def _rank_blocks(model, window, lengths, target, batch_size, exclude_seen, seen,
     table = model.item_table  # (N + 1, d)
     order = np.argsort(lengths, kind="stable")
     ranks = torch.zeros(len(order), dtype=torch.int64)
+    top_items = torch.zeros((len(order), min(TOP, table.shape[0] - 1)) if top else (0, 0), dtype=torch.int64)
     rank, world = shard
     size = block_rows(batch_size, table.shape[0] - 1)
     try:
@@ -88,11 +98,15 @@ def _rank_blocks(model, window, lengths, target, batch_size, exclude_seen, seen,
                 scores[:, PADDING_INDEX] = float("-inf")
             target_score = scores.gather(1, y[:, None])  # (b, 1)
             ranks[torch.from_numpy(rows)] = (scores > target_score).sum(1).cpu()
+            if top:  # excluded items (score -inf) fill a short list's end as the padding index, never counted
+                values, best = scores.topk(top_items.shape[1], dim=1)
+                top_items[torch.from_numpy(rows)] = best.masked_fill(values == float("-inf"), PADDING_INDEX).cpu()
     finally:
         model.train(was_training)
     if world > 1:
         ranks = reduce(ranks)
-    return ranks.numpy()
+        top_items = reduce(top_items) if top else top_items
+    return (ranks.numpy(), top_items.numpy()) if top else ranks.numpy()
 
 
 def rank_targets(
@@ -116,17 +130,36 @@ def rank_targets(
 
 
 def rank_split(
-    model: torch.nn.Module, split, which: str, batch_size: int = 1024, shard=(0, 1), reduce=None
-) -> np.ndarray:
+    model: torch.nn.Module, split, which: str, batch_size: int = 1024, shard=(0, 1), reduce=None, top: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """:func:`rank_targets` of a split's ``valid`` or ``test`` part, each block's windows cut from the flat
-    arrays (no padded (users x max_len) array), the whole history excluded."""
+    arrays (no padded (users x max_len) array), the whole history excluded (``top``: see :func:`_rank_blocks`)."""
     ends, lengths = split.ends(which)
     target = split.valid_target if which == "valid" else split.test_target
 
     def window(rows: np.ndarray) -> np.ndarray:
         return right_aligned(split.items, ends[rows], lengths[rows], max(1, int(lengths[rows].max())))
 
-    return _rank_blocks(model, window, lengths, target, batch_size, True, split.seen(which), shard, reduce)
+    seen = split.seen(which)
+    return _rank_blocks(model, window, lengths, target, batch_size, True, seen, shard, reduce, top)
+
+
+def rank_pairs(
+    model: torch.nn.Module, targets, batch_size: int = 1024, shard=(0, 1), reduce=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks and top items of :class:`~s4rec_train.splits.Targets`; an unknown target (0) gets
+    :data:`UNKNOWN_RANK`, a miss at every k."""
+    max_len = model.config.max_len
+    lengths = np.minimum(targets.ends - targets.starts, max_len)
+
+    def window(rows: np.ndarray) -> np.ndarray:
+        width = max(1, int(lengths[rows].max()))
+        return right_aligned(targets.items, targets.ends[rows], lengths[rows], width)
+
+    seen = (targets.items, targets.starts, targets.ends)
+    ranks, top = _rank_blocks(model, window, lengths, targets.target, batch_size, True, seen, shard, reduce, True)
+    ranks[targets.target == PADDING_INDEX] = UNKNOWN_RANK
+    return ranks, top
 
 
 def trim_padding(history: torch.Tensor) -> torch.Tensor:
@@ -139,47 +172,79 @@ def trim_padding(history: torch.Tensor) -> torch.Tensor:
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, float]:
-    """HR@k and NDCG@k from 0-based ranks."""
+    """HR@k, NDCG@k and MRR@k from 0-based ranks."""
     ranks = np.asarray(ranks)
     if ranks.size == 0:
-        return {**{f"HR@{k}": float("nan") for k in ks}, **{f"NDCG@{k}": float("nan") for k in ks}}
+        return {f"{name}@{k}": float("nan") for name in ("HR", "NDCG", "MRR") for k in ks}
     out = {}
     for k in ks:
         out[f"HR@{k}"] = float((ranks < k).mean())
     for k in ks:
         out[f"NDCG@{k}"] = float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    for k in ks:
+        out[f"MRR@{k}"] = float(np.where(ranks < k, 1.0 / (ranks + 1.0), 0.0).mean())
     return out
 
 
-def grouped_metrics(ranks: np.ndarray, is_head: np.ndarray) -> dict[str, dict[str, float]]:
-    """Metrics overall, for head users and for tail users."""
-    return {
-        "overall": metrics_from_ranks(ranks),
-        "head": metrics_from_ranks(ranks[is_head]),
-        "tail": metrics_from_ranks(ranks[~is_head]),
-        "users": {"overall": int(len(ranks)), "head": int(is_head.sum()), "tail": int((~is_head).sum())},
-    }
+def coverage(top_items: np.ndarray, num_items: int, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Coverage@k: the share of the ``num_items`` items in at least one row's first k of ``top_items``."""
+    out = {}
+    for k in ks:
+        items = np.unique(top_items[:, :k])
+        out[f"Coverage@{k}"] = float((items != PADDING_INDEX).sum() / num_items) if len(top_items) else float("nan")
+    return out
+
+
+def grouped_metrics(
+    ranks: np.ndarray, is_head: np.ndarray, top_items: np.ndarray | None = None, num_items: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics overall, for head users and for tail users (with ``top_items``, catalogue coverage too)."""
+    out = {}
+    for group, rows in (("overall", slice(None)), ("head", is_head), ("tail", ~is_head)):
+        out[group] = metrics_from_ranks(ranks[rows])
+        if top_items is not None:
+            out[group].update(coverage(top_items[rows], num_items))
+    out["users"] = {"overall": int(len(ranks)), "head": int(is_head.sum()), "tail": int((~is_head).sum())}
+    return out
 
 
 def evaluate_split(
     model: torch.nn.Module, split, which: str = "test", batch_size: int = 1024, shard=(0, 1), reduce=None
 ) -> dict:
     """Grouped metrics on the ``valid`` or ``test`` part of a :class:`~s4rec_train.data.Split` (under DDP:
-    each process ranks its share of the users, ``reduce`` gathers the ranks; see :func:`rank_split`)."""
+    each process ranks its share of the users, ``reduce`` gathers the ranks; see :func:`rank_split`). A time
+    split ranks the users with a target in that period (:meth:`~s4rec_train.splits.TimeSplit.targets`)."""
     if which not in ("valid", "test"):
         raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
-    return grouped_metrics(rank_split(model, split, which, batch_size, shard, reduce), split.is_head)
+    if hasattr(split, "targets"):
+        return evaluate_targets(model, split.targets(which), batch_size, shard, reduce)
+    ranks, top = rank_split(model, split, which, batch_size, shard, reduce, top=True)
+    return grouped_metrics(ranks, split.is_head, top, split.num_items)
+
+
+def evaluate_targets(model: torch.nn.Module, targets, batch_size: int = 1024, shard=(0, 1), reduce=None) -> dict:
+    """Grouped metrics of :class:`~s4rec_train.splits.Targets`, with how many targets and history items the
+    model did not know (``unknown``; unknown targets are counted as misses)."""
+    ranks, top = rank_pairs(model, targets, batch_size, shard, reduce)
+    out = grouped_metrics(ranks, targets.is_head, top, model.item_table.shape[0] - 1)
+    out["unknown"] = {"targets": targets.unknown_targets, "history_items": targets.unknown_history_items}
+    return out
+
+
+TABLE_COLUMNS = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS] + ["MRR@20", "Coverage@20"]
 
 
 def format_table(results: dict[str, dict]) -> str:
-    """A plain-text table: one row per (split, group), one column per metric."""
-    names = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS]
-    lines = [f"{'':14s}" + "".join(f"{n:>9s}" for n in names) + f"{'users':>8s}"]
+    """A plain-text table: one row per (split, group), one column per metric (``-`` where a checkpoint written
+    before MRR and coverage lacks them)."""
+    labels = [name.replace("Coverage", "Cov") for name in TABLE_COLUMNS]
+    lines = [f"{'':14s}" + "".join(f"{n:>9s}" for n in labels) + f"{'users':>8s}"]
     for split_name, grouped in results.items():
         for group in ("overall", "head", "tail"):
             row = grouped[group]
             users = grouped.get("users", {}).get(group, "")
-            lines.append(f"{split_name + ' ' + group:14s}" + "".join(f"{row[n]:9.4f}" for n in names) + f"{users:>8}")
+            cells = "".join(f"{row[n]:9.4f}" if n in row else f"{'-':>9s}" for n in TABLE_COLUMNS)
+            lines.append(f"{split_name + ' ' + group:14s}" + cells + f"{users:>8}")
     return "\n".join(lines)
 
 

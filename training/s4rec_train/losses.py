@@ -1,4 +1,5 @@
-"""Every term of S4Rec's loss (METHOD.md eq. 14), each a function of tensors the training step already has.
+"""Every term of S4Rec's loss (the paper's eq. 14, as docs/s4rec.md describes it), each a function of tensors the
+training step already has.
 
 * :func:`next_item_loss`: L_SR, full-softmax cross-entropy (or sampled softmax for large catalogues,
   :mod:`s4rec_train.sampled`, or one sampled negative) of the next item at the non-padded positions only, so

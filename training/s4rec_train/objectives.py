@@ -1,4 +1,4 @@
-"""S4Rec's objectives (METHOD.md sections 4-8): the modules they train and how their terms combine (eq. 14).
+"""S4Rec's objectives (docs/s4rec.md): the modules they train and how their terms combine (the paper's eq. 14).
 
 The encoder stays the plain :class:`~s4rec_train.model.SASRec`; what S4Rec adds lives in :class:`S4RecHeads`
 (K trainable intent prototypes and a head/tail classifier), saved under its own checkpoint key so that export

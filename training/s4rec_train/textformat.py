@@ -22,14 +22,15 @@ import pyarrow.compute as pc
 from s4rec.errors import InputError
 from s4rec.records import compressed_input_error, open_input, undecodable
 
-from .columnar import TRAINING_INPUTS, Grouped, LogError
+from .columnar import TRAINING_INPUTS, Grouped
+from .errors import DataError
 from .ids import factorize, number_items
 
 # Every character for which str.isspace() is true (what str.split() splits on), as an RE2 class.
 WHITESPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
 
 
-def read_bytes(error: type[LogError], path: Path) -> bytes | memoryview:
+def read_bytes(path: Path) -> bytes | memoryview:
     """The file's bytes, decompressed and without a UTF-8 byte-order mark, after the checks ``s4rec-score``
     makes (:func:`s4rec.records.open_input`: gzip data and name agree, no NUL bytes at the start)."""
     try:
@@ -43,7 +44,7 @@ def read_bytes(error: type[LogError], path: Path) -> bytes | memoryview:
             except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
                 raise compressed_input_error(path, e) from None
     except InputError as e:
-        raise error(str(e)) from None
+        raise DataError(str(e)) from None
     # A view, not a copy: the file may be gigabytes.
     return memoryview(data)[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
 
@@ -82,17 +83,17 @@ def _lines(data: bytes | memoryview) -> pa.Array:
     return lines
 
 
-def read_text(error: type[LogError], path: Path, min_interactions: int) -> Grouped:
+def read_benchmark_text(path: Path, min_interactions: int) -> Grouped:
     """Users (in file order) and their items; users with fewer than ``min_interactions`` items are dropped
     and the vocabulary holds the items of the users kept."""
-    data = read_bytes(error, path)
+    data = read_bytes(path)
     try:
         lines = _lines(data)
     except pa.ArrowInvalid:
         message = undecodable_line(path, data)
         if message is None:
             raise
-        raise error(message) from None
+        raise DataError(message) from None
     tokens = pc.split_pattern_regex(lines, WHITESPACE)
     flat = tokens.flatten()
     line_of_token = np.repeat(np.arange(len(lines)), np.diff(tokens.offsets.to_numpy()))
@@ -101,18 +102,18 @@ def read_text(error: type[LogError], path: Path, min_interactions: int) -> Group
     per_line = np.bincount(line_of_token, minlength=len(lines))
     user_lines = np.flatnonzero(per_line)
     if not len(user_lines):
-        raise error(f"{path}: the file is empty. Expected one line per user: 'user_id item item ...'.")
+        raise DataError(f"{path}: the file is empty. Expected one line per user: 'user_id item item ...'.")
     first_token = np.concatenate([[0], np.cumsum(per_line[user_lines])[:-1]])
     is_user = np.zeros(len(flat), dtype=bool)
     is_user[first_token] = True
     user_code, user_ids = factorize(flat.filter(pa.array(is_user)))
-    _check_lines(error, path, lines, user_lines, per_line[user_lines], user_code, user_ids)
+    _check_lines(path, lines, user_lines, per_line[user_lines], user_code, user_ids)
     item_code, item_ids = factorize(flat.filter(pa.array(~is_user)))
     lengths = per_line[user_lines] - 1
     keep = lengths >= min_interactions
     dropped = int((~keep).sum())
     if not keep.any():
-        raise error(
+        raise DataError(
             f"{path}: no user has the {min_interactions} interactions training needs (one each for training, "
             f"validation and test): all {dropped:,} users have fewer. Use more data."
         )
@@ -126,7 +127,7 @@ def read_text(error: type[LogError], path: Path, min_interactions: int) -> Group
     return Grouped(user_ids.take(user_code[keep]), vocabulary, items, offsets, dropped, notes)
 
 
-def _check_lines(error, path, lines, user_lines, tokens_per_line, user_code, user_ids) -> None:
+def _check_lines(path, lines, user_lines, tokens_per_line, user_code, user_ids) -> None:
     """The first line (in file order) that has a user and no items, or repeats an earlier line's user."""
     no_items = np.flatnonzero(tokens_per_line < 2)
     first_of_user = np.full(len(user_ids), len(user_code), dtype=np.int64)
@@ -138,9 +139,11 @@ def _check_lines(error, path, lines, user_lines, tokens_per_line, user_code, use
     line_no = int(user_lines[worst]) + 1
     if len(no_items) and no_items[0] == worst:
         text = lines[int(user_lines[worst])].as_py().strip()
-        raise error(f"{path}:{line_no}: a user with no items ({text!r}). Each line must be 'user_id item item ...'.")
+        raise DataError(
+            f"{path}:{line_no}: a user with no items ({text!r}). Each line must be 'user_id item item ...'."
+        )
     user = user_ids[int(user_code[worst])]
-    raise error(
+    raise DataError(
         f"{path}:{line_no}: user {user!r} appears on more than one line. Give each user one line "
         "with the whole history, oldest first."
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,24 @@ import torch
 
 from . import __version__
 from . import distributed as distributed_training
-from .batching import batch_order, iterate_batches, merge_small_batches, prefix_sequences, target_items, user_sequences
+from . import resume as resume_state
+from .batching import (
+    batch_order,
+    iterate_batches,
+    merge_small_batches,
+    prefix_sequences,
+    resolve_batching,
+    target_items,
+    user_sequences,
+)
 from .checkpoint import new_checkpoint, save_checkpoint, with_weights
 from .config import ModelConfig, ObjectiveConfig, TrainConfig
-from .data import Interactions, leave_one_out, require_both_groups
+from .data import Interactions, require_both_groups
 from .evaluation import evaluate_split, intent_usage
 from .model import SASRec
 from .objectives import S4RecHeads
 from .sampled import SAMPLED_ABOVE, NegativeSampler, resolve_loss
+from .splits import make_split
 from .step import TrainingStep
 
 __all__ = ["Progress", "TrainConfig", "resolve_device", "train"]
@@ -87,6 +97,10 @@ def train(
     objectives: ObjectiveConfig | dict | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     verbose: bool = False,
+    init_from=None,
+    resume: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    final_test: bool = True,
 ) -> dict:
     """Train S4Rec (or, with ``ObjectiveConfig.backbone()``, the plain SASRec backbone) on ``data``.
 
@@ -101,6 +115,12 @@ def train(
     progress bar or prints a line now and then from it). In a process group (torchrun; see
     :mod:`s4rec_train.distributed`) every process trains its share with DDP and returns the same checkpoint;
     only rank 0 logs, reports progress and writes ``output``.
+
+    ``init_from`` (a :class:`~s4rec_train.warmstart.WarmStart`): start from an older checkpoint, ``data``'s
+    vocabulary grown onto it. With ``output``, the training state is saved beside it after every epoch
+    (:mod:`s4rec_train.resume`) and ``resume`` continues from it. ``on_epoch`` receives each epoch's history
+    record (rank 0; experiment tracking, tuning: it may raise to stop the run); ``final_test=False`` skips
+    the test evaluation (tuning chooses on validation only).
     """
     config = config or TrainConfig()
     if objectives is None:
@@ -108,18 +128,23 @@ def train(
     elif isinstance(objectives, dict):
         objectives = ObjectiveConfig.from_dict(objectives)
     model_config = dict(model_config or {})
+    if init_from is not None:  # the old model's shape unless given; the vocabulary grown onto the old one
+        data = init_from.grow(data)
+        model_config = {**init_from.model_config, **model_config}
     model_config.setdefault("num_items", data.num_items)
     model_cfg = ModelConfig.from_dict(model_config)
+    config = replace(config, batching=resolve_batching(config.batching, objectives))  # the checkpoint says which
     group = distributed_training.current()
+    state_file = resume_state.state_path(output) if output is not None else None  # every process reads it
     if not group.is_main:
-        log, on_progress, output = (lambda _: None), None, None
+        log, on_progress, output, on_epoch = (lambda _: None), None, None, None
     detail = log if verbose else (lambda _: None)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device, group.local_rank if group.enabled else None)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
-    split = leave_one_out(data, model_cfg.max_len)
+    split = make_split(data, model_cfg.max_len, config.split, config.valid_fraction, config.test_fraction)
     require_both_groups(split, data.source)
     model = SASRec(model_cfg).to(device)
     parameters = list(model.parameters())
@@ -129,16 +154,19 @@ def train(
         init_generator = torch.Generator().manual_seed(config.seed + 1)
         heads = S4RecHeads(model_cfg.dim, objectives.num_intents, init_generator, objectives.unit_prototypes).to(device)
         parameters += list(heads.parameters())
-        start_centroids = heads.centroids().detach().clone()  # how far they turn: the epoch diagnostics
         augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2 + 1000 * group.rank)
         is_head = torch.from_numpy(split.is_head).to(device)
         popularity = split.window_item_counts("valid")[1:]
         popularity_cdf = torch.from_numpy(np.cumsum(popularity).astype(np.float32)).to(device)
+    if init_from is not None:  # the old encoder, heads and rows; the new items' rows (warmstart.py)
+        init_from.apply(model, heads, split, config.seed, log)
+    if heads is not None:  # how far the prototypes turn from here: the epoch diagnostics
+        start_centroids = heads.centroids().detach().clone()
     if group.enabled:
         torch.manual_seed(config.seed + group.rank)  # dropout: each process its own masks (DDP syncs weights)
     sequences = prefix_sequences(split) if config.prefix_split else user_sequences(split)
     loss_kind = resolve_loss(config.loss, data.num_items)
-    sampler, in_batch = None, None
+    sampler, in_batch, negative_generator = None, None, None
     if loss_kind == "sampled":
         # Negatives: the same draws in every process (one generator seed), so the global batch shares them.
         target_counts = np.bincount(target_items(split, sequences), minlength=data.num_items + 1)
@@ -161,7 +189,7 @@ def train(
         runner = DistributedDataParallel(step_module, device_ids=ids, find_unused_parameters=unused)
     log(
         f"data {data.source}: {len(data.user_ids):,} users, {data.num_items:,} items, "
-        f"{data.num_interactions:,} interactions" + "".join(f"; {n}" for n in data.notes)
+        f"{data.num_interactions:,} interactions" + "".join(f"; {n}" for n in [*data.notes, *split_notes(split)])
     )
     table = model.item_embedding.weight.numel()
     log(
@@ -196,13 +224,51 @@ def train(
     best_score, best_epoch, best_state, best_heads, best_valid, stale = -1.0, 0, None, None, None, 0
     history_log, train_seconds = [], 0.0
     base = _base_checkpoint(data, model_cfg, config, objectives, loss_kind, group.world_size)
+    if init_from is not None:
+        base["training"]["warm_start"] = init_from.summary()
     # The ramps (DANN, warm-up) measure progress in steps of batch_size sequences; `tokens` batching takes about
     # as many steps (about one more per pool of 32 batches), and both ramps are flat once progress reaches 1.
     num_batches = -(-int((sequences.length > 0).sum()) // config.batch_size)
     total_steps, step = config.epochs * num_batches, 0
     evaluation = {"batch_size": config.eval_batch_size, "shard": group.shard, "reduce": group.all_reduce}
     positions = sequences.positions if sequences.last_only else None
-    for epoch in range(1, config.epochs + 1):
+    # Resume (resume.py): the state saved after each epoch; the loop continues after the last one saved.
+    fingerprint = resume_state.run_fingerprint(
+        data, model_cfg, config, objectives, loss_kind, group.world_size, init_from
+    )
+    run_state = resume_state.RunState(state_file, fingerprint, group)
+    in_batch_rng = in_batch[1] if in_batch else None
+    streams = resume_state.Streams(rng, in_batch_rng, augment_generator, negative_generator, device)
+    first_epoch, stopped = 1, False
+    saved = run_state.load() if resume else None
+    if resume and saved is None:
+        log(f"resume: no training state at {state_file}: training from the start")
+    elif not resume and state_file is not None and state_file.exists():
+        log(f"an interrupted run's training state is at {state_file}; training from the start (--resume continues it)")
+    if saved is not None:
+        run_state.restore(saved, model, heads, optimizer, streams)
+        first_epoch, step, stopped = saved["epoch"] + 1, saved["step"], saved["stopped"]
+        history_log, train_seconds = saved["history"], saved["train_seconds"]
+        b = saved["best"]
+        best_score, best_epoch, best_state, best_heads, best_valid, stale = (
+            b["score"],
+            b["epoch"],
+            b["state"],
+            b["heads"],
+            b["valid"],
+            b["stale"],
+        )
+        log(f"resumed from {state_file}: {saved['epoch']} epochs done" + (" (early stop)" if stopped else ""))
+        for record in history_log:
+            if on_epoch is not None:
+                on_epoch(record)
+
+    def save_state(epoch: int, stopped: bool = False) -> None:
+        best = {"score": best_score, "epoch": best_epoch, "state": best_state, "heads": best_heads,
+                "valid": best_valid, "stale": stale}  # fmt: skip
+        run_state.save(epoch, step, stopped, model, heads, optimizer, best, history_log, train_seconds, streams)
+
+    for epoch in range(first_epoch, config.epochs + 1) if not stopped else ():
         model.train()
         if heads is not None:
             heads.train()
@@ -243,6 +309,9 @@ def train(
             history_log.append({"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds})
             log(f"epoch {epoch:3d}  loss {mean_loss:.4f}  train {epoch_seconds:.1f}s (validated every "
                 f"{config.validate_every} epochs)")  # fmt: skip
+            if on_epoch is not None:
+                on_epoch(history_log[-1])
+            save_state(epoch)
             continue
         eval_started = time.perf_counter()
         valid = evaluate_split(model, split, "valid", **evaluation)
@@ -265,6 +334,8 @@ def train(
             + ("  * best so far" if improved else "")
             + (_describe_diagnostics(terms, entry.get("intents"), objectives) if heads is not None else "")
         )
+        if on_epoch is not None:
+            on_epoch(history_log[-1])
         if improved:
             best_score, best_epoch, best_valid, stale = score, epoch, valid, 0
             best_state = _cpu_state(model)
@@ -275,13 +346,14 @@ def train(
                 save_checkpoint(with_weights(base, best_state, best_heads, temperature, metrics), output)
         else:
             stale += 1
-            if stale >= config.patience:
-                every = "" if config.validate_every == 1 else f" validations ({config.validate_every} epochs each)"
-                log(f"early stop: no better validation NDCG@20 for {config.patience}{every or ' epochs'}")
-                break
+        save_state(epoch, stopped=stale >= config.patience)
+        if stale >= config.patience:
+            every = "" if config.validate_every == 1 else f" validations ({config.validate_every} epochs each)"
+            log(f"early stop: no better validation NDCG@20 for {config.patience}{every or ' epochs'}")
+            break
 
     model.load_state_dict(best_state)
-    test = evaluate_split(model, split, "test", **evaluation)
+    test = evaluate_split(model, split, "test", **evaluation) if final_test else None
     metrics = {"best_epoch": best_epoch, "valid": best_valid, "test": test, "complete": True}
     checkpoint = with_weights(base, best_state, best_heads, objectives.cluster_temperature, metrics)
     if heads is not None:
@@ -301,6 +373,7 @@ def train(
     checkpoint["training"]["history"] = history_log
     if output is not None:
         save_checkpoint(checkpoint, output)
+    run_state.remove()  # the run is complete (rank 0)
     group.barrier()  # the others wait until rank 0 has written the checkpoint
     return checkpoint
 
@@ -399,6 +472,11 @@ def _describe_loss(config: TrainConfig, kind: str, num_items: int) -> str:
     negatives = f"{config.negatives} {config.negative_sampler} negatives{in_batch}"
     sparse = "; item table: sparse gradients, SparseAdam" if config.sparse_items else ""
     return f"next-item loss: sampled softmax{why}, {negatives}, logQ-corrected{sparse}"
+
+
+def split_notes(split) -> list[str]:
+    """What a time split says about itself (its cuts and periods); nothing for leave-one-out."""
+    return list(getattr(split, "notes", []))
 
 
 def _cpu_state(module: torch.nn.Module) -> dict:

@@ -1,7 +1,7 @@
 """Two checkouts of s4rec side by side on one artifact: identical recommendations, and single-user p50.
 
     git worktree add /tmp/old <commit>
-    python benchmarks/compare_trees.py /tmp/old . --artifact ARTIFACT --data ../shared/data/beauty.txt
+    python benchmarks/probes/compare_trees.py /tmp/old . --artifact ARTIFACT --data ../shared/data/beauty.txt
 
 Each tree's SDK runs in its own process (PYTHONPATH=TREE/sdk), alternating ``--alternations`` times; each
 process times ``recommend(history, k=10)`` on the first ``--users`` histories (all but each user's last item)

@@ -1,6 +1,7 @@
 """How much excluding the whole history (not only the model's window) changes the test figures of a checkpoint.
 
-    PYTHONPATH=sdk:training:export python benchmarks/exclusion_protocol.py CHECKPOINT --data ../shared/data/beauty.txt
+    PYTHONPATH=sdk:training:export python benchmarks/probes/exclusion_protocol.py CHECKPOINT \
+        --data ../shared/data/beauty.txt
 
 The standard protocol (and `s4rec-train evaluate`, and the SDK) leaves every item of a user's history out of
 the ranking. Before commit e21a317 evaluation left out only the last ``max_len`` items (the window the model

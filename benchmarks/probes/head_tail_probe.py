@@ -1,6 +1,6 @@
 """How much head/tail information a checkpoint's user vectors carry: a linear probe.
 
-    PYTHONPATH=sdk:training:export python benchmarks/head_tail_probe.py CKPT.pt [CKPT.pt ...] \
+    PYTHONPATH=sdk:training:export python benchmarks/probes/head_tail_probe.py CKPT.pt [CKPT.pt ...] \
         --data ../shared/data/beauty.txt
 
 S4Rec's adversary (a head/tail classifier behind a gradient-reversal layer) is meant to make the user vector
@@ -81,7 +81,7 @@ def main(checkpoints, data, seed, threads):
             f"accuracy {r['accuracy']:.3f}, AUC {r['auc']:.3f}, cross-entropy {r['cross_entropy']:.3f}"
         )
     paths = " ".join(map(str, checkpoints))
-    print(f"command: PYTHONPATH=sdk:training:export python benchmarks/head_tail_probe.py {paths} --data {data}")
+    print(f"command: PYTHONPATH=sdk:training:export python benchmarks/probes/head_tail_probe.py {paths} --data {data}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""Warm start (s4rec_train.warmstart, `s4rec-train NEW --init-from OLD.pt`): the vocabulary grows with the old
+rows bit-identical, new items get rows by the chosen initialisation, the encoder and the intent prototypes are
+carried over, the old checkpoint's settings are used unless given; every loss, --sparse-items and torchrun;
+bad input gets one line."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from click.testing import CliRunner
+
+from s4rec_train.checkpoint import load_checkpoint
+from s4rec_train.cli import cli
+from s4rec_train.data import Interactions, leave_one_out, synthetic_interactions, write_sequences
+from s4rec_train.model import ModelConfig, SASRec
+from s4rec_train.objectives import S4RecHeads
+from s4rec_train.warmstart import COOCCUR_WINDOW, WarmStart, cooccurrence_rows
+
+TINY = ["--max-len", "10", "--dim", "16", "--layers", "1", "--heads", "2", "--threads", "1", "--quiet"]
+OLD = [*TINY, "--epochs", "2", "--batch-size", "32", "--lr", "0.005", "--intents", "4"]
+
+
+def _newer(num_users=220, seed=1) -> Interactions:
+    """Newer data: items 1..50 where the old data had 1..40, minus item 7 (it left the catalogue)."""
+    data = synthetic_interactions(num_users=num_users, num_items=50, seed=seed)
+    items = np.where(data.items == 7, 8, data.items)
+    return Interactions(data.item_ids, data.user_ids, items, data.offsets, "newer")
+
+
+@pytest.fixture(scope="module")
+def old(tmp_path_factory):
+    """(path, checkpoint, old data file, newer data file): a tiny S4Rec model with 4 intents on items 1..40."""
+    directory = tmp_path_factory.mktemp("warm")
+    old_data, new_data = directory / "old.txt", directory / "new.txt"
+    write_sequences(synthetic_interactions(num_users=200, num_items=40, seed=0), old_data)
+    write_sequences(_newer(), new_data)
+    result = CliRunner().invoke(cli, [str(old_data), "-o", str(directory / "old.pt"), *OLD])
+    assert result.exit_code == 0, result.output
+    return directory / "old.pt", load_checkpoint(directory / "old.pt"), old_data, new_data
+
+
+def _grown(path, init: str):
+    warm = WarmStart.load(path, init)
+    data = warm.grow(_newer())
+    config = ModelConfig.from_dict({**warm.model_config, "num_items": data.num_items})
+    torch.manual_seed(123)
+    model, heads = SASRec(config), S4RecHeads(config.dim, 4, torch.Generator().manual_seed(5))
+    split = leave_one_out(data, config.max_len)
+    warm.apply(model, heads, split, seed=0, log=lambda _: None)
+    return warm, data, split, model, heads
+
+
+@pytest.mark.parametrize("init", ["cooccur", "mean", "normal"])
+def test_growth_keeps_the_old_rows_encoder_and_prototypes_bit_identical(old, init):
+    path, checkpoint, _, _ = old
+    warm, data, _, model, heads = _grown(path, init)
+    old_ids = list(checkpoint["item_ids"])
+    assert data.item_ids.tolist()[:40] == old_ids  # old items keep their indices
+    assert sorted(data.item_ids.tolist()[40:]) == list(range(41, 51))  # new items after them
+    assert (warm.old_items, warm.new_items, warm.absent_items) == (40, 10, 1)  # item 7 is kept though absent
+    assert any("1 of its items are not in this log and are kept" in note for note in data.notes)
+    table = model.item_embedding.weight.detach()
+    old_table = checkpoint["state_dict"]["item_embedding.weight"]
+    assert torch.equal(table[:41], old_table)
+    for name, tensor in checkpoint["state_dict"].items():
+        if name != "item_embedding.weight":
+            assert torch.equal(model.state_dict()[name], tensor), name
+    assert torch.equal(heads.prototypes.detach(), checkpoint["objective_state_dict"]["prototypes"])
+    new_rows = table[41:]
+    if init == "mean":
+        assert torch.equal(new_rows, old_table[1:].mean(0).expand(10, -1))
+    elif init == "normal":
+        assert 0.01 < float(new_rows.std()) < 0.03 and abs(float(new_rows.mean())) < 0.01
+    else:  # every new item has old neighbours here: rows differ from the plain mean and from each other
+        assert not torch.equal(new_rows[0], old_table[1:].mean(0)) and not torch.equal(new_rows[0], new_rows[1])
+
+
+def test_cooccurrence_rows_average_the_old_neighbours_in_the_training_part_only():
+    # items 1..3 old, 4 and 5 new; user 0: 1 2 4 3 | 5 5 (the last two are validation and test)
+    data = Interactions.from_sequences(list(range(1, 6)), [0, 1], [[1, 2, 4, 3, 5, 5], [3, 3, 3]], "hand")
+    split = leave_one_out(data, max_len=10)
+    table = torch.arange(4 * 2, dtype=torch.float32).reshape(4, 2)  # old rows 0..3
+    fallback = torch.tensor([-1.0, -1.0])
+    rows = cooccurrence_rows(table, split, n_old=3, count=2, fallback=fallback)
+    assert COOCCUR_WINDOW >= 2
+    # item 4's neighbours within the training part (1 2 4 3): items 1, 2, 3
+    assert torch.allclose(rows[0], table[[1, 2, 3]].mean(0))
+    # item 5 occurs only as validation and test targets: it must not be placed by them
+    assert torch.equal(rows[1], fallback)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--loss", "softmax"], ["--loss", "sampled", "--negatives", "8"], ["--loss", "bce"],
+     ["--loss", "sampled", "--negatives", "8", "--sparse-items"]],
+    ids=["softmax", "sampled", "bce", "sparse-items"],
+)  # fmt: skip
+def test_warm_start_trains_with_every_loss(old, tmp_path, options):
+    path, checkpoint, _, new_data = old
+    output = tmp_path / "new.pt"
+    result = CliRunner().invoke(cli, [str(new_data), "--init-from", str(path), "-o", str(output), "--epochs", "1",
+                                      "--quiet", *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "10 new items get new rows (cooccur)" in result.output
+    new = load_checkpoint(output)
+    assert new["config"]["num_items"] == 50 and new["item_ids"][:40] == checkpoint["item_ids"]
+    # the old model's shape and settings, not the command line's defaults
+    assert {k: new["config"][k] for k in ("max_len", "dim", "layers")} == {"max_len": 10, "dim": 16, "layers": 1}
+    assert new["training"]["settings"]["lr"] == 0.005 and new["training"]["settings"]["batch_size"] == 32
+    assert new["training"]["objectives"]["num_intents"] == 4
+    assert new["training"]["warm_start"]["new_items"] == 10 and new["training"]["warm_start"]["absent_items"] == 1
+    assert new["intent_centroids"].shape == (4, 16)
+
+
+def test_options_given_override_the_old_checkpoint(old, tmp_path):
+    path, _, _, new_data = old
+    output = tmp_path / "new.pt"
+    args = [str(new_data), "--init-from", str(path), "-o", str(output), "--epochs", "1", "--quiet"]
+    result = CliRunner().invoke(cli, [*args, "--lr", "0.002", "--dropout", "0.2", "--new-item-init", "mean"])
+    assert result.exit_code == 0, result.output
+    assert "given here" in result.output and "'lr'" in result.output
+    new = load_checkpoint(output)
+    assert new["training"]["settings"]["lr"] == 0.002 and new["config"]["dropout"] == 0.2
+    assert new["training"]["settings"]["batch_size"] == 32  # not given: the old run's
+    assert new["training"]["warm_start"]["new_item_init"] == "mean"
+
+
+def test_bad_warm_starts_get_one_line(old, tmp_path):
+    path, checkpoint, _, new_data = old
+    out = str(tmp_path / "new.pt")
+    runner = CliRunner()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    result = runner.invoke(cli, [str(new_data), "--init-from", str(junk), "-o", out])
+    assert result.exit_code == 2 and "Invalid value for --init-from" in result.output
+    assert "not a readable s4rec checkpoint" in result.output
+    damaged = tmp_path / "damaged.pt"
+    torch.save(dict(checkpoint, item_ids=[*checkpoint["item_ids"][:-1], 999]), damaged)  # checksum now stale
+    result = runner.invoke(cli, [str(new_data), "--init-from", str(damaged), "-o", out])
+    assert result.exit_code == 2 and "does not match the sha256" in result.output
+    strings = tmp_path / "strings.txt"
+    strings.write_text("".join(f"u{u} a{u % 5} b{u % 3} c{u % 4} d{u % 2}\n" for u in range(30)))
+    result = runner.invoke(cli, [str(strings), "--init-from", str(path), "-o", out])
+    assert result.exit_code == 2 and "its item ids are strings" in result.output and "holds integers" in result.output
+    result = runner.invoke(cli, [str(new_data), "--init-from", str(path), "-o", out, "--dim", "32"])
+    assert result.exit_code == 2 and "--dim 32 (it has 16)" in result.output
+    result = runner.invoke(cli, [str(new_data), "-o", out, "--new-item-init", "mean"])
+    assert result.exit_code == 2 and "needs --init-from" in result.output
+    assert not os.path.exists(out)
+
+
+WORLD = 2
+
+
+def _worker(rank: int, port: int, directory: str, old: str, data: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD))
+    os.environ["LOCAL_RANK"] = str(rank)
+    torch.set_num_threads(1)
+    args = [data, "--init-from", old, "-o", os.path.join(directory, "ddp.pt"), "--epochs", "2", "--backbone",
+            "--dropout", "0", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    torch.save({"code": result.exit_code, "output": result.output}, os.path.join(directory, f"rank{rank}.pt"))
+
+
+@pytest.mark.slow
+def test_warm_start_under_two_processes_trains_like_one(old, tmp_path):
+    path, _, _, new_data = old
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_worker, args=(port, str(tmp_path), str(path), str(new_data)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert all(r["code"] == 0 for r in ranks), ranks
+    single = CliRunner().invoke(cli, [str(new_data), "--init-from", str(path), "-o", str(tmp_path / "one.pt"),
+                                      "--epochs", "2", "--backbone", "--dropout", "0", "--quiet"])  # fmt: skip
+    assert single.exit_code == 0, single.output
+    ddp, one = load_checkpoint(tmp_path / "ddp.pt"), load_checkpoint(tmp_path / "one.pt")
+    assert ddp["training"]["processes"] == WORLD and ddp["training"]["warm_start"]["new_items"] == 10
+    assert ddp["item_ids"] == one["item_ids"]
+    for key, value in one["state_dict"].items():
+        torch.testing.assert_close(ddp["state_dict"][key], value, rtol=0, atol=1e-5)

@@ -1,0 +1,220 @@
+"""Warm start: train on a newer log from an older checkpoint (``s4rec-train NEW_DATA --init-from old.pt``).
+
+The vocabulary grows, it never shrinks or moves: the old checkpoint's items keep their indices 1..N_old (and
+their rows, bit for bit, until training moves them), items first seen in the new log get the indices after
+them, and old items the new log no longer has stay in the vocabulary (counted in the log: yesterday's items
+may come back, and an artifact that knows them still ignores nothing a user sends). The encoder (blocks,
+positions, norms) and S4Rec's heads (the intent prototypes and the adversary) are carried over; only the new
+items' rows are new, initialised by :data:`NEW_ITEM_INITS`:
+
+* ``normal``: N(0, 0.02), as a training from scratch initialises every row;
+* ``mean``: the mean of the old items' rows;
+* ``cooccur``: the mean of the old rows of the items next to the new item (within :data:`COOCCUR_WINDOW`
+  positions) in the training part of the new log's histories; the old mean where it has no old neighbour.
+  Only the training part is read: the validation and test targets must not place their own items.
+
+``benchmarks/next_day.py`` compares them (docs/training.md, "Warm start"). The settings come from the old
+checkpoint (:func:`warm_settings`: model shape, training settings and S4Rec objectives) unless the command
+line gives them; the model's shape and the number of intents cannot change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import MACHINE_SETTINGS, NEW_ITEM_INITS, ObjectiveConfig, TrainConfig
+from .data import DataError, Interactions, Split
+from .ids import as_ids
+
+__all__ = ["COOCCUR_WINDOW", "NEW_ITEM_INITS", "WarmStart", "cooccurrence_rows", "warm_settings"]
+
+COOCCUR_WINDOW = 3  # neighbours on each side of a new item's occurrence whose rows are averaged
+SHAPE = ("max_len", "dim", "layers", "heads")  # what a warm start cannot change: the carried tensors' shapes
+
+
+def _id_kind(ids) -> str:
+    kinds = {type(value) for value in ids}
+    return "integers" if kinds <= {int} else "strings" if kinds <= {str} else "integers and strings"
+
+
+@dataclass
+class WarmStart:
+    """An old checkpoint to start from; :meth:`grow` re-indexes new data onto its vocabulary, :meth:`apply`
+    copies its weights into a freshly built model of the grown vocabulary."""
+
+    path: Path
+    checkpoint: dict
+    new_item_init: str = "cooccur"
+    # set by grow():
+    old_items: int = 0
+    new_items: int = 0
+    absent_items: int = 0
+
+    @classmethod
+    def load(cls, path: str | Path, new_item_init: str = "cooccur") -> WarmStart:
+        """Read ``path`` with the checkpoint checks (:func:`~s4rec_train.checkpoint.load_checkpoint`)."""
+        if new_item_init not in NEW_ITEM_INITS:
+            raise ValueError(f"new_item_init must be one of {NEW_ITEM_INITS}, got {new_item_init!r}")
+        checkpoint = load_checkpoint(path)
+        return cls(Path(path), checkpoint, new_item_init, old_items=int(checkpoint["config"]["num_items"]))
+
+    @property
+    def model_config(self) -> dict:
+        """The old model's config without its ``num_items`` (the grown vocabulary sets that)."""
+        return {k: v for k, v in self.checkpoint["config"].items() if k != "num_items"}
+
+    @property
+    def old_ids(self) -> list:
+        return list(self.checkpoint["item_ids"])
+
+    def grow(self, data: Interactions) -> Interactions:
+        """``data`` re-indexed onto the old vocabulary plus its new items (appended in ``data``'s vocabulary
+        order). A log whose ids are of another kind than the old vocabulary's (integers vs strings) is refused."""
+        old_ids = self.old_ids
+        old_kind, new_kind = _id_kind(old_ids), _id_kind(data.item_ids)
+        if {old_kind, new_kind} == {"integers", "strings"}:
+            raise DataError(
+                f"{data.source}: its item ids are {new_kind} (e.g. {data.item_ids[0]!r}) but the vocabulary of "
+                f"{self.path} holds {old_kind} (e.g. {old_ids[0]!r}): a warm start needs the ids the old model "
+                "was trained on. Check --item-col, or train from scratch without --init-from."
+            )
+        index_of = {item: i + 1 for i, item in enumerate(old_ids)}
+        own = data.item_ids.tolist()
+        old_index = np.fromiter((index_of.get(item, 0) for item in own), dtype=np.int64, count=len(own))
+        is_new = old_index == 0
+        new_index = np.zeros(len(own), dtype=np.int64)
+        new_index[is_new] = len(old_ids) + 1 + np.arange(int(is_new.sum()))
+        mapping = np.concatenate([[0], np.where(is_new, new_index, old_index)]).astype(np.int32)
+        self.new_items = int(is_new.sum())
+        used = np.bincount(mapping[data.items], minlength=len(old_ids) + self.new_items + 1)
+        self.absent_items = int((used[1 : len(old_ids) + 1] == 0).sum())  # old items without an interaction here
+        vocabulary = old_ids + [item for item, new in zip(own, is_new.tolist()) if new]
+        note = (
+            f"warm start from {self.path}: {len(old_ids):,} items of its vocabulary keep their rows, "
+            f"{self.new_items:,} new items get new rows ({self.new_item_init})"
+            + (f", {self.absent_items:,} of its items are not in this log and are kept" if self.absent_items else "")
+        )
+        return Interactions(
+            as_ids(vocabulary), data.user_ids, mapping[data.items], data.offsets, data.source, data.dropped_users,
+            [*data.notes, note], data.timestamps,
+        )  # fmt: skip
+
+    def summary(self) -> dict:
+        """What the new checkpoint records under ``training.warm_start``."""
+        checksum = (self.checkpoint.get("checksum") or {}).get("value")
+        return {
+            "from": str(self.path), "checkpoint_sha256": checksum, "old_items": self.old_items,
+            "new_items": self.new_items, "absent_items": self.absent_items, "new_item_init": self.new_item_init,
+        }  # fmt: skip
+
+    @torch.no_grad()
+    def apply(self, model: torch.nn.Module, heads: torch.nn.Module | None, split: Split, seed: int, log=print) -> None:
+        """Copy the old encoder (and heads) into ``model`` (and ``heads``), built for the grown vocabulary;
+        initialise the new items' rows. Raises ``ValueError`` if the model's shape is not the old one."""
+        old_config = self.checkpoint["config"]
+        new_config = model.config.to_dict()
+        changed = [f"{k} {old_config[k]} -> {new_config[k]}" for k in SHAPE if old_config[k] != new_config[k]]
+        if changed:
+            changed = ", ".join(changed)
+            raise ValueError(f"--init-from {self.path}: a warm start keeps the model's shape, but {changed}.")
+        n_old = self.old_items
+        own = model.state_dict()
+        for name, tensor in self.checkpoint["state_dict"].items():
+            if name == "item_embedding.weight":
+                own[name][: n_old + 1].copy_(tensor)
+                own[name][n_old + 1 :].copy_(self._new_rows(tensor, split, model.config.num_items - n_old, seed))
+            else:
+                own[name].copy_(tensor)
+        if heads is None:
+            return
+        old_heads = self.checkpoint.get("objective_state_dict")
+        if old_heads is None:
+            log(f"warm start: {self.path} has no intent prototypes (a backbone model): S4Rec's heads start afresh")
+            return
+        if old_heads["prototypes"].shape != heads.prototypes.shape:
+            raise ValueError(
+                f"--init-from {self.path}: it has {old_heads['prototypes'].shape[0]} intent prototypes, this run "
+                f"{heads.prototypes.shape[0]} (--intents). Keep its number of intents, or train from scratch."
+            )
+        heads.load_state_dict(old_heads)
+
+    def _new_rows(self, table: torch.Tensor, split: Split, count: int, seed: int) -> torch.Tensor:
+        """(count, d) rows for items n_old + 1 .. n_old + count (``table`` is the old (n_old + 1, d) table)."""
+        old_mean = table[1:].mean(0)
+        if self.new_item_init == "normal" or count == 0:
+            generator = torch.Generator().manual_seed(seed + 5)  # its own stream: the encoder's is untouched
+            return torch.randn(count, table.shape[1], generator=generator) * 0.02
+        if self.new_item_init == "mean":
+            return old_mean.expand(count, -1).clone()
+        return cooccurrence_rows(table, split, self.old_items, count, old_mean)
+
+
+def cooccurrence_rows(
+    table: torch.Tensor, split: Split, n_old: int, count: int, fallback: torch.Tensor
+) -> torch.Tensor:
+    """For each new item (index > ``n_old``), the mean of the old rows of the old items within
+    :data:`COOCCUR_WINDOW` positions of its occurrences in the training parts of ``split``; ``fallback`` where
+    it has none."""
+    starts = split.offsets[:-1]
+    user_of = np.repeat(np.arange(split.num_users), np.diff(split.offsets))
+    position = np.arange(len(split.items)) - starts[user_of]
+    in_training = position < split.train_length[user_of]
+    items = np.where(in_training, split.items, 0).astype(np.int64)  # validation and test items hidden
+    occurrences = np.flatnonzero(items > n_old)
+    sums = torch.zeros(count, table.shape[1], dtype=torch.float64)
+    counts = np.zeros(count, dtype=np.int64)
+    for offset in [o for o in range(-COOCCUR_WINDOW, COOCCUR_WINDOW + 1) if o]:
+        other = occurrences + offset
+        inside = (other >= 0) & (other < len(items))
+        rows, other = occurrences[inside], other[inside]
+        same_user = user_of[other] == user_of[rows]
+        rows, other = rows[same_user], other[same_user]
+        neighbour = items[other]
+        old = (neighbour >= 1) & (neighbour <= n_old)
+        new_row = torch.from_numpy(items[rows[old]] - n_old - 1)
+        sums.index_add_(0, new_row, table[torch.from_numpy(neighbour[old])].double())
+        counts += np.bincount(new_row.numpy(), minlength=count)
+    rows = fallback.expand(count, -1).clone()
+    seen = torch.from_numpy(counts > 0)
+    rows[seen] = (sums[seen] / torch.from_numpy(counts[counts > 0])[:, None]).to(table.dtype)
+    return rows
+
+
+def warm_settings(
+    checkpoint: dict, model: dict, train: dict, objectives: dict, log: Callable[[str], None] = print
+) -> tuple[dict, TrainConfig, dict]:
+    """The run's (model config, :class:`TrainConfig`, objective settings): the old checkpoint's, with the given
+    ones (those set on the command line) on top; device and threads always from ``train``. Changing the
+    model's shape or the number of intents is refused (``ValueError``)."""
+    old_model = {k: v for k, v in checkpoint["config"].items() if k != "num_items"}
+    clash = [f"--{k.replace('_', '-')} {model[k]} (it has {old_model[k]})" for k in SHAPE
+             if k in model and model[k] != old_model.get(k)]  # fmt: skip
+    if clash:
+        raise ValueError(
+            f"--init-from: a warm start keeps the old model's shape, but {', '.join(clash)} was given. Drop the "
+            "option, or train from scratch."
+        )
+    training = checkpoint.get("training") or {}
+    known = {f.name for f in fields(TrainConfig)}
+    old_train = {k: v for k, v in (training.get("settings") or {}).items() if k in known and k not in MACHINE_SETTINGS}
+    old_objectives = dict(training.get("objectives") or {})
+    unknown = sorted(set(old_objectives) - {f.name for f in fields(ObjectiveConfig)} - {"adversary_queue",
+                                                                                      "adversary_batch"})  # fmt: skip
+    if unknown:
+        log(f"warm start: ignoring objective settings this s4rec does not know: {unknown}")
+        old_objectives = {k: v for k, v in old_objectives.items() if k not in unknown}
+    objective_values = {**ObjectiveConfig.from_dict(old_objectives).to_dict(), **objectives}
+    old_heads = checkpoint.get("objective_state_dict")
+    if old_heads is not None and "num_intents" in objectives:
+        if objectives["num_intents"] != old_heads["prototypes"].shape[0]:
+            raise ValueError(
+                f"--init-from: the old model has {old_heads['prototypes'].shape[0]} intent prototypes, "
+                f"--intents {objectives['num_intents']} was given. Drop --intents, or train from scratch."
+            )
+    return {**old_model, **model}, TrainConfig(**{**old_train, **train}), objective_values
