@@ -182,5 +182,8 @@ def test_warm_start_under_two_processes_trains_like_one(old, tmp_path):
     ddp, one = load_checkpoint(tmp_path / "ddp.pt"), load_checkpoint(tmp_path / "one.pt")
     assert ddp["training"]["processes"] == WORLD and ddp["training"]["warm_start"]["new_items"] == 10
     assert ddp["item_ids"] == one["item_ids"]
+    # Gradients are all-reduced in another summation order, and Adam divides each step by sqrt(v): for a weight
+    # whose gradient is near zero that rounding moves it by up to ~2e-5 (CI saw 1.56e-5). 1e-4 stays far below one
+    # learning-rate step (1e-3), so a missed or doubled update still fails.
     for key, value in one["state_dict"].items():
-        torch.testing.assert_close(ddp["state_dict"][key], value, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ddp["state_dict"][key], value, rtol=0, atol=1e-4)
