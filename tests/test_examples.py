@@ -115,3 +115,84 @@ def test_quickstart_trains_exports_scores_and_prints_recommendations(tmp_path):
     assert result.output.count(": history ...") == 2 and len(read_jsonl(tmp_path / "run" / "recs.jsonl")) == 150
     artifact = str((tmp_path / "run" / "artifact").resolve())
     assert f'Recommender.load("{artifact}")' in result.output and "main intent" in result.output
+
+
+def test_http_service_answers_every_call_with_its_version(artifact):
+    recommender = Recommender.load(artifact[0])
+    server = load_example("http_service").make_server(recommender, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_port
+    try:
+        body = {"history": [1, 2, 3], "k": 4, "candidates": list(range(10, 30)), "per_intent": 1}
+        status, payload = request(port, "POST", "/recommend", json.dumps(body))
+        want = recommender.recommend([1, 2, 3], k=4, candidates=list(range(10, 30)), per_intent=1)
+        assert status == 200 and payload["items"] == want.item_ids() and payload["version"] == recommender.version
+        status, payload = request(port, "POST", "/similar", json.dumps({"items": [5], "k": 3, "exclude": [6]}))
+        assert status == 200 and payload["items"] == recommender.similar_items(5, k=3, exclude=[6]).item_ids()
+        status, payload = request(port, "POST", "/score", json.dumps({"history": [1, 2], "items": [3, "x", 4]}))
+        assert status == 200 and payload["scores"][1] is None
+        assert payload["scores"][0] == pytest.approx(recommender.score([1, 2], [3])[0])
+        status, payload = request(port, "GET", "/health")
+        assert payload["version"] == recommender.version and payload["swaps"] == 0
+        status, payload = request(port, "POST", "/similar", json.dumps({"items": ["nope"]}))
+        assert status == 400 and "no item of the query is known" in payload["error"]
+        status, payload = request(port, "POST", "/recommend", json.dumps({"history": [1], "per_intent": 0}))
+        assert status == 400 and '"per_intent" must be an integer >= 1' in payload["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_service_swaps_models_without_a_failed_or_mixed_request(artifact, plain_artifact, tmp_path):
+    """Requests run while the published artifact is replaced (the atomic swap s4rec-export --force does) and
+    reloaded: every answer is 200 and is exactly what the model its version names gives."""
+    import shutil
+
+    from s4rec.files import publish_directory
+
+    example = load_example("http_service")
+    sources = [artifact[0], plain_artifact[0]]
+    expected = {}
+    histories = [[1, 2, 3], [4], [5, 6, 7, 8], [9, 10], []]
+    for source in sources:
+        rec = Recommender.load(source)
+        expected[rec.version] = [rec.recommend(h, k=5).item_ids() for h in histories]
+    assert len(expected) == 2
+    published = tmp_path / "current"
+    shutil.copytree(sources[0], published)
+    models = example.Models(published)
+    server = example.make_server(models, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answers, stop = [], threading.Event()
+
+    def client(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        i = offset
+        while not stop.is_set():
+            h = i % len(histories)
+            conn.request("POST", "/recommend", json.dumps({"history": histories[h], "k": 5}))
+            response = conn.getresponse()
+            answers.append((response.status, h, json.loads(response.read())))
+            i += 1
+        conn.close()
+
+    clients = [threading.Thread(target=client, args=(c,)) for c in range(4)]
+    for c in clients:
+        c.start()
+    try:
+        for swap in range(6):
+            work = tmp_path / f"next-{swap}"
+            shutil.copytree(sources[(swap + 1) % 2], work)
+            publish_directory(work, published)
+            assert models.reload()
+            assert not models.reload()  # unchanged since: nothing loaded
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+        server.shutdown()
+        server.server_close()
+    versions = {payload["version"] for _, _, payload in answers}
+    assert models.swaps == 6 and versions == set(expected)
+    assert all(status == 200 for status, _, _ in answers)
+    assert all(payload["items"] == expected[payload["version"]][h] for _, h, payload in answers)

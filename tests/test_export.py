@@ -43,7 +43,7 @@ def torch_reference(checkpoint: dict, window: np.ndarray, top_k: int):
 def test_export_report_and_files(artifact):
     directory, report = artifact
     names = {p.name for p in directory.iterdir()}
-    assert names == {MANIFEST_NAME, *VARIANT_FILES.values(), "model.required_operators.config"}
+    assert names == {MANIFEST_NAME, *VARIANT_FILES.values(), "model.required_operators.config", "encoder.onnx"}
     assert not [p for p in directory.parent.iterdir() if p.name.startswith(".")], "temporary files left behind"
     assert report.parity.cases == 6 + 10  # edge cases + one batch per length 1..max_len
     assert max(report.parity.max_abs_diff.values()) <= 1e-4

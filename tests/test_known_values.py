@@ -66,3 +66,27 @@ def test_torch_encoder_gives_known_embeddings():
             window[0, -len(recent) :] = torch.tensor(recent)
         with torch.no_grad():
             assert np.allclose(model.user_embedding(window)[0].numpy(), want, atol=1e-5), history
+
+
+@pytest.mark.parametrize("artifact", ["artifact", "artifact-large"])
+def test_committed_artifacts_give_known_values_of_the_item_calls(artifact):
+    """Issue 23's calls on the committed artifacts (the JavaScript SDK's parity tests read the same values)."""
+    rec = Recommender.load(KNOWN / artifact)
+    assert rec.version == VALUES["version"] or artifact == "artifact-large"  # format 3: another graph
+    assert list(rec.metadata.item_intents) == VALUES["item_intents"]
+    histories = VALUES["histories"]
+
+    def same(got, want):
+        assert [i for i, _ in got] == [i for i, _ in want]
+        assert np.allclose(
+            [s for _, s in got], [np.nan if s is None else s for _, s in want], atol=1e-5, equal_nan=True
+        )
+
+    for history, want in zip(histories, VALUES["candidates"]):
+        same(rec.recommend(history, k=4, candidates=[2, 5, 7, 8, 9, 11, 99]), want)
+    for history, want in zip(histories, VALUES["score"]):
+        assert np.allclose(rec.score(history, [1, 5, 12, 5]), want, atol=1e-5)
+    for query, want in zip([3, [1, 12]], VALUES["similar"]):
+        same(rec.similar_items(query, k=4), want)
+    for history, want in zip(histories, VALUES["per_intent"]):
+        same(rec.recommend(history, k=4, per_intent=1), want)

@@ -34,10 +34,13 @@ def histories():
 
 def test_layout_and_formats(artifacts):
     small, large = artifacts
-    assert {p.name for p in small.iterdir()} == {"s4rec.json", "model.onnx"}
+    # format 2: the model file and its encoder-only graph, whose tensors are read from model.onnx
+    assert {p.name for p in small.iterdir()} == {"s4rec.json", "model.onnx", "encoder.onnx"}
+    assert (small / "encoder.onnx").stat().st_size < 64 * 1024
     names = {p.name for p in large.iterdir()}
     assert {"model.onnx", "model.int8.onnx", "encoder.onnx", "item_table.npy", "items.npy", "popular.npy",
-            "intent_top_items.npy", "items.hnsw", "item_table.int8.npy", "item_table.scales.npy"} <= names  # fmt: skip
+            "intent_top_items.npy", "item_intents.npy", "items.hnsw", "item_table.int8.npy",
+            "item_table.scales.npy"} <= names  # fmt: skip
     manifest = json.loads((large / "s4rec.json").read_text())
     assert set(manifest["files"]) >= {"item_ids", "item_table", "encoder", "ann_index", "item_table_int8"}
     a, b = Recommender.load(small), Recommender.load(large)

@@ -113,3 +113,24 @@ def test_ray_on_a_large_format_artifact_equals_s4rec_score(local_ray, large_arti
         rows = recommend_dataset(histories, large, k=5, chunk_size=30, retrieval=retrieval).take_all()
         rows = [{"user": r["user"], "items": list(r["items"]), "scores": list(r["scores"])} for r in rows]
         assert_same(read_jsonl(out), rows)
+
+
+def test_recommend_batch_candidates_allow_deny_per_intent(artifact):
+    """Issue 23 in the batch function itself (what each Ray actor or Spark's mapInPandas runs): a candidates
+    column, allow / deny for every row, per_intent; as s4rec-score and the SDK give them."""
+    import pandas as pd
+
+    from s4rec.ray import RecommendBatch
+
+    batch = pd.DataFrame(
+        {"user": [1, 2, 3], "history": [[1, 2, 3], [4, 5], [6]], "candidates": [list(range(5, 20)), None, [7, 8, 9]]}
+    )
+    fn = RecommendBatch(str(artifact[0]), k=4, allow=range(1, 30), deny=[8], per_intent=2)
+    rec = Recommender.load(artifact[0])
+    assert fn.version == rec.version
+    out = fn(batch)
+    view = rec.restricted_to(range(1, 30)).without([8])
+    for row, history, candidates in zip(out.itertuples(), batch["history"], batch["candidates"]):
+        assert row.items == view.recommend(history, k=4, candidates=candidates, per_intent=2).item_ids()
+    bad = fn(pd.DataFrame({"user": [1], "history": [[1]], "candidates": ["7"]}))
+    assert len(bad) == 0  # a row whose candidates are not a list is dropped (on_error="skip")

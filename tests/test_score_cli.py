@@ -213,3 +213,48 @@ def test_summary_counts_fallback_users_and_users_with_only_bad_rows(tiny, tmp_pa
     assert result.exit_code == 0, result.output
     assert "scored 1 user in" in result.output and "skipped 3 malformed record(s)" in result.output
     assert "2 user(s) had only malformed rows and got no output" in result.output
+
+
+def test_candidates_allow_deny_and_per_intent(artifact, tmp_path):
+    """Issue 23: a record's "candidates", --allow / --deny for every user, --per-intent, the version."""
+    rec = Recommender.load(artifact[0])
+    histories = [[1, 2, 3], [4, 5], [], [6, 7, 8, 9], [10]]
+    lines = []
+    for u, history in enumerate(histories):
+        record = {"user": u, "history": history}
+        if u % 2 == 0:
+            record["candidates"] = list(range(5, 25)) + ["unknown"]
+        lines.append(json.dumps(record))
+    users = tmp_path / "users.jsonl"
+    users.write_text("\n".join(lines) + "\n")
+    (tmp_path / "allow.txt").write_text("\n".join(map(str, range(1, 31))) + "\n\nnot-an-item\n")
+    (tmp_path / "deny.txt").write_text("5\n6\n")
+    result = score(artifact[0], "-i", users, "-o", tmp_path / "out.jsonl", "--k", 5, "--allow", tmp_path / "allow.txt",
+                   "--deny", tmp_path / "deny.txt", "--per-intent", 2)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"; model version {rec.version}" in result.output
+    assert (
+        "--allow" in result.output and "1 of 31 item ids unknown to the model, ignored: 'not-an-item'" in result.output
+    )
+    view = rec.restricted_to(range(1, 31)).without([5, 6])
+    for row, history in zip(read_jsonl(tmp_path / "out.jsonl"), histories):
+        candidates = list(range(5, 25)) if row["user"] % 2 == 0 else None
+        want = view.recommend(history, k=5, candidates=candidates, per_intent=2)
+        assert row["items"] == want.item_ids(), row
+        assert set(row["items"]) <= set(range(1, 31)) - {5, 6}
+    # a malformed "candidates" is a malformed record, reported with its line
+    users.write_text(
+        '{"user": 1, "history": [1], "candidates": "5"}\n{"user": 2, "history": [1], "candidates": [1.5]}\n'
+    )
+    result = score(artifact[0], "-i", users, "-o", tmp_path / "bad.jsonl")
+    assert result.exit_code == 0
+    assert '"candidates" must be a list of item ids (or null)' in result.output
+    assert '"candidates" items must be integers or non-empty strings, got 1.5' in result.output
+    (tmp_path / "empty.txt").write_text("\n")
+    result = score(artifact[0], "-i", users, "-o", tmp_path / "x.jsonl", "--allow", tmp_path / "empty.txt")
+    assert result.exit_code == 2 and "holds no item id" in result.output
+
+
+def test_per_intent_needs_item_intents(tiny, tmp_path):
+    result = score(tiny / "artifact", "-i", tiny / "users.jsonl", "-o", tmp_path / "o.jsonl", "--per-intent", 1)
+    assert result.exit_code == 1 and "has no intents" in result.output and not (tmp_path / "o.jsonl").exists()

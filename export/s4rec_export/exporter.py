@@ -214,11 +214,12 @@ def _write(plan: ExportPlan, work: Path, report: ExportReport, log: Callable[[st
     fp32 = Fp32Export(
         plan.encoder, plan.intents, graph, model, path, metadata, session, stored, size, plan.atol, sidecars
     )
-    artifact_format.check_graphs(fp32)
+    graph_files = artifact_format.check_graphs(fp32)
     report.seconds["verify"] = time.perf_counter() - step_started - sum(sidecars.seconds.values())
     report.seconds.update(sidecars.seconds)
 
-    files = dict(sidecars.entries or {})  # the manifest's list of sidecar files: fp32's, then the variants'
+    # the manifest's list of files beside the model files: fp32's sidecars, format 2's encoder, the variants'
+    files = {**(sidecars.entries or {}), **graph_files}
     for step in plan.steps:
         step_started = time.perf_counter()
         files.update(_run_variant(step, fp32, work, report, log))

@@ -29,17 +29,19 @@ from s4rec.artifact import (
     ENCODER_SIDECAR,
     FORMAT_VERSION,
     INTENT_PROBABILITIES,
+    ITEM_INTENTS_SIDECAR,
     SMALL_FORMAT_VERSION,
     USER_EMBEDDING,
     ArtifactMetadata,
 )
+from s4rec.protobuf import initializer
 from s4rec.sidecars import TABLE_HEADER_BYTES, file_entry, write_item_ids, write_npy
 from s4rec_train.checkpoint import IntentTable, item_ids
 from s4rec_train.model import SASRec
 
-from .errors import ParityError
+from .errors import ParityError, ValidationError
 from .inference import InferenceGraph, inference_graph
-from .large import ENCODER_FILE, ITEM_TABLE_FILE, encoder_only, externalize_table, int8_scoring
+from .large import ENCODER_FILE, ITEM_TABLE_FILE, encoder_only, externalize_table, int8_scoring, refer_to_external
 from .metadata import popular_items
 from .onnx_graph import save_with_metadata, to_onnx
 from .variants import REQUIRED_OPERATORS_FILE, quantize_int8, to_fp16_weights, to_ort_format
@@ -132,7 +134,9 @@ class ArtifactFormat:
     # model files before their metadata is made; may point the model's initializers at them (external data)
     write_sidecars: Callable[[dict, InferenceGraph, onnx.ModelProto, Path, AnnOptions | None, Callable], SidecarFiles]
     fp32_size_basis: str  # how the fp32 file's limit is made, for the SizeError
-    check_graphs: Callable[[Fp32Export], None]  # after the fp32 parity check
+    # After the fp32 parity check: the format's own graphs, made (format 2: the encoder-only graph, whose tensors
+    # are read from model.onnx) and checked; returns the files it wrote (name -> entry, for the manifest)
+    check_graphs: Callable[[Fp32Export], dict[str, dict]]
     variants: tuple[VariantStep, ...]  # the variants it can add, in the order they are made
     ann: bool = False  # can carry the approximate-retrieval index
 
@@ -144,8 +148,35 @@ def _no_sidecars(checkpoint, graph, model, directory, ann, log) -> SidecarFiles:
     return SidecarFiles()
 
 
-def _no_check(fp32: Fp32Export) -> None:
-    return None
+# Tensors of format 2's encoder-only graph from this size on are read from model.onnx rather than stored again
+# (the item table and the weight matrices; the small constants stay in the graph)
+SHARED_TENSOR_BYTES = 1024
+
+
+def _small_encoder(fp32: Fp32Export) -> dict[str, dict]:
+    """Format 2's ``encoder.onnx``: the fp32 graph pruned to ``history -> user_embedding [, intents]`` (as format 3's),
+    whose item table and weights are ONNX external data in ``model.onnx`` itself (at the offsets of their raw
+    bytes there, found with :mod:`s4rec.protobuf`): nothing is stored twice, and the SDK gets user vectors
+    for candidate scoring, ``embed`` and ``intents`` without the score product over every item. Checked like
+    format 3's against the full graph; returns its manifest entry."""
+    directory = fp32.path.parent
+    encoder_path = directory / ENCODER_FILE
+    model = encoder_only(fp32.model, fp32.graph.num_intents > 0)
+    for tensor in model.graph.initializer:
+        if len(tensor.raw_data) < SHARED_TENSOR_BYTES:
+            continue
+        location = initializer(fp32.path, tensor.name)
+        if location is None or location.external or location.length != len(tensor.raw_data):
+            raise ValidationError(f"encoder: tensor {tensor.name!r} not found as raw data in {fp32.path.name}")
+        refer_to_external(tensor, fp32.path.name, location.offset, location.length)
+    for key, value in (("s4rec.format", ENCODER_FORMAT), ("s4rec.format_version", str(SMALL_FORMAT_VERSION))):
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "s4rec-export"
+    onnx.save_model(model, str(encoder_path), save_as_external_data=False)
+    check_model(encoder_path, "encoder")
+    check_file_size(encoder_path, 2 * GRAPH_BYTES, "encoder", "128 KiB: the graph, its weights are in model.onnx")
+    check_encoder(fp32.graph, fp32.session, Recommender.make_session(encoder_path))
+    return {ENCODER_SIDECAR: file_entry(encoder_path)}
 
 
 def _int8(fp32: Fp32Export, path: Path) -> MadeVariant:
@@ -228,8 +259,10 @@ def _large_files(
     popular = popular_items(checkpoint, graph)
     entries["popular_items"] = write_npy(directory / "popular.npy", popular)
     top = np.array(graph.intent_top_items(), dtype=np.int64).reshape(graph.num_intents, graph.top_k)
+    item_intents = graph.item_intents().numpy()  # (N,) int32; (0,) without intents
     if graph.num_intents:
         entries["intent_top_items"] = write_npy(directory / "intent_top_items.npy", top)
+        entries[ITEM_INTENTS_SIDECAR] = write_npy(directory / "item_intents.npy", item_intents)
     encoder_path = directory / ENCODER_FILE
     encoder_model = encoder_only(model, graph.num_intents > 0)
     for key, value in (("s4rec.format", ENCODER_FORMAT), ("s4rec.format_version", str(FORMAT_VERSION))):
@@ -250,6 +283,7 @@ def _large_files(
         "item_ids": np.array(ids, dtype=np.int64) if all(type(i) is int for i in ids) else tuple(ids),
         "popular_items": popular,
         "intent_top_items": top,
+        "item_intents": item_intents,
     }
     # ONNX Runtime pre-packs the score product's weight: a packed copy of the table. For a table that fits the
     # cache that pays (without it MLAS packs it on every call: 10^5 items, 25.6 MB, 11.4 ms a user instead of
@@ -274,8 +308,9 @@ def check_encoder(graph: InferenceGraph, full, encoder, atol: float = 1e-6) -> N
         raise ParityError("encoder-only graph", lines)
 
 
-def _check_encoder(fp32: Fp32Export) -> None:
+def _check_encoder(fp32: Fp32Export) -> dict[str, dict]:
     check_encoder(fp32.graph, fp32.session, Recommender.make_session(fp32.path.parent / ENCODER_FILE))
+    return {}  # the encoder is one of the sidecars, already listed
 
 
 def _int8_table(fp32: Fp32Export, path: Path) -> MadeVariant:
@@ -305,7 +340,7 @@ FORMATS = {
         name="small format",
         write_sidecars=_no_sidecars,
         fp32_size_basis="4 bytes x parameters + 5% + metadata + 64 KiB of graph",
-        check_graphs=_no_check,
+        check_graphs=_small_encoder,
         variants=SMALL_VARIANTS,
     ),
     FORMAT_VERSION: ArtifactFormat(

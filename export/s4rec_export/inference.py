@@ -295,6 +295,23 @@ class InferenceGraph(nn.Module):
         closeness = self.original.scores(self.intent_centroids)  # (K, N): items 1..N
         return (torch.topk(closeness, self.top_k, dim=1).indices + 1).tolist()
 
+    @torch.no_grad()
+    def item_intents(self) -> torch.Tensor:
+        """The intent of every item 1..N, ``(N,)`` int32: the centroid its vector is closest to, measured as a
+        user vector's intent probabilities measure it (cosine with ``intent_normalized``, else the dot product),
+        so an item's intent is the one a history of that taste would be given; ties go to the lowest intent.
+        Empty (0,) without intents."""
+        if self.intent_centroids is None:
+            return torch.zeros(0, dtype=torch.int32)
+        items = self.original.item_table[1:].detach().float()  # (N, d)
+        if self.intent_normalized:
+            items = F.normalize(items, dim=-1)
+        intents = torch.empty(items.shape[0], dtype=torch.int32)
+        for start in range(0, items.shape[0], 1 << 16):  # bounded (slice, K) similarity matrix
+            block = items[start : start + (1 << 16)] @ self.intent_centroids.T
+            intents[start : start + len(block)] = block.argmax(dim=1).to(torch.int32)
+        return intents
+
 
 def inference_graph(encoder: SASRec, top_k: int, intents: IntentTable | None, **options) -> InferenceGraph:
     """The :class:`InferenceGraph` of ``encoder`` with the checkpoint's intents (None: a model without intents);

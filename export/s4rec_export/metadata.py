@@ -9,13 +9,22 @@ and ranking from the :class:`~s4rec_export.inference.InferenceGraph`, the opset 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from s4rec import __version__ as package_version
-from s4rec.artifact import FORMAT_VERSION, INPUTS, SMALL_FORMAT_VERSION, ArtifactMetadata, file_sha256, items_checksum
+from s4rec.artifact import (
+    FORMAT_VERSION,
+    INPUTS,
+    SMALL_FORMAT_VERSION,
+    ArtifactMetadata,
+    artifact_version,
+    file_sha256,
+    items_checksum,
+)
 from s4rec.windows import PADDING_INDEX
 from s4rec_train.checkpoint import checkpoint_metrics, item_ids, item_popularity
 
@@ -44,7 +53,8 @@ def artifact_metadata(
     """The fp32 model file's metadata: ``checkpoint`` (loaded from ``checkpoint_path``) exported as ``model``.
 
     Format 2 (the lists in the JSON) unless ``sidecars`` (the format 3 sidecar entries) is given, with
-    ``lists``: the item ids, popular items and intent top items as written to those files."""
+    ``lists``: the item ids, popular items, intent top items and item intents as written to those files.
+    ``model`` is the graph as exported, before any metadata: its SHA-256 and the checkpoint's make the version."""
     config = graph.config
     large = sidecars is not None
     if large:
@@ -57,7 +67,10 @@ def artifact_metadata(
             item_ids_sha256=items_checksum(ids),
             popular_items=tuple(int(i) for i in popular_items(checkpoint, graph)),
             intent_top_items=tuple(tuple(row) for row in graph.intent_top_items()),
+            item_intents=tuple(graph.item_intents().tolist()),
         )
+    checkpoint_sha256 = file_sha256(checkpoint_path)
+    graph_sha256 = hashlib.sha256(model.SerializeToString()).hexdigest()
     return ArtifactMetadata(
         format_version=FORMAT_VERSION if large else SMALL_FORMAT_VERSION,
         package_version=package_version,
@@ -73,7 +86,8 @@ def artifact_metadata(
         ranking_block_size=graph.block_size,
         intent_temperature=graph.intent_temperature if graph.num_intents else None,
         intent_normalized=graph.intent_normalized,
-        source_checkpoint_sha256=file_sha256(checkpoint_path),
+        source_checkpoint_sha256=checkpoint_sha256,
+        version=artifact_version(checkpoint_sha256, graph_sha256),
         checkpoint_metrics=checkpoint_metrics(checkpoint),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         inputs=INPUTS,

@@ -111,7 +111,7 @@ describe("a format 3 artifact", () => {
     assert.equal(m.formatVersion, 3);
     assert.equal(m.tablePrecision, "float32");
     assert.equal(m.itemIdsSha256, "");
-    assert.deepEqual(Object.keys(m.sidecars).sort(), ["encoder", "intent_top_items", "item_ids", "item_table", "popular_items"]);
+    assert.deepEqual(Object.keys(m.sidecars).sort(), ["encoder", "intent_top_items", "item_ids", "item_intents", "item_table", "popular_items"]);
     for (const key of /** @type {const} */ (["itemIds", "popularItems", "intentTopItems", "numItems", "topK", "maxLen", "numIntents"])) {
       assert.deepEqual(m[key], small.metadata[key], key);
     }

@@ -21,6 +21,7 @@ build and search at the same recall here, and the smallest install (8 MB).
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, S4RecError
+from .selection import members, ranked_prefixes, without_members
 
 LIBRARY = "hnswlib"
 SPACE = "ip"  # inner product: tied tables have rows of varying norms
@@ -42,6 +44,12 @@ SPACE = "ip"  # inner product: tied tables have rows of varying norms
 DEFAULT_M = 32  # links per node
 DEFAULT_EF_CONSTRUCTION = 200  # build breadth
 DEFAULT_EF_SEARCH = 128  # search breadth (at least k + the excluded items)
+# Filtered queries (candidates, a view's catalogue, intent-diverse lists): the index is asked for OVERFETCH times
+# the items expected to pass the filter, and exact ranking of the allowed rows replaces a query that would ask for
+# EXACT_SHARE of the catalogue. Measured: benchmarks/app_features.py --large (docs/sdk.md, "Business rules").
+OVERFETCH = 2.0
+EXACT_SHARE = 0.05
+COSINE_OVERFETCH = 4  # similar_items (cosine) from the inner-product index: 4x the candidates, re-ranked
 MISSING_ANN = 'retrieval="ann" needs hnswlib: pip install "s4rec[ann]"'
 # The start of hnswlib's index file (native size_t): offsetLevel0, max_elements, cur_element_count,
 # size_data_per_element. hnswlib sizes its arrays by the header's max_elements whenever cur_element_count
@@ -130,6 +138,67 @@ class AnnIndex:
         if isinstance(ef, bool) or not isinstance(ef, int) or ef < 1:
             raise ValueError(f"ef_search must be an int >= 1, got {ef!r}.")
         return cls(index, table, num_items, ef, path)
+
+    def _knn(self, queries: np.ndarray, count: int, threads: int = 1) -> np.ndarray:
+        """Labels ``(n, count)`` int64 of the approximate ``count`` nearest items (search breadth at least
+        ``count``)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if count <= self.ef_search:
+            labels, _ = self.index.knn_query(queries, k=count, num_threads=threads)
+        else:
+            with self._wider:
+                self.index.set_ef(count)
+                try:
+                    labels, _ = self.index.knn_query(queries, k=count, num_threads=threads)
+                finally:
+                    self.index.set_ef(self.ef_search)
+        return labels.astype(np.int64)
+
+    def ranked(
+        self,
+        vector: np.ndarray,
+        first: int,
+        banned: np.ndarray,
+        allowed: np.ndarray | None = None,
+        norms: np.ndarray | None = None,
+    ):
+        """Growing ranked prefixes ``(scores, items)`` (exact float32 scores, best first) of the items near
+        ``vector`` (d,) that are not ``banned`` and, with ``allowed`` (sorted item indices), among those: a
+        filtered query by over-fetching. The index is asked for ``(first + e) / share * OVERFETCH`` items
+        (``e`` = the banned items, ``share`` = the allowed share of the catalogue), those outside ``allowed``
+        or banned dropped and the rest re-ranked exactly; the next prefix asks for 4x as many. Once a query
+        would ask for :data:`EXACT_SHARE` of the catalogue, the last prefix is the exact ranking of every
+        allowed row (recall 1). :func:`filtered_recall_at_k` measures the recall against exact filtered
+        ranking.
+
+        ``norms`` (the rows' norms, by item index): rank by the cosine with ``vector`` (a unit vector) instead.
+        The index is an inner-product one, whose neighbours of a unit vector are the largest ``norm x cosine``:
+        it is asked for :data:`COSINE_OVERFETCH` times as many, and they are re-ranked by the cosine."""
+        n = self.num_items
+        share = 1.0 if allowed is None else max(len(allowed), 1) / n
+        fetch = max(1, first)
+        factor = OVERFETCH * (COSINE_OVERFETCH if norms is not None else 1)
+        while True:
+            count = int(math.ceil((fetch + len(banned)) / share * factor))
+            if count >= EXACT_SHARE * n:
+                pool = np.arange(1, n + 1, dtype=np.int64) if allowed is None else allowed
+                pool = without_members(pool, banned)
+                scores = np.asarray(self.table[pool] @ vector, dtype=np.float32)
+                if norms is not None:
+                    scores /= norms[pool]
+                yield from ranked_prefixes(scores, pool, fetch)
+                return
+            labels = self._knn(vector[None, :], count)[0]
+            if len(banned):
+                labels = without_members(labels, banned)
+            if allowed is not None:
+                labels = labels[members(labels, allowed)]
+            exact = np.asarray(self.table[labels] @ vector, dtype=np.float32)
+            if norms is not None:
+                exact /= norms[labels]
+            order = np.lexsort((labels, -exact))
+            yield exact[order], labels[order]
+            fetch *= 4
 
     def search(
         self, users: np.ndarray, k: int, banned: Sequence[np.ndarray], threads: int = 1

@@ -32,10 +32,13 @@ FORMAT = "s4rec-onnx"  # metadata_props["s4rec.format"] of every model file
 FORMAT_VERSION = 3  # the newest model-file format this SDK reads (3: large catalogues, lists in sidecar files)
 SMALL_FORMAT_VERSION = 2  # self-describing single files, what s4rec-export writes for small catalogues
 READ_FORMAT_VERSIONS = (2, 3)
-LARGE_LISTS = ("item_ids", "popular_items", "intent_top_items")  # in sidecar files in format 3
+LARGE_LISTS = ("item_ids", "popular_items", "intent_top_items", "item_intents")  # in sidecar files in format 3
 ENCODER_SIDECAR = "encoder"  # format 3: the encoder-only graph (history -> user_embedding [, intents])
 ITEM_TABLE_SIDECAR = "item_table"  # format 3: the float32 item table (N + 1 + extra, d), ONNX external data
 ANN_SIDECAR = "ann_index"  # format 3, optional: the approximate-retrieval index (s4rec.ann)
+ITEM_INTENTS_SIDECAR = "item_intents"  # format 3, with intents: int32 (N,), each item's intent
+ITEM_TABLE_INITIALIZER = "encoder.item_table"  # format 2: the float32 item table inside the model file
+VERSION_DIGITS = 12  # hex digits of an artifact's version id
 MANIFEST_NAME = "s4rec.json"
 MANIFEST_FORMAT = "s4rec-artifact"
 MANIFEST_FORMAT_VERSION = 1
@@ -58,6 +61,15 @@ VARIANT_FILES = {
     "fp16": "model.fp16.onnx",
     "mobile": "model.ort",
 }
+
+
+def artifact_version(source_checkpoint_sha256: str, export_sha256: str) -> str:
+    """The artifact's short version id: the first :data:`VERSION_DIGITS` hex digits of the SHA-256 of
+    ``"{checkpoint SHA-256}:{export SHA-256}"`` (UTF-8). The exporter passes the SHA-256 of the fp32 graph as
+    exported, before its metadata is attached (so every variant of one export has the same version, and the
+    same checkpoint exported the same way gets the same one); for artifacts written before versions existed the
+    SDK passes the SHA-256 of the fp32 model file (:func:`legacy_version`)."""
+    return hashlib.sha256(f"{source_checkpoint_sha256}:{export_sha256}".encode()).hexdigest()[:VERSION_DIGITS]
 
 
 def items_checksum(item_ids: list | tuple) -> str:
@@ -98,6 +110,11 @@ class ArtifactMetadata:
     # format 3: sidecar name -> {"file", "sha256", "bytes", ...} (s4rec.sidecars); {} in format 2
     sidecars: dict = field(default_factory=dict, hash=False)
     table_precision: str = "float32"  # how the scored item table is stored: float32 | int8 (per-row scales)
+    # Each item's intent (item_intents[i - 1]: the intent of item index i, 0..K-1): a tuple in format 2 (the JSON),
+    # an int32 (N,) array in format 3 (sidecar item_intents.npy); empty without intents and in artifacts exported
+    # before it existed (per_intent then raises ArtifactVersionError).
+    item_intents: tuple[int, ...] | np.ndarray = field(default=(), compare=False)
+    version: str = ""  # the artifact's short version id (artifact_version); "" in artifacts exported before it
 
     @property
     def large(self) -> bool:
@@ -125,6 +142,7 @@ class ArtifactMetadata:
                 f"item vocabulary checksum mismatch: recorded {self.item_ids_sha256[:12]}..., computed "
                 f"{items_checksum(self.item_ids)[:12]}.... The item ids were altered; re-export the artifact."
             )
+        self._check_item_intents(problems)
         n = self.num_items
         if isinstance(n, int):
             if any(not 1 <= i <= n for i in self.popular_items):
@@ -157,6 +175,27 @@ class ArtifactMetadata:
             problems.append(f"{self.num_intents} intents but no {INTENT_PROBABILITIES} output")
         if self.table_precision not in ("float32", "int8"):
             problems.append(f"table_precision {self.table_precision!r} (expected float32 or int8)")
+        if not isinstance(self.version, str) or (self.version and not _VERSION.fullmatch(self.version)):
+            problems.append(f"version {self.version!r} (expected {VERSION_DIGITS} lowercase hex digits)")
+
+    def _check_item_intents(self, problems: list[str]) -> None:
+        """``item_intents``: none, or one intent 0..K-1 per item."""
+        intents = self.item_intents
+        if not len(intents):
+            return
+        if not self.num_intents:
+            problems.append("item_intents without intents (num_intents 0)")
+            return
+        if len(intents) != self.num_items:
+            problems.append(f"{len(intents)} item_intents for num_items {self.num_items}")
+            return
+        if isinstance(intents, np.ndarray):
+            ok = intents.ndim == 1 and intents.dtype.kind in "iu"
+            ok = ok and 0 <= intents.min() and intents.max() < self.num_intents
+        else:
+            ok = all(type(i) is int and 0 <= i < self.num_intents for i in intents)
+        if not ok:
+            problems.append(f"item_intents must be intents in 0..{self.num_intents - 1}")
 
     def _check_large(self, problems: list[str]) -> None:
         """Format 3: the scalars as in format 2, the lists as arrays (the vocabulary checks the ids' uniqueness)."""
@@ -178,6 +217,7 @@ class ArtifactMetadata:
                 problems.append(f"intent_top_items must be ({self.num_intents}, top_k) item indices, got {top.shape}")
             elif not indices_within(top, n):
                 problems.append(f"intent_top_items outside 1..{n}")
+        self._check_item_intents(problems)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], lists: dict[str, Any] | None = None) -> ArtifactMetadata:
@@ -197,7 +237,7 @@ class ArtifactMetadata:
             v.update(lists or {})
             if "item_ids" not in v:
                 raise ValueError("format 3 metadata needs the item_ids sidecar")
-        for name in ("inputs", "outputs", *(() if large else ("item_ids", "popular_items"))):
+        for name in ("inputs", "outputs", *(() if large else ("item_ids", "popular_items", "item_intents"))):
             if name in v:
                 v[name] = tuple(v[name])
         if "intent_top_items" in v and not large:
@@ -266,6 +306,7 @@ def read_manifest(directory: Path) -> dict:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(rf"[0-9a-f]{{{VERSION_DIGITS}}}")
 
 
 def check_file_entry(entry, where: str) -> None:
@@ -336,6 +377,25 @@ def model_entry(path: str | Path, variant: str = "fp32") -> tuple[Path, dict]:
             if entry.get("file") == path.name:
                 return path, entry
     return path, {}
+
+
+def legacy_version(model_path: Path, listed: bool, metadata: ArtifactMetadata) -> str:
+    """The version of an artifact exported before versions were written: :func:`artifact_version` of its
+    checkpoint's SHA-256 and its fp32 model file's (the manifest's entry when the loaded file is ``listed`` in
+    its directory's manifest, so that every variant gets the same version; else the loaded file's own)."""
+    export_sha256 = None
+    if listed:
+        export_sha256 = read_manifest(model_path.parent)["variants"].get("fp32", {}).get("sha256")
+    if export_sha256 is None:
+        export_sha256 = file_sha256(model_path)
+    return artifact_version(metadata.source_checkpoint_sha256, export_sha256)
+
+
+def manifest_files(model_path: Path, listed: bool) -> dict[str, dict]:
+    """The manifest's ``files`` table of the loaded model's directory (``{}`` for a file no manifest lists)."""
+    if not listed:
+        return {}
+    return read_manifest(model_path.parent).get("files", {})
 
 
 def verify_checksum(model_path: Path, expected: str | None) -> None:
@@ -422,7 +482,7 @@ def parse_metadata(custom: dict[str, str], model_path: Path, verify: str = "fast
 
 
 def read_lists(sidecars: Sidecars, values: dict) -> dict[str, Any]:
-    """The three large lists of a format 3 model from its sidecar files (each checked, :class:`Sidecars`)."""
+    """The large lists of a format 3 model from its sidecar files (each checked, :class:`Sidecars`)."""
     num_items = values["num_items"]
     if not isinstance(num_items, int):
         raise ValueError(f"num_items {num_items!r} (expected an int >= 1)")
@@ -431,6 +491,11 @@ def read_lists(sidecars: Sidecars, values: dict) -> dict[str, Any]:
         lists["intent_top_items"] = sidecars.array("intent_top_items")
     else:
         lists["intent_top_items"] = np.zeros((0, 0), dtype=np.int64)
+    # each item's intent: artifacts exported before it existed have none
+    if ITEM_INTENTS_SIDECAR in sidecars:
+        lists["item_intents"] = sidecars.array(ITEM_INTENTS_SIDECAR)
+    else:
+        lists["item_intents"] = np.zeros(0, dtype=np.int32)
     return lists
 
 

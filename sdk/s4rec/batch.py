@@ -140,6 +140,7 @@ def score_records(
     exclude_seen: bool = True,
     on_bad: Callable[[BadRecord], None],
     read_ahead: bool = False,
+    per_intent: int | None = None,
 ) -> Iterator[list[tuple[Record, list]]]:
     """Yield one list of ``(record, [(item_id, score), ...])`` per chunk of ``chunk_size`` records.
 
@@ -148,9 +149,11 @@ def score_records(
 
     Malformed records (and records the SDK refuses, found by re-scoring a failed batch one by one) go to
     ``on_bad``, which may raise to stop the run. ``read_ahead``: read and parse the next chunk in a
-    background thread while this one is scored.
+    background thread while this one is scored. A record's ``candidates`` limit its list to them;
+    ``per_intent`` keeps at most that many items of one intent in every list.
     """
     options = {"k": k, "batch_size": batch_size, "chunk_size": chunk_size, "exclude_seen": exclude_seen}
+    options["per_intent"] = per_intent
     for scored, _ in _score_chunks(recommender, records, on_bad=on_bad, read_ahead=read_ahead, arrays=False, **options):
         yield list(zip(scored.records, scored.results))
 
@@ -189,6 +192,7 @@ def _score_chunks(
     read_ahead: bool,
     arrays: bool,
     position: Callable[[], int] = lambda: 0,
+    per_intent: int | None = None,
 ) -> Iterator[tuple[ScoredChunk, int]]:
     """:func:`score_records` as :class:`ScoredChunk` chunks, each with ``position()`` as it was when the chunk
     had been read; ``arrays``: keep an s4rec Recommender's results as ranked arrays (anything else with
@@ -196,20 +200,27 @@ def _score_chunks(
     _check_options(recommender, k, batch_size, chunk_size)
     errors = (S4RecError, TypeError, ValueError)  # what the SDK raises for a history it cannot score
     rank = getattr(recommender, "rank_batch", None) if arrays else None
+    fixed = {"k": k, "exclude_seen": exclude_seen} | ({} if per_intent is None else {"per_intent": per_intent})
+
+    def selection(batch: list[Record]) -> dict:
+        """The batch's per-record candidates, only when a record has some (stand-ins need not take them)."""
+        candidates = [r.candidates for r in batch]
+        return {"candidates_per_history": candidates} if any(c is not None for c in candidates) else {}
 
     def run(batch: list[Record]) -> ScoredChunk:
         histories = [r.history for r in batch]
         try:
             if rank is not None:
-                return ScoredChunk(batch, ranked=rank(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size))
-            results = recommender.recommend_batch(histories, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
+                ranked = rank(histories, batch_size=batch_size, **fixed, **selection(batch))
+                return ScoredChunk(batch, ranked=ranked)
+            results = recommender.recommend_batch(histories, batch_size=batch_size, **fixed, **selection(batch))
             return ScoredChunk(batch, list(results))
         except errors:
             pass
         scored, results = [], []
         for record in batch:  # find the culprit(s): score one by one
             try:
-                results.append(recommender.recommend_batch([record.history], k=k, exclude_seen=exclude_seen)[0])
+                results.append(recommender.recommend_batch([record.history], **fixed, **selection([record]))[0])
                 scored.append(record)
             except errors as e:
                 on_bad(BadRecord(record.line, f"user {record.user!r}: {e}"))
@@ -302,6 +313,7 @@ class ScoreReport:
     output: str
     fallback: int = 0
     without_valid_rows: int = 0
+    version: str = ""  # the artifact's version id (Recommender.version), "" for stand-ins without one
 
     @property
     def users_per_second(self) -> float:
@@ -315,6 +327,8 @@ class ScoreReport:
             notes.append(f"skipped {self.skipped:,} malformed record(s)")
         if self.without_valid_rows:
             notes.append(f"{self.without_valid_rows:,} user(s) had only malformed rows and got no output")
+        if self.version:
+            notes.insert(0, f"model version {self.version}")
         users = f"{self.users:,} user{'' if self.users == 1 else 's'}"
         return (
             f"scored {users} in {self.seconds:.1f}s ({self.users_per_second:,.0f} users/s) -> {self.output}"
@@ -358,6 +372,7 @@ def score_file(
     max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     warn: Callable[[str], None] | None = None,
     on_progress: Callable[[ScoreProgress], None] | None = None,
+    per_intent: int | None = None,
 ) -> ScoreReport:
     """Score every history in ``input_path`` with ``recommender`` and write ``output_path`` atomically.
 
@@ -368,6 +383,11 @@ def score_file(
     (stderr by default) with their line number and skipped, or stop the run with :class:`ScoreError` under
     ``on_error="fail"``. No line is read further than ``max_line_length`` characters: a longer one is such a
     malformed record (:class:`~s4rec.records.BoundedLines`), so one huge record cannot exhaust memory.
+
+    A JSONL record's ``"candidates"`` limits its list to those items; ``per_intent`` keeps at most that many
+    items of one intent in every list; a view (``recommender.restricted_to(...)``, ``.without(...)``) applies
+    its catalogue to every user (``s4rec-score --allow`` / ``--deny``). The report names the artifact's
+    version.
 
     ``on_progress`` gets a :class:`ScoreProgress` after every chunk scored, every 16,384 events while a log
     is read, and once more (``finished``) when the run succeeded; it is called from one thread at a time
@@ -390,6 +410,8 @@ def score_file(
             flags={"output_format=": "--output-format "},
         )
     warn = warn or (lambda message: print(message, file=sys.stderr))
+    if per_intent is not None and hasattr(recommender, "rank_batch"):
+        recommender.recommend([], k=1, per_intent=per_intent)  # an artifact without item intents: its error now
     bad = _BadRecords(str(input_path), on_error, warn)
     started = time.perf_counter()
     check_max_line_length(max_line_length)
@@ -416,6 +438,7 @@ def score_file(
             for chunk, position in _score_chunks(
                 recommender, records, k=k, batch_size=batch_size, chunk_size=chunk_size, exclude_seen=exclude_seen,
                 on_bad=bad, read_ahead=read_ahead, arrays=True, position=lambda: counter.bytes_read,
+                per_intent=per_intent,
             ):  # fmt: skip
                 write(chunk)
                 progress.scored(chunk, position)
@@ -439,4 +462,7 @@ def score_file(
     progress.report(finished=True)
     output = "stdout" if to_stdout else str(output_path)
     seconds = time.perf_counter() - started
-    return ScoreReport(users, bad.count, seconds, output, counts["fallback"], log_summary.users_without_valid_rows)
+    return ScoreReport(
+        users, bad.count, seconds, output, counts["fallback"], log_summary.users_without_valid_rows,
+        getattr(recommender, "version", ""),
+    )  # fmt: skip

@@ -110,6 +110,27 @@ def _check_recall(
     return recall_at_k(recommender, histories, k=k, exclude_seen=exclude_seen, sample=None).summary()
 
 
+def _catalogue(recommender, allow_path: Path | None, deny_path: Path | None):
+    """The recommender restricted to ``--allow``'s items and without ``--deny``'s (a view: nothing is copied);
+    unknown ids are reported on stderr and ignored."""
+    from .records import read_item_ids
+
+    for path, flag, make in ((allow_path, "--allow", "restricted_to"), (deny_path, "--deny", "without")):
+        if path is None:
+            continue
+        ids = read_item_ids(path)
+        if not ids:
+            raise click.BadParameter(f"{path} holds no item id. Write one item id per line.", param_hint=flag)
+        before = len(recommender.restriction.unknown_items) if recommender.restriction is not None else 0
+        recommender = getattr(recommender, make)(ids)
+        unknown = recommender.restriction.unknown_items[before:]
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            click.echo(f"{flag} {path}: {len(unknown):,} of {len(ids):,} item ids unknown to the model, ignored: "
+                       f"{shown}", err=True)  # fmt: skip
+    return recommender
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("artifact", type=click.Path(path_type=Path))  # Recommender.load says what is missing
 @click.option(
@@ -181,20 +202,33 @@ def _check_recall(
     help="With --retrieval ann: first measure recall@K against exact retrieval on N histories of the input and "
     "print it.",
 )  # fmt: skip
+@click.option(
+    "--allow", "allow_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Recommend only these items (e.g. what is in stock): a file of item ids, one per line (plain or .gz).",
+)  # fmt: skip
+@click.option(
+    "--deny", "deny_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Never recommend these items: a file of item ids, one per line (plain or .gz).",
+)  # fmt: skip
+@click.option(
+    "--per-intent", type=click.IntRange(min=1), default=None, metavar="N",
+    help="At most N items of one intent in a list (S4Rec artifacts with item intents).",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.version_option(package_name="s4rec")
 def main(
     artifact, input_path, output_path, k, batch_size, chunk_size, threads, variant, exclude_seen, on_error,
     input_format, output_format, user_col, item_col, time_col, sep, sort_buffer, max_line_length, read_ahead,
-    retrieval, check_recall, force, quiet,
+    retrieval, check_recall, allow_path, deny_path, per_intent, force, quiet,
 ) -> None:  # fmt: skip
     """Recommend K items for every user in --input with the s4rec ARTIFACT and write them to --output.
 
     Streams: memory stays bounded whatever the input size (a CSV/TSV log is grouped by user with an external
     sort; the output lists users in sorted id order). Other inputs keep their order. The output appears under
     its name only when the run succeeds. Histories are the user's own item ids, oldest first; items unknown to
-    the model are ignored; an empty history gets the most popular items.
+    the model are ignored; an empty history gets the most popular items. A JSONL record may carry
+    "candidates": [item, ...] to rank only those for that user; --allow / --deny apply to every user.
 
     \b
     Example:
@@ -214,6 +248,7 @@ def main(
         recommender = Recommender.load(
             artifact, threads=threads or available_cores(), variant=variant, retrieval=retrieval
         )
+        recommender = _catalogue(recommender, allow_path, deny_path)
         if check_recall is not None:
             recall = _check_recall(
                 recommender, input_path, input_format, check_recall, k, exclude_seen, max_line_length
@@ -226,7 +261,7 @@ def main(
             output_format=None if output_format == "auto" else output_format,
             log_columns=LogColumns(user_col, item_col, time_col, sep), sort_buffer=sort_buffer,
             max_line_length=max_line_length, read_ahead=read_ahead, force=force,
-            warn=lambda message: click.echo(message, err=True), on_progress=bar,
+            warn=lambda message: click.echo(message, err=True), on_progress=bar, per_intent=per_intent,
         )  # fmt: skip
     except S4RecError as e:
         raise click.ClickException(e.for_command_line()) from None

@@ -141,3 +141,26 @@ def check_top_k(session, metadata: ArtifactMetadata, model_path: Path) -> None:
             f"{np.shape(items)[-1]} items, so top_k is not {metadata.top_k}. The metadata was edited, or the file "
             "is damaged; re-export the artifact."
         )
+
+
+def check_encoder_agrees(session, encoder, metadata: ArtifactMetadata, encoder_path: Path) -> None:
+    """A format 2 encoder-only graph (its tensors read from the model file) must give the full graph's user
+    vectors (and intents) on probe histories: one run each, a fraction of a millisecond."""
+    n, length = metadata.num_items, metadata.max_len
+    probe = np.zeros((3, length), dtype=np.int64)
+    probe[0, -1] = n
+    probe[1, :] = np.arange(length) % n + 1
+    outputs = [USER_EMBEDDING] + ([INTENT_PROBABILITIES] if metadata.num_intents else [])
+    try:
+        want = _probe(session, outputs, probe, 1)
+        got = _probe(encoder, outputs, probe, None)
+    except Exception as e:  # onnxruntime's own error types
+        raise ArtifactError(
+            f"{encoder_path}: the encoder graph fails on probe histories ({_first_line(e)}). Re-export the artifact."
+        ) from None
+    for name in outputs:
+        if np.shape(got[name]) != np.shape(want[name]) or not np.allclose(got[name], want[name], rtol=0, atol=1e-5):
+            raise ArtifactError(
+                f"{encoder_path}: the encoder graph's {name} differs from the model's. It belongs to "
+                "another export, or the model file was changed; re-export the artifact."
+            )

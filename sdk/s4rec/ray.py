@@ -46,6 +46,11 @@ class RecommendBatch:
     returns one with ``user``, ``items`` (ranked item ids) and ``scores``, in the same format. Rows whose
     history is not a list of item ids, or that the SDK refuses, are dropped and logged (``on_error="skip"``)
     or raise ``ValueError`` (``on_error="fail"``).
+
+    As ``s4rec-score``: a ``candidates`` column (``candidates_column``; a list of item ids, or None, per row)
+    limits each row's list to those items; ``allow`` / ``deny`` (collections of item ids) restrict every row's
+    catalogue (:meth:`Recommender.restricted_to` / ``without``); ``per_intent`` keeps at most that many items
+    of one intent per list. ``self.version`` is the artifact's version id (logged when the actor starts).
     """
 
     def __init__(
@@ -60,14 +65,26 @@ class RecommendBatch:
         user_column: str = "user",
         history_column: str = "history",
         retrieval: str = "exact",
+        allow=None,
+        deny=None,
+        per_intent: int | None = None,
+        candidates_column: str = "candidates",
     ) -> None:
         from . import Recommender
 
         if on_error not in ("skip", "fail"):
             raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}.")
-        self.recommender = Recommender.load(artifact, threads=threads, variant=variant, retrieval=retrieval)
+        recommender = Recommender.load(artifact, threads=threads, variant=variant, retrieval=retrieval)
+        if allow is not None:
+            recommender = recommender.restricted_to(list(allow))
+        if deny is not None:
+            recommender = recommender.without(list(deny))
+        if per_intent is not None:
+            recommender.recommend([], k=1, per_intent=per_intent)  # an artifact without item intents: its error now
+        self.recommender, self.version, self.per_intent = recommender, recommender.version, per_intent
         self.k, self.exclude_seen, self.on_error, self.batch_size = k, exclude_seen, on_error, batch_size
-        self.user_column, self.history_column = user_column, history_column
+        self.user_column, self.history_column, self.candidates_column = user_column, history_column, candidates_column
+        log.info("s4rec artifact %s, version %s", artifact, recommender.version)
 
     def _bad(self, bad: BadRecord) -> None:
         message = f"row {bad.line} of the batch: {bad.reason}"
@@ -78,14 +95,16 @@ class RecommendBatch:
     def __call__(self, batch: Any) -> Any:
         users = [_plain(u) for u in batch[self.user_column]]
         histories = [_plain(h) for h in batch[self.history_column]]
+        has_candidates = self.candidates_column in (batch.columns if hasattr(batch, "columns") else batch)
+        candidates = [_plain(c) for c in batch[self.candidates_column]] if has_candidates else [None] * len(users)
         records = [
-            Record(user, history, row) if isinstance(history, list) else BadRecord(row, f"history {history!r}")
-            for row, (user, history) in enumerate(zip(users, histories))
+            _record(user, history, row, chosen)
+            for row, (user, history, chosen) in enumerate(zip(users, histories, candidates))
         ]
         out_users, out_items, out_scores = [], [], []
         for scored in score_records(
             self.recommender, records, k=self.k, batch_size=self.batch_size, chunk_size=max(len(records), 1),
-            exclude_seen=self.exclude_seen, on_bad=self._bad,
+            exclude_seen=self.exclude_seen, on_bad=self._bad, per_intent=self.per_intent,
         ):  # fmt: skip
             for record, recommendations in scored:
                 out_users.append(record.user)
@@ -103,6 +122,17 @@ class RecommendBatch:
             return array
 
         return {"user": column(out_users), "items": column(out_items), "scores": column(out_scores)}
+
+
+def _record(user, history, row: int, candidates) -> Record | BadRecord:
+    if not isinstance(history, list):
+        return BadRecord(row, f"history {history!r}")
+    if candidates is not None and not isinstance(candidates, list):
+        if candidates != candidates:  # pandas' NaN for a missing value
+            candidates = None
+        else:
+            return BadRecord(row, f"candidates {candidates!r} (a list of item ids, or None)")
+    return Record(user, history, row, candidates)
 
 
 def _parse_lines(reader):
@@ -171,8 +201,12 @@ def recommend_dataset(
     variant: str = "fp32",
     on_error: str = "skip",
     retrieval: str = "exact",
+    allow=None,
+    deny=None,
+    per_intent: int | None = None,
 ):
-    """``histories.map_batches(RecommendBatch, ...)`` with ``concurrency`` actors of ``threads`` threads each.
+    """``histories.map_batches(RecommendBatch, ...)`` with ``concurrency`` actors of ``threads`` threads each
+    (``allow``, ``deny``, ``per_intent`` and a ``candidates`` column: :class:`RecommendBatch`).
 
     Each actor gets Ray batches of ``chunk_size`` rows and runs ONNX Runtime on ``batch_size`` at a time, as
     ``s4rec-score --chunk-size --batch-size`` does. Each actor reserves ``threads`` CPUs for its lifetime:
@@ -186,6 +220,8 @@ def recommend_dataset(
         fn_constructor_kwargs={
             "artifact": str(artifact), "k": k, "exclude_seen": exclude_seen, "threads": threads,
             "variant": variant, "on_error": on_error, "batch_size": batch_size, "retrieval": retrieval,
+            "allow": None if allow is None else list(allow), "deny": None if deny is None else list(deny),
+            "per_intent": per_intent,
         },
         batch_size=chunk_size,
         batch_format="pandas",

@@ -23,6 +23,7 @@ call's score matrix stays within :data:`SCORE_CELLS` cells.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -47,19 +48,41 @@ from .artifact import (
     ArtifactMetadata,
     check_encoder_signature,
     check_signature,
+    legacy_version,
+    manifest_files,
     model_entry,
     parse_metadata,
     verify_checksum,
 )
-from .errors import ArtifactError, S4RecError
-from .graph_check import check_graph_agrees, check_top_k
-from .results import RankedBatch, Recommendations, recommendation_lists
+from .errors import ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError
+from .graph_check import check_encoder_agrees, check_graph_agrees, check_top_k
+from .item_table import ItemTable, check_table_agrees, format2_vectors, format3_vectors, item_intents
+from .results import RankedBatch, Recommendations, Scores, recommendation_lists
+from .selection import (
+    EMPTY,
+    Restriction,
+    complement,
+    difference,
+    diverse_positions,
+    diverse_top,
+    first_k,
+    intersection,
+    members,
+    ranked_prefixes,
+    restrict,
+    sorted_unique,
+    top,
+    use_rows,
+    with_rows,
+    without_members,
+)
 from .session import make_session
 from .sidecars import Sidecars
 from .vocabulary import ItemId, ItemVocabulary, check_unknown_policy
 from .windows import exclude_input, history_window, right_aligned
 
 _NOTHING: frozenset = frozenset()  # no item to exclude
+EMPTY_EXCLUDE = np.zeros(1, dtype=np.int64)  # the graph's exclude input when nothing is excluded: the padding index
 RETRIEVALS = ("exact", "ann")
 VERIFY_MODES = ("fast", "full")
 # Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^26 floats (256 MB), so that
@@ -68,6 +91,12 @@ VERIFY_MODES = ("fast", "full")
 # so users per call divide the table's memory traffic; measured at 10^6 items, 2 threads, float32: 81, 143,
 # 178, 238 users/s at 4, 16, 32, 64 users a call (the int8 table: 118-129 users/s whatever the size).
 SCORE_CELLS = 1 << 26
+# per_intent: the graph ranks PER_INTENT_FETCH * k + PER_INTENT_EXTRA items (at most top_k) to choose from; when
+# they hold fewer than k that keep to per_intent, the item table ranks deeper. On Beauty (S4Rec, 128 intents,
+# k = 10, 3,000 test histories) 30 items sufficed for 97.4% of the users at per_intent=2 (93.3% at 1, 99.0% at
+# 3), 20 for 95.4%; ranking 30 instead of 10 costs the graph ~5% (benchmarks/app_features.py).
+PER_INTENT_FETCH = 2
+PER_INTENT_EXTRA = 10
 # Cells of one call's `exclude` input under exclude_seen: every row is as wide as the bucket's longest whole
 # history, so one history of 2 million items among 255 short ones made a 4 GB input (14 GB peak RSS for one
 # 4 MB line in s4rec-score). A bucket beyond this is cut into parts of similar history lengths, each within it
@@ -88,8 +117,15 @@ class Recommender:
         threads: int = 1,
         encoder: ort.InferenceSession | None = None,
         ann: Any = None,
+        items: ItemTable | S4RecError | None = None,
+        version: str = "",
     ):
         check_unknown_policy(unknown)
+        # The item vectors and intents (s4rec.item_table), or why they cannot be read (raised by the calls that
+        # need them, so that an artifact that loaded before still loads)
+        self._items = items
+        self.version = version or metadata.version  # the artifact's short version id
+        self.restriction: Restriction | None = None  # the catalogue of a view (restricted_to / without)
         self.session = session
         self.threads = threads  # batch methods run up to this many buckets at once
         self.metadata = metadata
@@ -110,13 +146,20 @@ class Recommender:
         self._ids = vocabulary.ids  # item index -> the user's own id
         self._ids_array = vocabulary.ids_array
         self._rank_outputs = [TOP_SCORES, TOP_ITEMS]
+        self._diverse_outputs = [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS]
+        self._user_output = [USER_EMBEDDING]
         self._k_inputs = [np.array(i, dtype=np.int64) for i in range(self.top_k + 1)]  # the scalar input k
 
     def __repr__(self) -> str:
         m = self.metadata
+        view = ""
+        if self.restriction is not None:
+            size = self.restriction.size
+            view = f", restricted to {size:,} items" if size is not None else ""
+            view += f", without {len(self.restriction.denied):,} items" if len(self.restriction.denied) else ""
         return (
-            f"Recommender({str(self.path)!r}, variant={m.variant!r}, items={m.num_items}, "
-            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k}, retrieval={self.retrieval!r})"
+            f"Recommender({str(self.path)!r}, version={self.version!r}, variant={m.variant!r}, items={m.num_items}, "
+            f"intents={m.num_intents}, max_len={m.max_len}, top_k={m.top_k}, retrieval={self.retrieval!r}{view})"
         )
 
     # ---------------------------------------------------------------- loading
@@ -164,6 +207,7 @@ class Recommender:
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path, verify)
         check_signature(session, metadata, model_path)
         encoder = ann = None
+        listed = bool(entry)  # the loaded file is one of its directory's manifest's variants
         if metadata.large:
             sidecars = Sidecars(model_path.parent, metadata.sidecars, model_path, verify)
             encoder_path = sidecars.path(ENCODER_SIDECAR)
@@ -176,6 +220,7 @@ class Recommender:
                 check_top_k(session, metadata, model_path)
             else:
                 ann = _load_ann(sidecars, metadata, ef_search)
+            items: ItemTable | S4RecError = ItemTable(format3_vectors(sidecars, metadata), item_intents(metadata))
         elif retrieval == "ann":
             raise ArtifactError(
                 f"{model_path}: retrieval='ann' needs a format 3 artifact with an ANN index; this one is format "
@@ -185,8 +230,13 @@ class Recommender:
             )
         else:
             check_graph_agrees(session, metadata, model_path)
+            encoder = _small_encoder(model_path, listed, metadata, session, optimization, verify)
+            items = _small_item_table(model_path, metadata, session)
+        version = metadata.version or legacy_version(model_path, listed, metadata)
         try:
-            return cls(session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann)
+            return cls(
+                session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann, items=items, version=version
+            )
         except ValueError as e:  # the vocabulary of a format 3 artifact: duplicated ids
             raise ArtifactError(f"{model_path}: invalid item vocabulary: {e}. Re-export the artifact.") from None
 
@@ -202,6 +252,8 @@ class Recommender:
         exclude_seen: bool = True,
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
+        candidates: Iterable[ItemId] | None = None,
+        per_intent: int | None = None,
     ) -> Recommendations:
         """The ``k`` best next items for one history (the user's own item ids, oldest first).
 
@@ -209,10 +261,22 @@ class Recommender:
         result may be shorter than ``k`` only when the exclusions remove more than ``top_k - k`` of the
         artifact's ``top_k`` candidates. An empty history (or one with no known item) gets the most popular
         items (``fallback`` is True).
+
+        ``candidates``: rank only these ids (an allow-list: duplicates count once, unknown ids are ignored and
+        reported in ``unknown_candidates``, an empty collection gives an empty list), exactly, with the
+        exclusions still applied; the list is shorter than ``k`` when fewer remain. ``per_intent``: at most this
+        many items of one intent in the list (each item's intent is stored in the artifact): the best items
+        that keep to it, in the model's order. A view (:meth:`restricted_to`, :meth:`without`) applies its
+        catalogue to every call.
         """
         k = self._check_k(k)
-        indices, unknown_items = self._map_history(history, self.unknown if unknown is None else unknown)
+        policy = self.unknown if unknown is None else unknown
+        indices, unknown_items = self._map_history(history, policy)
         skip = self._exclusion_indices(exclude) if type(exclude) is not tuple or exclude else _NOTHING
+        if candidates is not None or per_intent is not None or self.restriction is not None:
+            return self._recommend_selected(
+                indices, unknown_items, k, exclude_seen, skip, candidates, per_intent, policy
+            )
         if not indices:
             return self._popular(k, skip, unknown_items)
         if self.ann is not None:
@@ -237,13 +301,20 @@ class Recommender:
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
         batch_size: int = 256,
+        candidates: Iterable[ItemId] | None = None,
+        candidates_per_history: Sequence[Iterable[ItemId] | None] | None = None,
+        per_intent: int | None = None,
     ) -> list[Recommendations]:
-        """:meth:`recommend` for many histories at once, in input order; ``exclude`` applies to all of them.
+        """:meth:`recommend` for many histories at once, in input order; ``exclude`` and ``candidates`` apply to
+        all of them, ``candidates_per_history`` (one collection of ids, or None, per history) to each its own.
 
         Histories are sorted by length and run in buckets of ``batch_size``, each trimmed to its longest
         history, so short histories do not pay for padding to ``max_len``.
         """
-        ranked = self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size, convert=True)
+        ranked = self._rank_batch(
+            histories, k, exclude_seen, exclude, unknown, batch_size, True, candidates, candidates_per_history,
+            per_intent,
+        )  # fmt: skip
         return ranked.recommendations()
 
     def rank_batch(
@@ -254,12 +325,18 @@ class Recommender:
         exclude: Iterable[ItemId] = (),
         unknown: str | None = None,
         batch_size: int = 256,
+        candidates: Iterable[ItemId] | None = None,
+        candidates_per_history: Sequence[Iterable[ItemId] | None] | None = None,
+        per_intent: int | None = None,
     ) -> RankedBatch:
         """:meth:`recommend_batch` with the results left as arrays: a :class:`~s4rec.results.RankedBatch` of
         scores and item indices (what ``s4rec-score`` formats without building a list per user), in input
         order; :meth:`RankedBatch.recommendations() <s4rec.results.RankedBatch.recommendations>` gives what
         :meth:`recommend_batch` returns."""
-        return self._rank_batch(histories, k, exclude_seen, exclude, unknown, batch_size)
+        return self._rank_batch(
+            histories, k, exclude_seen, exclude, unknown, batch_size, False, candidates, candidates_per_history,
+            per_intent,
+        )  # fmt: skip
 
     def _rank_batch(
         self,
@@ -270,6 +347,9 @@ class Recommender:
         unknown: str | None = None,
         batch_size: int = 256,
         convert: bool = False,
+        candidates: Iterable[ItemId] | None = None,
+        candidates_per_history: Sequence[Iterable[ItemId] | None] | None = None,
+        per_intent: int | None = None,
     ) -> RankedBatch:
         """:meth:`rank_batch`.
 
@@ -280,8 +360,16 @@ class Recommender:
         k = self._check_k(k)
         batch_size = _check_positive_int(batch_size, "batch_size")
         policy = self.unknown if unknown is None else unknown
+        restriction = self.restriction
+        selected = candidates is not None or candidates_per_history is not None or per_intent is not None
+        if selected or (restriction is not None and restriction.allowed is not None):
+            return self._rank_batch_selected(
+                histories, k, exclude_seen, exclude, policy, batch_size, candidates, candidates_per_history, per_intent
+            )
         known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
         skip = sorted(self._exclusion_indices(exclude))
+        if restriction is not None and len(restriction.denied):  # a view without some items: excluded for all
+            skip = np.union1d(skip, restriction.denied).tolist()
         n = len(counts)
         ends = np.cumsum(counts)
         lengths = np.minimum(counts, self.max_len)
@@ -312,6 +400,468 @@ class Recommender:
         list(self._map(rank, [order[start : start + batch_size] for start in range(first, n, batch_size)]))
         popular = self._popular(k, set(skip), ()) if first else Recommendations()
         return RankedBatch(ids, all_scores, all_items, lengths == 0, popular, unknown_of, converted)
+
+    # ---------------------------------------------------------------- candidates, views, intent-diverse lists
+
+    def restricted_to(self, items: Iterable[ItemId], unknown: str | None = None) -> Recommender:
+        """A view of this recommender that only ever returns ``items`` (e.g. what is in stock today): every
+        call of the view (``recommend``, the batch forms, ``similar_items``) ranks within them, as with
+        ``candidates``, and its popular-items fallback keeps to them. It shares the session, the tables and
+        the vocabulary (nothing is copied), is immutable and thread-safe, and is made in time proportional to
+        ``items``. Views narrow further: ``rec.restricted_to(a).restricted_to(b)`` returns items of both,
+        ``.without(c)`` leaves out ``c`` too. Unknown ids are ignored (``view.restriction.unknown_items``; with
+        ``unknown="error"`` they raise :class:`UnknownItemError`). ``score`` is not restricted: it scores the
+        items it is given."""
+        allowed, unknown_items = self.vocabulary.item_set(items, self._policy(unknown), "items")
+        return self._view(restrict(self.restriction, allowed, EMPTY, unknown_items))
+
+    def without(self, items: Iterable[ItemId], unknown: str | None = None) -> Recommender:
+        """A view of this recommender that never returns ``items`` (e.g. what is out of stock), as if every call
+        passed them in ``exclude``; otherwise as :meth:`restricted_to`."""
+        denied, unknown_items = self.vocabulary.item_set(items, self._policy(unknown), "items")
+        return self._view(restrict(self.restriction, None, denied, unknown_items))
+
+    def _view(self, restriction: Restriction) -> Recommender:
+        view = copy.copy(self)  # shares the sessions, the metadata, the vocabulary and the item table
+        if isinstance(self._items, ItemTable) and self.ann is None:
+            restriction = with_rows(restriction, self._items.vectors)  # a small allowed set: its rows, once
+        view.restriction = restriction
+        return view
+
+    def _rank_view_rows(
+        self, user: np.ndarray, k: int, banned: np.ndarray, per_intent: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of a view's allowed items (its gathered rows, :func:`s4rec.selection.with_rows`) less
+        ``banned``."""
+        allowed, rows = self.restriction.allowed, self.restriction.rows
+        scores = rows @ user
+        if len(banned) and len(allowed):
+            position = np.minimum(np.searchsorted(allowed, banned), len(allowed) - 1)
+            scores[position[allowed[position] == banned]] = -np.inf
+        if per_intent is None:
+            return top(scores, allowed, k)
+        return first_k(ranked_prefixes(scores, allowed, self._fetch(k)), k, self._items.intents, per_intent)
+
+    def score(self, history: Sequence[ItemId], items: Iterable[ItemId], unknown: str | None = None) -> Scores:
+        """The model's scores of ``items`` for ``history``, in the order of ``items`` (the re-ranking call: sort
+        by them, or blend them with your own): a :class:`~s4rec.results.Scores` list of floats, the same
+        numbers ``recommend`` gives those items. Unknown ids score NaN and are listed in ``unknown_items``
+        (``unknown="error"``: :class:`UnknownItemError`); duplicates score alike. A history with no known item
+        gives NaN everywhere (``fallback``). Neither the history's items nor a view's restriction are left out:
+        every item given is scored."""
+        policy = self._policy(unknown)
+        indices, unknown_history = self._map_history(history, policy)
+        wanted, unknown_items = self.vocabulary.item_indices(items, policy, "items")
+        if not indices:
+            return Scores([math.nan] * len(wanted), unknown_items, unknown_history, fallback=True)
+        table = self._item_table()
+        user = self._user_vector(history_window(indices, self.max_len))
+        return Scores(_item_scores(table, user, wanted).tolist(), unknown_items, unknown_history)
+
+    def score_batch(
+        self,
+        histories: Iterable[Sequence[ItemId]],
+        items: Sequence[Iterable[ItemId]],
+        unknown: str | None = None,
+        batch_size: int = 256,
+    ) -> list[Scores]:
+        """:meth:`score` for many histories at once: ``items`` holds one collection of ids per history."""
+        policy = self._policy(unknown)
+        histories = list(histories) if not isinstance(histories, list) else histories
+        items = _per_history(items, len(histories), "items")
+        known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
+        wanted = [self.vocabulary.item_indices(row, policy, "items") for row in items]
+        users = self._user_vectors(known, counts, batch_size)
+        table = self._item_table() if counts.any() else None
+        results = []
+        for u, (indices, unknown_items) in enumerate(wanted):
+            history_unknown = unknown_of.get(u, ())
+            if not counts[u]:
+                results.append(Scores([math.nan] * len(indices), unknown_items, history_unknown, fallback=True))
+            else:
+                results.append(Scores(_item_scores(table, users[u], indices).tolist(), unknown_items, history_unknown))
+        return results
+
+    def item_vectors(self, items: Iterable[ItemId] | None = None, unknown: str | None = None) -> np.ndarray:
+        """The model's item vectors (rows of its item table, float32, read-only): ``(N, d)`` in item index order
+        when ``items`` is None (row ``i`` is the item ``vocabulary.item_ids[i]``), else ``(len(items), d)`` in
+        the order of ``items`` (an unknown id: a row of NaN; ``unknown="error"``: :class:`UnknownItemError`).
+        Format 2 reads them from the model file itself, format 3 maps ``item_table.npy``: no second copy."""
+        vectors = self._item_table().vectors
+        if items is None:
+            return vectors[1:]
+        indices, _ = self.vocabulary.item_indices(items, self._policy(unknown), "items")
+        out = np.array(vectors[indices], dtype=np.float32)
+        out[indices == 0] = np.nan
+        return out
+
+    def similar_items(
+        self,
+        items: ItemId | Iterable[ItemId],
+        k: int = 10,
+        exclude: Iterable[ItemId] = (),
+        candidates: Iterable[ItemId] | None = None,
+        unknown: str | None = None,
+    ) -> Recommendations:
+        """The ``k`` items most similar to an item (or to several: the mean of their unit vectors), from the model's
+        item vectors: ``[(item_id, similarity), ...]`` best first, the query items, ``exclude`` and anything a
+        view leaves out left out, within ``candidates`` when given. Similarity is the cosine of the item vectors
+        (in -1..1; chosen over the dot product on Beauty validation, docs/sdk.md "Similar items"), exact, or
+        with ``retrieval="ann"`` the index's inner-product candidates re-ranked by it. An unknown query item raises
+        :class:`UnknownItemError` when no query item is known (else it is ignored and reported in
+        ``unknown_items``, or raises with ``unknown="error"``)."""
+        k = self._check_k(k)
+        policy = self._policy(unknown)
+        query = [items] if isinstance(items, (int, str, np.integer)) and not isinstance(items, bool) else items
+        indices, unknown_items = self.vocabulary.item_set(query, policy, "items")
+        if not len(indices):
+            shown = ", ".join(map(repr, list(unknown_items)[:5])) or "none given"
+            raise UnknownItemError(
+                f"similar_items: no item of the query is known to the model ({shown}). Pass item ids of the "
+                "artifact's catalogue.",
+                unknown_items,
+            )
+        table = self._item_table()
+        allowed, unknown_candidates = self._allowed(candidates, policy)
+        banned = sorted_unique(np.fromiter(self._exclusion_indices(exclude), dtype=np.int64))
+        banned = np.union1d(banned, indices)
+        if self.restriction is not None and len(self.restriction.denied):
+            banned = np.union1d(banned, self.restriction.denied)
+        if allowed is not None:
+            allowed = difference(allowed, banned)
+        unit = np.asarray(table.vectors[indices], dtype=np.float32) / table.norms()[indices, None]
+        query = unit.mean(axis=0)
+        query /= max(float(np.linalg.norm(query)), 1e-12)  # the direction the query items share
+        scores, found = self._rank_vector(table, query, k, allowed, banned, None, cosine=True)
+        pairs = zip(self._ids_array[found].tolist(), scores.tolist())
+        return Recommendations(pairs, unknown_items, False, unknown_candidates)
+
+    def _recommend_selected(
+        self, indices: list[int], unknown_items: tuple, k: int, exclude_seen: bool, skip, candidates, per_intent,
+        policy: str,
+    ) -> Recommendations:  # fmt: skip
+        """:meth:`recommend` with candidates, a view's catalogue or ``per_intent``."""
+        per_intent = self._check_per_intent(per_intent)
+        if candidates is None and self.restriction is None and self.ann is None and indices:
+            return self._recommend_diverse(indices, unknown_items, k, exclude_seen, skip, per_intent)
+        if candidates is not None and self.restriction is None and per_intent is None and self.ann is None and indices:
+            return self._recommend_candidates(indices, unknown_items, k, exclude_seen, skip, candidates, policy)
+        if candidates is None and indices and self.restriction is not None and self.restriction.rows is not None:
+            banned = self._banned(indices if exclude_seen else (), skip)
+            user = self._user_vector(history_window(indices, self.max_len))
+            scores, found = self._rank_view_rows(user, k, banned, per_intent)
+            return Recommendations(zip(self._ids_array[found].tolist(), scores.tolist()), unknown_items)
+        allowed, unknown_candidates = self._allowed(candidates, policy)
+        banned = self._banned(indices if exclude_seen else (), skip)
+        if allowed is not None:
+            allowed = difference(allowed, banned)
+        if not indices:
+            return self._popular_selected(k, allowed, banned, per_intent, unknown_items, unknown_candidates)
+        if allowed is not None and not len(allowed):
+            return Recommendations([], unknown_items, False, unknown_candidates)
+        window = history_window(indices, self.max_len)
+        scores, found = self._select(window, k, allowed, banned, per_intent)
+        pairs = zip(self._ids_array[found].tolist(), scores.tolist())
+        return Recommendations(pairs, unknown_items, False, unknown_candidates)
+
+    def _recommend_candidates(
+        self, indices: list[int], unknown_items: tuple, k: int, exclude_seen: bool, skip, candidates, policy: str
+    ) -> Recommendations:
+        """``candidates`` alone (exact retrieval, no view), the common case, kept lean: it competes with the
+        unrestricted call (docs/sdk.md, "Business rules"). The user vector comes first: the encoder graph run
+        straight after the history's mapping took ~58 us on Beauty, after the candidates' mapping ~71 us (the
+        caches it finds)."""
+        window = np.array([indices[-self.max_len :]], dtype=np.int64)
+        table = self._item_table()
+        if self.encoder is None:  # no encoder graph (an older artifact): the full graph, or the mask for many
+            allowed, unknown_candidates = self.vocabulary.item_set(candidates, policy)
+            allowed = difference(allowed, self._banned(indices if exclude_seen else (), skip))
+            if not len(allowed):
+                return Recommendations([], unknown_items, False, unknown_candidates)
+            scores, found = self._select(window, k, allowed, EMPTY, None)
+        else:
+            user = self.encoder.run(self._user_output, {INPUT: window})[0][0]
+            allowed, unknown_candidates = self.vocabulary.item_set(candidates, policy)
+            banned = set(indices).union(skip) if exclude_seen else skip
+            if len(allowed) and use_rows(len(allowed), self.metadata.num_items):
+                # the best k + |banned| rows, the banned ones dropped after (a set lookup on a handful of items:
+                # cheaper than removing them from the candidates first)
+                scores, found = top(table.vectors[allowed] @ user, allowed, k + len(banned))
+                ids, chosen = self._ids, scores.tolist()
+                pairs = [(ids[i], chosen[p]) for p, i in enumerate(found.tolist()) if i not in banned][:k]
+                return Recommendations(pairs, unknown_items, False, unknown_candidates)
+            allowed = difference(allowed, np.sort(np.fromiter(banned, dtype=np.int64, count=len(banned))))
+            if not len(allowed):
+                return Recommendations([], unknown_items, False, unknown_candidates)
+            scores, found = self._select(window, k, allowed, EMPTY, None)
+        pairs = zip(self._ids_array[found].tolist(), scores.tolist())
+        return Recommendations(pairs, unknown_items, False, unknown_candidates)
+
+    def _recommend_diverse(
+        self, indices: list[int], unknown_items: tuple, k: int, exclude_seen: bool, skip, per_intent: int
+    ) -> Recommendations:
+        """``per_intent`` alone: the graph ranks the first :meth:`_fetch` items as :meth:`recommend` ranks k
+        (seen and excluded items removed inside it), the list keeps at most ``per_intent`` of one intent; when
+        those run short of k, the item table ranks the rest. (This path is kept lean: the measured cost of the
+        whole call is 1.2x the unrestricted one at most, docs/sdk.md.)"""
+        window = np.array([indices[-self.max_len :]], dtype=np.int64)
+        if exclude_seen:
+            banned = window if len(indices) <= self.max_len and not skip else np.array([[*indices, *skip]])
+        else:
+            banned = np.array([[0, *skip]], dtype=np.int64)
+        fetch = self._fetch(k)
+        feed = {INPUT: window, EXCLUDE: banned, K_INPUT: self._k_inputs[fetch]}
+        user, scores, items = self.session.run(self._diverse_outputs, feed)
+        table = self._items  # checked by _check_per_intent
+        kept = diverse_positions(table.intents[items[0]], per_intent, k)
+        if len(kept) < k and scores[0, -1] != -math.inf:  # short of k, and the graph had more to rank
+            excluded = self._banned(indices if exclude_seen else (), skip)
+            best_scores, best = self._rank_vector(table, user[0], k, None, excluded, per_intent, first=4 * fetch)
+            pairs = zip(self._ids_array[best].tolist(), best_scores.tolist())
+            return Recommendations(pairs, unknown_items)
+        ids, chosen, found = self._ids, scores[0].tolist(), items[0].tolist()
+        return Recommendations([(ids[found[p]], chosen[p]) for p in kept if chosen[p] != -math.inf], unknown_items)
+
+    def _select(
+        self, window: np.ndarray, k: int, allowed: np.ndarray | None, banned: np.ndarray, per_intent: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` items for one window among ``allowed`` (None: all) less ``banned``: rows (few
+        candidates), the ANN index, or the graph with everything else excluded (many)."""
+        n = self.metadata.num_items
+        if allowed is not None and use_rows(len(allowed), n) or self.ann is not None:
+            return self._rank_vector(self._item_table(), self._user_vector(window), k, allowed, banned, per_intent)
+        excluded = banned if allowed is None else complement(allowed, n)
+        fetch = k if per_intent is None else self._fetch(k)
+        feed = {INPUT: window, EXCLUDE: (excluded if len(excluded) else EMPTY_EXCLUDE)[None, :]}
+        feed[K_INPUT] = self._k_inputs[fetch]
+        user, scores, items = self.session.run([USER_EMBEDDING, TOP_SCORES, TOP_ITEMS], feed)
+        kept = int(np.isfinite(scores[0]).sum())
+        scores, items = scores[0, :kept], items[0, :kept]
+        if per_intent is None:
+            return scores, items
+        table = self._item_table()
+        best_scores, best, complete = diverse_top([(scores, items)], table.intents, per_intent, k)
+        if complete or kept < fetch:  # k found, or everything there is was ranked
+            return best_scores, best
+        pool = allowed if allowed is not None else difference(np.arange(1, n + 1, dtype=np.int64), banned)
+        return self._rank_vector(table, user[0], k, pool, EMPTY, per_intent, first=4 * fetch)
+
+    def _rank_vector(
+        self,
+        table: ItemTable,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        banned: np.ndarray,
+        per_intent: int | None,
+        first: int | None = None,
+        cosine: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` items for a user (or query item) vector from the item table: the rows of ``allowed``
+        when given and few, else the ANN index (``retrieval="ann"``) or every row. ``allowed`` holds no
+        ``banned`` item. ``cosine``: rank by the cosine with ``vector`` (a unit vector) instead of the dot
+        product."""
+        n = table.num_items
+        norms = table.norms() if cosine else None
+        if allowed is None or not use_rows(len(allowed), n, self.ann is not None):
+            if self.ann is not None:
+                fetch = k if per_intent is None else self._fetch(k)
+                prefixes = self.ann.ranked(vector, fetch, banned, allowed, norms)
+                return first_k(prefixes, k, table.intents, per_intent)
+            if allowed is None:
+                scores = np.asarray(table.vectors[1:] @ vector)  # (N,): items 1..N
+                if cosine:
+                    scores /= norms[1:]
+                scores[banned - 1] = -np.inf
+                allowed = np.arange(1, n + 1, dtype=np.int64)
+                prefixes = ranked_prefixes(scores, allowed, first or (k if per_intent is None else self._fetch(k)))
+                return first_k(prefixes, k, table.intents, per_intent)
+        scores = table.scores(vector, allowed)
+        if cosine:
+            scores /= norms[allowed]
+        if per_intent is None:
+            return top(scores, allowed, k)
+        prefixes = ranked_prefixes(scores, allowed, first or self._fetch(k))
+        return first_k(prefixes, k, table.intents, per_intent)
+
+    def _rank_batch_selected(
+        self, histories, k: int, exclude_seen: bool, exclude, policy: str, batch_size: int, candidates,
+        candidates_per_history, per_intent,
+    ) -> RankedBatch:  # fmt: skip
+        """:meth:`rank_batch` with candidates, a view's catalogue or ``per_intent``: user vectors in buckets
+        (the encoder graph), then each history's items ranked from the item table as :meth:`recommend` ranks
+        them (rows of its candidates, or every row)."""
+        per_intent = self._check_per_intent(per_intent)
+        histories = list(histories) if not isinstance(histories, list) else histories
+        if candidates is None and candidates_per_history is None and self.ann is None:
+            if self.restriction is None or self.restriction.allowed is None:
+                return self._rank_batch_diverse(histories, k, exclude_seen, exclude, policy, batch_size, per_intent)
+        known, counts, unknown_of = self.vocabulary.map_histories(histories, policy)
+        n = len(counts)
+        per_history = None if candidates_per_history is None else _per_history(candidates_per_history, n, "candidates")
+        shared, shared_unknown = self._allowed(candidates, policy)
+        # a view's gathered rows serve the histories that add no candidates of their own
+        own_rows = candidates is None and self.restriction is not None and self.restriction.rows is not None
+        skip = self._exclusion_indices(exclude)
+        users = self._user_vectors(known, counts, batch_size)
+        table = self._item_table() if counts.any() else None
+        ends = np.cumsum(counts)
+        all_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        all_items = np.zeros((n, k), dtype=np.int64)
+        popular_of, unknown_candidates_of = {}, {}
+        for u in range(n):
+            allowed, unknown_candidates = shared, shared_unknown
+            if per_history is not None and per_history[u] is not None:
+                own, unknown_candidates = self.vocabulary.item_set(per_history[u], policy)
+                unknown_candidates = shared_unknown + unknown_candidates
+                allowed = intersection(allowed, own)
+            if unknown_candidates:
+                unknown_candidates_of[u] = unknown_candidates
+            seen = known[ends[u] - counts[u] : ends[u]] if exclude_seen else ()
+            banned = self._banned(seen, skip)
+            if allowed is not None:
+                allowed = difference(allowed, banned)
+            if not counts[u]:
+                popular_of[u] = self._popular_selected(k, allowed, banned, per_intent, (), ())
+                continue
+            if allowed is not None and not len(allowed):
+                continue
+            if allowed is not None and own_rows and (per_history is None or per_history[u] is None):
+                scores, found = self._rank_view_rows(users[u], k, banned, per_intent)
+            else:
+                scores, found = self._rank_vector(table, users[u], k, allowed, banned, per_intent)
+            all_scores[u, : len(scores)], all_items[u, : len(found)] = scores, found
+        fallback = counts == 0
+        return RankedBatch(
+            self._ids_array, all_scores, all_items, fallback, Recommendations(), unknown_of, None, popular_of,
+            unknown_candidates_of,
+        )  # fmt: skip
+
+    def _rank_batch_diverse(
+        self, histories: list, k: int, exclude_seen: bool, exclude, policy: str, batch_size: int, per_intent: int
+    ) -> RankedBatch:
+        """``per_intent`` alone in a batch: the graph ranks :meth:`_fetch` items per history in buckets (as the
+        plain batch ranks k), each list keeps at most ``per_intent`` of one intent; the few that run short of k
+        rank deeper from the item table, as :meth:`recommend` does."""
+        fetch = self._fetch(k)
+        ranked = self._rank_batch(histories, fetch, exclude_seen, exclude, policy, batch_size)
+        n = len(ranked)
+        intents = self._items.intents
+        all_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        all_items = np.zeros((n, k), dtype=np.int64)
+        popular_of = {}
+        skip = self._exclusion_indices(exclude)
+        for u in range(n):
+            if ranked.fallback[u]:
+                popular_of[u] = self._popular_selected(k, None, self._banned((), skip), per_intent, (), ())
+                continue
+            scores, items = ranked.scores[u], ranked.items[u]
+            kept = diverse_positions(intents[items[np.isfinite(scores)]], per_intent, k)
+            if len(kept) < k and np.isfinite(scores[-1]):  # short of k, and the graph had more to rank
+                indices, _ = self.vocabulary.map_history(histories[u], policy)
+                user = self._user_vector(history_window(indices, self.max_len))
+                banned = self._banned(indices if exclude_seen else (), skip)
+                found_scores, found = self._rank_vector(self._items, user, k, None, banned, per_intent, 4 * fetch)
+            else:
+                found_scores, found = scores[kept], items[kept]
+            all_scores[u, : len(found)], all_items[u, : len(found)] = found_scores, found
+        return RankedBatch(
+            self._ids_array, all_scores, all_items, ranked.fallback, Recommendations(), ranked.unknown_of, None,
+            popular_of,
+        )  # fmt: skip
+
+    def _allowed(self, candidates, policy: str) -> tuple[np.ndarray | None, tuple]:
+        """The item indices a call may return, ``candidates`` within the view's catalogue (None: every item),
+        and the unknown candidate ids."""
+        allowed, unknown_candidates = (None, ()) if candidates is None else self.vocabulary.item_set(candidates, policy)
+        if self.restriction is not None:
+            allowed = intersection(self.restriction.allowed, allowed)
+        return allowed, unknown_candidates
+
+    def _banned(self, seen, skip) -> np.ndarray:
+        """The item indices a call must not return: ``seen``, ``skip`` and what the view leaves out (sorted;
+        duplicates are harmless to the binary searches that read it)."""
+        banned = np.sort(np.fromiter((*seen, *skip), dtype=np.int64)) if len(seen) or skip else EMPTY
+        if self.restriction is not None and len(self.restriction.denied):
+            banned = np.union1d(banned, self.restriction.denied)
+        return banned
+
+    def _popular_selected(
+        self, k: int, allowed: np.ndarray | None, banned: np.ndarray, per_intent: int | None, unknown_items: tuple,
+        unknown_candidates: tuple,
+    ) -> Recommendations:  # fmt: skip
+        """The popular-items fallback within ``allowed`` (None: every item) less ``banned``: the most popular
+        allowed items first, then the other allowed items in catalogue (item index) order; at most
+        ``per_intent`` of one intent."""
+        popular = np.asarray(self.metadata.popular_items, dtype=np.int64)
+        if allowed is None:
+            chosen = without_members(popular, banned)
+        else:
+            chosen = popular[members(popular, allowed)]
+            if len(chosen) < k + (0 if per_intent is None else len(allowed)):
+                chosen = np.concatenate([chosen, difference(allowed, np.sort(chosen))])
+        if per_intent is not None:
+            chosen = chosen[diverse_positions(self._item_table().intents[chosen], per_intent, k)]
+        ids = self._ids_array[chosen[:k]].tolist()
+        return Recommendations([(i, math.nan) for i in ids], unknown_items, True, unknown_candidates)
+
+    def _check_per_intent(self, per_intent) -> int | None:
+        if per_intent is None:
+            return None
+        per_intent = _check_positive_int(per_intent, "per_intent")
+        if not self.metadata.num_intents:
+            raise S4RecError(
+                f"{self.path}: this model has no intents (it was exported from a checkpoint without intent "
+                "centroids), so per_intent cannot apply. Export an S4Rec checkpoint trained with intents, or drop "
+                "per_intent."
+            )
+        if self._item_table().intents is None:
+            raise ArtifactVersionError(
+                f"{self.path}: this artifact was exported before each item's intent was stored in it, which "
+                "per_intent needs. Re-export it from its checkpoint with this release's s4rec-export (the checkpoint "
+                "needs no change)."
+            )
+        return per_intent
+
+    def _fetch(self, k: int) -> int:
+        """Items ranked first for an intent-diverse list of ``k``: ``PER_INTENT_FETCH * k + PER_INTENT_EXTRA``."""
+        return min(self.top_k, PER_INTENT_FETCH * k + PER_INTENT_EXTRA)
+
+    def _policy(self, unknown: str | None) -> str:
+        policy = self.unknown if unknown is None else unknown
+        check_unknown_policy(policy)
+        return policy
+
+    def _item_table(self) -> ItemTable:
+        """The item vectors, or the error that says why this artifact's cannot be read."""
+        table = self._items
+        if isinstance(table, ItemTable):
+            return table
+        if isinstance(table, S4RecError):
+            raise type(table)(str(table), flags=table.flags)
+        raise ArtifactError(f"{self.path}: this recommender has no item vectors. Load it with Recommender.load.")
+
+    def _user_vector(self, window: np.ndarray) -> np.ndarray:
+        """One window's user vector ``(d,)`` (the encoder graph, or the full graph ranking as little as it can)."""
+        return self._run_encoder(USER_EMBEDDING, window)[0]
+
+    def _user_vectors(self, known: np.ndarray, counts: np.ndarray, batch_size: int) -> np.ndarray:
+        """``(n, d)`` user vectors of mapped histories, in length buckets (rows of empty histories: zeros)."""
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        users = np.zeros((len(counts), self.metadata.embedding_dim), dtype=np.float32)
+        ends = np.cumsum(counts)
+        lengths = np.minimum(counts, self.max_len)
+        order = np.argsort(lengths, kind="stable")
+        first = int(np.searchsorted(lengths[order], 1))
+
+        def run(chunk: np.ndarray) -> None:
+            chunk_lengths = lengths[chunk]
+            window = right_aligned(known, ends[chunk], chunk_lengths, int(chunk_lengths[-1]))
+            users[chunk] = self._run_encoder(USER_EMBEDDING, window)
+
+        chunks = [order[start : start + batch_size] for start in range(first, len(counts), batch_size)]
+        list(self._map(run, chunks))
+        return users
 
     # ---------------------------------------------------------------- embeddings and intents
 
@@ -469,6 +1019,35 @@ class Recommender:
             )
 
 
+def _small_encoder(
+    model_path: Path, listed: bool, metadata: ArtifactMetadata, session, optimization: str, verify: str
+) -> ort.InferenceSession | None:
+    """Format 2's encoder-only graph (``encoder.onnx`` in the manifest's ``files``; its tensors are read from
+    ``model.onnx``), for the fp32 weights only (the fp32 and mobile variants: int8 and fp16 compute other user
+    vectors); None for artifacts exported before it, lone files and the other variants (the full graph then
+    gives the user vectors, ranking as little as it can)."""
+    entry = manifest_files(model_path, listed).get(ENCODER_SIDECAR)
+    if entry is None or metadata.variant != "fp32":
+        return None
+    encoder_path = Sidecars(model_path.parent, {ENCODER_SIDECAR: entry}, model_path, verify).path(ENCODER_SIDECAR)
+    encoder = make_session(encoder_path, 1, optimization)
+    check_encoder_signature(encoder, metadata, encoder_path)
+    check_encoder_agrees(session, encoder, metadata, encoder_path)
+    return encoder
+
+
+def _small_item_table(model_path: Path, metadata: ArtifactMetadata, session) -> ItemTable | S4RecError:
+    """Format 2's item vectors (:mod:`s4rec.item_table`), checked against the graph when they are its own table;
+    an error, raised later by the calls that need them, when they cannot be read."""
+    try:
+        vectors = format2_vectors(model_path, metadata)
+        if metadata.variant == "fp32" and model_path.suffix == ".onnx":
+            check_table_agrees(vectors, session.run, model_path)
+    except S4RecError as e:
+        return e
+    return ItemTable(vectors, item_intents(metadata))
+
+
 def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | None):
     from .ann import AnnIndex
 
@@ -481,6 +1060,23 @@ def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | N
     index_path = sidecars.path(ANN_SIDECAR)
     table = sidecars.array(ITEM_TABLE_SIDECAR, mmap=True)[: metadata.num_items + 1]
     return AnnIndex.load(index_path, sidecars.entries[ANN_SIDECAR], table, metadata.num_items, ef_search)
+
+
+def _item_scores(table: ItemTable, user: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Scores of item indices in their order, NaN for 0 (an unknown id)."""
+    scores = table.scores(user, indices)  # float32, as the graph's
+    scores[indices == 0] = math.nan
+    return scores
+
+
+def _per_history(values: Any, n: int, name: str) -> list:
+    """``values`` as a list of one entry per history (``TypeError`` / ``ValueError`` naming ``name`` else)."""
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, (list, tuple)):
+        kind = type(values).__name__
+        raise TypeError(f"{name} must be a list with one collection of item ids per history, got {kind}.")
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries for {n} histories: give one per history (or None).")
+    return list(values)
 
 
 def exclusion_parts(bucket: np.ndarray, counts: np.ndarray, extra: int) -> list[np.ndarray]:

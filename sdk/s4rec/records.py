@@ -2,7 +2,8 @@
 
 Three input formats, each read lazily so that memory stays bounded whatever the file size:
 
-* ``jsonl``: one JSON object per line, ``{"user": ..., "history": [item, ...]}``, items oldest first;
+* ``jsonl``: one JSON object per line, ``{"user": ..., "history": [item, ...]}``, items oldest first, and
+  optionally ``"candidates": [item, ...]`` (rank only those for that user; null or absent: any item);
 * ``text``: the benchmark format, ``user item item ...`` per line, items oldest first;
 * ``log``: a CSV/TSV interaction log with a header row and a user, an item and a timestamp column, grouped
   by user with an external sort (:mod:`s4rec.logs`).
@@ -43,11 +44,13 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(slots=True)
 class Record:
-    """One user's history in the user's own item ids, oldest first, and its line (a log's: its earliest event's)."""
+    """One user's history in the user's own item ids, oldest first, and its line (a log's: its earliest event's);
+    ``candidates``: the items this user's list may hold (a JSONL record's ``"candidates"``), None for any."""
 
     user: object
     history: list
     line: int
+    candidates: list | None = None
 
 
 @dataclass(slots=True)
@@ -245,6 +248,7 @@ def parse_id(token: str) -> int | str:
 _ID_TYPES = {int, str}  # exact types: a bool is not an item id
 _DICT = {dict}
 _LIST = {list}
+_NONE = {type(None)}
 
 
 def _valid_id(value) -> bool:
@@ -308,7 +312,12 @@ def parse_jsonl_block(block: list[str], first_line: int = 1, scan=None) -> list[
     types = set(map(type, chain.from_iterable(histories)))
     if not types <= _ID_TYPES or (str in types and "" in chain.from_iterable(histories)):
         return None
-    return list(map(Record, users, histories, range(first_line, first_line + len(block))))
+    candidates = list(map(methodcaller("get", "candidates"), objects))
+    if set(map(type, candidates)) <= _NONE:
+        return list(map(Record, users, histories, range(first_line, first_line + len(block))))
+    if not all(c is None or (type(c) is list and _valid_history(c)) for c in candidates):
+        return None
+    return list(map(Record, users, histories, range(first_line, first_line + len(block)), candidates))
 
 
 def read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Record | BadRecord]:
@@ -339,7 +348,32 @@ def read_jsonl_lines(lines: Iterable[str], first_line: int = 1) -> Iterator[Reco
             bad = next(item for item in history if not _valid_id(item))
             yield BadRecord(line_no, f'"history" items must be integers or non-empty strings, got {bad!r}')
         else:
-            yield Record(user, history, line_no)
+            candidates = obj.get("candidates")
+            if candidates is not None and not isinstance(candidates, list):
+                yield BadRecord(line_no, f'"candidates" must be a list of item ids (or null), got {candidates!r:.80}')
+            elif candidates is not None and not _valid_history(candidates):
+                bad = next(item for item in candidates if not _valid_id(item))
+                yield BadRecord(line_no, f'"candidates" items must be integers or non-empty strings, got {bad!r}')
+            else:
+                yield Record(user, history, line_no, candidates)
+
+
+def read_item_ids(path: str | Path) -> list:
+    """The item ids of a file of one id per line (``s4rec-score --allow`` / ``--deny``; plain or ``.gz``), read as
+    histories' ids are (:func:`parse_id`); blank lines are skipped. An id line that is not UTF-8, or holds
+    whitespace inside the id, is an :class:`~s4rec.errors.InputError` naming its line."""
+    lines, _ = open_input(path, "a file of item ids, one per line (plain or .gz)")
+    ids = []
+    with lines:
+        for line_no, line in enumerate(lines, 1):
+            token = line.strip()
+            if not token:
+                continue
+            problem = undecodable(line) or (f"{len(token.split())} ids on one line" if len(token.split()) > 1 else None)
+            if problem:
+                raise InputError(f"{path}:{line_no}: {problem}. Write one item id per line.")
+            ids.append(parse_id(token))
+    return ids
 
 
 def read_text(lines: Iterable[str]) -> Iterator[Record | BadRecord]:

@@ -21,20 +21,42 @@ if TYPE_CHECKING:
 class Recommendations(list):
     """Ranked ``(item_id, score)`` pairs, best first, with a report of how the input was handled.
 
-    * ``unknown_items``: the history's item ids the model does not know, which were ignored;
+    * ``unknown_items``: the history's item ids the model does not know, which were ignored (for
+      ``similar_items``: the query's);
     * ``fallback``: True when the history had no known item and the list holds the most popular items
-      (their scores are NaN: there is no model score without a history).
+      (their scores are NaN: there is no model score without a history);
+    * ``unknown_candidates``: the ``candidates`` ids the model does not know, which were ignored.
     """
 
-    __slots__ = ("unknown_items", "fallback")
+    __slots__ = ("unknown_items", "fallback", "unknown_candidates")
 
-    def __init__(self, pairs: Iterable = (), unknown_items: tuple = (), fallback: bool = False):
+    def __init__(
+        self, pairs: Iterable = (), unknown_items: tuple = (), fallback: bool = False, unknown_candidates: tuple = ()
+    ):
         super().__init__(pairs)
         self.unknown_items = unknown_items
         self.fallback = fallback
+        self.unknown_candidates = unknown_candidates
 
     def item_ids(self) -> list:
         return [item for item, _ in self]
+
+
+class Scores(list):
+    """The model's scores (floats) of the items given to :meth:`Recommender.score`, in their order, with a
+    report: ``unknown_items`` (the given ids the model does not know: their score is NaN),
+    ``unknown_history`` (the history's unknown ids, ignored) and ``fallback`` (True when the history had no
+    known item: every score is NaN, there is no model score without a history; keep your own order)."""
+
+    __slots__ = ("unknown_items", "unknown_history", "fallback")
+
+    def __init__(
+        self, scores: Iterable = (), unknown_items: tuple = (), unknown_history: tuple = (), fallback: bool = False
+    ):
+        super().__init__(scores)
+        self.unknown_items = unknown_items
+        self.unknown_history = unknown_history
+        self.fallback = fallback
 
 
 def kept_scores(scores: np.ndarray) -> list[list[float]]:
@@ -62,10 +84,15 @@ class RankedBatch:
     * ``fallback`` (n,) bool: the histories with no known item (their rows are unused: they get ``popular``,
       the most popular items as :class:`Recommendations`);
     * ``unknown_of``: ``{row: unknown ids}`` for the rows whose history had unknown ids;
-    * ``converted``: the rows already turned into :class:`Recommendations` while the batch ran, or None.
+    * ``converted``: the rows already turned into :class:`Recommendations` while the batch ran, or None;
+    * ``popular_of``: ``{row: fallback list}`` for fallback rows whose list is not ``popular`` (their own
+      candidates); ``unknown_candidates_of``: ``{row: unknown candidate ids}``.
     """
 
-    __slots__ = ("ids", "scores", "items", "fallback", "popular", "unknown_of", "converted")
+    __slots__ = (
+        "ids", "scores", "items", "fallback", "popular", "unknown_of", "converted", "popular_of",
+        "unknown_candidates_of",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -76,9 +103,12 @@ class RankedBatch:
         popular: Recommendations,
         unknown_of: dict[int, tuple],
         converted: list | None = None,
+        popular_of: dict[int, Recommendations] | None = None,
+        unknown_candidates_of: dict[int, tuple] | None = None,
     ) -> None:
         self.ids, self.scores, self.items, self.fallback = ids, scores, items, fallback
         self.popular, self.unknown_of, self.converted = popular, unknown_of, converted
+        self.popular_of, self.unknown_candidates_of = popular_of or {}, unknown_candidates_of or {}
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -89,18 +119,22 @@ class RankedBatch:
         if results is None:
             results = recommendation_lists(self.ids, self.scores, self.items)
         for u in np.flatnonzero(self.fallback).tolist():
-            results[u] = Recommendations(self.popular, fallback=True)
+            results[u] = Recommendations(self.popular_of.get(u, self.popular), fallback=True)
         for u, unknown_items in self.unknown_of.items():
             results[u].unknown_items = unknown_items
+        for u, unknown_candidates in self.unknown_candidates_of.items():
+            results[u].unknown_candidates = unknown_candidates
         return results
 
     def recommendation(self, u: int) -> Recommendations:
         """Row ``u`` alone, with its report."""
+        unknown_candidates = self.unknown_candidates_of.get(u, ())
         if self.fallback[u]:
-            return Recommendations(self.popular, self.unknown_of.get(u, ()), fallback=True)
+            popular = self.popular_of.get(u, self.popular)
+            return Recommendations(popular, self.unknown_of.get(u, ()), True, unknown_candidates)
         ids = self.ids[self.items[u : u + 1]].tolist()
         scores = kept_scores(self.scores[u : u + 1])
-        return Recommendations(zip(ids[0], scores[0]), self.unknown_of.get(u, ()))
+        return Recommendations(zip(ids[0], scores[0]), self.unknown_of.get(u, ()), False, unknown_candidates)
 
 
 class ScoredChunk:

@@ -156,6 +156,64 @@ class ItemVocabulary:
         found = (index_of.get(_check_item_id(item)) for item in exclude)
         return {i for i in found if i is not None}
 
+    def item_indices(
+        self, items: Iterable[ItemId], unknown: str = "ignore", name: str = "candidates"
+    ) -> tuple[np.ndarray, tuple]:
+        """The item index of each id of a collection (a list, tuple, set, range or 1-D numpy array), in its
+        order (int64, 0 for an id the model does not know), and those unknown ids in the order given: reported
+        under ``unknown="ignore"``, :class:`UnknownItemError` under ``"error"``. ``name`` is the argument's name
+        in the ``TypeError`` for anything else (a string, a dict, None, ids that are not int or str)."""
+        if isinstance(items, np.ndarray):
+            if items.ndim != 1 or items.dtype.kind not in "iuUO":
+                raise TypeError(
+                    f"{name} must be a 1-D collection of int or str item ids, got a numpy array of shape "
+                    f"{items.shape} and dtype {items.dtype}."
+                )
+            items = items.tolist()
+        elif isinstance(items, (str, bytes, dict)) or not isinstance(items, (list, tuple, set, frozenset, range)):
+            raise TypeError(
+                f"{name} must be a list, tuple, set or 1-D numpy array of item ids, got {type(items).__name__}: "
+                f"{_short(items)}."
+            )
+        flat = items if type(items) is list else list(items)
+        types = set(map(type, flat))
+        if not types <= _ID_TYPES:
+            flat = [_check_item_id(item, name) for item in flat]
+            types = set(map(type, flat))
+        indices = self._lookup(flat, types) if flat else np.zeros(0, dtype=np.int64)
+        unknown_items: tuple = ()
+        if not indices.all():
+            unknown_items = tuple(item for item, i in zip(flat, indices.tolist()) if not i)
+            if unknown == "error":
+                raise _unknown_error(unknown_items, name)
+        return indices, unknown_items
+
+    def item_set(
+        self, items: Iterable[ItemId], unknown: str = "ignore", name: str = "candidates"
+    ) -> tuple[np.ndarray, tuple]:
+        """:meth:`item_indices` as a set: the known indices sorted, without duplicates (int64), and the unknown
+        ids."""
+        table = self.dense_table
+        if table is not None and type(items) in (list, tuple):
+            ids = np.array(items)
+            # ints (numpy's too): not floats or strings, and not bools, which numpy turns into ints beside ints
+            boolean = bool in map(type, items) or np.bool_ in map(type, items)
+            if ids.dtype.kind == "i" and ids.ndim == 1 and not boolean:
+                # The common case in few numpy calls (it runs next to a ~60 us encoder call: 100 candidates took
+                # 31 us through item_indices, 11 here): look up, sort, drop unknowns (0) and duplicates.
+                found = np.sort(table[np.minimum(ids.view(np.uint64), len(table) - 1)])
+                repeated = found[1:] == found[:-1]
+                if repeated.any():
+                    found = found[np.concatenate(([True], ~repeated))]
+                if not len(found) or found[0]:
+                    return found, ()
+                unknown_items = tuple(item for item in items if self.index_of.get(int(item)) is None)
+                if unknown == "error":
+                    raise _unknown_error(unknown_items, name)
+                return found[1:], unknown_items
+        indices, unknown_items = self.item_indices(items, unknown, name)
+        return unique_indices(indices), unknown_items
+
     def _lookup(self, flat: list, types: set) -> np.ndarray:
         """Item indices (int64, 0 for an unknown id) of a list of int and str ids."""
         table = self.dense_table
@@ -175,6 +233,15 @@ class ItemVocabulary:
                 return table[np.minimum(ids.view(np.uint64), outside)].astype(np.int64)
         get = self.index_of.get
         return np.fromiter(map(get, flat, repeat(0)), dtype=np.int64, count=len(flat))
+
+
+def unique_indices(indices: np.ndarray) -> np.ndarray:
+    """``indices`` sorted, without duplicates and without 0 (an unknown id). A sort and a neighbour comparison:
+    ~4 us for 100 indices, where ``np.unique`` (hashing) took ~10 us."""
+    found = np.sort(indices)
+    if len(found) > 1:
+        found = found[np.concatenate(([True], found[1:] != found[:-1]))]
+    return found[1:] if len(found) and found[0] == 0 else found
 
 
 class ArrayIndex:
@@ -267,10 +334,11 @@ def check_histories(histories: Any) -> list:
     return list(histories)
 
 
-def _unknown_error(unknown_items: tuple) -> UnknownItemError:
+def _unknown_error(unknown_items: tuple, name: str = "") -> UnknownItemError:
     shown = ", ".join(repr(i) for i in unknown_items[:5]) + (", ..." if len(unknown_items) > 5 else "")
+    where = f" in {name}" if name else ""
     return UnknownItemError(
-        f"{len(unknown_items)} item id(s) unknown to the model: {shown}. Remove them, or use "
+        f"{len(unknown_items)} item id(s){where} unknown to the model: {shown}. Remove them, or use "
         "unknown='ignore' to drop them.",
         unknown_items,
     )
@@ -281,9 +349,10 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_item_id(item: Any) -> ItemId:
+def _check_item_id(item: Any, name: str = "") -> ItemId:
     if type(item) is int or isinstance(item, str):
         return str(item) if type(item) is not str and isinstance(item, str) else item
     if isinstance(item, np.integer):
         return int(item)
-    raise TypeError(f"item ids must be ints or strings, got {type(item).__name__}: {_short(item)}.")
+    where = f" (in {name})" if name else ""
+    raise TypeError(f"item ids must be ints or strings{where}, got {type(item).__name__}: {_short(item)}.")
