@@ -364,7 +364,8 @@ def objective_settings(backbone: bool, values: dict) -> dict:
               "on CPU, measured best for the backbone); users: similar-length batches of --batch-size users; random: "
               "random batches.")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), default=TRAIN.threads, show_default="torch's default",
-              help="torch CPU threads.")  # fmt: skip
+              help="torch CPU threads (the default, one per core, was fastest for every loss on a 2-core machine: "
+              "docs/training.md).")  # fmt: skip
 @click.option("--seed", default=TRAIN.seed, help="Seed of the weights, dropout, batch order and augmentations.")
 @click.option("--metrics-json", type=click.Path(path_type=Path), show_default="none",
               help="Also write the final metrics here (JSON).")  # fmt: skip
