@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -90,13 +91,17 @@ describe("refused artifacts", () => {
     await rejectsWith(Recommender.load(KNOWN_ARTIFACT, { variant: "int8" }), ArtifactError, /no "int8" variant in this artifact \(it has \["fp32"\]\)\. .*--quantize int8/);
   });
 
-  test("the mobile variant (ORT format)", async () => {
+  test("an ORT-format file (the mobile variant) without its directory's fp32 model, or damaged", async () => {
+    // Loaded for real from an export with --mobile by tests/test_js.py's parity tests.
     const dir = await artifactCopy();
-    const manifest = JSON.parse(await readFile(join(dir, "s4rec.json"), "utf8"));
-    manifest.variants.mobile = { file: "model.ort", sha256: "0", bytes: 1 };
-    await writeFile(join(dir, "s4rec.json"), JSON.stringify(manifest));
     await writeFile(join(dir, "model.ort"), "x");
-    await rejectsWith(Recommender.load(dir, { variant: "mobile" }), ArtifactError, /ORT-format file .* Load an \.onnx variant/);
+    await rejectsWith(Recommender.load(join(dir, "model.ort")), ArtifactError, /ORT-format file .* on its own: its metadata are read from the fp32 model\.onnx/);
+    const manifest = JSON.parse(await readFile(join(dir, "s4rec.json"), "utf8"));
+    manifest.variants.mobile = { file: "model.ort", sha256: createHash("sha256").update("x").digest("hex"), bytes: 1 };
+    await writeFile(join(dir, "s4rec.json"), JSON.stringify(manifest));
+    await rejectsWith(Recommender.load(dir, { variant: "mobile" }), ArtifactError, /model\.ort: ONNX Runtime cannot load the model/);
+    await writeFile(join(dir, "model.onnx"), withProp(model, "note", "changed"));
+    await rejectsWith(Recommender.load(dir, { variant: "mobile" }), ChecksumError, /model\.onnx: SHA-256 .* does not match the manifest's/);
   });
 
   test("a model file changed after export", async () => {

@@ -180,7 +180,7 @@ describe("bad input with defined behaviour", () => {
   test("a model without intents says so on intents() and itemsForIntent()", async () => {
     const bytes = new Uint8Array(await readFile(KNOWN_MODEL));
     const props = readMetadataProps(bytes, "model");
-    const plain = withMetadata(bytes, (v) => Object.assign(v, { num_intents: 0, intent_top_items: [], intent_temperature: null }), props);
+    const plain = withMetadata(bytes, (v) => Object.assign(v, { num_intents: 0, intent_top_items: [], item_intents: [], intent_temperature: null }), props);
     const noIntents = await Recommender.load(plain);
     await assert.rejects(noIntents.intents([1]), (/** @type {any} */ e) => e instanceof S4RecError && /has no intents/.test(e.message));
     assert.throws(() => noIntents.itemsForIntent(0), /has no intents .* Export an S4Rec checkpoint trained with intents/);
