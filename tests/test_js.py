@@ -139,7 +139,8 @@ def item_call_cases(rec: Recommender, histories: list[list], ids: list) -> list[
     for history in histories[:15]:
         recommend(history, k=5, candidates=candidates)
         recommend(history, k=min(rec.top_k, 20), candidates=[*history[:3], *some[:4]], excludeSeen=True)
-        cases.append({"call": "score", "history": history, "items": candidates, "expected": as_scores(rec.score(history, candidates))})
+        expected = as_scores(rec.score(history, candidates))
+        cases.append({"call": "score", "history": history, "items": candidates, "expected": expected})
     recommend(histories[0], k=5, candidates=[])
     recommend([], k=5, candidates=candidates)
     recommend(UNKNOWN, k=3, candidates=some[:5], exclude=[some[0]])
@@ -156,9 +157,21 @@ def item_call_cases(rec: Recommender, histories: list[list], ids: list) -> list[
         recommend([], k=5, perIntent=1)
         recommend([], k=4, perIntent=1, candidates=some)
     else:
-        cases.append({"call": "recommend", "history": histories[0], "options": {"k": 3, "perIntent": 1}, "error": "S4RecError"})
+        options = {"k": 3, "perIntent": 1}
+        cases.append({"call": "recommend", "history": histories[0], "options": options, "error": "S4RecError"})
     cases.append({"call": "version", "expected": rec.version})
-    cases.append({"call": "similarItems", "items": UNKNOWN, "options": {"k": 3}, "error": "UnknownItemError", "errorItems": UNKNOWN})
+    missing = ["not-an-item", -5]  # ids no artifact of these tests has
+    with pytest.raises(UnknownItemError) as caught:
+        rec.similar_items(missing, k=3)
+    cases.append(
+        {
+            "call": "similarItems",
+            "items": missing,
+            "options": {"k": 3},
+            "error": "UnknownItemError",
+            "errorItems": list(caught.value.items),
+        }
+    )
     with pytest.raises(UnknownItemError) as caught:
         rec.recommend(histories[0], k=3, candidates=candidates, unknown="error")
     cases.append(

@@ -195,13 +195,15 @@ def test_page_reports_a_tampered_artifact(browser, served, plain_artifact, tmp_p
 
 
 READ_PANELS = """window.s4recDemo.pending.then(() => {
-  const list = id => [...document.querySelectorAll(`#${id} li`)].map(li => [JSON.parse(li.dataset.item), Number(li.dataset.score)]);
+  const list = id => [...document.querySelectorAll(`#${id} li`)]
+    .map(li => [JSON.parse(li.dataset.item), Number(li.dataset.score)]);
   const intentsOf = id => [...document.querySelectorAll(`#${id} li`)].map(li => Number(li.dataset.intent));
   const text = id => document.querySelector(`#${id}`).textContent;
   return {
     results: list("results"), diverse: list("diverse"), similar: list("similar"),
     diverseIntents: intentsOf("diverse"),
-    intents: [...document.querySelectorAll("#intents li")].map(li => [Number(li.dataset.intent), Number(li.dataset.probability)]),
+    intents: [...document.querySelectorAll("#intents li")]
+      .map(li => [Number(li.dataset.intent), Number(li.dataset.probability)]),
     timings: window.s4recDemo.timings, timingsText: text("timings"), report: text("report"),
     similarTitle: text("similar-title"), history: document.querySelector("#history").value,
   };
@@ -218,7 +220,7 @@ def test_page_showcase_plays_as_the_python_sdk(browser, served, artifact, tmp_pa
     page = open_page(browser, served(directory) + "?history=3,4,5")
     history = [3, 4, 5]
     state = page.evaluate(READ_PANELS)
-    assert state["history"] == "3, 4, 5"
+    assert state["history"] == "3,4,5"  # as the query parameter gave it
     assert_same(state["results"], rec.recommend(history, k=10), "plain")
     assert_same(state["diverse"], rec.recommend(history, k=10, per_intent=2), "diverse")
     assert max(state["diverseIntents"].count(i) for i in state["diverseIntents"]) <= 2
