@@ -97,5 +97,5 @@ for (const [name, f] of Object.entries(figures)) {
   console.log(`  ${name}: ${median(f.p50).toFixed(3)} / ${median(f.p99).toFixed(3)} ms, ${median(f.ratio).toFixed(2)}x (${range})`);
 }
 console.log(`after: ${load()}`);
-console.log(`node ${process.version}, onnxruntime-node ${(await import("onnxruntime-node")).env.versions?.node ?? "?"}`);
+console.log(`node ${process.version}, onnxruntime-node ${JSON.stringify((await Recommender.runtime()).env?.versions ?? {})}`);
 console.log(`command (in ${process.cwd()}): flock /tmp/s4rec-cpu.lock node ${fileURLToPath(import.meta.url).replace(process.cwd() + "/", "")} ${process.argv.slice(2).join(" ")}`);

@@ -31,6 +31,8 @@ const TOLERANCE = 1e-4; // the table's score vs the graph's (relative): float32 
 export class ItemTable {
   /** @type {Float32Array | null} row norms, computed on first use */
   #norms = null;
+  /** @type {Int32Array | null} 1..N */
+  #allItems = null;
 
   /**
    * @param {Float32Array} vectors (N + 1) x dim, row-major, row 0 zero
@@ -69,15 +71,40 @@ export class ItemTable {
   }
 
   /**
-   * Scores of every item 1..N (position i - 1: item i).
+   * Scores of every item 1..N (position i - 1: item i), each rounded to float32 as it is stored. One loop over
+   * the table, four sums at a time (JavaScript has no BLAS): 1.2-1.9x faster than one sum at Beauty's 12,101 x
+   * 64 in Node on the busy 2-core machine; `similarItems` over that table takes 0.9 ms p50
+   * (benchmarks/js_app_features.mjs), where a function call per item took ~20 ms.
    *
    * @param {ArrayLike<number>} vector
    * @returns {Float32Array}
    */
   allScores(vector) {
-    const out = new Float32Array(this.numItems);
-    for (let i = 1; i <= this.numItems; i++) out[i - 1] = this.dot(vector, i);
+    const { vectors, dim, numItems } = this;
+    const out = new Float32Array(numItems);
+    const whole = dim - (dim % 4);
+    for (let i = 0, r = dim; i < numItems; i++, r += dim) {
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let j = 0;
+      for (; j < whole; j += 4) {
+        s0 += vectors[r + j] * vector[j];
+        s1 += vectors[r + j + 1] * vector[j + 1];
+        s2 += vectors[r + j + 2] * vector[j + 2];
+        s3 += vectors[r + j + 3] * vector[j + 3];
+      }
+      for (; j < dim; j++) s0 += vectors[r + j] * vector[j];
+      out[i] = s0 + s1 + s2 + s3;
+    }
     return out;
+  }
+
+  /** The item indices 1..N in order (made once): the `items` of a ranking of {@link ItemTable.allScores}. */
+  allItems() {
+    this.#allItems ??= Int32Array.from({ length: this.numItems }, (_, i) => i + 1);
+    return this.#allItems;
   }
 
   /** (N + 1,) row norms (a zero row: 1, so that nothing divides by zero), computed once. */

@@ -47,8 +47,8 @@ import {
   TOP_SCORES,
   USER_EMBEDDING,
 } from "./metadata.js";
-import { checkGraphAgrees, checkTopK } from "./graphcheck.js";
-import { readMetadataProps } from "./protobuf.js";
+import { checkEncoderAgrees, checkGraphAgrees, checkTopK } from "./graphcheck.js";
+import { readExternalDataLocations, readMetadataProps } from "./protobuf.js";
 import { checkTableAgrees, format2Vectors, format3Vectors, ItemTable, itemIntents } from "./itemtable.js";
 import { popularRecommendations, popularSelected, rankedList, rankedRow, scoreList } from "./results.js";
 import {
@@ -160,7 +160,11 @@ export class Recommender {
   metadata;
   /** @type {InferenceSession} */
   session;
-  /** @type {InferenceSession | null} format 3: the encoder-only graph (history -> user_embedding [, intents]) */
+  /**
+   * @type {InferenceSession | null} the encoder-only graph (history -> user_embedding [, intents]): format 3's,
+   * and format 2's `encoder.onnx` for the fp32 and mobile variants of a directory that has one (its tensors are
+   * `model.onnx`'s); null otherwise (the full graph then gives the user vectors, ranking one item)
+   */
   encoder;
   /** @type {string} the model file's path or URL ("<bytes>" when loaded from bytes) */
   source;
@@ -283,8 +287,11 @@ export class Recommender {
     const graphOptions = { ...modelOptions, externalData: external };
     const session = await createSession(ort, model.bytes, graphOptions, name);
     checkSignature(session, metadata, name);
-    if (files === null) await checkGraphAgrees(ort, session, metadata, name);
-    else await checkTopK(ort, session, metadata, name);
+    if (files === null) {
+      await checkGraphAgrees(ort, session, metadata, name);
+      encoder = format2Encoder(ort, model, metadata, session, sessionOptions);
+      encoder.catch(() => {}); // reported below
+    } else await checkTopK(ort, session, metadata, name);
     /** @type {() => Promise<ItemTable>} */
     let items;
     if (files !== null) {
@@ -536,10 +543,18 @@ export class Recommender {
     }
     const length = Math.max(Math.hypot(...direction) / query.indices.length, 1e-12);
     const unit = Float32Array.from(direction, (v) => v / query.indices.length / length);
-    const cosine = (/** @type {number} */ i) => Math.fround(table.dot(unit, i) / norms[i]);
-    const pool = allowed ?? difference(Int32Array.from({ length: table.numItems }, (_, i) => i + 1), banned);
-    const ranked = top(Float32Array.from(pool, cosine), pool, k);
-    return rankedList(ranked, this.#vocabulary, query.unknownItems, unknownCandidates);
+    // The cosine: the dot product with the unit vector over the item's norm (float32, as Python's).
+    let scores;
+    const pool = allowed ?? table.allItems();
+    if (allowed === null) {
+      scores = table.allScores(unit);
+      for (let i = 0; i < scores.length; i++) scores[i] /= norms[i + 1];
+      for (const i of banned) scores[i - 1] = -Infinity;
+    } else {
+      scores = table.scores(unit, allowed);
+      for (let p = 0; p < scores.length; p++) scores[p] /= norms[allowed[p]];
+    }
+    return rankedList(top(scores, pool, k), this.#vocabulary, query.unknownItems, unknownCandidates);
   }
 
   /**
@@ -667,7 +682,7 @@ export class Recommender {
     const best = diverseTop([ranked], intents, perIntent, k);
     if (best.complete || count < fetch) return { scores: best.scores, items: best.items };
     const user = /** @type {Float32Array} */ (output[USER_EMBEDDING].data);
-    const pool = allowed ?? difference(Int32Array.from({ length: n }, (_, i) => i + 1), banned);
+    const pool = allowed ?? difference(table.allItems(), banned);
     return this.#rankVector(table, user, k, pool, new Int32Array(0), perIntent, 4 * fetch);
   }
 
@@ -690,7 +705,7 @@ export class Recommender {
     if (items === null) {
       scores = table.allScores(vector);
       for (const i of banned) scores[i - 1] = -Infinity;
-      items = Int32Array.from({ length: table.numItems }, (_, i) => i + 1);
+      items = table.allItems();
     } else {
       scores = table.scores(vector, items);
     }
@@ -959,4 +974,42 @@ async function format2Items(model, metadata, ort, session) {
     return () => found;
   }
   return () => (table ??= readFp32Table(model, metadata, intents));
+}
+
+/**
+ * Format 2's encoder-only graph (`encoder.onnx` in the manifest's `files`), whose tensors are ONNX external data
+ * in the fp32 `model.onnx` itself: given to ONNX Runtime as that file's bytes. For the fp32 weights only (the
+ * fp32 and mobile variants: int8 and fp16 compute other user vectors), checked against the full graph as the
+ * Python SDK checks it; null for artifacts exported before it, lone files and the other variants. It gives the
+ * user vector of candidates, `score`, `embed` and `intents` without scoring every item (Beauty: a quarter of
+ * the full graph's time in the Python SDK).
+ *
+ * @param {Runtime} ort
+ * @param {import("./sources.js").ModelFile} model
+ * @param {ArtifactMetadata} metadata
+ * @param {InferenceSession} session the full graph
+ * @param {SessionOptions} options
+ * @returns {Promise<InferenceSession | null>}
+ */
+async function format2Encoder(ort, model, metadata, session, options) {
+  const entry = model.manifest?.files?.[ENCODER_SIDECAR];
+  const fp32File = model.manifest?.variants?.fp32?.file;
+  if (!isObject(entry) || typeof fp32File !== "string" || metadata.variant !== "fp32" || model.folder === null) {
+    return null;
+  }
+  const files = new Sidecars(model.folder, { [ENCODER_SIDECAR]: entry }, model.name, "fast");
+  const bytes = await files.bytes(ENCODER_SIDECAR); // of the manifest's size and SHA-256
+  const where = files.where(ENCODER_SIDECAR);
+  const tensors = model.fp32?.bytes ?? model.bytes; // the fp32 model.onnx, checked against the manifest
+  const locations = readExternalDataLocations(bytes, where);
+  if (!locations.length || locations.some((location) => location !== fp32File)) {
+    throw new ArtifactError(
+      `${where}: the encoder graph reads its tensors from ${JSON.stringify(locations)}, not from ` +
+        `${JSON.stringify(fp32File)}. Re-export the artifact.`,
+    );
+  }
+  const encoder = await createSession(ort, bytes, { ...options, externalData: [{ path: fp32File, data: tensors }] }, where);
+  checkEncoderSignature(encoder, metadata, where);
+  await checkEncoderAgrees(ort, session, encoder, metadata, where);
+  return encoder;
 }
