@@ -169,6 +169,11 @@ def test_page_reads_a_format_3_artifact_as_the_python_sdk(browser, served, large
         assert result["embedding"] == pytest.approx(rec.embed(history).tolist(), abs=1e-5), history
         want = rec.intents(history, top=3)
         assert [i for i, _ in result["intents"]] == [i for i, _ in want], history
+    # The showcase's panels on format 3: the item vectors and intents from item_table.npy and item_intents.npy.
+    shown = page.evaluate(READ_PANELS)
+    first = ids[:3]
+    assert_same(shown["diverse"], rec.recommend(first, k=10, per_intent=2), "format 3 diverse")
+    assert_same(shown["similar"], rec.similar_items(first[-1], k=5, exclude=first), "format 3 similar")
     int8 = open_page(browser, served(directory) + "?variant=int8")
     assert "2,000 items, int8" in int8.evaluate("document.querySelector('#status').textContent")
 

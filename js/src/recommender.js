@@ -84,7 +84,8 @@ import { ItemVocabulary } from "./vocabulary.js";
  * @typedef {object} LoadOptions
  * @property {Runtime} [ort] the ONNX Runtime module; by default the entry point's own (s4rec/node:
  *   onnxruntime-node, s4rec/web: onnxruntime-web, s4rec/react-native: onnxruntime-react-native)
- * @property {string} [variant] "fp32" (default), "int8" or "fp16": which model file of an artifact directory
+ * @property {string} [variant] "fp32" (default), "int8", "fp16" or "mobile" (ORT format): which model file of an
+ *   artifact directory
  * @property {UnknownPolicy} [unknown] the default policy for unknown item ids: "ignore" (default) or "error"
  * @property {SessionOptions} [sessionOptions] merged over the defaults (1 thread, sequential, all graph
  *   optimisations but SkipLayerNormFusion, the runtime's CPU or WASM execution provider)
@@ -195,9 +196,8 @@ export class Recommender {
     this.version = version || metadata.version;
     this.#ort = ort;
     this.#vocabulary = new ItemVocabulary(metadata.itemIds);
-    this.#items =
-      items ??
-      (() => Promise.reject(new ArtifactError(`${source}: this recommender has no item vectors. Load it with Recommender.load.`)));
+    const none = `${source}: this recommender has no item vectors. Load it with Recommender.load.`;
+    this.#items = items ?? (() => Promise.reject(new ArtifactError(none)));
   }
 
   /** The longest history the model reads; longer ones keep their most recent `maxLen` items. */
@@ -409,16 +409,8 @@ export class Recommender {
     }
     if (!indices.length) return this.#popular(k, skip, unknownItems);
     const window = indices.slice(-this.maxLen);
-    let banned = [0, ...skip]; // 0: the padding index excludes nothing (it is never returned anyway)
-    if (excludeSeen) banned = indices.length <= this.maxLen && !skip.length ? window : [...indices, ...skip];
-    const output = await this.session.run(
-      {
-        [INPUT]: this.#int64([window], window.length),
-        [EXCLUDE]: this.#int64([banned], banned.length),
-        [K_INPUT]: this.#k(k),
-      },
-      [TOP_SCORES, TOP_ITEMS],
-    );
+    const banned = this.#bannedRow(indices, window, skip, excludeSeen);
+    const output = await this.#rankWindow(window, banned, k, [TOP_SCORES, TOP_ITEMS]);
     return this.#ranked(output, 0, k, unknownItems);
   }
 
@@ -589,11 +581,14 @@ export class Recommender {
     const banned = sortedUnique(excludeSeen ? [...indices, ...skip] : skip);
     if (allowed !== null) allowed = difference(allowed, banned);
     if (!indices.length) {
-      const diverse = perIntent === null ? null : { perIntent, intents: /** @type {Int32Array} */ ((await this.#items()).intents) };
+      const intents = /** @type {Int32Array} */ ((await this.#items()).intents);
+      const diverse = perIntent === null ? null : { perIntent, intents };
       const popular = this.metadata.popularItems;
       return popularSelected(popular, this.#vocabulary, k, allowed, banned, diverse, unknownItems, unknownCandidates);
     }
-    if (allowed !== null && !allowed.length) return rankedList(top([], [], k), this.#vocabulary, unknownItems, unknownCandidates);
+    if (allowed !== null && !allowed.length) {
+      return rankedList(top([], [], k), this.#vocabulary, unknownItems, unknownCandidates);
+    }
     const ranked = await this.#select(indices, k, allowed, banned, perIntent);
     return rankedList(ranked, this.#vocabulary, unknownItems, unknownCandidates);
   }
@@ -616,16 +611,8 @@ export class Recommender {
     const intents = /** @type {Int32Array} */ (table.intents);
     const fetch = this.#fetch(k);
     const window = indices.slice(-this.maxLen);
-    let banned = [0, ...skip];
-    if (excludeSeen) banned = indices.length <= this.maxLen && !skip.length ? window : [...indices, ...skip];
-    const output = await this.session.run(
-      {
-        [INPUT]: this.#int64([window], window.length),
-        [EXCLUDE]: this.#int64([banned], banned.length),
-        [K_INPUT]: this.#k(fetch),
-      },
-      [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS],
-    );
+    const banned = this.#bannedRow(indices, window, skip, excludeSeen);
+    const output = await this.#rankWindow(window, banned, fetch, [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS]);
     const scores = /** @type {Float32Array} */ (output[TOP_SCORES].data);
     const items = Int32Array.from(/** @type {BigInt64Array} */ (output[TOP_ITEMS].data), Number);
     const kept = diversePositions(Array.from(items, (i) => intents[i]), perIntent, k);
@@ -660,16 +647,9 @@ export class Recommender {
     }
     const excluded = allowed === null ? banned : complement(allowed, n);
     const fetch = perIntent === null ? k : this.#fetch(k);
-    const window = indices.slice(-this.maxLen);
     const exclude = excluded.length ? Array.from(excluded) : [0];
-    const output = await this.session.run(
-      {
-        [INPUT]: this.#int64([window], window.length),
-        [EXCLUDE]: this.#int64([exclude], exclude.length),
-        [K_INPUT]: this.#k(fetch),
-      },
-      [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS],
-    );
+    const window = indices.slice(-this.maxLen);
+    const output = await this.#rankWindow(window, exclude, fetch, [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS]);
     const all = /** @type {Float32Array} */ (output[TOP_SCORES].data);
     const kept = all.findIndex((score) => score === -Infinity);
     const count = kept < 0 ? all.length : kept;
@@ -825,6 +805,39 @@ export class Recommender {
   }
 
   /**
+   * One run of the full graph ranking `k` items for one window, without the items of `banned`.
+   *
+   * @param {number[]} window the history's most recent item indices
+   * @param {ArrayLike<number>} banned item indices for the graph's `exclude` input (0 excludes nothing)
+   * @param {number} k
+   * @param {string[]} outputs
+   */
+  #rankWindow(window, banned, k, outputs) {
+    const feeds = {
+      [INPUT]: this.#int64([window], window.length),
+      [EXCLUDE]: this.#int64([Array.from(banned)], banned.length),
+      [K_INPUT]: this.#k(k),
+    };
+    return this.session.run(feeds, outputs);
+  }
+
+  /**
+   * The graph's `exclude` row for one history: the window itself when it is the whole history and nothing
+   * else is excluded (the common case), else the whole history (all of it counts as seen) and the `exclude`
+   * ids; without `excludeSeen` those ids alone (0, the padding index, when there are none).
+   *
+   * @param {number[]} indices the whole history's item indices
+   * @param {number[]} window its most recent max_len
+   * @param {number[]} skip
+   * @param {boolean} excludeSeen
+   * @returns {number[]}
+   */
+  #bannedRow(indices, window, skip, excludeSeen) {
+    if (!excludeSeen) return [0, ...skip]; // 0: the padding index excludes nothing (it is never returned anyway)
+    return indices.length <= this.maxLen && !skip.length ? window : [...indices, ...skip];
+  }
+
+  /**
    * Row `row` of a ranking output as {@link Recommendations}.
    *
    * @param {import("onnxruntime-common").InferenceSession.OnnxValueMapType} output
@@ -963,7 +976,8 @@ async function format2Items(model, metadata, ort, session) {
   const own = model.fp32 ?? (metadata.variant === "fp32" && !model.name.endsWith(".ort") ? model : null);
   if (own !== null) {
     try {
-      table = Promise.resolve(new ItemTable(format2Vectors(own.bytes, own.name, metadata), metadata.embeddingDim, intents));
+      const vectors = format2Vectors(own.bytes, own.name, metadata);
+      table = Promise.resolve(new ItemTable(vectors, metadata.embeddingDim, intents));
       if (own === model) await checkTableAgrees(await table, ort, session, model.name);
     } catch (e) {
       if (!(e instanceof S4RecError)) throw e;
@@ -1008,7 +1022,8 @@ async function format2Encoder(ort, model, metadata, session, options) {
         `${JSON.stringify(fp32File)}. Re-export the artifact.`,
     );
   }
-  const encoder = await createSession(ort, bytes, { ...options, externalData: [{ path: fp32File, data: tensors }] }, where);
+  const encoderOptions = { ...options, externalData: [{ path: fp32File, data: tensors }] };
+  const encoder = await createSession(ort, bytes, encoderOptions, where);
   checkEncoderSignature(encoder, metadata, where);
   await checkEncoderAgrees(ort, session, encoder, metadata, where);
   return encoder;

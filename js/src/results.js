@@ -125,7 +125,9 @@ export function rankedList(ranked, vocabulary, unknownItems, unknownCandidates) 
  * @param {ReadonlyArray<HistoryItem>} unknownCandidates
  * @returns {Recommendations}
  */
-export function popularSelected(popularItems, vocabulary, k, allowed, banned, diverse, unknownItems, unknownCandidates) {
+export function popularSelected(
+  popularItems, vocabulary, k, allowed, banned, diverse, unknownItems, unknownCandidates,
+) {
   /** @type {number[]} */
   let chosen;
   if (allowed === null) {
