@@ -72,9 +72,9 @@ export class ItemTable {
 
   /**
    * Scores of every item 1..N (position i - 1: item i), each rounded to float32 as it is stored. One loop over
-   * the table, four sums at a time (JavaScript has no BLAS): 1.2-1.9x faster than one sum at Beauty's 12,101 x
-   * 64 in Node on the busy 2-core machine; `similarItems` over that table takes 0.9 ms p50
-   * (benchmarks/js_app_features.mjs), where a function call per item took ~20 ms.
+   * the table, four sums at a time (JavaScript has no BLAS): `similarItems` over Beauty's 12,101 x 64 takes
+   * 0.9 ms p50 in Node (benchmarks/js_app_features.mjs), where a function call per item (commit 80157ad) took
+   * 19.8 ms.
    *
    * @param {ArrayLike<number>} vector
    * @returns {Float32Array}
