@@ -59,12 +59,23 @@ def as_list(recommendations) -> dict:
         "scores": [None if math.isnan(s) else s for _, s in recommendations],
         "unknownItems": list(recommendations.unknown_items),
         "fallback": recommendations.fallback,
+        "unknownCandidates": list(recommendations.unknown_candidates),
+    }
+
+
+def as_scores(scores) -> dict:
+    """A Python Scores as js/tests/parity.test.js reads it (NaN as null)."""
+    return {
+        "scores": [None if math.isnan(s) else s for s in scores],
+        "unknownItems": list(scores.unknown_items),
+        "unknownHistory": list(scores.unknown_history),
+        "fallback": scores.fallback,
     }
 
 
 def python_options(options: dict) -> dict:
     """JavaScript option names -> the Python SDK's keyword arguments."""
-    names = {"excludeSeen": "exclude_seen", "batchSize": "batch_size"}
+    names = {"excludeSeen": "exclude_seen", "batchSize": "batch_size", "perIntent": "per_intent"}
     return {names.get(key, key): value for key, value in options.items()}
 
 
@@ -97,6 +108,7 @@ def parity_cases(rec: Recommender, histories: list[list]) -> list[dict]:
         for intent in range(rec.metadata.num_intents):
             expected = rec.items_for_intent(intent, k=5)
             cases.append({"call": "itemsForIntent", "intent": intent, "k": 5, "expected": expected})
+    cases.extend(item_call_cases(rec, histories, ids))
     with pytest.raises(UnknownItemError) as caught:
         rec.recommend([ids[0], *UNKNOWN], unknown="error")
     cases.append(
@@ -105,7 +117,70 @@ def parity_cases(rec: Recommender, histories: list[list]) -> list[dict]:
             "history": [ids[0], *UNKNOWN],
             "options": {"unknown": "error"},
             "error": "UnknownItemError",
-            "items": list(caught.value.items),
+            "errorItems": list(caught.value.items),
+        }
+    )
+    return cases
+
+
+def item_call_cases(rec: Recommender, histories: list[list], ids: list) -> list[dict]:
+    """Issue 23's calls and the Python SDK's answers: candidates (unknown ids, duplicates, empty, fewer than k
+    left, with an empty history), per_intent (alone, with candidates), score, similar_items, version, and their
+    errors."""
+    cases = []
+    n = len(ids)
+    some = [ids[i] for i in range(0, n, max(1, n // 12))][:12]  # a dozen items across the catalogue
+    candidates = [*some, some[0], *UNKNOWN]
+
+    def recommend(history, **options):
+        expected = as_list(rec.recommend(history, **python_options(options)))
+        cases.append({"call": "recommend", "history": history, "options": options, "expected": expected})
+
+    for history in histories[:15]:
+        recommend(history, k=5, candidates=candidates)
+        recommend(history, k=min(rec.top_k, 20), candidates=[*history[:3], *some[:4]], excludeSeen=True)
+        expected = as_scores(rec.score(history, candidates))
+        cases.append({"call": "score", "history": history, "items": candidates, "expected": expected})
+    recommend(histories[0], k=5, candidates=[])
+    recommend([], k=5, candidates=candidates)
+    recommend(UNKNOWN, k=3, candidates=some[:5], exclude=[some[0]])
+    cases.append({"call": "score", "history": [], "items": some[:3], "expected": as_scores(rec.score([], some[:3]))})
+    for query in (ids[0], ids[n // 2], [ids[1], ids[2], UNKNOWN[0]], some[:4]):
+        for options in ({"k": 5}, {"k": 4, "exclude": some[:3], "candidates": candidates}):
+            got = rec.similar_items(query, **python_options(options))
+            cases.append({"call": "similarItems", "items": query, "options": options, "expected": as_list(got)})
+    if rec.metadata.num_intents:
+        for history in histories[:15]:
+            for per_intent in (1, 2):
+                recommend(history, k=min(rec.top_k, 10), perIntent=per_intent)
+            recommend(history, k=5, perIntent=1, candidates=candidates)
+        recommend([], k=5, perIntent=1)
+        recommend([], k=4, perIntent=1, candidates=some)
+    else:
+        options = {"k": 3, "perIntent": 1}
+        cases.append({"call": "recommend", "history": histories[0], "options": options, "error": "S4RecError"})
+    cases.append({"call": "version", "expected": rec.version})
+    missing = ["not-an-item", -5]  # ids no artifact of these tests has
+    with pytest.raises(UnknownItemError) as caught:
+        rec.similar_items(missing, k=3)
+    cases.append(
+        {
+            "call": "similarItems",
+            "items": missing,
+            "options": {"k": 3},
+            "error": "UnknownItemError",
+            "errorItems": list(caught.value.items),
+        }
+    )
+    with pytest.raises(UnknownItemError) as caught:
+        rec.recommend(histories[0], k=3, candidates=candidates, unknown="error")
+    cases.append(
+        {
+            "call": "recommend",
+            "history": histories[0],
+            "options": {"k": 3, "candidates": candidates, "unknown": "error"},
+            "error": "UnknownItemError",
+            "errorItems": list(caught.value.items),
         }
     )
     return cases
@@ -152,6 +227,8 @@ def test_node_tests_give_the_python_sdks_results(
             parity_artifact("intents fp16", directory, "fp16", atol=1e-4),
             # int8 quantizes activations per batch on the fly; both runtimes do it the same way.
             parity_artifact("intents int8", directory, "int8", atol=1e-4),
+            # ORT format: onnxruntime-node runs it; its metadata and item vectors are model.onnx's.
+            parity_artifact("intents mobile (ORT format)", directory, "mobile"),
             parity_artifact("int ids, no intents, a single file", plain_artifact[0] / "model.onnx"),
             parity_artifact("mixed int and string ids", mixed_id_artifact),
             parity_artifact("format 3, 2,000 items, fp32", large),
@@ -160,12 +237,6 @@ def test_node_tests_give_the_python_sdks_results(
             parity_artifact("format 3, string ids (items.utf8)", large_string_id_artifacts[1]),
         ],
         "refused": [
-            {
-                "source": str(directory),
-                "options": {"variant": "mobile"},
-                "error": "ArtifactError",
-                "message": "ORT-format file",
-            },
             # The hnswlib index the Python SDK reads with retrieval="ann" (large has one): exact scoring only.
             {
                 "source": str(large),

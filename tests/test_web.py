@@ -169,6 +169,11 @@ def test_page_reads_a_format_3_artifact_as_the_python_sdk(browser, served, large
         assert result["embedding"] == pytest.approx(rec.embed(history).tolist(), abs=1e-5), history
         want = rec.intents(history, top=3)
         assert [i for i, _ in result["intents"]] == [i for i, _ in want], history
+    # The showcase's panels on format 3: the item vectors and intents from item_table.npy and item_intents.npy.
+    shown = page.evaluate(READ_PANELS)
+    first = ids[:3]
+    assert_same(shown["diverse"], rec.recommend(first, k=10, per_intent=2), "format 3 diverse")
+    assert_same(shown["similar"], rec.similar_items(first[-1], k=5, exclude=first), "format 3 similar")
     int8 = open_page(browser, served(directory) + "?variant=int8")
     assert "2,000 items, int8" in int8.evaluate("document.querySelector('#status').textContent")
 
@@ -192,3 +197,78 @@ def test_page_reports_a_tampered_artifact(browser, served, plain_artifact, tmp_p
     status = page.evaluate("window.s4recDemo.ready.then(() => 'loaded', e => e.name + ': ' + e.message)")
     assert status.startswith("ChecksumError: ") and "does not match the manifest" in status
     assert page.evaluate("document.querySelector('#status').textContent") == status
+
+
+READ_PANELS = """window.s4recDemo.pending.then(() => {
+  const list = id => [...document.querySelectorAll(`#${id} li`)]
+    .map(li => [JSON.parse(li.dataset.item), Number(li.dataset.score)]);
+  const intentsOf = id => [...document.querySelectorAll(`#${id} li`)].map(li => Number(li.dataset.intent));
+  const text = id => document.querySelector(`#${id}`).textContent;
+  return {
+    results: list("results"), diverse: list("diverse"), similar: list("similar"),
+    diverseIntents: intentsOf("diverse"),
+    intents: [...document.querySelectorAll("#intents li")]
+      .map(li => [Number(li.dataset.intent), Number(li.dataset.probability)]),
+    timings: window.s4recDemo.timings, timingsText: text("timings"), report: text("report"),
+    similarTitle: text("similar-title"), history: document.querySelector("#history").value,
+  };
+})"""
+
+
+def test_page_showcase_plays_as_the_python_sdk(browser, served, artifact, tmp_path):
+    """The showcase a person plays with: the plain and the intent-diverse list, the history's top intents,
+    "because you viewed X" for a clicked item, a candidates box and each call's time; clicking an item appends
+    it to the history and re-ranks. Every panel equals the Python SDK's call; a screenshot of the page after
+    a click and a candidates set is written to the test's output folder (pytest's tmp_path, printed)."""
+    directory = artifact[0]
+    rec = Recommender.load(directory)
+    page = open_page(browser, served(directory) + "?history=3,4,5")
+    history = [3, 4, 5]
+    state = page.evaluate(READ_PANELS)
+    assert state["history"] == "3,4,5"  # as the query parameter gave it
+    assert_same(state["results"], rec.recommend(history, k=10), "plain")
+    assert_same(state["diverse"], rec.recommend(history, k=10, per_intent=2), "diverse")
+    assert max(state["diverseIntents"].count(i) for i in state["diverseIntents"]) <= 2
+    want = rec.intents(history, top=3)
+    assert [i for i, _ in state["intents"]] == [i for i, _ in want]
+    assert [p for _, p in state["intents"]] == pytest.approx([p for _, p in want], abs=1e-5)
+    assert state["similarTitle"] == "Because you viewed 5"
+    assert_same(state["similar"], rec.similar_items(5, k=5, exclude=history), "similar")
+    assert set(state["timings"]) == {"recommend", "diverse", "intents", "similar"}
+    assert all(ms >= 0 for ms in state["timings"].values())
+    assert "recommend " in state["timingsText"] and " ms" in state["timingsText"]
+
+    # Click the second recommended item: it joins the history, the lists re-rank, its similar items show.
+    clicked = state["results"][1][0]
+    page.evaluate('document.querySelectorAll("#results li")[1].click()')
+    state = page.evaluate(READ_PANELS)
+    history.append(clicked)
+    assert state["history"] == ", ".join(map(str, history))
+    assert_same(state["results"], rec.recommend(history, k=10), "plain after the click")
+    assert_same(state["diverse"], rec.recommend(history, k=10, per_intent=2), "diverse after the click")
+    assert state["similarTitle"] == f"Because you viewed {clicked}"
+    assert_same(state["similar"], rec.similar_items(clicked, k=5, exclude=history), "similar after the click")
+
+    # A candidates box: both lists rank only those ids (an unknown one is reported).
+    candidates = [1, 2, 6, 7, 8, 9, 10, 11, 12, 999]
+    page.type_text("#candidates", ", ".join(map(str, candidates)))
+    page.evaluate('document.querySelector("#recommend").click()')
+    state = page.evaluate(READ_PANELS)
+    assert_same(state["results"], rec.recommend(history, k=10, candidates=candidates), "candidates")
+    want = rec.recommend(history, k=10, candidates=candidates, per_intent=2)
+    assert_same(state["diverse"], want, "diverse candidates")
+    assert state["report"] == "Ignored unknown candidates: 999."
+    shot = page.screenshot(tmp_path / "showcase.png")
+    print(f"screenshot: {shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_page_loads_the_mobile_variant(browser, served, artifact):
+    """onnxruntime-web runs the ORT-format file (the mobile variant); its metadata and item vectors are the
+    fp32 model.onnx's (js/src/sources.js)."""
+    directory = artifact[0]
+    rec = Recommender.load(directory, variant="mobile")
+    page = open_page(browser, served(directory) + "?variant=mobile&history=3,4,5")
+    state = page.evaluate(READ_PANELS)
+    assert_same(state["results"], rec.recommend([3, 4, 5], k=10), "mobile")
+    assert_same(state["similar"], rec.similar_items(5, k=5, exclude=[3, 4, 5]), "mobile similar")

@@ -11,6 +11,7 @@ name but 127.0.0.1 resolves to nothing.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -212,6 +214,17 @@ class Page:
         """Replace the text of an input field: cleared, then typed (as keyboard input) into it."""
         self.evaluate(f"(e => {{ e.focus(); e.value = ''; }})(document.querySelector({json.dumps(selector)}))")
         self.send("Input.insertText", {"text": text})
+
+    def screenshot(self, path: str | Path, width: int = 1200, height: int = 900) -> Path:
+        """Write a PNG of the page, ``width`` x ``height`` CSS pixels (at least; the whole page when taller), to
+        ``path``."""
+        page_height = self.evaluate("document.documentElement.scrollHeight") or height
+        metrics = {"width": width, "height": max(height, int(page_height)), "deviceScaleFactor": 1, "mobile": False}
+        self.send("Emulation.setDeviceMetricsOverride", metrics)
+        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+        path = Path(path)
+        path.write_bytes(base64.b64decode(data))
+        return path
 
     def requests(self) -> dict[str, int]:
         """URL -> bytes received, for the requests that finished (needs ``open(..., network=True)``)."""

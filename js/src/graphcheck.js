@@ -182,6 +182,43 @@ export async function checkTopK(ort, session, metadata, name) {
 }
 
 /**
+ * A format 2 encoder-only graph (its tensors read from the model file) must give the full graph's user vectors
+ * (and intents) on probe histories, within 1e-5: the Python SDK's `check_encoder_agrees`.
+ *
+ * @param {TensorRuntime} ort
+ * @param {InferenceSession} session the full graph
+ * @param {InferenceSession} encoder
+ * @param {ArtifactMetadata} metadata
+ * @param {string} name the encoder file, for messages
+ */
+export async function checkEncoderAgrees(ort, session, encoder, metadata, name) {
+  const { numItems: n, maxLen: length } = metadata;
+  const probe = new BigInt64Array(3 * length); // the last item alone; items 1, 2, ... (max_len of them); empty
+  probe[length - 1] = BigInt(n);
+  for (let j = 0; j < length; j++) probe[length + j] = BigInt((j % n) + 1);
+  const outputs = [USER_EMBEDDING, ...(metadata.numIntents ? [INTENT_PROBABILITIES] : [])];
+  let want;
+  let got;
+  try {
+    want = await run(ort, session, outputs, probe, [3, length], 1);
+    got = await run(ort, encoder, outputs, probe, [3, length], null);
+  } catch (e) {
+    throw new ArtifactError(`${name}: the encoder graph fails on probe histories (${firstLine(e)}). Re-export the artifact.`);
+  }
+  for (const output of outputs) {
+    const a = /** @type {Float32Array} */ (got[output].data);
+    const b = /** @type {Float32Array} */ (want[output].data);
+    const same = hasShape(got[output], want[output].dims.slice()) && a.every((x, i) => Math.abs(x - b[i]) <= 1e-5);
+    if (!same) {
+      throw new ArtifactError(
+        `${name}: the encoder graph's ${output} differs from the model's. It belongs to another export, or the ` +
+          "model file was changed; re-export the artifact.",
+      );
+    }
+  }
+}
+
+/**
  * @param {TensorRuntime} ort
  * @param {InferenceSession} session
  * @param {string[]} outputs

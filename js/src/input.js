@@ -47,16 +47,34 @@ export function describe(value) {
  * TypeError. `5` and `"5"` stay different ids, as in Python.
  *
  * @param {unknown} item
+ * @param {string} [where] the argument the id is in, for messages
  * @returns {HistoryItem}
  */
-export function checkItemId(item) {
+export function checkItemId(item, where = "") {
   if (typeof item === "string") return item;
   if (typeof item === "number" && Number.isInteger(item)) return item;
   if (typeof item === "bigint") {
     const number = Number(item);
     return Number.isSafeInteger(number) ? number : item; // beyond 2^53 no artifact id can match: reported unknown
   }
-  throw new TypeError(`item ids must be integers or strings, got ${describe(item)}.`);
+  throw new TypeError(`item ids must be integers or strings${where ? ` (in ${where})` : ""}, got ${describe(item)}.`);
+}
+
+/**
+ * A collection of item ids given as an argument (`candidates`, the `items` of `score` and `similarItems`):
+ * an array, a Set or an integer typed array. Anything else (a string, a Map, a plain object, null), or an id
+ * that is not an integer or a string, is a TypeError naming the argument, as the Python SDK's.
+ *
+ * @param {unknown} items
+ * @param {string} name the argument's name, for messages
+ * @returns {HistoryItem[]}
+ */
+export function checkIds(items, name) {
+  const typed = INTEGER_ARRAYS.some((type) => items instanceof type);
+  if (!Array.isArray(items) && !(items instanceof Set) && !typed) {
+    throw new TypeError(`${name} must be an array or a Set of item ids, got ${describe(items)}.`);
+  }
+  return Array.from(/** @type {Iterable<unknown>} */ (items), (item) => checkItemId(item, name));
 }
 
 /**
@@ -67,9 +85,9 @@ export function checkItemId(item) {
  * @returns {HistoryItem[]}
  */
 export function checkHistory(history, what = "history") {
-  if (Array.isArray(history)) return history.map(checkItemId);
+  if (Array.isArray(history)) return history.map((item) => checkItemId(item));
   if (INTEGER_ARRAYS.some((type) => history instanceof type)) {
-    return Array.from(/** @type {Iterable<number | bigint>} */ (history), checkItemId);
+    return Array.from(/** @type {Iterable<number | bigint>} */ (history), (item) => checkItemId(item));
   }
   throw new TypeError(
     `${what} must be an array (or an integer typed array) of item ids, oldest first, got ${describe(history)}.`,
@@ -101,7 +119,7 @@ export function checkExclude(exclude) {
   if (typeof exclude === "string" || !iterable) {
     throw new TypeError(`exclude must be an array or a Set of item ids, got ${describe(exclude)}.`);
   }
-  return Array.from(/** @type {Iterable<unknown>} */ (exclude), checkItemId);
+  return Array.from(/** @type {Iterable<unknown>} */ (exclude), (item) => checkItemId(item));
 }
 
 /**

@@ -12,6 +12,7 @@
 import { ArtifactError, ArtifactVersionError, ChecksumError } from "./errors.js";
 import { parseJson } from "./json.js";
 import { itemIdsChecksum } from "./pyjson.js";
+import { sha256Hex } from "./sha256.js";
 
 /** @typedef {import("onnxruntime-common").InferenceSession} InferenceSession */
 
@@ -21,6 +22,8 @@ export const READ_FORMAT_VERSIONS = [2, 3]; // 2: one self-describing file (grap
 export const ENCODER_FORMAT = "s4rec-onnx-encoder"; // metadata_props["s4rec.format"] of format 3's encoder.onnx
 export const ENCODER_SIDECAR = "encoder"; // format 3: the encoder-only graph (history -> user_embedding [, intents])
 export const ITEM_TABLE_SIDECAR = "item_table"; // format 3: the float32 item table, ONNX external data
+export const ITEM_INTENTS_SIDECAR = "item_intents"; // format 3, with intents: int32 (N,), each item's intent
+const VERSION_DIGITS = 12; // hex digits of an artifact's version id
 export const METADATA_KEY = "s4rec.metadata";
 
 export const INPUT = "history"; // int64 (batch, length), left-padded item indices
@@ -73,6 +76,11 @@ const REQUIRED_KEYS_LARGE = [...REQUIRED_KEYS.filter((k) => !LARGE_LISTS.include
  * @property {"float32" | "int8"} tablePrecision how the scored item table is stored (int8: per-row scales)
  * @property {Readonly<Record<string, Readonly<Record<string, any>>>>} sidecars format 3: sidecar name ->
  *   `{file, sha256, bytes, ...}`; empty in format 2
+ * @property {ReadonlyArray<number>} itemIntents each item's intent (itemIntents[i - 1]: item index i's, 0..K-1;
+ *   format 3: from the sidecar `item_intents.npy`); empty without intents and in artifacts exported before
+ *   item intents were stored
+ * @property {string} version the artifact's short version id (12 hex digits); "" in artifacts exported before
+ *   versions were written (the recommender's `version` computes theirs on load)
  * @property {Readonly<Record<string, unknown>>} values
  */
 
@@ -190,6 +198,8 @@ export async function parseMetadata({ props, sidecar, name, sidecarFiles = null 
     outputs: values.outputs ?? REQUIRED_OUTPUTS,
     tablePrecision: values.table_precision ?? "float32",
     sidecars: large ? values.sidecars : {},
+    itemIntents: /** @type {number[]} */ (lists.itemIntents),
+    version: values.version ?? "",
     values,
   });
 }
@@ -201,6 +211,7 @@ export async function parseMetadata({ props, sidecar, name, sidecarFiles = null 
  * @property {ReadonlyArray<unknown>} itemIds
  * @property {unknown} popularItems
  * @property {unknown} intentTopItems
+ * @property {unknown} itemIntents
  */
 
 /**
@@ -217,13 +228,15 @@ async function readLists(values, name, files) {
       itemIds: await readItemIds(values, name, null),
       popularItems: values.popular_items,
       intentTopItems: values.intent_top_items ?? [],
+      itemIntents: values.item_intents ?? [],
     };
   }
   const intents = values.num_intents ? files.integers("intent_top_items", 2) : null;
-  const [itemIds, popular, top] = await Promise.all([
+  const [itemIds, popular, top, itemIntents] = await Promise.all([
     readItemIds(values, name, files),
     files.integers("popular_items", 1),
     intents,
+    files.has(ITEM_INTENTS_SIDECAR) ? files.int32s(ITEM_INTENTS_SIDECAR) : new Int32Array(0),
   ]);
   /** @type {number[][]} */
   const intentTopItems = [];
@@ -231,7 +244,7 @@ async function readLists(values, name, files) {
     const [rows, width] = top.shape;
     for (let r = 0; r < rows; r++) intentTopItems.push(top.values.slice(r * width, (r + 1) * width));
   }
-  return { itemIds, popularItems: popular.values, intentTopItems };
+  return { itemIds, popularItems: popular.values, intentTopItems, itemIntents: Array.from(itemIntents) };
 }
 
 /**
@@ -326,7 +339,7 @@ function checkScalars(v) {
  * @param {Lists} lists
  * @returns {string[]}
  */
-function checkValues(v, { itemIds, popularItems, intentTopItems }) {
+function checkValues(v, { itemIds, popularItems, intentTopItems, itemIntents }) {
   const problems = checkScalars(v);
   const show = (/** @type {unknown} */ value) => JSON.stringify(value) ?? String(value);
   if (itemIds.length !== v.num_items) problems.push(`${itemIds.length} item_ids for num_items ${v.num_items}`);
@@ -352,7 +365,33 @@ function checkValues(v, { itemIds, popularItems, intentTopItems }) {
     }
     if (!intentTopItems.every((row) => row.every(inRange))) problems.push(`intent_top_items outside 1..${v.num_items}`);
   }
+  // item_intents: none, or one intent 0..K-1 per item (Python's ArtifactMetadata._check_item_intents)
+  if (!Array.isArray(itemIntents)) problems.push("item_intents is not a list");
+  else if (itemIntents.length && !v.num_intents) problems.push("item_intents without intents (num_intents 0)");
+  else if (itemIntents.length && itemIntents.length !== v.num_items) {
+    problems.push(`${itemIntents.length} item_intents for num_items ${v.num_items}`);
+  } else if (!itemIntents.every((i) => Number.isInteger(i) && i >= 0 && i < v.num_intents)) {
+    problems.push(`item_intents must be intents in 0..${v.num_intents - 1}`);
+  }
+  if (v.version !== undefined && !(typeof v.version === "string" && new RegExp(`^([0-9a-f]{${VERSION_DIGITS}})?$`).test(v.version))) {
+    problems.push(`version ${show(v.version)} (expected ${VERSION_DIGITS} lowercase hex digits)`);
+  }
   return problems;
+}
+
+/**
+ * The artifact's short version id (docs/ARTIFACT.md, "Version"): the first 12 hex digits of the SHA-256 of
+ * `"{source checkpoint SHA-256}:{export SHA-256}"`, as the Python SDK's `artifact_version`. For artifacts
+ * exported before versions were written the export SHA-256 is the fp32 model file's (the manifest's entry
+ * when the loaded file is listed in its directory's manifest, else the loaded file's own).
+ *
+ * @param {string} checkpointSha256
+ * @param {string} exportSha256
+ * @returns {Promise<string>}
+ */
+export async function artifactVersion(checkpointSha256, exportSha256) {
+  const text = `${checkpointSha256}:${exportSha256}`; // hex digits and a colon: ASCII, one byte a character
+  return (await sha256Hex(Uint8Array.from(text, (c) => c.charCodeAt(0)))).slice(0, VERSION_DIGITS);
 }
 
 /**

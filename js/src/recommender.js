@@ -17,7 +17,7 @@
  * index (hnswlib's format) is read by the Python SDK only: here every item is scored exactly.
  */
 
-import { ArtifactError, S4RecError } from "./errors.js";
+import { ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError } from "./errors.js";
 import {
   checkBoolean,
   checkHistories,
@@ -32,6 +32,7 @@ import {
   orDefault,
 } from "./input.js";
 import {
+  artifactVersion,
   checkEncoderSignature,
   checkSignature,
   ENCODER_SIDECAR,
@@ -46,12 +47,26 @@ import {
   TOP_SCORES,
   USER_EMBEDDING,
 } from "./metadata.js";
-import { checkGraphAgrees, checkTopK } from "./graphcheck.js";
-import { readMetadataProps } from "./protobuf.js";
-import { popularRecommendations, rankedRow } from "./results.js";
+import { checkEncoderAgrees, checkGraphAgrees, checkTopK } from "./graphcheck.js";
+import { readExternalDataLocations, readMetadataProps } from "./protobuf.js";
+import { checkTableAgrees, format2Vectors, format3Vectors, ItemTable, itemIntents } from "./itemtable.js";
+import { popularRecommendations, popularSelected, rankedList, rankedRow, scoreList } from "./results.js";
+import {
+  complement,
+  difference,
+  diversePositions,
+  diverseTop,
+  firstK,
+  pick,
+  rankedPrefixes,
+  sortedUnique,
+  top,
+  useRows,
+} from "./selection.js";
+import { sha256Hex } from "./sha256.js";
 import { checkRuntime, createSession, externalData, SESSION_DEFAULTS, withoutPrepacking } from "./session.js";
 import { Sidecars } from "./sidecars.js";
-import { locateUrl, readModel, verifyChecksum } from "./sources.js";
+import { locateUrl, readModel, verifyChecksum, MANIFEST_NAME } from "./sources.js";
 import { ItemVocabulary } from "./vocabulary.js";
 
 /** @typedef {import("./input.js").ItemId} ItemId */
@@ -69,7 +84,8 @@ import { ItemVocabulary } from "./vocabulary.js";
  * @typedef {object} LoadOptions
  * @property {Runtime} [ort] the ONNX Runtime module; by default the entry point's own (s4rec/node:
  *   onnxruntime-node, s4rec/web: onnxruntime-web, s4rec/react-native: onnxruntime-react-native)
- * @property {string} [variant] "fp32" (default), "int8" or "fp16": which model file of an artifact directory
+ * @property {string} [variant] "fp32" (default), "int8", "fp16" or "mobile" (ORT format): which model file of an
+ *   artifact directory
  * @property {UnknownPolicy} [unknown] the default policy for unknown item ids: "ignore" (default) or "error"
  * @property {SessionOptions} [sessionOptions] merged over the defaults (1 thread, sequential, all graph
  *   optimisations but SkipLayerNormFusion, the runtime's CPU or WASM execution provider)
@@ -90,7 +106,24 @@ import { ItemVocabulary } from "./vocabulary.js";
  * @property {UnknownPolicy} [unknown] this call's policy for unknown ids (default: the recommender's)
  */
 
+/**
+ * @typedef {object} SelectOptions
+ * @property {ReadonlyArray<HistoryItem> | Set<HistoryItem> | ArrayLike<number | bigint>} [candidates] rank only
+ *   these ids (an allow-list; unknown ones are ignored and reported in `unknownCandidates`)
+ * @property {number} [perIntent] at most this many items of one intent in the list
+ */
+
+/** @typedef {RecommendOptions & SelectOptions} RecommendSelectOptions */
+
 /** @typedef {RecommendOptions & { batchSize?: number }} RecommendBatchOptions */
+
+/**
+ * @typedef {object} SimilarOptions
+ * @property {number} [k] items to return, 1..top_k (default 10)
+ * @property {Iterable<HistoryItem>} [exclude] ids to leave out besides the query items
+ * @property {ReadonlyArray<HistoryItem> | Set<HistoryItem> | ArrayLike<number | bigint>} [candidates] rank only these
+ * @property {UnknownPolicy} [unknown] this call's policy for unknown ids (default: the recommender's)
+ */
 
 /**
  * @typedef {object} Intent
@@ -101,6 +134,13 @@ import { ItemVocabulary } from "./vocabulary.js";
 const LOAD_OPTIONS = ["ort", "variant", "unknown", "sessionOptions", "fetch", "sidecar", "verify", "retrieval"];
 const RECOMMEND_OPTIONS = ["k", "excludeSeen", "exclude", "unknown"];
 const BATCH_OPTIONS = [...RECOMMEND_OPTIONS, "batchSize"];
+const SELECT_OPTIONS = [...RECOMMEND_OPTIONS, "candidates", "perIntent"];
+const SIMILAR_OPTIONS = ["k", "exclude", "candidates", "unknown"];
+// perIntent: the graph ranks PER_INTENT_FETCH * k + PER_INTENT_EXTRA items (at most top_k) to choose from, and
+// the item table ranks deeper when they hold fewer than k that keep to perIntent: the Python SDK's numbers
+// (30 items sufficed for 97.4% of Beauty's test users at per_intent=2, k = 10; docs/sdk.md).
+const PER_INTENT_FETCH = 2;
+const PER_INTENT_EXTRA = 10;
 const DEFAULT_K = 10;
 // Score-matrix cells (users x items) per ONNX Runtime call of recommendBatch, as the Python SDK's SCORE_CELLS:
 // a call's (users, items) score matrix stays within 2^26 floats (256 MB), e.g. 64 users a call at 10^6 items;
@@ -121,32 +161,43 @@ export class Recommender {
   metadata;
   /** @type {InferenceSession} */
   session;
-  /** @type {InferenceSession | null} format 3: the encoder-only graph (history -> user_embedding [, intents]) */
+  /**
+   * @type {InferenceSession | null} the encoder-only graph (history -> user_embedding [, intents]): format 3's,
+   * and format 2's `encoder.onnx` for the fp32 and mobile variants of a directory that has one (its tensors are
+   * `model.onnx`'s); null otherwise (the full graph then gives the user vectors, ranking one item)
+   */
   encoder;
   /** @type {string} the model file's path or URL ("<bytes>" when loaded from bytes) */
   source;
   /** @type {UnknownPolicy} the default policy for unknown ids */
   unknown;
+  /** @type {string} the artifact's short version id (12 hex digits; docs/ARTIFACT.md "Version") */
+  version;
   /** @type {Runtime} */
   #ort;
   /** @type {ItemVocabulary} item ids <-> item indices */
   #vocabulary;
   /** @type {Tensor[]} the scalar input k, by value */
   #kTensors = [];
+  /** @type {() => Promise<ItemTable>} the item vectors and intents, read once when first needed */
+  #items;
 
   /**
    * Use {@link Recommender.load}; this constructor takes what load has checked.
    *
-   * @param {{ session: InferenceSession, metadata: ArtifactMetadata, source: string, unknown: UnknownPolicy, ort: Runtime, encoder?: InferenceSession | null }} parts
+   * @param {{ session: InferenceSession, metadata: ArtifactMetadata, source: string, unknown: UnknownPolicy, ort: Runtime, encoder?: InferenceSession | null, items?: () => Promise<ItemTable>, version?: string }} parts
    */
-  constructor({ session, metadata, source, unknown, ort, encoder = null }) {
+  constructor({ session, metadata, source, unknown, ort, encoder = null, items, version = "" }) {
     this.session = session;
     this.encoder = encoder;
     this.metadata = metadata;
     this.source = source;
     this.unknown = checkPolicy(unknown);
+    this.version = version || metadata.version;
     this.#ort = ort;
     this.#vocabulary = new ItemVocabulary(metadata.itemIds);
+    const none = `${source}: this recommender has no item vectors. Load it with Recommender.load.`;
+    this.#items = items ?? (() => Promise.reject(new ArtifactError(none)));
   }
 
   /** The longest history the model reads; longer ones keep their most recent `maxLen` items. */
@@ -203,7 +254,8 @@ export class Recommender {
     const model = await this.readSource(source, variant, sidecar === true, fetchImpl);
     if (typeof sidecar === "object") model.sidecar = sidecar;
     await verifyChecksum(model);
-    const props = readMetadataProps(model.bytes, model.name);
+    // ORT format (the mobile variant) is a flatbuffer: its metadata are the fp32 model.onnx's (sources.js)
+    const props = readMetadataProps(model.fp32?.bytes ?? model.bytes, model.fp32?.name ?? model.name);
     const { folder, name } = model;
     /** @type {{ files: Sidecars | null }} format 3: the sidecar files, read by parseMetadata and below */
     const found = { files: null };
@@ -230,12 +282,27 @@ export class Recommender {
       })();
       encoder.catch(() => {}); // reported below, after the model's own errors
     }
-    const graphOptions = { ...modelOptions, externalData: await externalData(model.bytes, name, files) };
+    // An ORT-format file (mobile) is a flatbuffer holding all of its tensors: no external data to look for.
+    const external = model.fp32 === null ? await externalData(model.bytes, name, files) : [];
+    const graphOptions = { ...modelOptions, externalData: external };
     const session = await createSession(ort, model.bytes, graphOptions, name);
     checkSignature(session, metadata, name);
-    if (files === null) await checkGraphAgrees(ort, session, metadata, name);
-    else await checkTopK(ort, session, metadata, name);
-    return new this({ session, metadata, source: name, unknown, ort, encoder: await encoder });
+    if (files === null) {
+      await checkGraphAgrees(ort, session, metadata, name);
+      encoder = format2Encoder(ort, model, metadata, session, sessionOptions);
+      encoder.catch(() => {}); // reported below
+    } else await checkTopK(ort, session, metadata, name);
+    /** @type {() => Promise<ItemTable>} */
+    let items;
+    if (files !== null) {
+      const vectors = format3Vectors(await files.array(ITEM_TABLE_SIDECAR), files.where(ITEM_TABLE_SIDECAR), metadata);
+      const table = Promise.resolve(new ItemTable(vectors, metadata.embeddingDim, itemIntents(metadata)));
+      items = () => table;
+    } else {
+      items = await format2Items(model, metadata, ort, session);
+    }
+    const version = metadata.version || (await legacyVersion(model, metadata));
+    return new this({ session, metadata, source: name, unknown, ort, encoder: await encoder, items, version });
   }
 
   /**
@@ -289,7 +356,17 @@ export class Recommender {
       source = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
     }
     if (source instanceof Uint8Array) {
-      return { bytes: source, name: "<bytes>", expectedSha256: null, sidecar: null, folder: null, prepacking: true };
+      return {
+        bytes: source,
+        name: "<bytes>",
+        expectedSha256: null,
+        sidecar: null,
+        folder: null,
+        prepacking: true,
+        fp32: null,
+        entry: null,
+        manifest: null,
+      };
     }
     if (typeof source === "string" || source instanceof URL) {
       const { folder, file } = await this.locate(source, fetchImpl);
@@ -310,29 +387,30 @@ export class Recommender {
    * are the ids in `exclude`. The list is shorter than `k` only when the exclusions leave fewer items. An
    * empty history, or one without a known item, gets the most popular items (`fallback`, scores NaN).
    *
+   * `candidates`: rank only these ids (an allow-list: an array, a Set or an integer typed array; duplicates
+   * count once, unknown ids are ignored and listed in `unknownCandidates`, `unknown: "error"` raises, an empty
+   * collection gives an empty list), exactly, with the exclusions still applied; the list is shorter than `k`
+   * when fewer remain. `perIntent`: at most this many items of one intent in the list (each item's intent is
+   * stored in the artifact), the best items that keep to it, in the model's order.
+   *
    * @param {ReadonlyArray<HistoryItem> | ArrayLike<number | bigint>} history
-   * @param {RecommendOptions} [options]
+   * @param {RecommendSelectOptions} [options]
    * @returns {Promise<Recommendations>}
    */
   async recommend(history, options) {
-    const o = checkOptions(options, RECOMMEND_OPTIONS, "recommend()");
+    const o = checkOptions(options, SELECT_OPTIONS, "recommend()");
     const k = checkK(orDefault(o.k, DEFAULT_K), this.topK);
     const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
     const policy = this.#policy(o.unknown);
     const skip = o.exclude === undefined ? [] : this.#vocabulary.exclusionIndices(o.exclude);
     const { indices, unknownItems } = this.#vocabulary.mapHistory(history, policy);
+    if (o.candidates !== undefined || o.perIntent !== undefined) {
+      return this.#recommendSelected(indices, unknownItems, k, excludeSeen, skip, o.candidates, o.perIntent, policy);
+    }
     if (!indices.length) return this.#popular(k, skip, unknownItems);
     const window = indices.slice(-this.maxLen);
-    let banned = [0, ...skip]; // 0: the padding index excludes nothing (it is never returned anyway)
-    if (excludeSeen) banned = indices.length <= this.maxLen && !skip.length ? window : [...indices, ...skip];
-    const output = await this.session.run(
-      {
-        [INPUT]: this.#int64([window], window.length),
-        [EXCLUDE]: this.#int64([banned], banned.length),
-        [K_INPUT]: this.#k(k),
-      },
-      [TOP_SCORES, TOP_ITEMS],
-    );
+    const banned = this.#bannedRow(indices, window, skip, excludeSeen);
+    const output = await this.#rankWindow(window, banned, k, [TOP_SCORES, TOP_ITEMS]);
     return this.#ranked(output, 0, k, unknownItems);
   }
 
@@ -387,6 +465,265 @@ export class Recommender {
       chunk.forEach((u, row) => (results[u] = this.#ranked(output, row, k, rows[u].unknownItems)));
     }
     return results;
+  }
+
+  // ------------------------------------------------------------------- candidates, scores, similar items
+
+  /**
+   * The model's scores of `items` for `history`, in the order of `items` (the re-ranking call: sort by them,
+   * or blend them with your own): a {@link Scores} array of numbers, the scores `recommend` gives those items.
+   * Unknown ids score NaN and are listed in `unknownItems` (`unknown: "error"`: {@link UnknownItemError});
+   * duplicates score alike. A history with no known item gives NaN everywhere (`fallback`). The history's own
+   * items are not left out: every item given is scored.
+   *
+   * @param {ReadonlyArray<HistoryItem> | ArrayLike<number | bigint>} history
+   * @param {ReadonlyArray<HistoryItem> | Set<HistoryItem> | ArrayLike<number | bigint>} items
+   * @param {{ unknown?: UnknownPolicy }} [options]
+   * @returns {Promise<import("./results.js").Scores>}
+   */
+  async score(history, items, options) {
+    const o = checkOptions(options, ["unknown"], "score()");
+    const policy = this.#policy(o.unknown);
+    const { indices, unknownItems: unknownHistory } = this.#vocabulary.mapHistory(history, policy);
+    const wanted = this.#vocabulary.itemIndices(items, policy, "items");
+    if (!indices.length) return scoreList(wanted.indices.map(() => NaN), wanted.unknownItems, unknownHistory, true);
+    const table = await this.#items();
+    const user = /** @type {Float32Array} */ ((await this.#runIndices(indices, USER_EMBEDDING)).data);
+    return scoreList(table.scores(user, wanted.indices), wanted.unknownItems, unknownHistory, false);
+  }
+
+  /**
+   * The `k` items most similar to an item (or to several: the mean of their unit vectors), from the model's
+   * item vectors: `{item, score}` best first, `score` the cosine of the item vectors (-1..1). The query items
+   * and `exclude` are left out; `candidates` limits it as for `recommend`. A query with no known item is an
+   * {@link UnknownItemError}; with others known, unknown ones are ignored and listed in `unknownItems` (or
+   * raise under `unknown: "error"`).
+   *
+   * @param {HistoryItem | ReadonlyArray<HistoryItem> | Set<HistoryItem> | ArrayLike<number | bigint>} items
+   * @param {SimilarOptions} [options]
+   * @returns {Promise<Recommendations>}
+   */
+  async similarItems(items, options) {
+    const o = checkOptions(options, SIMILAR_OPTIONS, "similarItems()");
+    const k = checkK(orDefault(o.k, DEFAULT_K), this.topK);
+    const policy = this.#policy(o.unknown);
+    const single = typeof items === "number" || typeof items === "string" || typeof items === "bigint";
+    const query = this.#vocabulary.itemSet(single ? [items] : items, policy, "items");
+    if (!query.indices.length) {
+      const shown = query.unknownItems.slice(0, 5).map((i) => (typeof i === "bigint" ? `${i}n` : JSON.stringify(i)));
+      throw new UnknownItemError(
+        `similarItems: no item of the query is known to the model (${shown.join(", ") || "none given"}). Pass ` +
+          "item ids of the artifact's catalogue.",
+        query.unknownItems,
+      );
+    }
+    const skip = o.exclude === undefined ? [] : this.#vocabulary.exclusionIndices(o.exclude);
+    const banned = sortedUnique([...skip, ...query.indices]);
+    let allowed = null;
+    let unknownCandidates = /** @type {HistoryItem[]} */ ([]);
+    if (o.candidates !== undefined) {
+      const found = this.#vocabulary.itemSet(o.candidates, policy, "candidates");
+      allowed = difference(found.indices, banned);
+      unknownCandidates = found.unknownItems;
+    }
+    const table = await this.#items();
+    const norms = table.norms();
+    // The direction the query items share: the mean of their unit vectors, made a unit vector again.
+    const direction = new Float64Array(table.dim);
+    for (const i of query.indices) {
+      for (let j = 0; j < table.dim; j++) direction[j] += table.vectors[i * table.dim + j] / norms[i];
+    }
+    const length = Math.max(Math.hypot(...direction) / query.indices.length, 1e-12);
+    const unit = Float32Array.from(direction, (v) => v / query.indices.length / length);
+    // The cosine: the dot product with the unit vector over the item's norm (float32, as Python's).
+    let scores;
+    const pool = allowed ?? table.allItems();
+    if (allowed === null) {
+      scores = table.allScores(unit);
+      for (let i = 0; i < scores.length; i++) scores[i] /= norms[i + 1];
+      for (const i of banned) scores[i - 1] = -Infinity;
+    } else {
+      scores = table.scores(unit, allowed);
+      for (let p = 0; p < scores.length; p++) scores[p] /= norms[allowed[p]];
+    }
+    return rankedList(top(scores, pool, k), this.#vocabulary, query.unknownItems, unknownCandidates);
+  }
+
+  /**
+   * {@link Recommender.recommend} with `candidates` and/or `perIntent`, as the Python SDK ranks them: a few
+   * candidates from their rows of the item table (the user vector times each row), many through the graph
+   * with every other item excluded ({@link useRows}); `perIntent` alone through the graph ranking a few more
+   * items than asked, deeper from the item table when those run short.
+   *
+   * @param {number[]} indices the history's item indices
+   * @param {HistoryItem[]} unknownItems
+   * @param {number} k
+   * @param {boolean} excludeSeen
+   * @param {number[]} skip the exclude ids' indices
+   * @param {unknown} candidates
+   * @param {unknown} perIntentOption
+   * @param {UnknownPolicy} policy
+   * @returns {Promise<Recommendations>}
+   */
+  async #recommendSelected(indices, unknownItems, k, excludeSeen, skip, candidates, perIntentOption, policy) {
+    const perIntent = await this.#checkPerIntent(perIntentOption);
+    if (candidates === undefined && indices.length) {
+      return this.#recommendDiverse(indices, unknownItems, k, excludeSeen, skip, /** @type {number} */ (perIntent));
+    }
+    let allowed = null;
+    /** @type {HistoryItem[]} */
+    let unknownCandidates = [];
+    if (candidates !== undefined) {
+      const found = this.#vocabulary.itemSet(candidates, policy, "candidates");
+      allowed = found.indices;
+      unknownCandidates = found.unknownItems;
+    }
+    const banned = sortedUnique(excludeSeen ? [...indices, ...skip] : skip);
+    if (allowed !== null) allowed = difference(allowed, banned);
+    if (!indices.length) {
+      const intents = /** @type {Int32Array} */ ((await this.#items()).intents);
+      const diverse = perIntent === null ? null : { perIntent, intents };
+      const popular = this.metadata.popularItems;
+      return popularSelected(popular, this.#vocabulary, k, allowed, banned, diverse, unknownItems, unknownCandidates);
+    }
+    if (allowed !== null && !allowed.length) {
+      return rankedList(top([], [], k), this.#vocabulary, unknownItems, unknownCandidates);
+    }
+    const ranked = await this.#select(indices, k, allowed, banned, perIntent);
+    return rankedList(ranked, this.#vocabulary, unknownItems, unknownCandidates);
+  }
+
+  /**
+   * `perIntent` alone: the graph ranks {@link Recommender.#fetch} items as `recommend` ranks k (seen and
+   * excluded items removed inside it), the list keeps at most `perIntent` of one intent; when those run short
+   * of k, the item table ranks the rest.
+   *
+   * @param {number[]} indices
+   * @param {HistoryItem[]} unknownItems
+   * @param {number} k
+   * @param {boolean} excludeSeen
+   * @param {number[]} skip
+   * @param {number} perIntent
+   * @returns {Promise<Recommendations>}
+   */
+  async #recommendDiverse(indices, unknownItems, k, excludeSeen, skip, perIntent) {
+    const table = await this.#items();
+    const intents = /** @type {Int32Array} */ (table.intents);
+    const fetch = this.#fetch(k);
+    const window = indices.slice(-this.maxLen);
+    const banned = this.#bannedRow(indices, window, skip, excludeSeen);
+    const output = await this.#rankWindow(window, banned, fetch, [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS]);
+    const scores = /** @type {Float32Array} */ (output[TOP_SCORES].data);
+    const items = Int32Array.from(/** @type {BigInt64Array} */ (output[TOP_ITEMS].data), Number);
+    const kept = diversePositions(Array.from(items, (i) => intents[i]), perIntent, k);
+    if (kept.length < k && scores[fetch - 1] !== -Infinity) {
+      // short of k, and the graph had more to rank: rank deeper from the item table
+      const user = /** @type {Float32Array} */ (output[USER_EMBEDDING].data);
+      const excluded = sortedUnique(excludeSeen ? [...indices, ...skip] : skip);
+      const ranked = this.#rankVector(table, user, k, null, excluded, perIntent, 4 * fetch);
+      return rankedList(ranked, this.#vocabulary, unknownItems, []);
+    }
+    const ranked = pick({ scores, items }, kept.filter((p) => scores[p] !== -Infinity));
+    return rankedList(ranked, this.#vocabulary, unknownItems, []);
+  }
+
+  /**
+   * The best `k` items for a history among `allowed` (null: all) less `banned`: from the item table's rows
+   * (few candidates), or the graph with everything else excluded (many), as the Python SDK's `_select`.
+   *
+   * @param {number[]} indices the history's item indices (at least one)
+   * @param {number} k
+   * @param {Int32Array | null} allowed sorted, without the banned items
+   * @param {Int32Array} banned sorted
+   * @param {number | null} perIntent
+   * @returns {Promise<import("./selection.js").Ranked>}
+   */
+  async #select(indices, k, allowed, banned, perIntent) {
+    const n = this.metadata.numItems;
+    const table = await this.#items();
+    if (allowed !== null && useRows(allowed.length, n)) {
+      const user = /** @type {Float32Array} */ ((await this.#runIndices(indices, USER_EMBEDDING)).data);
+      return this.#rankVector(table, user, k, allowed, banned, perIntent);
+    }
+    const excluded = allowed === null ? banned : complement(allowed, n);
+    const fetch = perIntent === null ? k : this.#fetch(k);
+    const exclude = excluded.length ? Array.from(excluded) : [0];
+    const window = indices.slice(-this.maxLen);
+    const output = await this.#rankWindow(window, exclude, fetch, [USER_EMBEDDING, TOP_SCORES, TOP_ITEMS]);
+    const all = /** @type {Float32Array} */ (output[TOP_SCORES].data);
+    const kept = all.findIndex((score) => score === -Infinity);
+    const count = kept < 0 ? all.length : kept;
+    const ranked = {
+      scores: all.slice(0, count),
+      items: Int32Array.from(/** @type {BigInt64Array} */ (output[TOP_ITEMS].data).subarray(0, count), Number),
+    };
+    if (perIntent === null) return ranked;
+    const intents = /** @type {Int32Array} */ (table.intents);
+    const best = diverseTop([ranked], intents, perIntent, k);
+    if (best.complete || count < fetch) return { scores: best.scores, items: best.items };
+    const user = /** @type {Float32Array} */ (output[USER_EMBEDDING].data);
+    const pool = allowed ?? difference(table.allItems(), banned);
+    return this.#rankVector(table, user, k, pool, new Int32Array(0), perIntent, 4 * fetch);
+  }
+
+  /**
+   * The best `k` items for a user vector from the item table: the rows of `allowed`, or every row but
+   * `banned` (null `allowed`), at most `perIntent` of one intent when given.
+   *
+   * @param {ItemTable} table
+   * @param {ArrayLike<number>} vector
+   * @param {number} k
+   * @param {Int32Array | null} allowed sorted, without the banned items
+   * @param {Int32Array} banned sorted
+   * @param {number | null} perIntent
+   * @param {number} [first] the first prefix ranked for perIntent (default: {@link Recommender.#fetch})
+   * @returns {import("./selection.js").Ranked}
+   */
+  #rankVector(table, vector, k, allowed, banned, perIntent, first) {
+    let items = allowed;
+    let scores;
+    if (items === null) {
+      scores = table.allScores(vector);
+      for (const i of banned) scores[i - 1] = -Infinity;
+      items = table.allItems();
+    } else {
+      scores = table.scores(vector, items);
+    }
+    if (perIntent === null) return top(scores, items, k);
+    const prefixes = rankedPrefixes(scores, items, first ?? this.#fetch(k));
+    return firstK(prefixes, k, table.intents, perIntent);
+  }
+
+  /**
+   * @param {unknown} perIntent
+   * @returns {Promise<number | null>}
+   */
+  async #checkPerIntent(perIntent) {
+    if (perIntent === undefined) return null;
+    const value = checkPositiveInteger(perIntent, "perIntent");
+    if (!this.metadata.numIntents) {
+      throw new S4RecError(
+        `${this.source}: this model has no intents (it was exported from a checkpoint without intent ` +
+          "centroids), so perIntent cannot apply. Export an S4Rec checkpoint trained with intents, or drop perIntent.",
+      );
+    }
+    if ((await this.#items()).intents === null) {
+      throw new ArtifactVersionError(
+        `${this.source}: this artifact was exported before each item's intent was stored in it, which ` +
+          "perIntent needs. Re-export it from its checkpoint with a current s4rec-export (the checkpoint needs " +
+          "no change).",
+      );
+    }
+    return value;
+  }
+
+  /**
+   * Items ranked first for an intent-diverse list of `k`.
+   *
+   * @param {number} k
+   */
+  #fetch(k) {
+    return Math.min(this.topK, PER_INTENT_FETCH * k + PER_INTENT_EXTRA);
   }
 
   // ------------------------------------------------------------------------------ embeddings and intents
@@ -468,6 +805,39 @@ export class Recommender {
   }
 
   /**
+   * One run of the full graph ranking `k` items for one window, without the items of `banned`.
+   *
+   * @param {number[]} window the history's most recent item indices
+   * @param {ArrayLike<number>} banned item indices for the graph's `exclude` input (0 excludes nothing)
+   * @param {number} k
+   * @param {string[]} outputs
+   */
+  #rankWindow(window, banned, k, outputs) {
+    const feeds = {
+      [INPUT]: this.#int64([window], window.length),
+      [EXCLUDE]: this.#int64([Array.from(banned)], banned.length),
+      [K_INPUT]: this.#k(k),
+    };
+    return this.session.run(feeds, outputs);
+  }
+
+  /**
+   * The graph's `exclude` row for one history: the window itself when it is the whole history and nothing
+   * else is excluded (the common case), else the whole history (all of it counts as seen) and the `exclude`
+   * ids; without `excludeSeen` those ids alone (0, the padding index, when there are none).
+   *
+   * @param {number[]} indices the whole history's item indices
+   * @param {number[]} window its most recent max_len
+   * @param {number[]} skip
+   * @param {boolean} excludeSeen
+   * @returns {number[]}
+   */
+  #bannedRow(indices, window, skip, excludeSeen) {
+    if (!excludeSeen) return [0, ...skip]; // 0: the padding index excludes nothing (it is never returned anyway)
+    return indices.length <= this.maxLen && !skip.length ? window : [...indices, ...skip];
+  }
+
+  /**
    * Row `row` of a ranking output as {@link Recommendations}.
    *
    * @param {import("onnxruntime-common").InferenceSession.OnnxValueMapType} output
@@ -492,7 +862,17 @@ export class Recommender {
    * @returns {Promise<Tensor>}
    */
   async #runWindow(history, policy, name) {
-    const { indices } = this.#vocabulary.mapHistory(history, policy);
+    return this.#runIndices(this.#vocabulary.mapHistory(history, policy).indices, name);
+  }
+
+  /**
+   * {@link Recommender.#runWindow} of a mapped history.
+   *
+   * @param {number[]} indices the history's item indices
+   * @param {string} name the output
+   * @returns {Promise<Tensor>}
+   */
+  async #runIndices(indices, name) {
     const window = indices.slice(-this.maxLen);
     const input = this.#int64([window], Math.max(1, window.length)); // an empty history: one padding position
     if (this.encoder !== null) return (await this.encoder.run({ [INPUT]: input }, [name]))[name];
@@ -532,4 +912,119 @@ export class Recommender {
       );
     }
   }
+}
+
+/**
+ * The version of an artifact exported before versions were written: {@link artifactVersion} of its checkpoint's
+ * SHA-256 and its fp32 model file's (the manifest's entry when the loaded file is listed in its directory's
+ * manifest, so that every variant gets the same version; else the loaded file's own), as the Python SDK's.
+ *
+ * @param {import("./sources.js").ModelFile} model
+ * @param {ArtifactMetadata} metadata
+ * @returns {Promise<string>}
+ */
+async function legacyVersion(model, metadata) {
+  const listed = model.manifest?.variants?.fp32?.sha256;
+  const exported = typeof listed === "string" ? listed : await sha256Hex(model.bytes);
+  return artifactVersion(metadata.sourceCheckpointSha256, exported);
+}
+
+/**
+ * The item table of a format 2 int8 or fp16 variant: from the fp32 `model.onnx` of its artifact directory,
+ * checked against the manifest (the variant's own table is quantized or converted).
+ *
+ * @param {import("./sources.js").ModelFile} model
+ * @param {ArtifactMetadata} metadata
+ * @param {Int32Array | null} intents
+ * @returns {Promise<ItemTable>}
+ */
+async function readFp32Table(model, metadata, intents) {
+  const entry = model.manifest?.variants?.fp32;
+  if (model.folder === null || typeof entry?.file !== "string") {
+    throw new ArtifactError(
+      `${model.name}: item vectors need the float32 table of the artifact's model.onnx, and this ` +
+        `${metadata.variant} model is not listed in an artifact directory's ${MANIFEST_NAME} with one. Load the ` +
+        "artifact directory, or the fp32 model.onnx file.",
+    );
+  }
+  const place = model.folder.name.endsWith("/") ? model.folder.name : `${model.folder.name}/`;
+  const name = place + entry.file;
+  const bytes = await model.folder.read(entry.file);
+  if (bytes === null) {
+    throw new ArtifactError(`${name}: missing; the item vectors are read from it. Copy the whole artifact directory.`);
+  }
+  await verifyChecksum({ bytes, name, expectedSha256: typeof entry.sha256 === "string" ? entry.sha256 : null });
+  return new ItemTable(format2Vectors(bytes, name, metadata), metadata.embeddingDim, intents);
+}
+
+/**
+ * Format 2's item vectors (`js/src/itemtable.js`): from the loaded fp32 file itself, read and checked
+ * against its graph now; else (the int8 and fp16 variants) from the directory's fp32 `model.onnx`, read and
+ * checked against the manifest when first needed. A table that cannot be read is an error of the calls that
+ * need it (candidates, `score`, `similarItems`, `perIntent`), not of the load, as in the Python SDK.
+ *
+ * @param {import("./sources.js").ModelFile} model
+ * @param {ArtifactMetadata} metadata
+ * @param {Runtime} ort
+ * @param {InferenceSession} session
+ * @returns {Promise<() => Promise<ItemTable>>}
+ */
+async function format2Items(model, metadata, ort, session) {
+  const intents = itemIntents(metadata);
+  /** @type {Promise<ItemTable> | null} */
+  let table = null;
+  const own = model.fp32 ?? (metadata.variant === "fp32" && !model.name.endsWith(".ort") ? model : null);
+  if (own !== null) {
+    try {
+      const vectors = format2Vectors(own.bytes, own.name, metadata);
+      table = Promise.resolve(new ItemTable(vectors, metadata.embeddingDim, intents));
+      if (own === model) await checkTableAgrees(await table, ort, session, model.name);
+    } catch (e) {
+      if (!(e instanceof S4RecError)) throw e;
+      table = Promise.reject(e);
+      table.catch(() => {}); // raised by the calls that need the table
+    }
+    const found = table;
+    return () => found;
+  }
+  return () => (table ??= readFp32Table(model, metadata, intents));
+}
+
+/**
+ * Format 2's encoder-only graph (`encoder.onnx` in the manifest's `files`), whose tensors are ONNX external data
+ * in the fp32 `model.onnx` itself: given to ONNX Runtime as that file's bytes. For the fp32 weights only (the
+ * fp32 and mobile variants: int8 and fp16 compute other user vectors), checked against the full graph as the
+ * Python SDK checks it; null for artifacts exported before it, lone files and the other variants. It gives the
+ * user vector of candidates, `score`, `embed` and `intents` without scoring every item (Beauty: a quarter of
+ * the full graph's time in the Python SDK).
+ *
+ * @param {Runtime} ort
+ * @param {import("./sources.js").ModelFile} model
+ * @param {ArtifactMetadata} metadata
+ * @param {InferenceSession} session the full graph
+ * @param {SessionOptions} options
+ * @returns {Promise<InferenceSession | null>}
+ */
+async function format2Encoder(ort, model, metadata, session, options) {
+  const entry = model.manifest?.files?.[ENCODER_SIDECAR];
+  const fp32File = model.manifest?.variants?.fp32?.file;
+  if (!isObject(entry) || typeof fp32File !== "string" || metadata.variant !== "fp32" || model.folder === null) {
+    return null;
+  }
+  const files = new Sidecars(model.folder, { [ENCODER_SIDECAR]: entry }, model.name, "fast");
+  const bytes = await files.bytes(ENCODER_SIDECAR); // of the manifest's size and SHA-256
+  const where = files.where(ENCODER_SIDECAR);
+  const tensors = model.fp32?.bytes ?? model.bytes; // the fp32 model.onnx, checked against the manifest
+  const locations = readExternalDataLocations(bytes, where);
+  if (!locations.length || locations.some((location) => location !== fp32File)) {
+    throw new ArtifactError(
+      `${where}: the encoder graph reads its tensors from ${JSON.stringify(locations)}, not from ` +
+        `${JSON.stringify(fp32File)}. Re-export the artifact.`,
+    );
+  }
+  const encoderOptions = { ...options, externalData: [{ path: fp32File, data: tensors }] };
+  const encoder = await createSession(ort, bytes, encoderOptions, where);
+  checkEncoderSignature(encoder, metadata, where);
+  await checkEncoderAgrees(ort, session, encoder, metadata, where);
+  return encoder;
 }

@@ -1,8 +1,11 @@
 /**
  * What the recommender returns, as the Python SDK's `s4rec.results`: {@link Recommendations}, ranked
  * `{item, score}` entries with a report of how the input was handled, built from a row of the graph's
- * ranking outputs or, for a history without a known item, from the artifact's popularity ranking.
+ * ranking outputs, from a ranking of item-table scores or, for a history without a known item, from the
+ * artifact's popularity ranking; and {@link Scores}, what `score` returns.
  */
+
+import { diversePositions } from "./selection.js";
 
 /** @typedef {import("./input.js").ItemId} ItemId */
 /** @typedef {import("./input.js").HistoryItem} HistoryItem */
@@ -31,6 +34,9 @@ export class Recommendations extends Array {
   /** @type {boolean} true when the history had no known item: the most popular items, scores NaN */
   fallback = false;
 
+  /** @type {ReadonlyArray<HistoryItem>} the `candidates` ids the model does not know, which were ignored */
+  unknownCandidates = [];
+
   /** @returns {ItemId[]} the item ids, best first */
   itemIds() {
     return this.map((r) => r.item);
@@ -38,17 +44,109 @@ export class Recommendations extends Array {
 }
 
 /**
+ * The model's scores of the items given to `score`, in their order: an `Array` of numbers (NaN for an unknown
+ * id, and everywhere when the history had no known item) with a report, as the Python SDK's `Scores`.
+ *
+ * @extends {Array<number>}
+ */
+export class Scores extends Array {
+  static get [Symbol.species]() {
+    return Array;
+  }
+
+  /** @type {ReadonlyArray<HistoryItem>} the given ids the model does not know (scored NaN) */
+  unknownItems = [];
+
+  /** @type {ReadonlyArray<HistoryItem>} the history's ids the model does not know, which were ignored */
+  unknownHistory = [];
+
+  /** @type {boolean} true when the history had no known item: every score is NaN (keep your own order) */
+  fallback = false;
+}
+
+/**
+ * @param {ArrayLike<number>} scores
+ * @param {ReadonlyArray<HistoryItem>} unknownItems
+ * @param {ReadonlyArray<HistoryItem>} unknownHistory
+ * @param {boolean} fallback
+ * @returns {Scores}
+ */
+export function scoreList(scores, unknownItems, unknownHistory, fallback) {
+  const result = new Scores();
+  for (let i = 0; i < scores.length; i++) result.push(scores[i]);
+  result.unknownItems = unknownItems;
+  result.unknownHistory = unknownHistory;
+  result.fallback = fallback;
+  return result;
+}
+
+/**
  * @param {Recommendation[]} entries
  * @param {ReadonlyArray<HistoryItem>} unknownItems
  * @param {boolean} fallback
+ * @param {ReadonlyArray<HistoryItem>} [unknownCandidates]
  * @returns {Recommendations}
  */
-function recommendations(entries, unknownItems, fallback = false) {
+function recommendations(entries, unknownItems, fallback = false, unknownCandidates = []) {
   const result = new Recommendations();
-  result.push(...entries);
+  for (const entry of entries) result.push(entry); // not push(...entries): a spread of 10^5 overflows the stack
   result.unknownItems = unknownItems;
   result.fallback = fallback;
+  result.unknownCandidates = unknownCandidates;
   return result;
+}
+
+/**
+ * A ranking of item indices (`js/src/selection.js`) as {@link Recommendations}.
+ *
+ * @param {import("./selection.js").Ranked} ranked
+ * @param {ItemVocabulary} vocabulary
+ * @param {ReadonlyArray<HistoryItem>} unknownItems
+ * @param {ReadonlyArray<HistoryItem>} unknownCandidates
+ * @returns {Recommendations}
+ */
+export function rankedList(ranked, vocabulary, unknownItems, unknownCandidates) {
+  const entries = Array.from(ranked.items, (i, p) => ({ item: vocabulary.id(i), score: ranked.scores[p] }));
+  return recommendations(entries, unknownItems, false, unknownCandidates);
+}
+
+/**
+ * The popular-items fallback within `allowed` (null: every item) less `banned`: the most popular allowed items
+ * first, then the other allowed items in catalogue (item index) order; at most `perIntent` of one intent.
+ * Scores NaN, `fallback` true (the Python SDK's `_popular_selected`).
+ *
+ * @param {ReadonlyArray<number>} popularItems item indices by descending popularity
+ * @param {ItemVocabulary} vocabulary
+ * @param {number} k
+ * @param {Int32Array | null} allowed sorted; holds no banned item
+ * @param {Int32Array} banned sorted
+ * @param {{ perIntent: number, intents: ArrayLike<number> } | null} diverse
+ * @param {ReadonlyArray<HistoryItem>} unknownItems
+ * @param {ReadonlyArray<HistoryItem>} unknownCandidates
+ * @returns {Recommendations}
+ */
+export function popularSelected(
+  popularItems, vocabulary, k, allowed, banned, diverse, unknownItems, unknownCandidates,
+) {
+  /** @type {number[]} */
+  let chosen;
+  if (allowed === null) {
+    const skip = new Set(banned);
+    chosen = popularItems.filter((i) => !skip.has(i));
+  } else {
+    const inside = new Set(allowed);
+    chosen = popularItems.filter((i) => inside.has(i));
+    if (chosen.length < k + (diverse === null ? 0 : allowed.length)) {
+      const taken = new Set(chosen);
+      for (const i of allowed) if (!taken.has(i)) chosen.push(i);
+    }
+  }
+  if (diverse !== null) {
+    const { perIntent, intents } = diverse;
+    chosen = diversePositions(chosen.map((i) => intents[i]), perIntent, k).map((p) => chosen[p]);
+  }
+  const entries = chosen.slice(0, k).map((i) => ({ item: vocabulary.id(i), score: NaN }));
+  return recommendations(entries, unknownItems, true, unknownCandidates);
 }
 
 /**

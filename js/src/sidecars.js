@@ -27,6 +27,7 @@ const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 0x01, 0x00]; // "\x93NUMP
 const NPY_TYPES = /** @type {Record<string, { name: string, size: number }>} */ ({
   "<i8": { name: "int64", size: 8 },
   "<f4": { name: "float32", size: 4 },
+  "<i4": { name: "int32", size: 4 },
   "|u1": { name: "uint8", size: 1 },
 });
 
@@ -34,7 +35,7 @@ const NPY_TYPES = /** @type {Record<string, { name: string, size: number }>} */ 
  * A parsed `.npy` file: its dtype name, shape and where its data starts.
  *
  * @typedef {object} NpyArray
- * @property {string} dtype "int64", "float32" or "uint8"
+ * @property {string} dtype "int64", "int32", "float32" or "uint8"
  * @property {number[]} shape
  * @property {Uint8Array} data the data bytes (C order, little-endian)
  */
@@ -243,6 +244,22 @@ export class Sidecars {
       );
     }
     return { values, shape: array.shape };
+  }
+
+  /**
+   * An int32 sidecar of rank 1 (`item_intents`), copied into an aligned Int32Array.
+   *
+   * @param {string} name
+   * @returns {Promise<Int32Array>}
+   */
+  async int32s(name) {
+    const array = await this.array(name);
+    if (array.dtype !== "int32" || array.shape.length !== 1) {
+      throw new ArtifactError(
+        `${this.where(name)}: ${name} must be int32 of rank 1, got ${array.dtype}[${array.shape.join(", ")}]. Re-export.`,
+      );
+    }
+    return new Int32Array(new Uint8Array(array.data).buffer); // a copy, aligned
   }
 
   /**

@@ -40,6 +40,11 @@ export const SIDECAR_SUFFIX = ".json";
  *   null for bytes
  * @property {boolean} prepacking false when the manifest's entry says `"prepacking": false` (build the
  *   session with ONNX Runtime's weight pre-packing off, which would copy a large item table)
+ * @property {{ bytes: Uint8Array, name: string } | null} fp32 the directory's fp32 `model.onnx`, read and
+ *   checked, when the loaded file is ORT format (the `mobile` variant, whose metadata and item vectors are
+ *   the fp32 file's); else null
+ * @property {Record<string, any> | null} entry the manifest's entry of the loaded file (null: not listed)
+ * @property {Record<string, any> | null} manifest the directory's manifest when the loaded file is listed in it
  */
 
 /**
@@ -105,8 +110,10 @@ export async function readModel(folder, file, variant, sidecar) {
   let expectedSha256 = null;
   /** @type {Record<string, any> | null | undefined} */
   let entry = null;
+  /** @type {Record<string, any> | null} */
+  let manifest = null;
   if (file === null) {
-    const manifest = await readManifest(folder, false);
+    manifest = await readManifest(folder, false);
     entry = /** @type {Record<string, any>} */ (manifest).variants[variant];
     if (!isObject(entry) || typeof entry.file !== "string") {
       const available = Object.keys(/** @type {Record<string, any>} */ (manifest).variants).sort();
@@ -118,15 +125,16 @@ export async function readModel(folder, file, variant, sidecar) {
     file = entry.file;
     expectedSha256 = typeof entry.sha256 === "string" ? entry.sha256 : null;
   } else {
-    const manifest = await readManifest(folder, true);
+    manifest = await readManifest(folder, true);
     entry = manifest && Object.values(manifest.variants).find((e) => isObject(e) && e.file === file);
     expectedSha256 = entry && typeof entry.sha256 === "string" ? entry.sha256 : null;
   }
   const name = folder.name.endsWith("/") ? folder.name + file : `${folder.name}/${file}`;
-  refuseOrtFormat(/** @type {string} */ (file), name);
-  const [bytes, sidecarBytes] = await Promise.all([
+  const ortFormat = /** @type {string} */ (file).endsWith(".ort");
+  const [bytes, sidecarBytes, fp32] = await Promise.all([
     folder.read(/** @type {string} */ (file)),
-    sidecar ? folder.read(file + SIDECAR_SUFFIX, true) : null,
+    sidecar && !ortFormat ? folder.read(file + SIDECAR_SUFFIX, true) : null,
+    ortFormat ? readFp32Model(folder, entry ? manifest : null, name) : null,
   ]);
   if (bytes === null) {
     throw new ArtifactError(
@@ -142,23 +150,38 @@ export async function readModel(folder, file, variant, sidecar) {
     sidecar: sidecarBytes && parseSidecar(sidecarBytes, name + SIDECAR_SUFFIX),
     folder,
     prepacking: entry?.prepacking !== false,
+    fp32,
+    entry: entry ?? null,
+    manifest: entry ? manifest : null,
   };
 }
 
 /**
- * The model file of a `.ort` variant has no metadata this SDK can read (ONNX Runtime's JavaScript API does
- * not expose it, and ORT format is a flatbuffer, not the ONNX protobuf read here).
+ * The fp32 `model.onnx` of the directory of an ORT-format file (the `mobile` variant), read and checked
+ * against the manifest: ORT format is a flatbuffer, not the ONNX protobuf this SDK reads its metadata from,
+ * and the exporter gives it the fp32 file's metadata (docs/ARTIFACT.md), so they are read from there.
  *
- * @param {string} file
- * @param {string} name
+ * @param {Folder} folder
+ * @param {Record<string, any> | null} manifest the directory's manifest when it lists the .ort file
+ * @param {string} name the .ort file's path or URL, for messages
+ * @returns {Promise<{ bytes: Uint8Array, name: string }>}
  */
-function refuseOrtFormat(file, name) {
-  if (file.endsWith(".ort")) {
+async function readFp32Model(folder, manifest, name) {
+  const entry = manifest?.variants.fp32;
+  if (!isObject(entry) || typeof entry.file !== "string" || typeof entry.sha256 !== "string") {
     throw new ArtifactError(
-      `${name}: an ORT-format file (the "mobile" variant), whose metadata the JavaScript SDK cannot read. ` +
-        'Load an .onnx variant ("fp32", "int8" or "fp16"); onnxruntime-react-native and onnxruntime-web run them.',
+      `${name}: an ORT-format file (the "mobile" variant) on its own: its metadata are read from the fp32 ` +
+        `model.onnx of its artifact directory, and no ${MANIFEST_NAME} next to it lists both. Load the ` +
+        'artifact directory with variant "mobile", or an .onnx file.',
     );
   }
+  const fp32Name = folder.name.endsWith("/") ? folder.name + entry.file : `${folder.name}/${entry.file}`;
+  const bytes = await folder.read(entry.file);
+  if (bytes === null) {
+    throw new ArtifactError(`${fp32Name}: listed in ${MANIFEST_NAME} but missing. Copy the whole artifact directory.`);
+  }
+  await verifyChecksum({ bytes, name: fp32Name, expectedSha256: entry.sha256 });
+  return { bytes, name: fp32Name };
 }
 
 /**
@@ -211,7 +234,7 @@ export function parseSidecar(bytes, name) {
 /**
  * Check the model file against the manifest's SHA-256 (nothing to check for a lone file or bytes).
  *
- * @param {ModelFile} model
+ * @param {{ bytes: Uint8Array, name: string, expectedSha256: string | null }} model
  */
 export async function verifyChecksum(model) {
   if (model.expectedSha256 === null) return;

@@ -9,7 +9,8 @@
  */
 
 import { UnknownItemError } from "./errors.js";
-import { checkExclude, checkHistory } from "./input.js";
+import { sortedUnique } from "./selection.js";
+import { checkExclude, checkHistory, checkIds } from "./input.js";
 
 /** @typedef {import("./input.js").ItemId} ItemId */
 /** @typedef {import("./input.js").HistoryItem} HistoryItem */
@@ -59,6 +60,44 @@ export class ItemVocabulary {
   }
 
   /**
+   * The item index of each id of a collection (`candidates`, the `items` of `score`), in its order (0 for an
+   * id the model does not know), and those unknown ids in the order given: reported under "ignore",
+   * {@link UnknownItemError} under "error". Anything but an array, a Set or an integer typed array of ids is a
+   * TypeError naming `name`.
+   *
+   * @param {unknown} items
+   * @param {UnknownPolicy} policy
+   * @param {string} name the argument's name, for messages
+   * @returns {{ indices: number[], unknownItems: HistoryItem[] }}
+   */
+  itemIndices(items, policy, name) {
+    const ids = checkIds(items, name);
+    /** @type {HistoryItem[]} */
+    const unknownItems = [];
+    const indices = ids.map((item) => {
+      const index = this.#indexOf.get(item);
+      if (index === undefined) unknownItems.push(item);
+      return index ?? 0;
+    });
+    if (unknownItems.length && policy === "error") throw unknownError(unknownItems, name);
+    return { indices, unknownItems };
+  }
+
+  /**
+   * {@link ItemVocabulary.itemIndices} as a set: the known indices sorted ascending, each once (an
+   * `Int32Array`), and the unknown ids.
+   *
+   * @param {unknown} items
+   * @param {UnknownPolicy} policy
+   * @param {string} name
+   * @returns {{ indices: Int32Array, unknownItems: HistoryItem[] }}
+   */
+  itemSet(items, policy, name) {
+    const { indices, unknownItems } = this.itemIndices(items, policy, name);
+    return { indices: sortedUnique(indices), unknownItems };
+  }
+
+  /**
    * The item indices of the ids in `exclude` (any iterable of ids but a string; unknown ids are ignored),
    * each once.
    *
@@ -73,12 +112,13 @@ export class ItemVocabulary {
 
 /**
  * @param {HistoryItem[]} unknownItems
+ * @param {string} [name] the argument they were in ("" for a history)
  * @returns {UnknownItemError}
  */
-function unknownError(unknownItems) {
+function unknownError(unknownItems, name = "") {
   const shown = unknownItems.slice(0, 5).map((i) => (typeof i === "bigint" ? `${i}n` : JSON.stringify(i)));
   return new UnknownItemError(
-    `${unknownItems.length} item id(s) unknown to the model: ${shown.join(", ")}` +
+    `${unknownItems.length} item id(s)${name ? ` in ${name}` : ""} unknown to the model: ${shown.join(", ")}` +
       `${unknownItems.length > 5 ? ", ..." : ""}. Remove them, or use unknown: "ignore" to drop them.`,
     unknownItems,
   );

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -90,13 +91,29 @@ describe("refused artifacts", () => {
     await rejectsWith(Recommender.load(KNOWN_ARTIFACT, { variant: "int8" }), ArtifactError, /no "int8" variant in this artifact \(it has \["fp32"\]\)\. .*--quantize int8/);
   });
 
-  test("the mobile variant (ORT format)", async () => {
+  test("an ORT-format file (the mobile variant) without its directory's fp32 model, or damaged", async () => {
+    // Loaded for real from an export with --mobile by tests/test_js.py's parity tests.
     const dir = await artifactCopy();
-    const manifest = JSON.parse(await readFile(join(dir, "s4rec.json"), "utf8"));
-    manifest.variants.mobile = { file: "model.ort", sha256: "0", bytes: 1 };
-    await writeFile(join(dir, "s4rec.json"), JSON.stringify(manifest));
     await writeFile(join(dir, "model.ort"), "x");
-    await rejectsWith(Recommender.load(dir, { variant: "mobile" }), ArtifactError, /ORT-format file .* Load an \.onnx variant/);
+    await rejectsWith(Recommender.load(join(dir, "model.ort")), ArtifactError, /ORT-format file .* on its own: its metadata are read from the fp32 model\.onnx/);
+    const manifest = JSON.parse(await readFile(join(dir, "s4rec.json"), "utf8"));
+    manifest.variants.mobile = { file: "model.ort", sha256: createHash("sha256").update("x").digest("hex"), bytes: 1 };
+    await writeFile(join(dir, "s4rec.json"), JSON.stringify(manifest));
+    await rejectsWith(Recommender.load(dir, { variant: "mobile" }), ArtifactError, /model\.ort: ONNX Runtime cannot load the model/);
+    await writeFile(join(dir, "model.onnx"), withProp(model, "note", "changed"));
+    await rejectsWith(Recommender.load(dir, { variant: "mobile" }), ChecksumError, /model\.onnx: SHA-256 .* does not match the manifest's/);
+  });
+
+  test("format 2's encoder graph: checked against the manifest and the full graph; not for a lone file", async () => {
+    const dir = await artifactCopy();
+    assert.notEqual((await Recommender.load(dir)).encoder, null);
+    assert.equal((await Recommender.load(await readFile(join(dir, "model.onnx")))).encoder, null);
+    const encoder = await readFile(join(dir, "encoder.onnx"));
+    await writeFile(join(dir, "encoder.onnx"), Buffer.concat([encoder, Buffer.from([0])]));
+    await rejectsWith(Recommender.load(dir), ArtifactError, /encoder\.onnx: 12,298 bytes, the metadata of model\.onnx records 12297/);
+    encoder[encoder.length - 1] ^= 1;
+    await writeFile(join(dir, "encoder.onnx"), encoder);
+    await rejectsWith(Recommender.load(dir), ChecksumError, /encoder\.onnx: SHA-256 .* does not match/);
   });
 
   test("a model file changed after export", async () => {
@@ -235,7 +252,9 @@ describe("artifacts over http (a server on 127.0.0.1)", () => {
     requests.length = 0;
     const rec = await Recommender.load(`${base}/artifact`);
     assert.equal(rec.source, `${base}/artifact/model.onnx`);
-    assert.deepEqual(requests.sort(), ["/artifact/model.onnx", "/artifact/model.onnx.json", "/artifact/s4rec.json"]);
+    const files = ["encoder.onnx", "model.onnx", "model.onnx.json", "s4rec.json"]; // encoder.onnx: format 2's encoder graph
+    assert.deepEqual(requests.sort(), files.map((f) => `/artifact/${f}`));
+    assert.notEqual(rec.encoder, null);
     const local = await Recommender.load(KNOWN_ARTIFACT);
     assert.deepEqual(await rec.recommend([1, 2], { k: 5 }), await local.recommend([1, 2], { k: 5 }));
   });

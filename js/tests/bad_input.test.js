@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { before, describe, test } from "node:test";
 
-import { Recommendations, Recommender, S4RecError, UnknownItemError } from "../src/node.js";
-import { KNOWN_ARTIFACT, KNOWN_MODEL, withMetadata } from "./helpers.js";
+import { ArtifactVersionError, Recommendations, Recommender, S4RecError, UnknownItemError } from "../src/node.js";
+import { assertClose, KNOWN_ARTIFACT, KNOWN_MODEL, withMetadata } from "./helpers.js";
 import { readMetadataProps } from "../src/protobuf.js";
 
 /** @type {Recommender} */
@@ -67,6 +67,28 @@ const ERRORS = [
   ["itemsForIntent a float", (r) => r.itemsForIntent(1.5), TypeError, /intent must be an integer/],
   ["itemsForIntent a string", (r) => r.itemsForIntent(/** @type {any} */ ("0")), TypeError, /intent must be an integer/],
   ["itemsForIntent k > top_k", (r) => r.itemsForIntent(0, 9), RangeError, /k must be in 1\.\.8/],
+  // issue 23's calls: candidates, perIntent, score, similarItems
+  ["candidates a string", (r) => r.recommend([1], { k: 3, candidates: /** @type {any} */ ("1 2") }), TypeError, /candidates must be an array or a Set of item ids, got string "1 2"/],
+  ["candidates null", (r) => r.recommend([1], { k: 3, candidates: /** @type {any} */ (null) }), TypeError, /candidates must be an array or a Set/],
+  ["candidates a Map", (r) => r.recommend([1], { k: 3, candidates: /** @type {any} */ (new Map([[1, 2]])) }), TypeError, /candidates must be an array or a Set/],
+  ["a float among candidates", (r) => r.recommend([1], { k: 3, candidates: [2, 2.5] }), TypeError, /item ids must be integers or strings \(in candidates\), got number 2\.5/],
+  ["a bool among candidates", (r) => r.recommend([1], { k: 3, candidates: /** @type {any} */ ([true]) }), TypeError, /\(in candidates\), got boolean true/],
+  ["unknown candidates with unknown: error", (r) => r.recommend([1], { k: 3, candidates: [2, 99], unknown: "error" }), UnknownItemError, /1 item id\(s\) in candidates unknown to the model: 99/],
+  ["perIntent a string", (r) => r.recommend([1], { k: 3, perIntent: /** @type {any} */ ("2") }), TypeError, /perIntent must be an integer, got string "2"/],
+  ["perIntent 0", (r) => r.recommend([1], { k: 3, perIntent: 0 }), RangeError, /perIntent must be >= 1, got 0/],
+  ["per_intent (Python's name)", (r) => r.recommend([1], /** @type {any} */ ({ k: 3, per_intent: 2 })), TypeError, /unknown option\(s\) \["per_intent"\]/],
+  ["score of a string", (r) => r.score([1], /** @type {any} */ ("2")), TypeError, /items must be an array or a Set of item ids, got string "2"/],
+  ["score without items", (r) => r.score([1], /** @type {any} */ (undefined)), TypeError, /items must be an array or a Set/],
+  ["score of a float id", (r) => r.score([1], [1.5]), TypeError, /\(in items\), got number 1\.5/],
+  ["score with unknown: error", (r) => r.score([1], [2, 99], { unknown: "error" }), UnknownItemError, /1 item id\(s\) in items unknown to the model: 99/],
+  ["score of a string history", (r) => r.score(/** @type {any} */ ("1"), [2]), TypeError, /history must be an array/],
+  ["similarItems of an unknown item", (r) => r.similarItems(99, { k: 3 }), UnknownItemError, /similarItems: no item of the query is known to the model \(99\)/],
+  ["similarItems of no item", (r) => r.similarItems([], { k: 3 }), UnknownItemError, /no item of the query is known to the model \(none given\)/],
+  ["similarItems of a bool", (r) => r.similarItems(/** @type {any} */ (true), { k: 3 }), TypeError, /items must be an array or a Set of item ids, got boolean true/],
+  ["similarItems of an object", (r) => r.similarItems(/** @type {any} */ ({ 1: 2 }), { k: 3 }), TypeError, /items must be an array or a Set/],
+  ["similarItems k > top_k", (r) => r.similarItems(1, { k: 9 }), RangeError, /k must be in 1\.\.8/],
+  ["similarItems unknown query items with unknown: error", (r) => r.similarItems([1, 99], { k: 3, unknown: "error" }), UnknownItemError, /in items unknown to the model: 99/],
+  ["similarItems with excludeSeen", (r) => r.similarItems(1, /** @type {any} */ ({ k: 3, excludeSeen: true })), TypeError, /unknown option\(s\) \["excludeSeen"\]/],
 ];
 
 describe("bad input raises the documented error", () => {
@@ -177,13 +199,95 @@ describe("bad input with defined behaviour", () => {
     assert.ok(Math.abs(intents.reduce((sum, i) => sum + i.probability, 0) - 1) < 1e-5);
   });
 
+  test("candidates: unknown ids ignored and reported, duplicates once, the exclusions still apply", async () => {
+    const got = await rec.recommend([1, 2], { k: 5, candidates: [3, 99, 4, 3, "x", 2, 5] });
+    assert.deepEqual(new Set(got.itemIds()), new Set([3, 4, 5]));
+    assert.deepEqual(got.unknownCandidates, [99, "x"]);
+    assert.equal(got.fallback, false);
+    const scores = await rec.score([1, 2], got.itemIds());
+    assertClose(got.map((r) => r.score), scores, 1e-6, "candidates' scores are score()'s");
+    const all = await rec.recommend([1, 2], { k: 8, excludeSeen: false });
+    const ranked = all.itemIds().filter((i) => [3, 4, 5].includes(/** @type {number} */ (i)));
+    assert.deepEqual(got.itemIds(), ranked, "in the model's order");
+  });
+
+  test("empty candidates give an empty list, not the popular items; k beyond what remains a shorter one", async () => {
+    const empty = await rec.recommend([1], { k: 3, candidates: [] });
+    assert.ok(empty instanceof Recommendations);
+    assert.equal(empty.length, 0);
+    assert.equal(empty.fallback, false);
+    assert.equal((await rec.recommend([1], { k: 3, candidates: [99] })).length, 0);
+    assert.equal((await rec.recommend([1], { k: 3, candidates: [1] })).length, 0); // only a seen item
+    assert.deepEqual((await rec.recommend([1], { k: 8, candidates: new Set([2, 3]) })).length, 2);
+    const none = await rec.recommend([], { k: 3, candidates: [] });
+    assert.equal(none.length, 0);
+    assert.equal(none.fallback, true);
+  });
+
+  test("an empty history with candidates: the most popular candidates first, then the others in catalogue order", async () => {
+    const popular = rec.metadata.popularItems.map((i) => rec.metadata.itemIds[i - 1]);
+    const candidates = [12, 11, popular[1], popular[0]];
+    const got = await rec.recommend([], { k: 4, candidates });
+    assert.equal(got.fallback, true);
+    assert.deepEqual(got.itemIds().slice(0, 2), [popular[0], popular[1]]);
+    assert.deepEqual(new Set(got.itemIds()), new Set(candidates));
+    assert.ok(got.every((r) => Number.isNaN(r.score)));
+  });
+
+  test("perIntent keeps at most n items of one intent, in the model's order", async () => {
+    const intents = rec.metadata.itemIntents;
+    const intentOf = (/** @type {any} */ item) => intents[rec.metadata.itemIds.indexOf(item)];
+    for (const history of [[1], [2, 3, 4], [7, 7, 7], []]) {
+      for (const perIntent of [1, 2]) {
+        const got = await rec.recommend(history, { k: 5, perIntent });
+        const counts = new Map();
+        for (const item of got.itemIds()) counts.set(intentOf(item), (counts.get(intentOf(item)) ?? 0) + 1);
+        assert.ok([...counts.values()].every((c) => c <= perIntent), `${JSON.stringify(history)} ${perIntent}`);
+        assert.equal(got.length, Math.min(5, 3 * perIntent), "as many as the 3 intents allow");
+      }
+    }
+  });
+
+  test("score: unknown ids score NaN and are reported; duplicates score alike; an empty history is NaN, fallback", async () => {
+    const got = await rec.score([1, 98], [2, 99, 2, "x"]);
+    assert.ok(Number.isFinite(got[0]) && got[0] === got[2]);
+    assert.ok(Number.isNaN(got[1]) && Number.isNaN(got[3]));
+    assert.deepEqual(got.unknownItems, [99, "x"]);
+    assert.deepEqual(got.unknownHistory, [98]);
+    assert.equal(got.fallback, false);
+    const recommended = await rec.recommend([1], { k: 3, excludeSeen: false });
+    assertClose(await rec.score([1], recommended.itemIds()), recommended.map((r) => r.score), 1e-6, "recommend's scores");
+    const cold = await rec.score([99], [2, 3]);
+    assert.ok(cold.fallback && cold.every(Number.isNaN));
+  });
+
+  test("similarItems: the query and exclude left out, within candidates, unknown query ids reported", async () => {
+    const got = await rec.similarItems([1, 99], { k: 4, exclude: [2] });
+    assert.deepEqual(got.unknownItems, [99]);
+    assert.ok(!got.itemIds().includes(1) && !got.itemIds().includes(2));
+    assert.ok(got.every((r) => r.score >= -1 - 1e-6 && r.score <= 1 + 1e-6), "cosines");
+    assert.deepEqual((await rec.similarItems(1, { k: 8 })).length, 8);
+    const within = await rec.similarItems(1, { k: 4, candidates: [1, 3, 4, 77] });
+    assert.deepEqual(new Set(within.itemIds()), new Set([3, 4]));
+    assert.deepEqual(within.unknownCandidates, [77]);
+  });
+
+  test("perIntent on an artifact exported before item intents were stored: ArtifactVersionError naming the re-export", async () => {
+    const bytes = new Uint8Array(await readFile(KNOWN_MODEL));
+    const older = withMetadata(bytes, (v) => Object.assign(v, { item_intents: [] }), readMetadataProps(bytes, "model"));
+    const old = await Recommender.load(older);
+    await assert.rejects(old.recommend([1], { k: 3, perIntent: 1 }), (/** @type {any} */ e) => e instanceof ArtifactVersionError && /Re-export it from its checkpoint/.test(e.message));
+    assert.equal((await old.recommend([1], { k: 3, candidates: [2, 3] })).length, 2, "the other calls work");
+  });
+
   test("a model without intents says so on intents() and itemsForIntent()", async () => {
     const bytes = new Uint8Array(await readFile(KNOWN_MODEL));
     const props = readMetadataProps(bytes, "model");
-    const plain = withMetadata(bytes, (v) => Object.assign(v, { num_intents: 0, intent_top_items: [], intent_temperature: null }), props);
+    const plain = withMetadata(bytes, (v) => Object.assign(v, { num_intents: 0, intent_top_items: [], item_intents: [], intent_temperature: null }), props);
     const noIntents = await Recommender.load(plain);
     await assert.rejects(noIntents.intents([1]), (/** @type {any} */ e) => e instanceof S4RecError && /has no intents/.test(e.message));
     assert.throws(() => noIntents.itemsForIntent(0), /has no intents .* Export an S4Rec checkpoint trained with intents/);
     assert.equal((await noIntents.recommend([1], { k: 3 })).length, 3);
+    await assert.rejects(noIntents.recommend([1], { k: 3, perIntent: 1 }), (/** @type {any} */ e) => e instanceof S4RecError && /has no intents .* perIntent cannot apply/.test(e.message));
   });
 });

@@ -13,7 +13,7 @@ export const KNOWN_ARTIFACT = `${KNOWN}artifact`;
 export const KNOWN_MODEL = `${KNOWN_ARTIFACT}/model.onnx`;
 /** The same checkpoint exported as format 3 (sidecar files, the item table as external data), fp32 and int8. */
 export const KNOWN_LARGE = `${KNOWN}artifact-large`;
-/** @type {{ histories: number[][], recommend: [number, number][][], embed: number[][], intents: [number, number][][], popular: number[] }} */
+/** @type {{ histories: number[][], recommend: [number, number][][], embed: number[][], intents: [number, number][][], popular: number[], version: string, item_intents: number[], candidates: [number, number | null][][], score: number[][], similar: [number, number][][], per_intent: [number, number | null][][] }} */
 export const KNOWN_VALUES = JSON.parse(readFileSync(`${KNOWN}values.json`, "utf8"));
 
 /**

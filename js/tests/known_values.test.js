@@ -95,8 +95,8 @@ test("concurrent calls on one recommender give the sequential results", async ()
 
 test("loading an artifact whose graph has no input guards prints no ONNX Runtime error line", async () => {
   // tests/fixtures/legacy/artifact (the known artifact as exported at commit 1e74028) predates the input guards: an
-  // item index beyond num_items fails inside ONNX Runtime, and the load-time probe runs one on purpose. ONNX Runtime writes its log from C++ to the process's stderr, so the load
-  // runs in a child process whose stderr is read whole.
+  // item index beyond num_items fails inside ONNX Runtime, and the load-time probe runs one on purpose. ONNX Runtime
+  // writes its log from C++ to the process's stderr, so the load runs in a child process whose stderr is read whole.
   const ort = await import("onnxruntime-node");
   const session = await ort.InferenceSession.create(`${LEGACY_ARTIFACT}/model.onnx`, { logSeverityLevel: 4 });
   const feeds = {
@@ -114,3 +114,38 @@ test("loading an artifact whose graph has no input guards prints no ONNX Runtime
   assert.deepEqual(JSON.parse(child.stdout), [5, 3, 4]);
   assert.doesNotMatch(child.stderr, /onnxruntime|out of data bounds/);
 });
+
+/**
+ * @param {import("../src/results.js").Recommendations} got
+ * @param {[number, number | null][]} want
+ * @param {string} what
+ */
+function assertSameList(got, want, what) {
+  assert.deepEqual(got.itemIds(), want.map(([item]) => item), `${what}: items`);
+  assertClose(got.map((r) => r.score), want.map(([, s]) => (s === null ? NaN : s)), ATOL, `${what}: scores`);
+}
+
+for (const source of [KNOWN_ARTIFACT, KNOWN_LARGE]) {
+  test(`issue 23's calls give the Python SDK's known values (${source.slice(source.lastIndexOf("/") + 1)})`, async () => {
+    // The same calls as tests/test_known_values.py::test_committed_artifacts_give_known_values_of_the_item_calls.
+    const rec = await Recommender.load(source);
+    if (source === KNOWN_ARTIFACT) assert.equal(rec.version, KNOWN_VALUES.version); // format 3: another graph
+    assert.match(rec.version, /^[0-9a-f]{12}$/);
+    assert.deepEqual([...rec.metadata.itemIntents], KNOWN_VALUES.item_intents);
+    const { histories } = KNOWN_VALUES;
+    for (const [u, want] of KNOWN_VALUES.candidates.entries()) {
+      const got = await rec.recommend(histories[u], { k: 4, candidates: [2, 5, 7, 8, 9, 11, 99] });
+      assertSameList(got, want, `candidates ${JSON.stringify(histories[u])}`);
+      assert.deepEqual(got.unknownCandidates, [99]);
+    }
+    for (const [u, want] of KNOWN_VALUES.score.entries()) {
+      assertClose(await rec.score(histories[u], [1, 5, 12, 5]), want, ATOL, `score ${JSON.stringify(histories[u])}`);
+    }
+    for (const [q, query] of /** @type {any[]} */ ([3, [1, 12]]).entries()) {
+      assertSameList(await rec.similarItems(query, { k: 4 }), KNOWN_VALUES.similar[q], `similar ${JSON.stringify(query)}`);
+    }
+    for (const [u, want] of KNOWN_VALUES.per_intent.entries()) {
+      assertSameList(await rec.recommend(histories[u], { k: 4, perIntent: 1 }), want, `perIntent ${JSON.stringify(histories[u])}`);
+    }
+  });
+}

@@ -302,7 +302,7 @@ test(".npy parsing: header, dtypes, shapes, data length", () => {
   const cases = /** @type {[Uint8Array, RegExp][]} */ ([
     [new Uint8Array(4), /expected the magic/],
     [npyBytes("<i8", [3], new Uint8Array(16)), /16 data bytes for int64\[3\], expected 24/],
-    [npyBytes(/** @type {any} */ (">i8"), [1], new Uint8Array(8)), /dtype >i8, expected one of <i8, <f4, \|u1/],
+    [npyBytes(/** @type {any} */ (">i8"), [1], new Uint8Array(8)), /dtype >i8, expected one of <i8, <f4, <i4, \|u1/],
     [Uint8Array.from("\x93NUMPY\x01\x00\xff\x00{", (c) => c.charCodeAt(0)), /a header of 255 bytes in a file of 11/],
   ]);
   for (const [bytes, message] of cases) {
@@ -337,7 +337,7 @@ describe("a format 3 artifact over http (a server on 127.0.0.1)", () => {
   test("the sidecar files are fetched relative to the artifact, each once", async () => {
     requests.length = 0;
     const rec = await Recommender.load(`${base}/artifact/`, { variant: "int8", sidecar: false });
-    const files = ["s4rec.json", "model.int8.onnx", "items.npy", "popular.npy", "intent_top_items.npy", "encoder.onnx", "item_table.npy", "item_table.int8.npy", "item_table.scales.npy"];
+    const files = ["s4rec.json", "model.int8.onnx", "items.npy", "popular.npy", "intent_top_items.npy", "item_intents.npy", "encoder.onnx", "item_table.npy", "item_table.int8.npy", "item_table.scales.npy"];
     assert.deepEqual(requests.sort(), files.map((f) => `/artifact/${f}`).sort());
     const local = await Recommender.load(KNOWN_LARGE, { variant: "int8" });
     assert.deepEqual(await rec.recommend([1, 2], { k: 5 }), await local.recommend([1, 2], { k: 5 }));

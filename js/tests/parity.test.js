@@ -16,8 +16,9 @@ const { Recommender } = s4rec;
 const PARITY = process.env.S4REC_PARITY;
 
 /**
- * @typedef {{ items: (number | string)[], scores: (number | null)[], unknownItems: (number | string)[], fallback: boolean }} ExpectedList
- * @typedef {{ call: string, history?: any, histories?: any[], options?: any, intent?: number, k?: number, expected?: any, error?: string, items?: any[] }} Case
+ * @typedef {{ items: (number | string)[], scores: (number | null)[], unknownItems: (number | string)[], fallback: boolean, unknownCandidates: (number | string)[] }} ExpectedList
+ * @typedef {{ scores: (number | null)[], unknownItems: (number | string)[], unknownHistory: (number | string)[], fallback: boolean }} ExpectedScores
+ * @typedef {{ call: string, history?: any, histories?: any[], items?: any, options?: any, intent?: number, k?: number, expected?: any, error?: string, errorItems?: any[] }} Case
  * @typedef {{ name: string, source: string, options?: any, atol: number, metadata: Record<string, any>, cases: Case[] }} Artifact
  * @typedef {{ source: string, options?: any, error: string, message: string }} Refusal
  */
@@ -36,6 +37,19 @@ function assertSameList(got, want, atol, what) {
   assertClose(got.map((r) => r.score), want.scores.map((s) => (s === null ? NaN : s)), atol, `${what}: scores`);
   assert.deepEqual([...got.unknownItems], want.unknownItems, `${what}: unknownItems`);
   assert.equal(got.fallback, want.fallback, `${what}: fallback`);
+  assert.deepEqual([...got.unknownCandidates], want.unknownCandidates, `${what}: unknownCandidates`);
+}
+
+/**
+ * The call a case makes (the methods that take more than a history and options).
+ *
+ * @param {s4rec.Recommender} rec
+ * @param {Case} c
+ */
+function invoke(rec, c) {
+  if (c.call === "score") return rec.score(c.history, c.items, c.options);
+  if (c.call === "similarItems") return rec.similarItems(c.items, c.options);
+  return /** @type {any} */ (rec)[c.call](c.history, c.options);
 }
 
 /**
@@ -47,12 +61,22 @@ function assertSameList(got, want, atol, what) {
 async function check(rec, c, atol, what) {
   if (c.error) {
     const error = await Promise.resolve()
-      .then(() => /** @type {any} */ (rec)[c.call](c.history, c.options))
+      .then(() => invoke(rec, c))
       .then(() => null, (/** @type {any} */ e) => e);
     assert.ok(error instanceof /** @type {any} */ (s4rec)[c.error], `${what}: expected ${c.error}, got ${error}`);
-    if (c.items) assert.deepEqual(error.items, c.items, `${what}: error.items`);
-  } else if (c.call === "recommend") {
-    assertSameList(await rec.recommend(c.history, c.options), c.expected, atol, what);
+    if (c.errorItems) assert.deepEqual(error.items, c.errorItems, `${what}: error.items`);
+  } else if (c.call === "recommend" || c.call === "similarItems") {
+    assertSameList(await invoke(rec, c), c.expected, atol, what);
+  } else if (c.call === "score") {
+    const got = await rec.score(c.history, c.items, c.options);
+    /** @type {ExpectedScores} */
+    const want = c.expected;
+    assertClose(got, want.scores.map((s) => (s === null ? NaN : s)), atol, `${what}: scores`);
+    assert.deepEqual([...got.unknownItems], want.unknownItems, `${what}: unknownItems`);
+    assert.deepEqual([...got.unknownHistory], want.unknownHistory, `${what}: unknownHistory`);
+    assert.equal(got.fallback, want.fallback, `${what}: fallback`);
+  } else if (c.call === "version") {
+    assert.equal(rec.version, c.expected, what);
   } else if (c.call === "recommendBatch") {
     const got = await rec.recommendBatch(/** @type {any[]} */ (c.histories), c.options);
     assert.equal(got.length, c.expected.length, `${what}: length`);
@@ -78,7 +102,8 @@ describe("parity with the Python SDK", { skip: PARITY ? false : "S4REC_PARITY is
         assert.deepEqual(/** @type {any} */ (rec.metadata)[key], value, `metadata.${key}`);
       }
       for (const [n, c] of artifact.cases.entries()) {
-        await check(rec, c, artifact.atol, `${artifact.name} case ${n} ${c.call}(${JSON.stringify(c.history ?? c.intent ?? "")}, ${JSON.stringify(c.options ?? c.k ?? {})})`);
+        const args = JSON.stringify(c.history ?? c.items ?? c.intent ?? "");
+        await check(rec, c, artifact.atol, `${artifact.name} case ${n} ${c.call}(${args}, ${JSON.stringify(c.options ?? c.k ?? {})})`);
       }
     });
   }
