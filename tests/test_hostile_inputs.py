@@ -228,32 +228,69 @@ import sys
 from pathlib import Path
 import numpy as np
 from s4rec.ann import AnnIndex
-entry = {"library": "hnswlib", "space": "ip", "elements": 20}
+entry = {"library": "faiss", "kind": "HNSW-SQ8", "space": "ip", "elements": 30}
 try:
-    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((21, 4), np.float32), 20, None)
+    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((31, 4), np.float32), 30, None)
     print("loaded")
 except Exception as e:
     print(type(e).__name__, e)
 """
 
 
-def test_an_ann_index_declaring_more_elements_than_the_artifact_is_refused_before_hnswlib_allocates(tmp_path):
-    """hnswlib sizes its arrays by the header's max_elements when the file holds more elements than it is
-    told: a 3 KB file made it allocate ~450 MB here."""
+def _forged_ann_index(tmp_path, forge) -> Path:
+    """A faiss HNSW-SQ8 index of 30 items (as s4rec.ann writes it), its bytes passed through ``forge``."""
+    pytest.importorskip("faiss", reason="the [ann] extra")
+    from s4rec.ann import build_index
+
+    table = np.random.default_rng(0).normal(size=(31, 4)).astype(np.float32)
+    path = tmp_path / "items.faiss"
+    build_index(table, path, 30, m=4, ef_construction=20, threads=1)
+    path.write_bytes(forge(bytearray(path.read_bytes())))
+    return path
+
+
+def _links_at(data: bytearray) -> int:
+    """Byte offset of the count of the HNSW link list (after the header and four other lists)."""
     import struct
 
-    hnswlib = pytest.importorskip("hnswlib")
-    index = hnswlib.Index(space="ip", dim=4)
-    index.init_index(max_elements=30, ef_construction=50, M=8, random_seed=0)
-    index.add_items(np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32), np.arange(1, 31))
-    path = tmp_path / "items.hnsw"
-    index.save_index(str(path))
-    data = bytearray(path.read_bytes())
-    data[8:16] = struct.pack("@N", 10**7)  # max_elements; the file holds 30 elements, the artifact has 20 items
-    path.write_bytes(bytes(data))
-    rss, out, _ = _peak_rss_mb(ANN_LOAD, str(path))
-    assert out.startswith("ArtifactError ") and "an ANN index of 30 elements of" in out and "for 20 items" in out, out
+    at = 4 + 33  # "IHNs" + d, ntotal, 2 x unused, is_trained, metric
+    for size in (8, 4, 4, 8):  # level probabilities, links per level, levels, offsets
+        at += 8 + size * struct.unpack_from("<Q", data, at)[0]
+    return at
+
+
+def test_an_ann_index_declaring_a_huge_list_is_refused_before_faiss_allocates(tmp_path):
+    """faiss allocates a list as its count declares: 10^9 links (4 GB) in a file of a few KB."""
+    import struct
+
+    def forge(data):
+        struct.pack_into("<Q", data, _links_at(data), 10**9)
+        return data
+
+    rss, out, _ = _peak_rss_mb(ANN_LOAD, str(_forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "a list of 1,000,000,000 items declared" in out, out
     assert rss < 200, rss
+
+
+def test_an_ann_index_with_a_link_outside_the_catalogue_is_refused(tmp_path):
+    """faiss follows links unchecked: one pointing past the items would read outside the codes."""
+    import struct
+
+    def forge(data):
+        struct.pack_into("<i", data, _links_at(data) + 8, 10**6)  # the first link of item 0
+        return data
+
+    _, out, _ = _peak_rss_mb(ANN_LOAD, str(_forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "links to items that do not exist" in out, out
+
+
+def test_an_hnswlib_index_of_an_older_export_names_the_re_export(tmp_path):
+    from s4rec.ann import AnnIndex
+    from s4rec.errors import ArtifactVersionError
+
+    entry = {"library": "hnswlib", "space": "ip", "elements": 20}
+    with pytest.raises(ArtifactVersionError, match="Re-export the artifact with s4rec-export --large-format --ann"):
+        AnnIndex.load(tmp_path / "items.hnsw", entry, np.zeros((21, 4), np.float32), 20, None)
 
 
 # --- 3. JSON nested very deep, or far too large ---------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_node_tests_give_the_python_sdks_results(
                 "error": "ArtifactError",
                 "message": "ORT-format file",
             },
-            # The hnswlib index the Python SDK reads with retrieval="ann" (large has one): exact scoring only.
+            # The faiss index the Python SDK reads with retrieval="ann" (large has one): exact scoring only.
             {
                 "source": str(large),
                 "options": {"retrieval": "ann"},

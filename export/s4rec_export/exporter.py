@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from s4rec import Recommender
+from s4rec.ann import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
 from s4rec.artifact import FORMAT_VERSION, SMALL_FORMAT_VERSION, VARIANT_FILES, write_manifest
 from s4rec.files import published_directory, recover_interrupted
 from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
@@ -116,8 +117,8 @@ def export_checkpoint(
     large_format: bool | None = None,
     ann: bool = False,
     ann_threads: int = 0,
-    ann_m: int = 32,
-    ann_ef_construction: int = 200,
+    ann_m: int = DEFAULT_M,
+    ann_ef_construction: int = DEFAULT_EF_CONSTRUCTION,
 ) -> ExportReport:
     """Export ``checkpoint`` (an s4rec-train ``model.pt``) to the artifact directory ``output``.
 
@@ -127,7 +128,7 @@ def export_checkpoint(
     ``large_format``: write format 3 (the item ids, popular items, intent top items and the item table in
     sidecar files, an encoder-only graph; ``quantize="int8"`` then adds the per-row int8 scoring table);
     None: from :data:`LARGE_CATALOGUE_ITEMS` items on. ``ann``: also build the approximate-retrieval index
-    (format 3 only, needs hnswlib: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores), with
+    (format 3 only, needs faiss: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores), with
     ``ann_m`` links per node and build breadth ``ann_ef_construction`` (s4rec.ann).
     Raises :class:`~s4rec_export.errors.ExportError` subclasses (and ``CheckpointError`` for an unusable
     checkpoint); nothing is written unless every check passes.

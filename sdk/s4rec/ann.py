@@ -1,13 +1,15 @@
-"""Approximate retrieval for large catalogues (``pip install "s4rec[ann]"``): an HNSW index over the item table.
+"""Approximate retrieval for large catalogues (``pip install "s4rec[ann]"``): an HNSW graph over 8-bit item codes.
 
 ``Recommender.load(path, retrieval="ann")`` finds a user's candidates in the index written by
-``s4rec-export --ann`` (the ``ann_index`` sidecar, hnswlib, inner-product space: a tied SASRec table has rows of
-varying norms, so the search is for the largest dot product, not cosine) instead of scoring every item:
+``s4rec-export --ann`` (the ``ann_index`` sidecar: a faiss ``IndexHNSWSQ``, inner product, each item stored as
+8-bit per-dimension scalar codes; a tied SASRec table has rows of varying norms, so the search is for the
+largest dot product, not cosine) instead of scoring every item:
 
 1. the encoder-only graph gives the user vector (no exhaustive score product: ONNX Runtime runs every node of
    a graph whatever outputs are fetched, so the full graph would pay it);
 2. the index returns ``k + e`` candidates, ``e`` being the number of items excluded for that user (the seen
-   items and ``exclude``), with the search breadth ``ef = max(ef_search, k + e)``;
+   items and ``exclude``), with the search breadth ``ef = max(ef_search, k + e)`` (a per-query faiss search
+   parameter: nothing shared is changed, so concurrent searches need no lock);
 3. the excluded candidates are dropped and the rest re-ranked by their exact float32 scores (the item table's
    rows, read from the memory-mapped ``item_table.npy``), best ``k`` kept.
 
@@ -15,15 +17,17 @@ So the exclusions and ``k`` mean what they mean for exact retrieval: seen items 
 for, and the scores are the model's. Only which items are found is approximate: :func:`recall_at_k` measures
 it against exact retrieval on a sample of histories (``s4rec-score --check-recall N``).
 
-hnswlib was chosen over usearch and faiss-cpu by measurement (docs/sdk.md, "Large catalogues"): the fastest
-build and search at the same recall here, and the smallest install (8 MB).
+faiss HNSW-SQ8 was chosen over hnswlib (float32 HNSW), usearch (float16 HNSW), faiss IVF-SQ8 and a numpy IVF
+by measurement on trained tables grown to 10^5 and 10^6 items (benchmarks/probes/ann_candidates.py, docs/sdk.md
+"Large catalogues"): at the same recall it builds 1.4-3x faster and its file is ~0.5x hnswlib's (the 8-bit codes
+instead of float32 rows; the exact re-rank reads the float32 table anyway). The file is read only after
+:func:`check_index_file` has walked it: every count fits the file, every link points at an item.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,37 +36,31 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError, S4RecError
+from .errors import ArtifactError, ArtifactVersionError, S4RecError
 from .selection import members, ranked_prefixes, without_members
 
-LIBRARY = "hnswlib"
+LIBRARY = "faiss"
+KIND = "HNSW-SQ8"  # faiss IndexHNSWSQ, QT_8bit codes
 SPACE = "ip"  # inner product: tied tables have rows of varying norms
-# Measured at 10^6 grown-Beauty items with Beauty test-history user vectors (docs/sdk.md, "Large catalogues"):
-# M 16 / ef_construction 100 built in 218 s and recalled 0.882 / 0.906 / 0.919 at ef 64 / 128 / 256 (search
-# p50 0.11 / 0.18 / 0.44 ms); M 32 / ef_construction 200 built in 1,068 s (2 busy cores) and recalled
-# 0.959 / 0.972 / 0.979 (0.26 / 0.42 / 0.94 ms). Recall is what the index is for, so the second, with ef 128.
-DEFAULT_M = 32  # links per node
-DEFAULT_EF_CONSTRUCTION = 200  # build breadth
-DEFAULT_EF_SEARCH = 128  # search breadth (at least k + the excluded items)
+DEFAULT_M = 32  # links per node (level 0 has 2 M)
+DEFAULT_EF_CONSTRUCTION = 100  # build breadth
+DEFAULT_EF_SEARCH = 256  # search breadth (at least k + the excluded items)
 # Filtered queries (candidates, a view's catalogue, intent-diverse lists): the index is asked for OVERFETCH times
 # the items expected to pass the filter, and exact ranking of the allowed rows replaces a query that would ask for
 # EXACT_SHARE of the catalogue. Measured: benchmarks/app_features.py --large (docs/sdk.md, "Business rules").
 OVERFETCH = 2.0
 EXACT_SHARE = 0.05
 COSINE_OVERFETCH = 4  # similar_items (cosine) from the inner-product index: 4x the candidates, re-ranked
-MISSING_ANN = 'retrieval="ann" needs hnswlib: pip install "s4rec[ann]"'
-# The start of hnswlib's index file (native size_t): offsetLevel0, max_elements, cur_element_count,
-# size_data_per_element. hnswlib sizes its arrays by the header's max_elements whenever cur_element_count
-# exceeds the max_elements it is given, and touches ~50 bytes per element at once: read it first.
-_HNSW_HEADER = struct.Struct("@4N")
+MISSING_ANN = 'retrieval="ann" needs faiss: pip install "s4rec[ann]"'
+_TRAIN_ROWS = 1 << 18  # rows the 8-bit quantizer's per-dimension ranges are taken from (min/max: cheap)
 
 
-def _hnswlib():
+def _faiss():
     try:
-        import hnswlib
+        import faiss
     except ImportError:
         raise S4RecError(MISSING_ANN) from None
-    return hnswlib
+    return faiss
 
 
 def build_index(
@@ -73,20 +71,30 @@ def build_index(
     ef_construction: int = DEFAULT_EF_CONSTRUCTION,
     threads: int = 0,
 ) -> dict:
-    """Index rows 1..``num_items`` of ``table`` (labels = item indices) and save it to ``path``; returns the
-    fields of its sidecar entry (library, space, M, ef_construction, the default ef_search, build seconds)."""
-    hnswlib = _hnswlib()
+    """Index rows 1..``num_items`` of ``table`` (faiss position ``i`` = item index ``i + 1``) and save it to
+    ``path``; returns the fields of its sidecar entry (library, kind, space, M, ef_construction, the default
+    ef_search, build seconds)."""
+    faiss = _faiss()
     started = time.perf_counter()
-    index = hnswlib.Index(space=SPACE, dim=int(table.shape[1]))
-    index.init_index(max_elements=num_items, ef_construction=ef_construction, M=m, random_seed=0)
-    index.set_num_threads(threads or -1)
-    for start in range(1, num_items + 1, 1 << 16):  # in slices: no float32 copy of the whole table
-        stop = min(start + (1 << 16), num_items + 1)
-        index.add_items(np.ascontiguousarray(table[start:stop], dtype=np.float32), np.arange(start, stop))
-    index.save_index(str(path))
+    rows = table[1 : num_items + 1]
+    index = faiss.IndexHNSWSQ(int(table.shape[1]), faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    # the 8-bit ranges from every row when that is cheap, else from an even stride of them (the ranges are
+    # per-dimension min/max; a row outside them is clipped in the codes only: the re-rank is float32)
+    stride = max(1, num_items // _TRAIN_ROWS)
+    index.train(np.ascontiguousarray(rows[::stride], dtype=np.float32))
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads or previous)
+    try:
+        for start in range(0, num_items, 1 << 16):  # in slices: no float32 copy of the whole table
+            index.add(np.ascontiguousarray(rows[start : start + (1 << 16)], dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(previous)
+    faiss.write_index(index, str(path))
     return {
         "library": LIBRARY,
-        "library_version": _version(),
+        "library_version": faiss.__version__,
+        "kind": KIND,
         "space": SPACE,
         "M": m,
         "ef_construction": ef_construction,
@@ -96,63 +104,63 @@ def build_index(
     }
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("hnswlib")
-    except Exception:  # noqa: BLE001 - informational only
-        return "unknown"
-
-
 class AnnIndex:
     """The loaded index with the float32 item table used to re-rank its candidates exactly."""
 
     def __init__(self, index: Any, table: np.ndarray, num_items: int, ef_search: int, path: Path) -> None:
         self.index, self.table, self.num_items, self.ef_search, self.path = index, table, num_items, ef_search, path
-        index.set_ef(ef_search)
-        # ef is the index's state: a search that needs more than ef_search (many excluded items) raises it
-        # under this lock and puts it back; searches that need no more run concurrently (a raised ef only
-        # widens theirs)
-        self._wider = threading.Lock()
+        self._faiss = _faiss()
 
     @classmethod
     def load(cls, path: Path, entry: dict, table: np.ndarray, num_items: int, ef_search: int | None) -> AnnIndex:
-        hnswlib = _hnswlib()
-        if entry.get("library") != LIBRARY or entry.get("space") != SPACE or entry.get("elements") != num_items:
-            raise ArtifactError(
-                f"{path}: an ANN index of {entry.get('library')!r} ({entry.get('space')!r}, "
-                f"{entry.get('elements')!r} elements); this SDK reads {LIBRARY} ({SPACE}) over {num_items} items. "
-                "Re-export the artifact with --ann."
+        if entry.get("library") == "hnswlib":
+            raise ArtifactVersionError(
+                f"{path}: an hnswlib ANN index (written by an older s4rec-export); this SDK reads {LIBRARY} "
+                f"{KIND} indexes. Re-export the artifact with s4rec-export --large-format --ann, or load it with "
+                "retrieval='exact'."
             )
-        check_index_header(path, num_items)
-        index = hnswlib.Index(space=SPACE, dim=int(table.shape[1]))
-        try:
-            index.load_index(str(path), max_elements=num_items)
-        except (RuntimeError, ValueError) as e:
-            raise ArtifactError(f"{path}: hnswlib cannot read the ANN index ({e}). Re-export with --ann.") from None
-        if index.get_current_count() != num_items:
-            raise ArtifactError(f"{path}: {index.get_current_count()} elements for {num_items} items. Re-export.")
-        index.set_num_threads(1)
+        if (
+            entry.get("library") != LIBRARY
+            or entry.get("kind") != KIND
+            or entry.get("space") != SPACE
+            or entry.get("elements") != num_items
+        ):
+            raise ArtifactError(
+                f"{path}: an ANN index of {entry.get('library')!r} {entry.get('kind')!r} ({entry.get('space')!r}, "
+                f"{entry.get('elements')!r} elements); this SDK reads {LIBRARY} {KIND} ({SPACE}) over {num_items} "
+                "items. Re-export the artifact with --ann."
+            )
         ef = entry.get("ef_search", DEFAULT_EF_SEARCH) if ef_search is None else ef_search
         if isinstance(ef, bool) or not isinstance(ef, int) or ef < 1:
             raise ValueError(f"ef_search must be an int >= 1, got {ef!r}.")
+        faiss = _faiss()
+        check_index_file(path, num_items, int(table.shape[1]))
+        try:
+            # the 8-bit codes stay mapped (IO_FLAG_MMAP_IFC); the links are read
+            index = faiss.read_index(str(path), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
+        except RuntimeError as e:
+            raise ArtifactError(f"{path}: faiss cannot read the ANN index ({e}). Re-export with --ann.") from None
         return cls(index, table, num_items, ef, path)
 
     def _knn(self, queries: np.ndarray, count: int, threads: int = 1) -> np.ndarray:
-        """Labels ``(n, count)`` int64 of the approximate ``count`` nearest items (search breadth at least
-        ``count``)."""
+        """Item indices ``(n, count)`` int64 of the approximate ``count`` nearest items (search breadth at least
+        ``count``; -1 + 1 = 0 where the graph found fewer)."""
+        faiss = self._faiss
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if count <= self.ef_search:
-            labels, _ = self.index.knn_query(queries, k=count, num_threads=threads)
+        count = min(count, self.num_items)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, count)
+        if len(queries) > 1 and threads != faiss.omp_get_max_threads():
+            # faiss spreads a batch over OpenMP threads (process-wide): asked for, then put back
+            previous = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(max(1, threads))
+            try:
+                _, labels = self.index.search(queries, count, params=params)
+            finally:
+                faiss.omp_set_num_threads(previous)
         else:
-            with self._wider:
-                self.index.set_ef(count)
-                try:
-                    labels, _ = self.index.knn_query(queries, k=count, num_threads=threads)
-                finally:
-                    self.index.set_ef(self.ef_search)
-        return labels.astype(np.int64)
+            _, labels = self.index.search(queries, count, params=params)
+        return labels.astype(np.int64) + 1
 
     def ranked(
         self,
@@ -189,6 +197,7 @@ class AnnIndex:
                 yield from ranked_prefixes(scores, pool, fetch)
                 return
             labels = self._knn(vector[None, :], count)[0]
+            labels = labels[labels > 0]
             if len(banned):
                 labels = without_members(labels, banned)
             if allowed is not None:
@@ -212,21 +221,11 @@ class AnnIndex:
         if not n:
             return scores, items
         excluded = max((len(b) for b in banned), default=0)
-        fetch = min(self.num_items, k + excluded)
-        queries = np.ascontiguousarray(users, dtype=np.float32)
-        if fetch <= self.ef_search:
-            labels, _ = self.index.knn_query(queries, k=fetch, num_threads=threads)
-        else:
-            with self._wider:
-                self.index.set_ef(fetch)
-                try:
-                    labels, _ = self.index.knn_query(queries, k=fetch, num_threads=threads)
-                finally:
-                    self.index.set_ef(self.ef_search)
-        labels = labels.astype(np.int64)
+        labels = self._knn(users, min(self.num_items, k + excluded), threads)
         table = self.table
         for row in range(n):
             candidates = labels[row]
+            candidates = candidates[candidates > 0]
             if len(banned[row]):
                 candidates = candidates[~np.isin(candidates, banned[row])]
             exact = table[candidates] @ users[row]  # (c,) float32, the model's scores
@@ -236,20 +235,86 @@ class AnnIndex:
         return scores, items
 
 
-def check_index_header(path: Path, num_items: int) -> None:
-    """The index file holds ``num_items`` elements, each of a size its file can hold, so that hnswlib allocates
-    for ``num_items`` elements (what ``load_index`` is given), not for a count its header declares."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(_HNSW_HEADER.size)
-    if len(head) < _HNSW_HEADER.size:
-        raise ArtifactError(f"{path}: {size} bytes, too short for an hnswlib index. Re-export with --ann.")
-    _, _, count, per_element = _HNSW_HEADER.unpack(head)
-    if count != num_items or count * per_element > size:
-        raise ArtifactError(
-            f"{path}: an ANN index of {count:,} elements of {per_element:,} bytes in a file of {size:,} bytes, for "
-            f"{num_items:,} items. The file is damaged or belongs to another export; re-export with --ann."
+# --- the index file, walked before faiss reads it ------------------------------------------------------------
+# faiss trusts its files: a count is allocated as declared and a link is followed unchecked. The layout of an
+# IndexHNSWSQ (faiss/impl/index_write.cpp, little-endian): "IHNs", the index header, the HNSW (five vectors, then
+# five int32), "IxSQ", the header again, the quantizer and its codes. A vector is a uint64 count and its items.
+_HEADER = struct.Struct("<iqqqBi")  # d, ntotal, two unused int64, is_trained, metric (0: inner product)
+_HNSW_TAIL = struct.Struct("<5i")  # entry point, max level, efConstruction, efSearch, (unused)
+_SQ = struct.Struct("<iifQQ")  # quantizer type (0: QT_8bit), range statistic, its argument, d, code size
+_COUNT = struct.Struct("<Q")
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path, self.at = path, 0
+        self.data = np.memmap(path, dtype=np.uint8, mode="r")  # pages are read as the walk touches them
+
+    def fail(self, what: str) -> ArtifactError:
+        return ArtifactError(
+            f"{self.path}: not a faiss {KIND} index of this artifact ({what}). The file is damaged or belongs to "
+            "another export; re-export with --ann."
         )
+
+    def take(self, size: int) -> np.ndarray:
+        if size > len(self.data) - self.at:
+            raise self.fail(f"{size:,} bytes declared at byte {self.at:,} of {len(self.data):,}")
+        view = self.data[self.at : self.at + size]
+        self.at += size
+        return view
+
+    def unpack(self, layout: struct.Struct) -> tuple:
+        return layout.unpack(self.take(layout.size).tobytes())
+
+    def vector(self, dtype: str) -> np.ndarray:
+        (count,) = self.unpack(_COUNT)
+        size = np.dtype(dtype).itemsize
+        if count > (len(self.data) - self.at) // size:
+            raise self.fail(f"a list of {count:,} items declared at byte {self.at:,} of {len(self.data):,}")
+        return self.take(count * size).view(dtype)
+
+
+def check_index_file(path: Path, num_items: int, dim: int) -> None:
+    """``path`` is a faiss HNSW-SQ8 inner-product index of ``num_items`` ``dim``-wide items whose counts fit the
+    file and whose links all point at an item (read through a memory map; nothing is allocated as declared)."""
+    if path.stat().st_size < 4:
+        raise ArtifactError(f"{path}: {path.stat().st_size} bytes, not a faiss {KIND} index. Re-export with --ann.")
+    _check(_Reader(path), num_items, dim)
+
+
+def _check(r: _Reader, num_items: int, dim: int) -> None:
+    def header(fourcc: bytes) -> None:
+        if bytes(r.take(4)) != fourcc:
+            raise r.fail(f"no {fourcc.decode()} block")
+        d, ntotal, _, _, trained, metric = r.unpack(_HEADER)
+        if (d, ntotal, trained, metric) != (dim, num_items, 1, 0):
+            raise r.fail(f"{ntotal:,} items of {d} dimensions, metric {metric}, for {num_items:,} of {dim}")
+
+    header(b"IHNs")
+    r.vector("<f8")  # level assignment probabilities
+    per_level = r.vector("<i4")  # cumulative links per level
+    levels = r.vector("<i4")  # per item: its top level + 1
+    offsets = r.vector("<u8")  # per item: where its links start
+    links = r.vector("<i4")
+    entry, max_level, _, _, _ = r.unpack(_HNSW_TAIL)
+    if len(levels) != num_items or len(offsets) != num_items + 1 or len(per_level) < 2:
+        raise r.fail(f"{len(levels):,} levels and {len(offsets):,} offsets for {num_items:,} items")
+    if levels.min(initial=1) < 1 or levels.max(initial=1) >= len(per_level) or np.any(np.diff(per_level) < 0):
+        raise r.fail("levels outside the link table")
+    if offsets[0] != 0 or np.any(np.diff(offsets).astype(np.int64) != per_level[levels].astype(np.int64)):
+        raise r.fail("link offsets that do not follow the levels")
+    if offsets[-1] != len(links) or (len(links) and (links.min() < -1 or links.max() >= num_items)):
+        raise r.fail("links to items that do not exist")
+    if not (0 <= entry < num_items and max_level == int(levels[entry]) - 1):
+        raise r.fail(f"entry point {entry}")
+    header(b"IxSQ")
+    kind, _, _, d, code_size = r.unpack(_SQ)
+    if (kind, d, code_size) != (0, dim, dim):
+        raise r.fail(f"quantizer {kind} with {code_size} bytes per item")
+    if len(r.vector("<f4")) != 2 * dim:  # the per-dimension ranges
+        raise r.fail("quantizer ranges")
+    if len(r.vector("u1")) != num_items * dim or r.at != len(r.data):
+        raise r.fail("codes that are not one per item")
 
 
 # --- recall against exact retrieval --------------------------------------------------------------------------
