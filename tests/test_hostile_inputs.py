@@ -224,64 +224,85 @@ def test_a_npy_header_declaring_more_than_its_file_holds_is_refused_without_allo
 
 
 ANN_LOAD = """
-import sys
+import json, sys
 from pathlib import Path
 import numpy as np
 from s4rec.ann import AnnIndex
-entry = {"library": "faiss", "kind": "HNSW-SQ8", "space": "ip", "elements": 30}
+entry = json.loads(sys.argv[2])
 try:
-    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((31, 4), np.float32), 30, None)
+    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((301, 4), np.float32), 300, None)
     print("loaded")
 except Exception as e:
     print(type(e).__name__, e)
 """
 
 
-def _forged_ann_index(tmp_path, forge) -> Path:
-    """A faiss HNSW-SQ8 index of 30 items (as s4rec.ann writes it), its bytes passed through ``forge``."""
+def _forged_ann_index(tmp_path, forge) -> tuple[Path, str]:
+    """A faiss index of 300 items in 8 lists, as s4rec.ann writes it, its bytes passed through ``forge``; and its
+    sidecar entry (JSON)."""
     pytest.importorskip("faiss", reason="the [ann] extra")
     from s4rec.ann import build_index
 
-    table = np.random.default_rng(0).normal(size=(31, 4)).astype(np.float32)
+    table = np.random.default_rng(0).normal(size=(301, 4)).astype(np.float32)
     path = tmp_path / "items.faiss"
-    build_index(table, path, 30, m=4, ef_construction=20, threads=1)
+    entry = build_index(table, path, 300, lists=8, threads=1)
     path.write_bytes(forge(bytearray(path.read_bytes())))
-    return path
+    return path, json.dumps(entry)
 
 
-def _links_at(data: bytearray) -> int:
-    """Byte offset of the count of the HNSW link list (after the header and four other lists)."""
+def _first_list_at(data: bytearray) -> int:
+    """Byte offset of the id count of the first inverted list (s4rec.ann's walk, d = 4, 8 lists)."""
     import struct
 
-    at = 4 + 33  # "IHNs" + d, ntotal, 2 x unused, is_trained, metric
-    for size in (8, 4, 4, 8):  # level probabilities, links per level, levels, offsets
-        at += 8 + size * struct.unpack_from("<Q", data, at)[0]
-    return at
+    at = 4 + 33 + 16 + 4 + 33  # "IwPf", header, lists and nprobe, "IxF2", header
+    at += 8 + 4 * struct.unpack_from("<Q", data, at)[0]  # centroids
+    at += 1 + 8 + 33 + 24  # direct map (none), fast-scan fields, quantizer shape
+    at += 8 + 4 * struct.unpack_from("<Q", data, at)[0]  # quantizer centroids
+    return at + 4 + 32  # "ilbl", list layout
 
 
 def test_an_ann_index_declaring_a_huge_list_is_refused_before_faiss_allocates(tmp_path):
-    """faiss allocates a list as its count declares: 10^9 links (4 GB) in a file of a few KB."""
+    """faiss allocates a list as its count declares: 10^9 ids (8 GB) in a file of a few KB."""
     import struct
 
     def forge(data):
-        struct.pack_into("<Q", data, _links_at(data), 10**9)
+        struct.pack_into("<Q", data, _first_list_at(data), 10**9)
         return data
 
-    rss, out, _ = _peak_rss_mb(ANN_LOAD, str(_forged_ann_index(tmp_path, forge)))
+    rss, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, forge)))
     assert out.startswith("ArtifactError ") and "a list of 1,000,000,000 items declared" in out, out
     assert rss < 200, rss
 
 
-def test_an_ann_index_with_a_link_outside_the_catalogue_is_refused(tmp_path):
-    """faiss follows links unchecked: one pointing past the items would read outside the codes."""
+def test_an_ann_index_with_an_id_outside_the_catalogue_is_refused(tmp_path):
+    """faiss returns a list's ids as they are: one past the items would index outside the item table."""
     import struct
 
     def forge(data):
-        struct.pack_into("<i", data, _links_at(data) + 8, 10**6)  # the first link of item 0
+        struct.pack_into("<q", data, _first_list_at(data) + 8, 10**6)  # the first id of the first list
         return data
 
-    _, out, _ = _peak_rss_mb(ANN_LOAD, str(_forged_ann_index(tmp_path, forge)))
-    assert out.startswith("ArtifactError ") and "links to items that do not exist" in out, out
+    _, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "ids that are not items" in out, out
+
+
+def test_an_ann_index_whose_codes_do_not_match_its_ids_is_refused(tmp_path):
+    """faiss reads a list's codes as its id count says: one id more would read past them."""
+    import struct
+
+    def forge(data):
+        at = _first_list_at(data)
+        count = struct.unpack_from("<Q", data, at)[0]
+        struct.pack_into("<Q", data, at, count + 1)
+        return data
+
+    _, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "not a faiss" in out, out
+
+
+def test_an_intact_ann_index_loads(tmp_path):
+    _, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, lambda data: data)))
+    assert out == "loaded", out
 
 
 def test_an_hnswlib_index_of_an_older_export_names_the_re_export(tmp_path):

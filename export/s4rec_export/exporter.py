@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from s4rec import Recommender
-from s4rec.ann import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
 from s4rec.artifact import FORMAT_VERSION, SMALL_FORMAT_VERSION, VARIANT_FILES, write_manifest
 from s4rec.files import published_directory, recover_interrupted
 from s4rec_train.checkpoint import IntentTable, intent_table, load_checkpoint, model_from_checkpoint
@@ -117,8 +116,7 @@ def export_checkpoint(
     large_format: bool | None = None,
     ann: bool = False,
     ann_threads: int = 0,
-    ann_m: int = DEFAULT_M,
-    ann_ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    ann_lists: int | None = None,
 ) -> ExportReport:
     """Export ``checkpoint`` (an s4rec-train ``model.pt``) to the artifact directory ``output``.
 
@@ -129,7 +127,7 @@ def export_checkpoint(
     sidecar files, an encoder-only graph; ``quantize="int8"`` then adds the per-row int8 scoring table);
     None: from :data:`LARGE_CATALOGUE_ITEMS` items on. ``ann``: also build the approximate-retrieval index
     (format 3 only, needs faiss: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores), with
-    ``ann_m`` links per node and build breadth ``ann_ef_construction`` (s4rec.ann).
+    ``ann_lists`` k-means lists (None: 4 sqrt(N); s4rec.ann).
     Raises :class:`~s4rec_export.errors.ExportError` subclasses (and ``CheckpointError`` for an unusable
     checkpoint); nothing is written unless every check passes.
     """
@@ -173,7 +171,7 @@ def export_checkpoint(
     centroids = 0 if graph.intent_centroids is None else graph.intent_centroids.numel()
     report = ExportReport(output=output, parameters=graph.num_parameters(), centroid_parameters=centroids)
     report.seconds["load"] = time.perf_counter() - started
-    ann_options = AnnOptions(ann_threads, ann_m, ann_ef_construction) if ann else None
+    ann_options = AnnOptions(ann_threads, ann_lists) if ann else None
     plan = ExportPlan(artifact_format, steps, ckpt, checkpoint, encoder, intents, graph, ann_options, atol)
 
     threads = torch.get_num_threads()

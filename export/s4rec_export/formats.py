@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 
 from s4rec import Recommender
-from s4rec.ann import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, build_index
+from s4rec.ann import build_index
 from s4rec.artifact import (
     ANN_SIDECAR,
     ENCODER_FORMAT,
@@ -56,8 +56,7 @@ class AnnOptions:
     """How to build the approximate-retrieval index (format 3, ``--ann``; :func:`s4rec.ann.build_index`)."""
 
     threads: int = 0  # 0: all cores
-    m: int = DEFAULT_M  # links per node
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION  # build breadth
+    lists: int | None = None  # k-means lists (None: s4rec.ann.default_lists, 4 sqrt(N))
 
 
 @dataclass(frozen=True)
@@ -274,9 +273,9 @@ def _large_files(
     seconds = {}
     if ann is not None:
         started = time.perf_counter()
-        log("building the ANN index (faiss HNSW-SQ8)")
+        log("building the ANN index (faiss IVF-PQ4 fast-scan)")
         num_items = graph.config.num_items
-        built = build_index(table, directory / ANN_FILE, num_items, ann.m, ann.ef_construction, threads=ann.threads)
+        built = build_index(table, directory / ANN_FILE, num_items, ann.lists, threads=ann.threads)
         entries[ANN_SIDECAR] = file_entry(directory / ANN_FILE, **built)
         seconds["ann"] = time.perf_counter() - started
     lists = {

@@ -1,15 +1,16 @@
-"""Approximate retrieval for large catalogues (``pip install "s4rec[ann]"``): an HNSW graph over 8-bit item codes.
+"""Approximate retrieval for large catalogues (``pip install "s4rec[ann]"``): inverted lists of 4-bit codes.
 
 ``Recommender.load(path, retrieval="ann")`` finds a user's candidates in the index written by
-``s4rec-export --ann`` (the ``ann_index`` sidecar: a faiss ``IndexHNSWSQ``, inner product, each item stored as
-8-bit per-dimension scalar codes; a tied SASRec table has rows of varying norms, so the search is for the
-largest dot product, not cosine) instead of scoring every item:
+``s4rec-export --ann`` (the ``ann_index`` sidecar: a faiss ``IndexIVFPQFastScan``, inner product; the items in
+k-means lists, each stored as 64 4-bit product-quantizer codes, 32 bytes) instead of scoring every item:
 
-1. the encoder-only graph gives the user vector (no exhaustive score product: ONNX Runtime runs every node of
-   a graph whatever outputs are fetched, so the full graph would pay it);
-2. the index returns ``k + e`` candidates, ``e`` being the number of items excluded for that user (the seen
-   items and ``exclude``), with the search breadth ``ef = max(ef_search, k + e)`` (a per-query faiss search
-   parameter: nothing shared is changed, so concurrent searches need no lock);
+1. the encoder-only graph gives the user vector ``q`` (no exhaustive score product: ONNX Runtime runs every node
+   of a graph whatever outputs are fetched, so the full graph would pay it);
+2. the lists are ranked by ``c . q + 0.5 |q| r`` (``c`` a list's centroid, ``r`` its items' mean distance to it:
+   a tied table has rows of varying norms, and a wide list holds items far above its centroid's score) and the
+   best lists holding ``probe_share`` of the items are scanned (faiss's SIMD scan of the codes) for their
+   ``max(ef_search, k + e)`` best approximate scores, ``e`` being the number of items excluded for that user
+   (the seen items and ``exclude``);
 3. the excluded candidates are dropped and the rest re-ranked by their exact float32 scores (the item table's
    rows, read from the memory-mapped ``item_table.npy``), best ``k`` kept.
 
@@ -17,11 +18,12 @@ So the exclusions and ``k`` mean what they mean for exact retrieval: seen items 
 for, and the scores are the model's. Only which items are found is approximate: :func:`recall_at_k` measures
 it against exact retrieval on a sample of histories (``s4rec-score --check-recall N``).
 
-faiss HNSW-SQ8 was chosen over hnswlib (float32 HNSW), usearch (float16 HNSW), faiss IVF-SQ8 and a numpy IVF
-by measurement on trained tables grown to 10^5 and 10^6 items (benchmarks/probes/ann_candidates.py, docs/sdk.md
-"Large catalogues"): at the same recall it builds 1.4-3x faster and its file is ~0.5x hnswlib's (the 8-bit codes
-instead of float32 rows; the exact re-rank reads the float32 table anyway). The file is read only after
-:func:`check_index_file` has walked it: every count fits the file, every link points at an item.
+Chosen by measurement on trained tables grown to 10^5 and 10^6 items (benchmarks/probes/ann_candidates.py,
+docs/sdk.md "Large catalogues") over hnswlib (float32 HNSW, the former index), faiss HNSW over 8-bit codes,
+usearch and faiss IVF-SQ8: HNSW graphs lose their worst users on an inner-product table (10^6 items: a fifth of
+the users below 0.6), while the lists, scanned widely at 4 bits an entry, keep them, from an index a fifth of
+the table's size built in seconds. The file is read only after :func:`check_index_file` has walked it: every
+count fits the file, every id is an item.
 """
 
 from __future__ import annotations
@@ -40,11 +42,16 @@ from .errors import ArtifactError, ArtifactVersionError, S4RecError
 from .selection import members, ranked_prefixes, without_members
 
 LIBRARY = "faiss"
-KIND = "HNSW-SQ8"  # faiss IndexHNSWSQ, QT_8bit codes
+KIND = "IVF-PQ4-fastscan"  # faiss IndexIVFPQFastScan, 4-bit codes, no residual
 SPACE = "ip"  # inner product: tied tables have rows of varying norms
-DEFAULT_M = 32  # links per node (level 0 has 2 M)
-DEFAULT_EF_CONSTRUCTION = 100  # build breadth
-DEFAULT_EF_SEARCH = 256  # search breadth (at least k + the excluded items)
+# one 4-bit product-quantizer code per dimension (a 64-wide table: 32 bytes an item)
+# Measured on grown Beauty at 10^5 items (benchmarks/probes/ann_candidates.py, 1,000 test users): 32
+# subquantizers with 1,000 re-ranked recall 0.992 (worst 0.8) scanning 20%, 64 with 500: 0.996 (p5 1.0)
+DEFAULT_PROBE_SHARE = 0.2  # share of the items whose lists are scanned
+DEFAULT_EF_SEARCH = 500  # candidates re-ranked exactly (at least k + the excluded items)
+RADIUS_WEIGHT = 0.5  # list order c.q + 0.5 |q| r; measured against 0 (plain c.q), 1, 2 and the max radius
+TRAIN_PER_LIST = 64  # k-means sample: rows per list
+FAST_SCAN_BLOCK = 32  # faiss's fast-scan block: codes of 32 items interleaved
 # Filtered queries (candidates, a view's catalogue, intent-diverse lists): the index is asked for OVERFETCH times
 # the items expected to pass the filter, and exact ranking of the allowed rows replaces a query that would ask for
 # EXACT_SHARE of the catalogue. Measured: benchmarks/app_features.py --large (docs/sdk.md, "Business rules").
@@ -52,7 +59,6 @@ OVERFETCH = 2.0
 EXACT_SHARE = 0.05
 COSINE_OVERFETCH = 4  # similar_items (cosine) from the inner-product index: 4x the candidates, re-ranked
 MISSING_ANN = 'retrieval="ann" needs faiss: pip install "s4rec[ann]"'
-_TRAIN_ROWS = 1 << 18  # rows the 8-bit quantizer's per-dimension ranges are taken from (min/max: cheap)
 
 
 def _faiss():
@@ -63,41 +69,53 @@ def _faiss():
     return faiss
 
 
-def build_index(
-    table: np.ndarray,
-    path: Path,
-    num_items: int,
-    m: int = DEFAULT_M,
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
-    threads: int = 0,
-) -> dict:
-    """Index rows 1..``num_items`` of ``table`` (faiss position ``i`` = item index ``i + 1``) and save it to
-    ``path``; returns the fields of its sidecar entry (library, kind, space, M, ef_construction, the default
-    ef_search, build seconds)."""
+def default_lists(num_items: int) -> int:
+    """Lists for ``num_items`` items: 4 sqrt(N) (faiss's usual range), at least 1."""
+    return max(1, min(num_items, int(4 * math.sqrt(num_items))))
+
+
+def build_index(table: np.ndarray, path: Path, num_items: int, lists: int | None = None, threads: int = 0) -> dict:
+    """Index rows 1..``num_items`` of ``table`` (faiss id ``i`` = item index ``i + 1``) and save it to ``path``;
+    returns the fields of its sidecar entry (library, kind, space, lists and their radii, the default search
+    settings, build seconds)."""
     faiss = _faiss()
     started = time.perf_counter()
     rows = table[1 : num_items + 1]
-    index = faiss.IndexHNSWSQ(int(table.shape[1]), faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = ef_construction
-    # the 8-bit ranges from every row when that is cheap, else from an even stride of them (the ranges are
-    # per-dimension min/max; a row outside them is clipped in the codes only: the re-rank is float32)
-    stride = max(1, num_items // _TRAIN_ROWS)
-    index.train(np.ascontiguousarray(rows[::stride], dtype=np.float32))
+    d = int(table.shape[1])
+    lists = lists or default_lists(num_items)
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads or previous)
     try:
+        rng = np.random.default_rng(0)
+        sample = np.ascontiguousarray(
+            rows[np.sort(rng.choice(num_items, min(num_items, TRAIN_PER_LIST * lists), replace=False))],
+            dtype=np.float32,
+        )
+        kmeans = faiss.Kmeans(d, lists, niter=10, seed=0, max_points_per_centroid=TRAIN_PER_LIST)
+        kmeans.train(sample)
+        quantizer = faiss.IndexFlatL2(d)
+        quantizer.add(kmeans.centroids)
+        index = faiss.IndexIVFPQFastScan(quantizer, d, lists, d, 4, faiss.METRIC_INNER_PRODUCT)
+        index.by_residual = False
+        index.train(sample[: 1 << 16])
+        spread = np.zeros(lists)
         for start in range(0, num_items, 1 << 16):  # in slices: no float32 copy of the whole table
-            index.add(np.ascontiguousarray(rows[start : start + (1 << 16)], dtype=np.float32))
+            chunk = np.ascontiguousarray(rows[start : start + (1 << 16)], dtype=np.float32)
+            distances, assign = quantizer.search(chunk, 1)
+            np.add.at(spread, assign[:, 0], np.sqrt(np.maximum(distances[:, 0], 0)))
+            index.add(chunk)  # into the same lists: faiss assigns by this L2 quantizer
     finally:
         faiss.omp_set_num_threads(previous)
+    counts = np.array([index.invlists.list_size(i) for i in range(lists)])
     faiss.write_index(index, str(path))
     return {
         "library": LIBRARY,
         "library_version": faiss.__version__,
         "kind": KIND,
         "space": SPACE,
-        "M": m,
-        "ef_construction": ef_construction,
+        "lists": lists,
+        "radii": [float(f"{r:.4g}") for r in (spread / np.maximum(counts, 1)).tolist()],
+        "probe_share": DEFAULT_PROBE_SHARE,
         "ef_search": DEFAULT_EF_SEARCH,
         "elements": num_items,
         "build_seconds": round(time.perf_counter() - started, 1),
@@ -107,59 +125,80 @@ def build_index(
 class AnnIndex:
     """The loaded index with the float32 item table used to re-rank its candidates exactly."""
 
-    def __init__(self, index: Any, table: np.ndarray, num_items: int, ef_search: int, path: Path) -> None:
+    def __init__(
+        self, index: Any, table: np.ndarray, num_items: int, ef_search: int, path: Path, radii: np.ndarray, share: float
+    ) -> None:
         self.index, self.table, self.num_items, self.ef_search, self.path = index, table, num_items, ef_search, path
-        self._faiss = _faiss()
+        # faiss would spread a batch over OpenMP threads: the SDK's own threads (Recommender threads=) run the
+        # batches side by side instead, so faiss runs each on one (a process-wide setting of faiss's OpenMP)
+        _faiss().omp_set_num_threads(1)
+        lists = int(index.nlist)
+        self.centroids = index.quantizer.reconstruct_n(0, lists)  # (lists, d) float32
+        self.radii = radii.astype(np.float32)
+        self.sizes = np.array([index.invlists.list_size(i) for i in range(lists)], dtype=np.int64)
+        self.probe_items = max(1, int(math.ceil(share * num_items)))  # items scanned per query
+        # the most lists a query can need (the smallest ones first): faiss's Python search_preassigned takes
+        # exactly index.nprobe lists per query, so it is set once here and the unused ones are -1 (skipped)
+        smallest = np.cumsum(np.sort(self.sizes))
+        index.nprobe = self.width = int(min(len(self.sizes), np.searchsorted(smallest, self.probe_items) + 1))
 
     @classmethod
     def load(cls, path: Path, entry: dict, table: np.ndarray, num_items: int, ef_search: int | None) -> AnnIndex:
-        if entry.get("library") == "hnswlib":
+        if entry.get("library") == "hnswlib" or entry.get("kind") != KIND and entry.get("library") == LIBRARY:
             raise ArtifactVersionError(
-                f"{path}: an hnswlib ANN index (written by an older s4rec-export); this SDK reads {LIBRARY} "
-                f"{KIND} indexes. Re-export the artifact with s4rec-export --large-format --ann, or load it with "
-                "retrieval='exact'."
+                f"{path}: an ANN index of another kind ({entry.get('library')} {entry.get('kind', 'HNSW')}, written "
+                f"by an older s4rec-export); this SDK reads {LIBRARY} {KIND} indexes. Re-export the artifact with "
+                "s4rec-export --large-format --ann, or load it with retrieval='exact'."
             )
+        lists, radii, share = entry.get("lists"), entry.get("radii"), entry.get("probe_share")
         if (
             entry.get("library") != LIBRARY
-            or entry.get("kind") != KIND
             or entry.get("space") != SPACE
             or entry.get("elements") != num_items
+            or isinstance(lists, bool)
+            or not isinstance(lists, int)
+            or not 1 <= lists <= num_items
+            or not isinstance(radii, list)
+            or len(radii) != lists
+            or isinstance(share, bool)
+            or not isinstance(share, (int, float))
+            or not 0 < share <= 1
         ):
             raise ArtifactError(
                 f"{path}: an ANN index of {entry.get('library')!r} {entry.get('kind')!r} ({entry.get('space')!r}, "
-                f"{entry.get('elements')!r} elements); this SDK reads {LIBRARY} {KIND} ({SPACE}) over {num_items} "
-                "items. Re-export the artifact with --ann."
+                f"{entry.get('elements')!r} elements, {lists!r} lists); this SDK reads {LIBRARY} {KIND} ({SPACE}) "
+                f"over {num_items} items. Re-export the artifact with --ann."
             )
+        try:
+            radii = np.array(radii, dtype=np.float32)
+        except (TypeError, ValueError):
+            radii = np.array([np.nan], dtype=np.float32)
+        if not np.all(np.isfinite(radii)) or np.any(radii < 0):
+            raise ArtifactError(f"{path}: the ANN index's list radii are not finite non-negative numbers. Re-export.")
         ef = entry.get("ef_search", DEFAULT_EF_SEARCH) if ef_search is None else ef_search
         if isinstance(ef, bool) or not isinstance(ef, int) or ef < 1:
             raise ValueError(f"ef_search must be an int >= 1, got {ef!r}.")
         faiss = _faiss()
-        check_index_file(path, num_items, int(table.shape[1]))
+        check_index_file(path, num_items, int(table.shape[1]), lists)
         try:
-            # the 8-bit codes stay mapped (IO_FLAG_MMAP_IFC); the links are read
-            index = faiss.read_index(str(path), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
+            index = faiss.read_index(str(path))
         except RuntimeError as e:
             raise ArtifactError(f"{path}: faiss cannot read the ANN index ({e}). Re-export with --ann.") from None
-        return cls(index, table, num_items, ef, path)
+        return cls(index, table, num_items, ef, path, radii, float(share))
 
-    def _knn(self, queries: np.ndarray, count: int, threads: int = 1) -> np.ndarray:
-        """Item indices ``(n, count)`` int64 of the approximate ``count`` nearest items (search breadth at least
-        ``count``; -1 + 1 = 0 where the graph found fewer)."""
-        faiss = self._faiss
+    def _knn(self, queries: np.ndarray, count: int) -> np.ndarray:
+        """Item indices ``(n, count)`` int64 of the ``count`` best approximate scores in each query's lists
+        (0 where the scanned lists held fewer)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         count = min(count, self.num_items)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(self.ef_search, count)
-        if len(queries) > 1 and threads != faiss.omp_get_max_threads():
-            # faiss spreads a batch over OpenMP threads (process-wide): asked for, then put back
-            previous = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(max(1, threads))
-            try:
-                _, labels = self.index.search(queries, count, params=params)
-            finally:
-                faiss.omp_set_num_threads(previous)
-        else:
-            _, labels = self.index.search(queries, count, params=params)
+        coarse = queries @ self.centroids.T  # (n, lists)
+        order = np.argsort(-(coarse + RADIUS_WEIGHT * np.linalg.norm(queries, axis=1)[:, None] * self.radii), axis=1)
+        covered = np.cumsum(self.sizes[order], axis=1)
+        probes = np.minimum((covered < self.probe_items).sum(axis=1) + 1, len(self.sizes))
+        keys = order[:, : self.width].astype(np.int64)
+        keys[np.arange(self.width)[None, :] >= probes[:, None]] = -1  # faiss skips a negative list
+        distances = np.zeros(keys.shape, dtype=np.float32)  # no residuals: the lists' scores need no offset
+        _, labels = self.index.search_preassigned(queries, count, keys, distances)
         return labels.astype(np.int64) + 1
 
     def ranked(
@@ -209,9 +248,7 @@ class AnnIndex:
             yield exact[order], labels[order]
             fetch *= 4
 
-    def search(
-        self, users: np.ndarray, k: int, banned: Sequence[np.ndarray], threads: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, users: np.ndarray, k: int, banned: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best items of each user vector ``(n, d)`` without its ``banned`` item indices, re-ranked by
         the exact dot product: ``(scores (n, k) float32, items (n, k) int64)``, best first; a row with fewer
         than ``k`` items left ends in -inf scores (and item 0), as the graph's output."""
@@ -221,7 +258,7 @@ class AnnIndex:
         if not n:
             return scores, items
         excluded = max((len(b) for b in banned), default=0)
-        labels = self._knn(users, min(self.num_items, k + excluded), threads)
+        labels = self._knn(users, max(self.ef_search, k + excluded))
         table = self.table
         for row in range(n):
             candidates = labels[row]
@@ -236,12 +273,16 @@ class AnnIndex:
 
 
 # --- the index file, walked before faiss reads it ------------------------------------------------------------
-# faiss trusts its files: a count is allocated as declared and a link is followed unchecked. The layout of an
-# IndexHNSWSQ (faiss/impl/index_write.cpp, little-endian): "IHNs", the index header, the HNSW (five vectors, then
-# five int32), "IxSQ", the header again, the quantizer and its codes. A vector is a uint64 count and its items.
-_HEADER = struct.Struct("<iqqqBi")  # d, ntotal, two unused int64, is_trained, metric (0: inner product)
-_HNSW_TAIL = struct.Struct("<5i")  # entry point, max level, efConstruction, efSearch, (unused)
-_SQ = struct.Struct("<iifQQ")  # quantizer type (0: QT_8bit), range statistic, its argument, d, code size
+# faiss trusts its files: a count is allocated as declared and a list's codes are read as its id count says. The
+# layout of an IndexIVFPQFastScan (faiss/impl/index_write.cpp, little-endian): "IwPf", the index header, the list
+# count and nprobe, the quantizer ("IxF2": header, centroids), the direct map (none), the fast-scan fields, the
+# product quantizer, then "ilbl": per list its ids and its codes in blocks of 32 items. A vector is a uint64
+# count and its items.
+_HEADER = struct.Struct("<iqqqBi")  # d, ntotal, two unused int64, is_trained, metric (0: inner product, 1: L2)
+_LISTS = struct.Struct("<QQ")  # lists, nprobe
+_FAST_SCAN = struct.Struct("<BQiQiQ")  # by_residual, code_size, bbs, M2, implem, qbs2
+_PQ = struct.Struct("<QQQ")  # d, M, nbits
+_BLOCKS = struct.Struct("<QQQQ")  # lists, code_size (unused: 2^64 - 1), items per block, bytes per block
 _COUNT = struct.Struct("<Q")
 
 
@@ -273,48 +314,51 @@ class _Reader:
             raise self.fail(f"a list of {count:,} items declared at byte {self.at:,} of {len(self.data):,}")
         return self.take(count * size).view(dtype)
 
+    def header(self, fourcc: bytes, d: int, count: int, metric: int) -> None:
+        if self.take(4).tobytes() != fourcc:
+            raise self.fail(f"no {fourcc.decode()} block at byte {self.at - 4:,}")
+        got_d, got_count, _, _, trained, got_metric = self.unpack(_HEADER)
+        if (got_d, got_count, trained, got_metric) != (d, count, 1, metric):
+            raise self.fail(f"{got_count:,} vectors of {got_d} dimensions (metric {got_metric}), for {count:,} of {d}")
 
-def check_index_file(path: Path, num_items: int, dim: int) -> None:
-    """``path`` is a faiss HNSW-SQ8 inner-product index of ``num_items`` ``dim``-wide items whose counts fit the
-    file and whose links all point at an item (read through a memory map; nothing is allocated as declared)."""
+
+def check_index_file(path: Path, num_items: int, dim: int, lists: int) -> None:
+    """``path`` is a faiss IVF-PQ4 fast-scan inner-product index of ``num_items`` ``dim``-wide items in ``lists``
+    lists, whose counts fit the file, whose codes match its ids and whose ids are all items (read through a
+    memory map: nothing is allocated as declared)."""
     if path.stat().st_size < 4:
         raise ArtifactError(f"{path}: {path.stat().st_size} bytes, not a faiss {KIND} index. Re-export with --ann.")
-    _check(_Reader(path), num_items, dim)
-
-
-def _check(r: _Reader, num_items: int, dim: int) -> None:
-    def header(fourcc: bytes) -> None:
-        if bytes(r.take(4)) != fourcc:
-            raise r.fail(f"no {fourcc.decode()} block")
-        d, ntotal, _, _, trained, metric = r.unpack(_HEADER)
-        if (d, ntotal, trained, metric) != (dim, num_items, 1, 0):
-            raise r.fail(f"{ntotal:,} items of {d} dimensions, metric {metric}, for {num_items:,} of {dim}")
-
-    header(b"IHNs")
-    r.vector("<f8")  # level assignment probabilities
-    per_level = r.vector("<i4")  # cumulative links per level
-    levels = r.vector("<i4")  # per item: its top level + 1
-    offsets = r.vector("<u8")  # per item: where its links start
-    links = r.vector("<i4")
-    entry, max_level, _, _, _ = r.unpack(_HNSW_TAIL)
-    if len(levels) != num_items or len(offsets) != num_items + 1 or len(per_level) < 2:
-        raise r.fail(f"{len(levels):,} levels and {len(offsets):,} offsets for {num_items:,} items")
-    if levels.min(initial=1) < 1 or levels.max(initial=1) >= len(per_level) or np.any(np.diff(per_level) < 0):
-        raise r.fail("levels outside the link table")
-    if offsets[0] != 0 or np.any(np.diff(offsets).astype(np.int64) != per_level[levels].astype(np.int64)):
-        raise r.fail("link offsets that do not follow the levels")
-    if offsets[-1] != len(links) or (len(links) and (links.min() < -1 or links.max() >= num_items)):
-        raise r.fail("links to items that do not exist")
-    if not (0 <= entry < num_items and max_level == int(levels[entry]) - 1):
-        raise r.fail(f"entry point {entry}")
-    header(b"IxSQ")
-    kind, _, _, d, code_size = r.unpack(_SQ)
-    if (kind, d, code_size) != (0, dim, dim):
-        raise r.fail(f"quantizer {kind} with {code_size} bytes per item")
-    if len(r.vector("<f4")) != 2 * dim:  # the per-dimension ranges
-        raise r.fail("quantizer ranges")
-    if len(r.vector("u1")) != num_items * dim or r.at != len(r.data):
-        raise r.fail("codes that are not one per item")
+    r = _Reader(path)
+    r.header(b"IwPf", dim, num_items, 0)
+    if r.unpack(_LISTS)[0] != lists:
+        raise r.fail(f"not {lists} lists")
+    r.header(b"IxF2", dim, lists, 1)
+    if len(r.vector("<f4")) != lists * dim:
+        raise r.fail("centroids")
+    map_type = r.unpack(struct.Struct("<b"))[0]
+    if map_type != 0 or len(r.vector("<i8")):
+        raise r.fail("a direct map")
+    residual, code_size, block, m2, _, _ = r.unpack(_FAST_SCAN)
+    even = dim + dim % 2  # one code per dimension, packed in pairs
+    if (residual, code_size, block, m2) != (0, (dim + 1) // 2, FAST_SCAN_BLOCK, even):
+        raise r.fail(f"codes of {code_size} bytes in blocks of {block}")
+    if r.unpack(_PQ) != (dim, dim, 4) or len(r.vector("<f4")) != 16 * dim:
+        raise r.fail("product quantizer")
+    if r.take(4).tobytes() != b"ilbl":
+        raise r.fail("no inverted lists")
+    block_bytes = FAST_SCAN_BLOCK * even // 2
+    if r.unpack(_BLOCKS) != (lists, 2**64 - 1, FAST_SCAN_BLOCK, block_bytes):
+        raise r.fail("list layout")
+    total = 0
+    for _ in range(lists):
+        ids = r.vector("<i8")
+        if len(r.vector("u1")) != -(-len(ids) // FAST_SCAN_BLOCK) * block_bytes:
+            raise r.fail(f"codes for other than the {len(ids):,} ids of a list")
+        if len(ids) and (ids.min() < 0 or ids.max() >= num_items):
+            raise r.fail("ids that are not items")
+        total += len(ids)
+    if total != num_items or r.at != len(r.data):
+        raise r.fail(f"{total:,} ids in the lists for {num_items:,} items")
 
 
 # --- recall against exact retrieval --------------------------------------------------------------------------
