@@ -302,7 +302,10 @@ CANDIDATES = {
     "usearch-f16": (lambda t, th: build_usearch(t, th, "f16", 16, 128), [64, 128, 256, 512]),
     "usearch-f16-12": (lambda t, th: build_usearch(t, th, "f16", 12, 64), [64, 128, 256, 512]),
     "ivf-pq-fs": (lambda t, th: build_ivf_pq_fastscan(t, th, int(4 * np.sqrt(len(t)))), [2, 5, 10]),
-    "ivf-pq-fs-r1000": (lambda t, th: build_ivf_pq_fastscan(t, th, int(4 * np.sqrt(len(t))), rerank=1000), [10, 20, 30]),
+    "ivf-pq-fs-r1000": (
+        lambda t, th: build_ivf_pq_fastscan(t, th, int(4 * np.sqrt(len(t))), rerank=1000),
+        [10, 20, 30],
+    ),
     "ivf-pq64-fs-r500": (
         lambda t, th: build_ivf_pq_fastscan(t, th, int(4 * np.sqrt(len(t))), subquantizers=64, rerank=500),
         [5, 10, 20, 30],
@@ -361,7 +364,8 @@ def main(base, data, items, users, candidates, threads, json_out):
                   f"{row['min']:.2f}; p50 {row['p50_ms']:.3f} ms ({row['p50_ms'] / gemv:.3f}x exhaustive), "
                   f"p99 {row['p99_ms']:.3f} ms")  # fmt: skip
     print(f"{load_average()}")
-    print("command: env PYTHONPATH=" + os.environ.get("PYTHONPATH", "") + " python " + " ".join(map(shlex.quote, sys.argv)))
+    path = os.environ.get("PYTHONPATH", "")
+    print(f"command: env PYTHONPATH={path} python " + " ".join(map(shlex.quote, sys.argv)))
     if json_out:
         json_out.write_text(json.dumps(results, indent=2, default=float))
 
