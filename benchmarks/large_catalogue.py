@@ -255,7 +255,7 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
 
     # quality: ANN recall and int8 overlap against exact float32
     report = recall_at_k(ann, histories, k=10, sample=recall_users)
-    f["recall"] = {"recall@10": report.recall, "min": report.min_recall, "users": report.users}
+    f["recall"] = {"recall@10": report.recall, "p5": report.p5_recall, "min": report.min_recall, "users": report.users}
     print(f"[{items:,}] {report.summary()}")
     a = fp32.rank_batch(histories[:recall_users], k=10)
     b = int8.rank_batch(histories[:recall_users], k=10)
