@@ -16,6 +16,15 @@ doing the exact job for the same user vector: ``table @ user``, the seen items s
 the top 10 (what an application would write without the SDK). Batch: ``rank_batch`` on 2 threads; its baseline
 numpy ``users @ table.T`` in slices + argpartition. RSS: a fresh process per variant (VmRSS after the load and
 after 50 recommendations, VmHWM).
+
+Limits, measured in the same run so that figures from a busy and an idle machine compare: a fixed reference
+workload (a 512 x 512 x 512 float32 matmul on 1 thread: GFLOP/s), the table-read bandwidth (numpy's BLAS
+``table @ user`` on the in-memory float32 table, 1 thread: GB/s; a single exact query must read the table
+once, so table bytes / bandwidth is its floor) and a blocked GEMM on the batch's shapes (``users @ table.T``
+in blocks of 32 users on 2 threads, scores only: users/s). Every result is printed with its fraction of its
+limit: single exact p50 against the read floor of its table (float32 or int8 bytes), batch users/s against the
+GEMM's, ANN p50 against the exhaustive numpy query, ``s4rec-score`` against the in-memory ``rank_batch`` of
+the same recommender, and the load average before and after each size.
 """
 
 from __future__ import annotations
@@ -105,6 +114,33 @@ def probe(artifact: Path, variant: str, retrieval: str, histories: list) -> dict
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=sdk))  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine_limits(table: np.ndarray, users: np.ndarray, block: int = 32) -> dict:
+    """The same-run limits (module docstring), best of 3: reference GFLOP/s (a fixed 512^3 matmul, 1 thread),
+    table-read GB/s (``table @ user``, BLAS on 1 thread: every exact query reads every row once) and GEMM users/s
+    (``users @ table.T`` in blocks of ``block`` users on 2 threads, scores only)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+    flops, reads, gemm = [], [], []
+
+    def product(start: int) -> None:
+        users[start : start + block] @ table.T
+
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(4):
+                a @ a
+            flops.append(4 * 2 * 512**3 / (time.perf_counter() - start) / 1e9)
+            start = time.perf_counter()
+            table @ users[0]
+            reads.append(table.nbytes / (time.perf_counter() - start) / 1e9)
+            start = time.perf_counter()
+            list(pool.map(product, range(0, len(users), block)))
+            gemm.append(len(users) / (time.perf_counter() - start))
+    return {"reference_gflops": max(flops), "read_gbs": max(reads), "gemm_users_s": max(gemm)}
 
 
 def numpy_recommender(rec: Recommender):
@@ -197,6 +233,16 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
     int8 = Recommender.load(artifact, variant="int8")
     ann = Recommender.load(artifact, retrieval="ann", ef_search=ef)
     numpy_rec, table = numpy_recommender(fp32)
+    limits = machine_limits(table, fp32.embed_batch(histories[:batch_users]))
+    f["limits"] = limits
+    read_ms = {
+        "exact fp32": table.nbytes / limits["read_gbs"] / 1e6,
+        "exact int8": table.size / limits["read_gbs"] / 1e6,
+    }
+    print(f"[{items:,}] limits: reference matmul {limits['reference_gflops']:.1f} GFLOP/s (1 thread), table read "
+          f"{limits['read_gbs']:.2f} GB/s (1 thread: a float32 query reads {table.nbytes / 1e6:.0f} MB in >= "
+          f"{read_ms['exact fp32']:.1f} ms, int8 {read_ms['exact int8']:.1f} ms), numpy GEMM "
+          f"{limits['gemm_users_s']:,.0f} users/s (2 threads); {load_average()}")  # fmt: skip
     sample = histories[:single]
     methods = {"numpy": numpy_rec, "exact fp32": lambda h: fp32.recommend(h, k=10),
                "exact int8": lambda h: int8.recommend(h, k=10), "ann": lambda h: ann.recommend(h, k=10)}  # fmt: skip
@@ -211,13 +257,14 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
     base_p50 = f["single_numpy"]["p50_ms"]
     for name in methods:
         s = f[f"single_{name}"]
+        floor = f"; {read_ms[name] / s['p50_ms']:.2f} of the read floor" if name in read_ms else ""
         print(f"[{items:,}] single {name:10s}: p50 {s['p50_ms']:7.3f} ms, p99 {s['p99_ms']:7.3f} ms "
-              f"({s['p50_ms'] / base_p50:.2f}x numpy's p50; round p50s "
+              f"({s['p50_ms'] / base_p50:.3f}x numpy's p50{floor}; round p50s "
               f"{', '.join(f'{x:.2f}' for x in s['round_p50s'])})")  # fmt: skip
 
     # quality: ANN recall and int8 overlap against exact float32
     report = recall_at_k(ann, histories, k=10, sample=recall_users)
-    f["recall"] = {"recall@10": report.recall, "min": report.min_recall, "users": report.users}
+    f["recall"] = {"recall@10": report.recall, "p5": report.p5_recall, "min": report.min_recall, "users": report.users}
     print(f"[{items:,}] {report.summary()}")
     a = fp32.rank_batch(histories[:recall_users], k=10)
     b = int8.rank_batch(histories[:recall_users], k=10)
@@ -242,18 +289,26 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
     for name, values in rates.items():
         f[f"batch_{name}"] = max(values)
         print(f"[{items:,}] batch {name:10s} (2 threads): {max(values):,.0f} users/s "
-              f"({max(values) / max(rates['numpy']):.2f}x numpy)")  # fmt: skip
+              f"({max(values) / max(rates['numpy']):.2f}x numpy in this loop, "
+              f"{max(values) / limits['gemm_users_s']:.2f} of the GEMM limit)")  # fmt: skip
 
     # s4rec-score, JSONL in and out, 2 threads
     source = workdir / "users.jsonl"
     with open(source, "w") as out:
         for u, h in enumerate(batch):
             out.write(json.dumps({"user": u, "history": h}) + "\n")
-    for variant, retrieval in (("int8", "exact"), ("fp32", "ann")):
+    for variant, retrieval in (("int8", "exact"), ("fp32", "exact"), ("fp32", "ann")):
         rec = Recommender.load(artifact, variant=variant, retrieval=retrieval, threads=2)
+        start = time.perf_counter()
+        rec.rank_batch(batch, k=10)
+        in_memory = len(batch) / (time.perf_counter() - start)
         score = score_file(rec, source, workdir / "recs.jsonl", k=10, force=True)
         f[f"score_{variant}_{retrieval}"] = score.users_per_second
-        print(f"[{items:,}] s4rec-score {variant} {retrieval} (2 threads): {score.users_per_second:,.0f} users/s")
+        f[f"score_{variant}_{retrieval}_in_memory"] = in_memory
+        print(
+            f"[{items:,}] s4rec-score {variant} {retrieval} (2 threads): {score.users_per_second:,.0f} users/s, "
+            f"{score.users_per_second / in_memory:.2f} of rank_batch in memory just before ({in_memory:,.0f})"
+        )
     f["seconds"] = time.perf_counter() - started
     print(f"[{items:,}] {time.perf_counter() - started:.0f} s; {load_average()}")
     return f

@@ -7,8 +7,7 @@
 #
 # 1. System packages the tests need, where missing (Debian's, with apt-get, as root or through sudo): Node.js
 #    >= 18 with npm and Chromium for the JavaScript SDK's tests (tests/test_js.py, tests/test_web.py fail, not
-#    skip, without them), g++ and the Python headers to build hnswlib (the [ann] extra is a source
-#    distribution), python3-venv where the interpreter cannot make a virtual environment.
+#    skip, without them), python3-venv where the interpreter cannot make a virtual environment.
 # 2. A virtual environment: $S4REC_VENV, default .venv in the repository root.
 # 3. torch==2.13.0 first (pip would otherwise pick a multi-GB CUDA build on its own), unless torch >= 2.4 is
 #    already there; then the project, editable, with every extra.
@@ -36,14 +35,11 @@ chromium_ok() {
   return 1
 }
 venv_ok() { [ -x "$venv/bin/python" ] || python3 -c 'import ensurepip, venv' 2>/dev/null; }
-headers_ok() { python3 -c 'import os, sysconfig; assert os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; }
 
 missing_packages() {
   local packages=()
   node_ok || packages+=(nodejs npm)
   chromium_ok || packages+=(chromium)
-  command -v g++ >/dev/null || packages+=(g++)
-  headers_ok || packages+=(python3-dev)
   venv_ok || packages+=(python3-venv)
   echo "${packages[@]}"
 }

@@ -352,7 +352,7 @@ def test_a_changed_encoder_is_refused(artifact, tmp_path):
 
 
 def test_format_3_and_ann_candidates(large_artifacts, monkeypatch):
-    pytest.importorskip("hnswlib", reason="the [ann] extra")
+    pytest.importorskip("faiss", reason="the [ann] extra")
     small, large = large_artifacts
     exact2, exact3 = Recommender.load(small), Recommender.load(large)
     ann = Recommender.load(large, retrieval="ann")

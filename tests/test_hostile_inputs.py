@@ -224,36 +224,94 @@ def test_a_npy_header_declaring_more_than_its_file_holds_is_refused_without_allo
 
 
 ANN_LOAD = """
-import sys
+import json, sys
 from pathlib import Path
 import numpy as np
 from s4rec.ann import AnnIndex
-entry = {"library": "hnswlib", "space": "ip", "elements": 20}
+entry = json.loads(sys.argv[2])
 try:
-    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((21, 4), np.float32), 20, None)
+    AnnIndex.load(Path(sys.argv[1]), entry, np.zeros((301, 4), np.float32), 300, None)
     print("loaded")
 except Exception as e:
     print(type(e).__name__, e)
 """
 
 
-def test_an_ann_index_declaring_more_elements_than_the_artifact_is_refused_before_hnswlib_allocates(tmp_path):
-    """hnswlib sizes its arrays by the header's max_elements when the file holds more elements than it is
-    told: a 3 KB file made it allocate ~450 MB here."""
+def _forged_ann_index(tmp_path, forge) -> tuple[Path, str]:
+    """A faiss index of 300 items in 8 lists, as s4rec.ann writes it, its bytes passed through ``forge``; and its
+    sidecar entry (JSON)."""
+    pytest.importorskip("faiss", reason="the [ann] extra")
+    from s4rec.ann import build_index
+
+    table = np.random.default_rng(0).normal(size=(301, 4)).astype(np.float32)
+    path = tmp_path / "items.faiss"
+    entry = build_index(table, path, 300, lists=8, threads=1)
+    path.write_bytes(forge(bytearray(path.read_bytes())))
+    return path, json.dumps(entry)
+
+
+def _first_list_at(data: bytearray) -> int:
+    """Byte offset of the id count of the first inverted list (s4rec.ann's walk, d = 4, 8 lists)."""
     import struct
 
-    hnswlib = pytest.importorskip("hnswlib")
-    index = hnswlib.Index(space="ip", dim=4)
-    index.init_index(max_elements=30, ef_construction=50, M=8, random_seed=0)
-    index.add_items(np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32), np.arange(1, 31))
-    path = tmp_path / "items.hnsw"
-    index.save_index(str(path))
-    data = bytearray(path.read_bytes())
-    data[8:16] = struct.pack("@N", 10**7)  # max_elements; the file holds 30 elements, the artifact has 20 items
-    path.write_bytes(bytes(data))
-    rss, out, _ = _peak_rss_mb(ANN_LOAD, str(path))
-    assert out.startswith("ArtifactError ") and "an ANN index of 30 elements of" in out and "for 20 items" in out, out
+    at = 4 + 33 + 16 + 4 + 33  # "IwPf", header, lists and nprobe, "IxF2", header
+    at += 8 + 4 * struct.unpack_from("<Q", data, at)[0]  # centroids
+    at += 1 + 8 + 33 + 24  # direct map (none), fast-scan fields, quantizer shape
+    at += 8 + 4 * struct.unpack_from("<Q", data, at)[0]  # quantizer centroids
+    return at + 4 + 32  # "ilbl", list layout
+
+
+def test_an_ann_index_declaring_a_huge_list_is_refused_before_faiss_allocates(tmp_path):
+    """faiss allocates a list as its count declares: 10^9 ids (8 GB) in a file of a few KB."""
+    import struct
+
+    def forge(data):
+        struct.pack_into("<Q", data, _first_list_at(data), 10**9)
+        return data
+
+    rss, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "a list of 1,000,000,000 items declared" in out, out
     assert rss < 200, rss
+
+
+def test_an_ann_index_with_an_id_outside_the_catalogue_is_refused(tmp_path):
+    """faiss returns a list's ids as they are: one past the items would index outside the item table."""
+    import struct
+
+    def forge(data):
+        struct.pack_into("<q", data, _first_list_at(data) + 8, 10**6)  # the first id of the first list
+        return data
+
+    _, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "ids that are not items" in out, out
+
+
+def test_an_ann_index_whose_codes_do_not_match_its_ids_is_refused(tmp_path):
+    """faiss reads a list's codes as its id count says: one id more would read past them."""
+    import struct
+
+    def forge(data):
+        at = _first_list_at(data)
+        count = struct.unpack_from("<Q", data, at)[0]
+        struct.pack_into("<Q", data, at, count + 1)
+        return data
+
+    _, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, forge)))
+    assert out.startswith("ArtifactError ") and "not a faiss" in out, out
+
+
+def test_an_intact_ann_index_loads(tmp_path):
+    _, out, _ = _peak_rss_mb(ANN_LOAD, *map(str, _forged_ann_index(tmp_path, lambda data: data)))
+    assert out == "loaded", out
+
+
+def test_an_hnswlib_index_of_an_older_export_names_the_re_export(tmp_path):
+    from s4rec.ann import AnnIndex
+    from s4rec.errors import ArtifactVersionError
+
+    entry = {"library": "hnswlib", "space": "ip", "elements": 20}
+    with pytest.raises(ArtifactVersionError, match="Re-export the artifact with s4rec-export --large-format --ann"):
+        AnnIndex.load(tmp_path / "items.hnsw", entry, np.zeros((21, 4), np.float32), 20, None)
 
 
 # --- 3. JSON nested very deep, or far too large ---------------------------------------------------------------

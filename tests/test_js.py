@@ -237,7 +237,7 @@ def test_node_tests_give_the_python_sdks_results(
             parity_artifact("format 3, string ids (items.utf8)", large_string_id_artifacts[1]),
         ],
         "refused": [
-            # The hnswlib index the Python SDK reads with retrieval="ann" (large has one): exact scoring only.
+            # The faiss index the Python SDK reads with retrieval="ann" (large has one): exact scoring only.
             {
                 "source": str(large),
                 "options": {"retrieval": "ann"},

@@ -15,7 +15,7 @@ from s4rec.ann import recall_at_k
 from s4rec.batch import score_file
 from s4rec.ray import RecommendBatch
 
-pytest.importorskip("hnswlib", reason="the [ann] extra")  # installed by scripts/test.sh (README command 2, CI)
+pytest.importorskip("faiss", reason="the [ann] extra")  # installed by scripts/test.sh (README command 2, CI)
 pytestmark = pytest.mark.slow  # every test reads a format 3 export with an ANN index (CONTRIBUTING.md)
 
 NUM_ITEMS = 2000
@@ -39,7 +39,7 @@ def test_layout_and_formats(artifacts):
     assert (small / "encoder.onnx").stat().st_size < 64 * 1024
     names = {p.name for p in large.iterdir()}
     assert {"model.onnx", "model.int8.onnx", "encoder.onnx", "item_table.npy", "items.npy", "popular.npy",
-            "intent_top_items.npy", "item_intents.npy", "items.hnsw", "item_table.int8.npy",
+            "intent_top_items.npy", "item_intents.npy", "items.faiss", "item_table.int8.npy",
             "item_table.scales.npy"} <= names  # fmt: skip
     manifest = json.loads((large / "s4rec.json").read_text())
     assert set(manifest["files"]) >= {"item_ids", "item_table", "encoder", "ann_index", "item_table_int8"}
@@ -193,7 +193,7 @@ def test_bad_sidecars_are_refused_naming_the_file(artifacts, tmp_path, monkeypat
     with pytest.raises(ArtifactError, match="retrieval='ann' needs a format 3 artifact"):
         Recommender.load(artifacts[0], retrieval="ann")
     no_index = copy(large, tmp_path / "e")
-    (no_index / "items.hnsw").unlink()
+    (no_index / "items.faiss").unlink()
     Recommender.load(no_index)  # exact retrieval does not need the index
-    with pytest.raises(ArtifactError, match="items.hnsw: sidecar file 'ann_index'"):
+    with pytest.raises(ArtifactError, match="items.faiss: sidecar file 'ann_index'"):
         Recommender.load(no_index, retrieval="ann")

@@ -28,16 +28,12 @@ MISSING_EXPORT = "s4rec-export needs PyTorch and onnx: pip install '/path/to/s4r
     "then scores a per-row int8 table) or format 2 (one self-describing file). Default: format 3 from 100,000 "
     "items on.",
 )  # fmt: skip
-@click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (hnswlib: the [ann] extra).")
-@click.option("--ann-m", default=32, show_default=True, type=click.IntRange(2), help="ANN index: links per node.")
-@click.option(
-    "--ann-ef-construction", default=200, show_default=True, type=click.IntRange(1),
-    help="ANN index: build breadth (higher: better recall, slower build).",
-)  # fmt: skip
+@click.option("--ann", is_flag=True, help="Format 3: also build the ANN index (faiss: the [ann] extra).")
+@click.option("--ann-lists", type=click.IntRange(1), help="ANN index: k-means lists.  [default: 4 sqrt(items)]")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 @click.version_option(package_name="s4rec")
-def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, ann_m, ann_ef_construction, force, quiet):
+def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, ann_lists, force, quiet):
     """Export CHECKPOINT (written by s4rec-train) to the artifact directory OUTPUT.
 
     The export is verified before anything is written: onnx.checker (full check), parity of ONNX Runtime
@@ -56,7 +52,7 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, an
     try:
         report = export_checkpoint(
             checkpoint, output, top_k=top_k, quantize=quantize, fp16=fp16, mobile=mobile, force=force, log=log,
-            large_format=large_format, ann=ann, ann_m=ann_m, ann_ef_construction=ann_ef_construction,
+            large_format=large_format, ann=ann, ann_lists=ann_lists,
         )  # fmt: skip
     except OutputExistsError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
@@ -64,7 +60,7 @@ def cli(checkpoint, output, top_k, quantize, fp16, mobile, large_format, ann, an
         raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
     except ExportError as e:
         raise click.ClickException(str(e)) from None
-    except S4RecError as e:  # --ann without hnswlib
+    except S4RecError as e:  # --ann without faiss
         raise click.ClickException(e.for_command_line()) from None
     except OSError as e:  # a full disk or a file-size limit while writing the artifact (nothing is left)
         full = output_error(e, output)

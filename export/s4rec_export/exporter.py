@@ -116,8 +116,7 @@ def export_checkpoint(
     large_format: bool | None = None,
     ann: bool = False,
     ann_threads: int = 0,
-    ann_m: int = 32,
-    ann_ef_construction: int = 200,
+    ann_lists: int | None = None,
 ) -> ExportReport:
     """Export ``checkpoint`` (an s4rec-train ``model.pt``) to the artifact directory ``output``.
 
@@ -127,8 +126,8 @@ def export_checkpoint(
     ``large_format``: write format 3 (the item ids, popular items, intent top items and the item table in
     sidecar files, an encoder-only graph; ``quantize="int8"`` then adds the per-row int8 scoring table);
     None: from :data:`LARGE_CATALOGUE_ITEMS` items on. ``ann``: also build the approximate-retrieval index
-    (format 3 only, needs hnswlib: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores), with
-    ``ann_m`` links per node and build breadth ``ann_ef_construction`` (s4rec.ann).
+    (format 3 only, needs faiss: the ``[ann]`` extra), on ``ann_threads`` threads (0: all cores), with
+    ``ann_lists`` k-means lists (None: 4 sqrt(N); s4rec.ann).
     Raises :class:`~s4rec_export.errors.ExportError` subclasses (and ``CheckpointError`` for an unusable
     checkpoint); nothing is written unless every check passes.
     """
@@ -172,7 +171,7 @@ def export_checkpoint(
     centroids = 0 if graph.intent_centroids is None else graph.intent_centroids.numel()
     report = ExportReport(output=output, parameters=graph.num_parameters(), centroid_parameters=centroids)
     report.seconds["load"] = time.perf_counter() - started
-    ann_options = AnnOptions(ann_threads, ann_m, ann_ef_construction) if ann else None
+    ann_options = AnnOptions(ann_threads, ann_lists) if ann else None
     plan = ExportPlan(artifact_format, steps, ckpt, checkpoint, encoder, intents, graph, ann_options, atol)
 
     threads = torch.get_num_threads()

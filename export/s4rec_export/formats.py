@@ -48,7 +48,7 @@ from .variants import REQUIRED_OPERATORS_FILE, quantize_int8, to_fp16_weights, t
 from .verify import GRAPH_BYTES, check_file_size, check_model, check_parity, feeds, parity_cases, weights_limit
 
 PREPACK_TABLE_BYTES = 64 << 20  # float32 tables up to this size are pre-packed by ONNX Runtime (see _large_files)
-ANN_FILE = "items.hnsw"
+ANN_FILE = "items.faiss"
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ class AnnOptions:
     """How to build the approximate-retrieval index (format 3, ``--ann``; :func:`s4rec.ann.build_index`)."""
 
     threads: int = 0  # 0: all cores
-    m: int = 32  # links per node
-    ef_construction: int = 200  # build breadth
+    lists: int | None = None  # k-means lists (None: s4rec.ann.default_lists, 4 sqrt(N))
 
 
 @dataclass(frozen=True)
@@ -247,8 +246,8 @@ def _large_files(
     log: Callable[[str], None],
 ) -> SidecarFiles:
     """Format 3's sidecar files: the item table (the model's initializer becomes external data in it), the item
-    ids, popular items and intent top items, the encoder-only graph and, with ``ann``, the hnswlib index. The
-    index is a sidecar the metadata lists, so it is built here, before the metadata: each model file is then
+    ids, popular items and intent top items, the encoder-only graph and, with ``ann``, the ANN index (s4rec.ann).
+    The index is a sidecar the metadata lists, so it is built here, before the metadata: each model file is then
     written once, at the price of building it before the checks that follow (a failed check discards it)."""
     table = graph.encoder.item_table.detach().numpy()  # (W, d): rows 0..N, then the zero rows
     entries = {"item_table": externalize_table(model, table, directory)}
@@ -274,9 +273,9 @@ def _large_files(
     seconds = {}
     if ann is not None:
         started = time.perf_counter()
-        log("building the ANN index (hnswlib)")
+        log("building the ANN index (faiss IVF-PQ4 fast-scan)")
         num_items = graph.config.num_items
-        built = build_index(table, directory / ANN_FILE, num_items, ann.m, ann.ef_construction, threads=ann.threads)
+        built = build_index(table, directory / ANN_FILE, num_items, ann.lists, threads=ann.threads)
         entries[ANN_SIDECAR] = file_entry(directory / ANN_FILE, **built)
         seconds["ann"] = time.perf_counter() - started
     lists = {

@@ -235,7 +235,7 @@ export function checkVerify(verify) {
 }
 
 /**
- * Exact scoring only: the approximate index of a format 3 artifact is in hnswlib's own file format, which
+ * Exact scoring only: the approximate index of a format 3 artifact is in faiss's own file format, which
  * only the Python SDK reads.
  *
  * @param {unknown} retrieval
@@ -243,7 +243,7 @@ export function checkVerify(verify) {
 export function checkRetrieval(retrieval) {
   if (retrieval === "ann") {
     throw new RangeError(
-      'retrieval "ann" (approximate retrieval from an artifact\'s hnswlib index, items.hnsw) is available in ' +
+      'retrieval "ann" (approximate retrieval from an artifact\'s faiss index, items.faiss) is available in ' +
         "the Python SDK only (Recommender.load(path, retrieval=\"ann\")): the JavaScript SDK scores every " +
         'item exactly. Leave retrieval out, or pass "exact".',
     );

@@ -14,7 +14,7 @@
  * A format 3 artifact (large catalogue) keeps its lists and item tables in sidecar files: they are read and
  * checked on load (`js/src/sidecars.js`), the tables given to ONNX Runtime as the graphs' external data, and
  * `embed` / `intents` run its encoder-only graph (no score product over every item). Its approximate-retrieval
- * index (hnswlib's format) is read by the Python SDK only: here every item is scored exactly.
+ * index (faiss's format) is read by the Python SDK only: here every item is scored exactly.
  */
 
 import { ArtifactError, ArtifactVersionError, S4RecError, UnknownItemError } from "./errors.js";
@@ -95,7 +95,7 @@ import { ItemVocabulary } from "./vocabulary.js";
  * @property {import("./sidecars.js").VerifyMode} [verify] "fast" (default): check every file's size and the
  *   SHA-256 of all but a format 3 artifact's tables above 64 MB; "full": hash those too
  * @property {"exact"} [retrieval] "exact" (default, the only one here: every item is scored); "ann" is the
- *   Python SDK's (hnswlib) and a RangeError here
+ *   Python SDK's (faiss) and a RangeError here
  */
 
 /**

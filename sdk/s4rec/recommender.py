@@ -187,8 +187,9 @@ class Recommender:
 
         ``retrieval``: ``"exact"`` (every item scored) or ``"ann"`` (format 3 artifacts exported with ``--ann``,
         the ``[ann]`` extra: candidates from the approximate index, re-ranked exactly; :mod:`s4rec.ann`),
-        ``ef_search`` its search breadth (None: the artifact's). ``verify``: ``"fast"`` checks every file's
-        size and the SHA-256 of all but a format 3 artifact's large tables; ``"full"`` hashes those too.
+        ``ef_search`` its search breadth, the candidates re-ranked exactly (None: the artifact's). ``verify``:
+        ``"fast"`` checks every file's size and the SHA-256 of all but a format 3 artifact's large tables;
+        ``"full"`` hashes those too.
         """
         check_unknown_policy(unknown)
         if retrieval not in RETRIEVALS:
