@@ -115,7 +115,14 @@ import { ItemVocabulary } from "./vocabulary.js";
 
 /** @typedef {RecommendOptions & SelectOptions} RecommendSelectOptions */
 
-/** @typedef {RecommendOptions & { batchSize?: number }} RecommendBatchOptions */
+/**
+ * @typedef {object} BatchSelectOptions
+ * @property {ReadonlyArray<ReadonlyArray<HistoryItem> | Set<HistoryItem> | ArrayLike<number | bigint> | null>}
+ *   [candidatesPerHistory] one allow-list (or null: none of its own) per history; with `candidates` too, a
+ *   history ranks the ids in both
+ */
+
+/** @typedef {RecommendOptions & SelectOptions & BatchSelectOptions & { batchSize?: number }} RecommendBatchOptions */
 
 /**
  * @typedef {object} SimilarOptions
@@ -133,7 +140,7 @@ import { ItemVocabulary } from "./vocabulary.js";
 
 const LOAD_OPTIONS = ["ort", "variant", "unknown", "sessionOptions", "fetch", "sidecar", "verify", "retrieval"];
 const RECOMMEND_OPTIONS = ["k", "excludeSeen", "exclude", "unknown"];
-const BATCH_OPTIONS = [...RECOMMEND_OPTIONS, "batchSize"];
+const BATCH_OPTIONS = [...RECOMMEND_OPTIONS, "batchSize", "candidates", "candidatesPerHistory", "perIntent"];
 const SELECT_OPTIONS = [...RECOMMEND_OPTIONS, "candidates", "perIntent"];
 const SIMILAR_OPTIONS = ["k", "exclude", "candidates", "unknown"];
 // perIntent: the graph ranks PER_INTENT_FETCH * k + PER_INTENT_EXTRA items (at most top_k) to choose from, and
@@ -430,6 +437,10 @@ export class Recommender {
     const excludeSeen = checkBoolean(orDefault(o.excludeSeen, true), "excludeSeen");
     const batchSize = Math.min(checkPositiveInteger(orDefault(o.batchSize, 256), "batchSize"), this.maxUsersPerCall);
     const policy = this.#policy(o.unknown);
+    if (o.candidates !== undefined || o.candidatesPerHistory !== undefined || o.perIntent !== undefined) {
+      const list = /** @type {Array<ReadonlyArray<HistoryItem>>} */ (checkHistories(histories));
+      return this.#recommendBatchSelected(list, o, k, excludeSeen);
+    }
     const skip = o.exclude === undefined ? [] : this.#vocabulary.exclusionIndices(o.exclude);
     const rows = checkHistories(histories).map((history) => this.#vocabulary.mapHistory(history, policy));
     /** @type {Recommendations[]} */
@@ -463,6 +474,48 @@ export class Recommender {
         [TOP_SCORES, TOP_ITEMS],
       );
       chunk.forEach((u, row) => (results[u] = this.#ranked(output, row, k, rows[u].unknownItems)));
+    }
+    return results;
+  }
+
+  /**
+   * recommendBatch with allow-lists or perIntent: each history as {@link Recommender.recommend} ranks it (the
+   * Python SDK's `recommend_batch(candidates=, candidates_per_history=, per_intent=)` gives the same lists).
+   * Candidate ranking scores the rows of each history's own allow-list, so there is no batch to share.
+   *
+   * @param {Array<ReadonlyArray<HistoryItem>>} histories
+   * @param {RecommendBatchOptions} o
+   * @param {number} k
+   * @param {boolean} excludeSeen
+   * @returns {Promise<Recommendations[]>}
+   */
+  async #recommendBatchSelected(histories, o, k, excludeSeen) {
+    const own = o.candidatesPerHistory;
+    if (own !== undefined && (!Array.isArray(own) || typeof own === "string")) {
+      throw new TypeError(
+        `candidatesPerHistory must be an array with one collection of item ids (or null) per history, got ${typeof own}.`,
+      );
+    }
+    if (own !== undefined && own.length !== histories.length) {
+      throw new RangeError(
+        `candidatesPerHistory has ${own.length} entries for ${histories.length} histories: give one per history (or null).`,
+      );
+    }
+    const shared = o.candidates === undefined ? undefined : new Set(Array.from(o.candidates, (id) => String(id)));
+    /** @type {Recommendations[]} */
+    const results = [];
+    for (const [u, history] of histories.entries()) {
+      let candidates = o.candidates;
+      const mine = own === undefined ? null : own[u];
+      if (mine !== null && mine !== undefined) {
+        const list = Array.from(/** @type {Iterable<any>} */ (mine));
+        candidates = shared === undefined ? list : list.filter((id) => shared.has(String(id)));
+      }
+      results.push(
+        await this.recommend(history, {
+          k, excludeSeen, exclude: o.exclude, unknown: o.unknown, candidates, perIntent: o.perIntent,
+        }),
+      );
     }
     return results;
   }

@@ -147,5 +147,18 @@ for (const source of [KNOWN_ARTIFACT, KNOWN_LARGE]) {
     for (const [u, want] of KNOWN_VALUES.per_intent.entries()) {
       assertSameList(await rec.recommend(histories[u], { k: 4, perIntent: 1 }), want, `perIntent ${JSON.stringify(histories[u])}`);
     }
+    // The batch forms give the same lists (Python: recommend_batch(candidates=, candidates_per_history=, per_intent=)).
+    const shared = [2, 5, 7, 8, 9, 11, 99];
+    const batch = await rec.recommendBatch(histories, { k: 4, candidates: shared });
+    for (const [u, want] of KNOWN_VALUES.candidates.entries()) assertSameList(batch[u], want, `batch candidates ${u}`);
+    assert.deepEqual(batch[0].unknownCandidates, [99]);
+    const diverse = await rec.recommendBatch(histories, { k: 4, perIntent: 1 });
+    for (const [u, want] of KNOWN_VALUES.per_intent.entries()) assertSameList(diverse[u], want, `batch perIntent ${u}`);
+    const perHistory = [[2, 5, 7, 12], null, ...histories.slice(2).map(() => null)];
+    const own = await rec.recommendBatch(histories, { k: 4, candidates: shared, candidatesPerHistory: perHistory });
+    const alone = await rec.recommend(histories[0], { k: 4, candidates: [2, 5, 7] }); // 12 is not in the shared list
+    assert.deepEqual(own[0].itemIds(), alone.itemIds());
+    assertSameList(own[1], KNOWN_VALUES.candidates[1], "batch candidates, a history without its own list");
+    await assert.rejects(rec.recommendBatch(histories, { k: 4, candidatesPerHistory: [[2]] }), /candidatesPerHistory has 1 entries/);
   });
 }
