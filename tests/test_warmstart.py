@@ -161,10 +161,17 @@ def _worker(rank: int, port: int, directory: str, old: str, data: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD))
     os.environ["LOCAL_RANK"] = str(rank)
     torch.set_num_threads(1)
+    from s4rec_train import distributed
+
+    # The worker owns the process group, as tests/test_distributed.py's does, and ends it after saving: once, in
+    # a fresh-clone CI run, the command ending a group it had started aborted process 1 at exit (SIGABRT,
+    # "terminate called without an active exception" from gloo's teardown; not reproduced since).
+    distributed.init_from_environment("cpu")
     args = [data, "--init-from", old, "-o", os.path.join(directory, "ddp.pt"), "--epochs", "2", "--backbone",
             "--dropout", "0", "--quiet"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     torch.save({"code": result.exit_code, "output": result.output}, os.path.join(directory, f"rank{rank}.pt"))
+    distributed.shutdown()
 
 
 @pytest.mark.slow
