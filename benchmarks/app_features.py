@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -41,18 +40,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import click  # noqa: E402
 import numpy as np  # noqa: E402
+from large_catalogue import load_average, reproduce_command  # noqa: E402 (this script's folder is on sys.path)
 
 from s4rec import Recommender, selection  # noqa: E402
-
-
-def reproduce_command() -> str:
-    args = " ".join(shlex.quote(a) for a in sys.argv)
-    path = os.environ.get("PYTHONPATH", "")
-    return f"command (in {os.getcwd()}): flock /tmp/s4rec-cpu.lock env PYTHONPATH={path} python {args}"
-
-
-def load_average() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def test_histories(data: Path) -> tuple[list[list], list]:

@@ -73,10 +73,10 @@ def client(port: int, bodies: list[bytes], connections: int, warmup: float, dura
     queue.put(([x for lat, _ in results for x in lat], sum(e for _, e in results)))
 
 
-def start_server(artifact: Path, threads: int) -> tuple[subprocess.Popen, int]:
+def start_server(artifact: Path, *options: str) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("sdk", "training", "export"))}
     command = [sys.executable, str(ROOT / "examples" / "http_service.py"), str(artifact), "--host", HOST,
-               "--port", "0", "--threads", str(threads)]  # fmt: skip
+               "--port", "0", *options]  # fmt: skip
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()  # "serving ... on http://127.0.0.1:PORT/recommend"
     if not line.startswith("serving"):
@@ -103,7 +103,7 @@ def main(artifact, data, duration, clients, connections, server_threads, request
             bodies.append(json.dumps({"history": history, "k": 10}).encode())
             if len(bodies) == requests_from:
                 break
-    server, port = start_server(artifact, server_threads)
+    server, port = start_server(artifact, "--threads", str(server_threads))
     try:
         context = mp.get_context("fork")
         queue = context.Queue()

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from http_load import start_server  # this script's folder is on sys.path when it runs
 
 from s4rec import Recommender
 from s4rec.files import publish_directory
@@ -90,19 +91,6 @@ def health(port: int) -> dict:
     return payload
 
 
-def start_server(artifact: Path, watch: float | None) -> tuple[subprocess.Popen, int]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("sdk", "training", "export"))}
-    command = [sys.executable, str(ROOT / "examples" / "http_service.py"), str(artifact), "--host", HOST, "--port", "0"]
-    if watch is not None:
-        command += ["--watch", str(watch)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    line = server.stdout.readline()  # "serving ... on http://127.0.0.1:PORT/recommend"
-    if not line.startswith("serving"):
-        server.kill()
-        raise SystemExit(f"the service did not start (said {line!r}).")
-    return server, int(line.rsplit(":", 1)[1].split("/")[0])
-
-
 @click.command()
 @click.argument("artifact_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("artifact_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -133,7 +121,7 @@ def main(artifact_a, artifact_b, data, swaps, interval, clients, connections, re
     current = workdir / "current"
     shutil.rmtree(current, ignore_errors=True)
     shutil.copytree(artifact_a, current)
-    server, port = start_server(current, watch)
+    server, port = start_server(current, *([] if watch is None else ["--watch", str(watch)]))
     context = mp.get_context("fork")
     stop, queue = context.Event(), context.Queue()
     workers = [context.Process(target=client, args=(port, bodies, connections, i, stop, queue)) for i in range(clients)]
