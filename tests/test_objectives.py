@@ -20,7 +20,7 @@ from s4rec_train.losses import (
     sinkhorn,
 )
 from s4rec_train.model import ModelConfig, SASRec
-from s4rec_train.objectives import ObjectiveConfig, S4RecHeads, s4rec_losses, weighted_total
+from s4rec_train.objectives import ObjectiveConfig, S4RecHeads, active_config, s4rec_losses, weighted_total
 from s4rec_train.train import TrainConfig, train
 
 QUIET = dict(log=lambda _s: None)
@@ -186,6 +186,28 @@ def test_warmup_scales_the_clustering_terms_but_not_the_adversary():
     assert float(weighted_total(terms, no_warmup, 0.0)) == pytest.approx(full)
     with pytest.raises(ValueError, match="warmup"):
         ObjectiveConfig(warmup=1.5)
+
+
+def test_cooldown_brings_the_clustering_terms_back_to_zero_and_then_skips_them():
+    terms = {name: torch.tensor(1.0) for name in ("cluster", "contrastive", "distill", "adversary")}
+    config = ObjectiveConfig(
+        cluster_weight=0.5,
+        contrastive_weight=0.25,
+        distill_weight=0.125,
+        adversary_weight=1.0,
+        warmup=0.2,
+        cooldown=0.6,
+    )
+    full = 0.5 + 0.25 + 0.125
+    assert float(weighted_total(terms, config, 0.2)) == pytest.approx(full + 1.0)
+    assert float(weighted_total(terms, config, 0.4)) == pytest.approx(0.5 * full + 1.0)  # halfway down
+    assert float(weighted_total(terms, config, 0.8)) == pytest.approx(1.0)  # the adversary keeps its weight
+    assert active_config(config, 0.59) is config
+    after = active_config(config, 0.6)
+    assert (after.cluster_weight, after.contrastive_weight, after.distill_weight) == (0.0, 0.0, 0.0)
+    assert after.adversary_weight == 1.0 and not after.needs_prototypes
+    with pytest.raises(ValueError, match="cooldown"):
+        ObjectiveConfig(warmup=0.3, cooldown=0.2)
 
 
 def test_adversary_alone_runs_no_augmentation(monkeypatch):

@@ -269,6 +269,8 @@ objective_options = [
     _objective("--insert-ratio", "insert_ratio", click.FloatRange(0, 1), "fraction of items insert view adds"),
     _objective("--warmup", "warmup", click.FloatRange(0, 1),
                "fraction of training over which alpha, beta1, beta2 rise from 0"),
+    _objective("--cooldown", "cooldown", click.FloatRange(0, 1),
+               "fraction of training at which alpha, beta1, beta2 are back at 0 after the warm-up (0 = never)"),
     _objective("--side-vector", "side_vector", click.Choice(SIDE_VECTORS),
                "the user vector the auxiliary terms read: the last position's or the mean over the history"),
     _objective("--intent-from", "intent_from", click.Choice(INTENT_SOURCES),

@@ -15,6 +15,7 @@ cosine similarities in [-1, 1] and the stored centroid table is directly usable 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,7 +30,15 @@ from .losses import cluster_loss, contrastive_loss, dann_coefficient, distill_lo
 if TYPE_CHECKING:
     from .distributed import BatchGroup
 
-__all__ = ["ObjectiveConfig", "S4RecHeads", "s4rec_losses", "side_vector", "warmup_factor", "weighted_total"]
+__all__ = [
+    "ObjectiveConfig",
+    "S4RecHeads",
+    "active_config",
+    "s4rec_losses",
+    "side_vector",
+    "warmup_factor",
+    "weighted_total",
+]
 
 
 class S4RecHeads(nn.Module):
@@ -128,16 +137,28 @@ def s4rec_losses(
     return losses
 
 
-def warmup_factor(progress: float, warmup: float) -> float:
-    """Scale of alpha, beta1, beta2 at ``progress`` (fraction of training done): linear 0 -> 1 over ``warmup``."""
-    return 1.0 if warmup <= 0 else min(1.0, progress / warmup)
+def warmup_factor(progress: float, warmup: float, cooldown: float = 0.0) -> float:
+    """Scale of alpha, beta1, beta2 at ``progress`` (fraction of training done): linear 0 -> 1 over ``warmup``,
+    then, with a ``cooldown`` (> warmup), linear 1 -> 0 from ``warmup`` to ``cooldown`` and 0 after it."""
+    rise = 1.0 if warmup <= 0 else min(1.0, progress / warmup)
+    if cooldown <= 0:
+        return rise
+    return min(rise, max(0.0, (cooldown - progress) / (cooldown - warmup)))
+
+
+def active_config(config: ObjectiveConfig, progress: float) -> ObjectiveConfig:
+    """The terms to compute at ``progress``: after a cool-down has ended, alpha, beta1 and beta2 are 0, so their
+    terms (and the two augmented views they need) are skipped rather than computed and multiplied by 0."""
+    if config.cooldown and progress >= config.cooldown:
+        return dataclasses.replace(config, cluster_weight=0.0, contrastive_weight=0.0, distill_weight=0.0)
+    return config
 
 
 def weighted_total(
     losses: dict[str, torch.Tensor], config: ObjectiveConfig, progress: float = 1.0
 ) -> torch.Tensor | None:
-    """Sum of the enabled terms times their weights (alpha, beta1, beta2 scaled by the warm-up)."""
-    ramp = warmup_factor(progress, config.warmup)
+    """Sum of the enabled terms times their weights (alpha, beta1, beta2 scaled by the warm-up and cool-down)."""
+    ramp = warmup_factor(progress, config.warmup, config.cooldown)
     weights = {
         "cluster": config.cluster_weight * ramp,
         "contrastive": config.contrastive_weight * ramp,

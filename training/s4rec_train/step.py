@@ -18,7 +18,7 @@ from .config import ObjectiveConfig
 from .distributed import BatchGroup
 from .losses import next_item_loss
 from .model import SASRec
-from .objectives import S4RecHeads, s4rec_losses, side_vector, weighted_total
+from .objectives import S4RecHeads, active_config, s4rec_losses, side_vector, weighted_total
 from .sampled import NegativeSampler
 
 
@@ -66,9 +66,10 @@ class TrainingStep(nn.Module):
         terms = s4rec_losses(
             self.model, self.heads, batch.history, side_vector(full, batch.history, self.objectives.side_vector),
             self.is_head[batch.users], self.popularity_cdf,
-            self.objectives, progress, self.autocast, self.augment_generator, group,
+            active_config(self.objectives, progress), progress, self.autocast, self.augment_generator, group,
         )  # fmt: skip
         if batch.sequence_weight != 1.0:
             terms = {name: value * batch.sequence_weight for name, value in terms.items()}
-        optimize = loss + weighted_total(terms, self.objectives, progress)
+        extra = weighted_total(terms, self.objectives, progress)  # None once a cool-down has turned every term off
+        optimize = loss if extra is None else loss + extra
         return optimize, loss.detach(), {name: value.detach() for name, value in terms.items()}

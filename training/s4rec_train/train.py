@@ -184,7 +184,9 @@ def train(
     if group.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        unused = heads is not None and (objectives.adversary_weight == 0 or not objectives.needs_prototypes)
+        unused = heads is not None and (
+            objectives.adversary_weight == 0 or not objectives.needs_prototypes or objectives.cooldown > 0
+        )  # the prototypes take no gradient after a cool-down
         ids = [device.index] if device.type == "cuda" else None
         runner = DistributedDataParallel(step_module, device_ids=ids, find_unused_parameters=unused)
     log(
