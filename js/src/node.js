@@ -4,7 +4,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { open, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -150,8 +149,18 @@ function fileFolder(directory) {
           }),
         sha256: () =>
           reading(path, async () => {
+            // One 1 MiB buffer, reused: a read stream's 64 KiB chunks outlived the hash (14 MB more RSS for a 25.6
+            // MB table, measured).
             const hash = createHash("sha256");
-            for await (const chunk of createReadStream(real)) hash.update(chunk);
+            const handle = await open(real);
+            try {
+              const buffer = new Uint8Array(1 << 20);
+              for (let read; (read = (await handle.read(buffer, 0, buffer.length, null)).bytesRead) > 0; ) {
+                hash.update(buffer.subarray(0, read));
+              }
+            } finally {
+              await handle.close();
+            }
             return hash.digest("hex");
           }),
       };
