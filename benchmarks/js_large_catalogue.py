@@ -8,7 +8,10 @@
 Each probe is a fresh process (Node: ``js/src/node.js`` on onnxruntime-node; Python: ``s4rec`` on onnxruntime, both
 1 thread) that reads its RSS (Linux ``/proc/self/status``: VmRSS, and VmHWM for the peak) after importing its
 runtime (the baseline: onnxruntime's own code and heap before any model), after ``load``, after one
-``recommend(history, k 10)`` and after ``recommendBatch`` / ``recommend_batch`` of ``--batch`` histories; times
+``recommend(history, k 10)``, after ``recommendBatch`` / ``recommend_batch`` of ``--batch`` histories and after
+the first ``score`` (the first call that needs the item table in the SDK's own language) (Node
+twice: as it loads in Node, onnxruntime-node reading the tables from the directory, and "node-bytes", the tables
+handed to ONNX Runtime as bytes, the path of browsers and React Native); times
 are wall clock (the first ``recommend`` is reported apart from the p50 of ``--calls`` more). Every variant is
 probed ``--repeats`` times, the probes interleaved (each repeat runs every probe once, so that the machine's load
 moves them alike), and the median is printed. "over the runtime" is RSS after load minus RSS after the import,
@@ -37,14 +40,17 @@ const status = (key) => {
   return Number(line.split(/\\s+/)[1]) / 1024;
 };
 const main = async () => {
-  const [sdk, artifact, variant, historiesFile, calls] = process.argv.slice(1);
+  const [sdk, artifact, variant, historiesFile, calls, how] = process.argv.slice(1);
   const histories = JSON.parse(require("node:fs").readFileSync(historiesFile, "utf8"));
   let t = performance.now();
-  await import("onnxruntime-node");
+  const { Tensor, InferenceSession } = await import("onnxruntime-node");
   const { Recommender } = await import(sdk);
   const out = { import_s: (performance.now() - t) / 1000, rss_import_mb: status("VmRSS:") };
+  // "bytes": the runtime without its env (no env.versions.node), so the SDK hands the tables over as bytes,
+  // the browsers' and React Native's path
+  const ort = how === "bytes" ? { Tensor, InferenceSession } : undefined;
   t = performance.now();
-  const rec = await Recommender.load(artifact, { variant });
+  const rec = await Recommender.load(artifact, { variant, ort });
   out.load_s = (performance.now() - t) / 1000;
   out.rss_load_mb = status("VmRSS:");
   t = performance.now();
@@ -64,6 +70,10 @@ const main = async () => {
   await rec.recommendBatch(batch, { k: 10 });
   out.batch_ms = performance.now() - t;
   out.rss_batch_mb = status("VmRSS:");
+  t = performance.now();
+  await rec.score(histories[0], histories[1]); // the first call that reads the item table in JavaScript
+  out.score_ms = performance.now() - t;
+  out.rss_score_mb = status("VmRSS:");
   out.peak_mb = status("VmHWM:");
   console.log(JSON.stringify(out));
 };
@@ -98,6 +108,10 @@ t = time.perf_counter()
 rec.recommend_batch(histories[-int(batch):], k=10)
 out["batch_ms"] = (time.perf_counter() - t) * 1e3
 out["rss_batch_mb"] = status("VmRSS:")
+t = time.perf_counter()
+rec.score(histories[0], histories[1])
+out["score_ms"] = (time.perf_counter() - t) * 1e3
+out["rss_score_mb"] = status("VmRSS:")
 out["peak_mb"] = status("VmHWM:")
 print(json.dumps(out))
 """
@@ -121,10 +135,13 @@ def histories_of(data: Path, ids: set, count: int) -> list[list]:
 
 
 def probe(language: str, artifact: Path, variant: str, histories: Path, calls: int, batch: int) -> dict:
-    if language == "node":
+    """One fresh process; ``language`` "node" (the tables read by onnxruntime-node from the directory), "node-bytes"
+    (handed over as bytes, as in browsers) or "python"."""
+    if language.startswith("node"):
         sdk = (ROOT / "js" / "src" / "node.js").as_uri()
         code = NODE_PROBE.replace("BATCH", str(batch))
-        command = ["node", "-e", code, sdk, str(artifact), variant, str(histories), str(calls)]
+        how = "bytes" if language == "node-bytes" else "directory"
+        command = ["node", "-e", code, sdk, str(artifact), variant, str(histories), str(calls), how]
         env, cwd = dict(os.environ), ROOT / "js"  # onnxruntime-node resolves from the SDK's own node_modules
     else:
         command = [sys.executable, "-c", PYTHON_PROBE, str(artifact), variant, str(histories), str(calls), str(batch)]
@@ -163,7 +180,7 @@ def main(artifact, data, repeats, calls, batch, json_out):
         file.flush()
         for _ in range(repeats):
             for variant in variants:
-                for language in ("node", "python"):
+                for language in ("node", "node-bytes", "python"):
                     runs.setdefault((language, variant), []).append(
                         probe(language, artifact, variant, Path(file.name), calls, batch)
                     )
@@ -174,14 +191,21 @@ def main(artifact, data, repeats, calls, batch, json_out):
         figures[f"{language}_{variant}"] = f
         table_mb = tables[variant] / 2**20
         print(
-            f"{language:6s} {variant}: load {f['load_s']:.2f} s, RSS {f['rss_import_mb']:.0f} MB after import, "
+            f"{language:10s} {variant}: load {f['load_s']:.2f} s, RSS {f['rss_import_mb']:.0f} MB after import, "
             f"{f['rss_load_mb']:.0f} after load ({f['over_runtime_mb']:.0f} MB over the runtime = "
             f"{f['over_runtime_mb'] / table_mb:.2f}x the table's {table_mb:.0f} MiB), {f['rss_call_mb']:.0f} after "
             f"1 recommend ({f['first_ms']:.1f} ms; p50 of {calls} more {f['p50_ms']:.2f} ms), "
-            f"{f['rss_batch_mb']:.0f} after recommendBatch of {batch} ({f['batch_ms']:.0f} ms), peak {f['peak_mb']:.0f}"
+            f"{f['rss_batch_mb']:.0f} after recommendBatch of {batch} ({f['batch_ms']:.0f} ms), "
+            f"{f['rss_score_mb']:.0f} after the first score ({f['score_ms']:.1f} ms), peak {f['peak_mb']:.0f}"
         )
     for variant in variants:
         node, python = figures[f"node_{variant}"], figures[f"python_{variant}"]
+        bytes_path = figures[f"node-bytes_{variant}"]
+        against = {key: node[key] / bytes_path[key] for key in ("over_runtime_mb", "peak_mb", "load_s")}
+        print(
+            f"node {variant}, tables read from the directory / handed over as bytes: RSS over the runtime "
+            f"{against['over_runtime_mb']:.2f}x, peak {against['peak_mb']:.2f}x, load time {against['load_s']:.2f}x"
+        )
         ratio = {key: node[key] / max(python[key], 1e-9) for key in ("load_s", "over_runtime_mb", "peak_mb", "p50_ms")}
         print(
             f"node / python {variant}: load time {ratio['load_s']:.2f}x, RSS over the runtime "
