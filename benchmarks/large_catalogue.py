@@ -24,7 +24,8 @@ once, so table bytes / bandwidth is its floor) and a blocked GEMM on the batch's
 in blocks of 32 users on 2 threads, scores only: users/s). Every result is printed with its fraction of its
 limit: single exact p50 against the read floor of its table (float32 or int8 bytes), batch users/s against the
 GEMM's, ANN p50 against the exhaustive numpy query, ``s4rec-score`` against the in-memory ``rank_batch`` of
-the same recommender, and the load average before and after each size.
+the same recommender (``--score-rounds`` pairs alternated on one freshly loaded recommender, medians: one pair
+of single runs swung from 0.6x to 1.1x on the loaded machine), and the load average before and after each size.
 """
 
 from __future__ import annotations
@@ -198,21 +199,22 @@ def test_histories(data: Path | None, base: Path | None, count: int, seed: int =
 @click.option("--batch-users", default=3000, show_default=True)
 @click.option("--recall-users", default=1000, show_default=True)
 @click.option("--ef", default=None, type=int, help="ANN ef_search (default: the artifact's).")
+@click.option("--score-rounds", default=3, show_default=True, help="rank_batch / s4rec-score pairs per variant.")
 @click.option("--json-out", type=click.Path(path_type=Path))
-def main(base, data, sizes, workdir, fresh, single, rounds, batch_users, recall_users, ef, json_out):
+def main(base, data, sizes, workdir, fresh, single, rounds, batch_users, recall_users, ef, score_rounds, json_out):
     workdir.mkdir(parents=True, exist_ok=True)
     histories = test_histories(data, base, max(single * 3, batch_users, recall_users))
     print(f"{len(histories)} histories, mean length {np.mean([len(h) for h in histories]):.1f}; {load_average()}")
     figures: dict = {}
     for items in [int(float(s)) for s in sizes.split(",")]:
         figures[str(items)] = measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
-                                      recall_users, ef)  # fmt: skip
+                                      recall_users, ef, score_rounds)  # fmt: skip
     print(reproduce_command())
     if json_out:
         json_out.write_text(json.dumps(figures, indent=2))
 
 
-def measure(items, base, workdir, fresh, histories, single, rounds, batch_users, recall_users, ef) -> dict:
+def measure(items, base, workdir, fresh, histories, single, rounds, batch_users, recall_users, ef, score_rounds):
     """Every figure of one catalogue size (the module docstring)."""
     started = time.perf_counter()
     artifact = prepare(base, items, workdir, fresh, ann_threads=0)
@@ -299,15 +301,20 @@ def measure(items, base, workdir, fresh, histories, single, rounds, batch_users,
             out.write(json.dumps({"user": u, "history": h}) + "\n")
     for variant, retrieval in (("int8", "exact"), ("fp32", "exact"), ("fp32", "ann")):
         rec = Recommender.load(artifact, variant=variant, retrieval=retrieval, threads=2)
-        start = time.perf_counter()
-        rec.rank_batch(batch, k=10)
-        in_memory = len(batch) / (time.perf_counter() - start)
-        score = score_file(rec, source, workdir / "recs.jsonl", k=10, force=True)
-        f[f"score_{variant}_{retrieval}"] = score.users_per_second
-        f[f"score_{variant}_{retrieval}_in_memory"] = in_memory
+        in_memory, scored = [], []
+        for _ in range(score_rounds):  # alternated, so that the machine's load moves both alike
+            start = time.perf_counter()
+            rec.rank_batch(batch, k=10)
+            in_memory.append(len(batch) / (time.perf_counter() - start))
+            scored.append(score_file(rec, source, workdir / "recs.jsonl", k=10, force=True).users_per_second)
+        name = f"score_{variant}_{retrieval}"
+        f[name], f[f"{name}_in_memory"] = statistics.median(scored), statistics.median(in_memory)
+        f[f"{name}_rounds"] = {"score": scored, "in_memory": in_memory}
         print(
-            f"[{items:,}] s4rec-score {variant} {retrieval} (2 threads): {score.users_per_second:,.0f} users/s, "
-            f"{score.users_per_second / in_memory:.2f} of rank_batch in memory just before ({in_memory:,.0f})"
+            f"[{items:,}] s4rec-score {variant} {retrieval} (2 threads): {f[name]:,.0f} users/s, "
+            f"{f[name] / f[name + '_in_memory']:.2f} of rank_batch in memory ({f[name + '_in_memory']:,.0f}; medians "
+            f"of {score_rounds} alternated rounds, the first on a fresh recommender; round ratios "
+            f"{', '.join(f'{a / b:.2f}' for a, b in zip(scored, in_memory))})"
         )
     f["seconds"] = time.perf_counter() - started
     print(f"[{items:,}] {time.perf_counter() - started:.0f} s; {load_average()}")

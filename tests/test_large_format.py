@@ -117,6 +117,41 @@ def test_ann_keeps_exclusions_and_k(artifacts, histories):
         ann.recommend([1], k=51)
 
 
+def test_ann_search_equals_a_loop_per_user(artifacts, histories):
+    """The batched re-ranking gives what scoring each user's candidates on their own gives."""
+    ann = Recommender.load(artifacts[1], retrieval="ann")
+    users, banned, _ = ann.user_vectors(histories)
+    banned = [np.union1d(b, [3, 4]) if i % 2 else b for i, b in enumerate(banned)]  # some rows ban more
+    k = 12
+    scores, items = ann.ann.search(users, k, banned)
+    labels = ann.ann._knn(users, max(ann.ann.ef_search, k + max(len(b) for b in banned)))
+    for row, user in enumerate(users):
+        candidates = labels[row][labels[row] > 0]
+        candidates = candidates[~np.isin(candidates, banned[row])]
+        exact = ann.ann.table[candidates] @ user
+        best = np.argsort(-exact, kind="stable")[:k]
+        assert items[row, : len(best)].tolist() == candidates[best].tolist()
+        assert np.allclose(scores[row, : len(best)], exact[best], rtol=1e-6, atol=1e-6)
+        assert not set(items[row].tolist()) & set(banned[row].tolist())
+    # a row with fewer than k candidates left ends in -inf and item 0, as the graph's output
+    few = ann.ann.search(users[:1], k, [np.arange(1, NUM_ITEMS + 1)])
+    assert np.isneginf(few[0]).all() and not few[1].any()
+
+
+def test_s4rec_score_with_ann_equals_in_memory_ranking(artifacts, histories, tmp_path):
+    """Chunks smaller than the input (read, score and write overlap): the file holds recommend_batch's lists."""
+    ann = Recommender.load(artifacts[1], retrieval="ann", threads=2)
+    source = tmp_path / "users.jsonl"
+    source.write_text("".join(json.dumps({"user": u, "history": h}) + "\n" for u, h in enumerate(histories)))
+    out = tmp_path / "ann.jsonl"
+    score_file(ann, source, out, k=7, chunk_size=16, batch_size=5)
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    want = ann.recommend_batch(histories, k=7)
+    assert [r["user"] for r in got] == list(range(len(histories)))
+    assert [r["items"] for r in got] == [w.item_ids() for w in want]
+    assert all(np.allclose(r["scores"], [s for _, s in w], rtol=1e-6) for r, w in zip(got, want) if not w.fallback)
+
+
 def test_s4rec_score_and_ray_adapter_work_unchanged(artifacts, histories, tmp_path):
     source = tmp_path / "users.jsonl"
     source.write_text("".join(json.dumps({"user": u, "history": h}) + "\n" for u, h in enumerate(histories)))

@@ -172,6 +172,11 @@ def test_ranked_arrays_are_written_exactly_as_recommendation_lists(tiny, format_
     ranked = recommender.rank_batch(histories, k=4)
     fast, slow = both(recommender, RankedBatch(str_ids, *[getattr(ranked, a) for a in RankedBatch.__slots__[1:]]))
     assert fast == slow and "sku-" in fast
+    # only the ids written were encoded (a large catalogue's are encoded as chunks first write them)
+    from s4rec.writers import _id_texts
+
+    written = set(ranked.items[~ranked.fallback].ravel().tolist()) - {0}
+    assert set(np.flatnonzero(_id_texts(str_ids, None).done).tolist()) - {0} <= written | {0}
 
 
 def test_progress_bar_shows_users_of_the_estimated_total_rate_and_time_left():

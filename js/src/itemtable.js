@@ -5,8 +5,8 @@
  * Where the float32 table (N + 1, d) comes from (row 0: padding, zero; row i: item index i), never a second
  * copy in the artifact (docs/ARTIFACT.md):
  *
- * - format 3: the `item_table` sidecar `item_table.npy`, the bytes already read for the graphs' external data
- *   (a view of them: its data starts at byte 4096);
+ * - format 3: the `item_table` sidecar `item_table.npy`, read on the first call that needs it (a view of its
+ *   bytes: its data starts at byte 4096; in browsers the bytes already read for the graphs' external data);
  * - format 2: the fp32 model file's initializer `encoder.item_table` (`readInitializer` in
  *   `js/src/protobuf.js`), rows 0..N of its raw bytes copied into an aligned array (they lie at any offset).
  *   The int8 and fp16 variants read it from the directory's `model.onnx` (checked against the manifest), on
@@ -183,15 +183,30 @@ export function format2Vectors(bytes, name, metadata) {
 export function format3Vectors(array, name, metadata) {
   const width = metadata.numItems + 1;
   const dim = metadata.embeddingDim;
-  if (array.dtype !== "float32" || array.shape.length !== 2 || array.shape[0] < width || array.shape[1] !== dim) {
-    throw new ArtifactError(
-      `${name}: item table ${array.dtype}[${array.shape.join(", ")}], expected float32 of at least ` +
-        `[${width}, ${dim}]. Re-export the artifact.`,
-    );
-  }
+  checkFormat3Table(array.dtype, array.shape, name, metadata);
   let data = array.data.subarray(0, width * dim * 4);
   if (data.byteOffset % 4) data = copy(data);
   return new Float32Array(data.buffer, data.byteOffset, width * dim);
+}
+
+/**
+ * Format 3's item table is float32 of at least (N + 1, d) (checked at load from its `.npy` header, before the
+ * table itself is read).
+ *
+ * @param {unknown} dtype
+ * @param {unknown} shape
+ * @param {string} name its path or URL, for messages
+ * @param {ArtifactMetadata} metadata
+ */
+export function checkFormat3Table(dtype, shape, name, metadata) {
+  const width = metadata.numItems + 1;
+  const dim = metadata.embeddingDim;
+  if (dtype !== "float32" || !Array.isArray(shape) || shape.length !== 2 || shape[0] < width || shape[1] !== dim) {
+    throw new ArtifactError(
+      `${name}: item table ${dtype}[${Array.isArray(shape) ? shape.join(", ") : shape}], expected float32 of at ` +
+        `least [${width}, ${dim}]. Re-export the artifact.`,
+    );
+  }
 }
 
 /**

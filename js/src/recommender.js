@@ -49,7 +49,7 @@ import {
 } from "./metadata.js";
 import { checkEncoderAgrees, checkGraphAgrees, checkTopK } from "./graphcheck.js";
 import { readExternalDataLocations, readMetadataProps } from "./protobuf.js";
-import { checkTableAgrees, format2Vectors, format3Vectors, ItemTable, itemIntents } from "./itemtable.js";
+import { checkFormat3Table, checkTableAgrees, format2Vectors, format3Vectors, ItemTable, itemIntents } from "./itemtable.js";
 import { popularRecommendations, popularSelected, rankedList, rankedRow, scoreList } from "./results.js";
 import {
   complement,
@@ -64,7 +64,7 @@ import {
   useRows,
 } from "./selection.js";
 import { sha256Hex } from "./sha256.js";
-import { checkRuntime, createSession, externalData, SESSION_DEFAULTS, withoutPrepacking } from "./session.js";
+import { checkRuntime, createSession, SESSION_DEFAULTS, withExternalData, withoutPrepacking } from "./session.js";
 import { Sidecars } from "./sidecars.js";
 import { locateUrl, readModel, verifyChecksum, MANIFEST_NAME } from "./sources.js";
 import { ItemVocabulary } from "./vocabulary.js";
@@ -277,10 +277,14 @@ export class Recommender {
     let encoder = Promise.resolve(null);
     if (files !== null) {
       encoder = (async () => {
-        await files.array(ITEM_TABLE_SIDECAR); // present, of its size, dtype and shape (and hash where due)
+        // present, of its size, dtype and shape (and hash where due), and a table of this model's shape
+        const table = files.entries[ITEM_TABLE_SIDECAR];
+        if (files.onDisk) await files.checkOnDisk(ITEM_TABLE_SIDECAR);
+        else await files.array(ITEM_TABLE_SIDECAR);
+        checkFormat3Table(table?.dtype, table?.shape, files.where(ITEM_TABLE_SIDECAR), metadata);
         const bytes = await files.bytes(ENCODER_SIDECAR);
         const where = files.where(ENCODER_SIDECAR);
-        const encoderOptions = { ...sessionOptions, externalData: await externalData(bytes, where, files) };
+        const encoderOptions = await withExternalData(ort, bytes, where, files, sessionOptions);
         const session = await createSession(ort, bytes, encoderOptions, where);
         checkEncoderSignature(session, metadata, where);
         // The probe on the encoder: the full graph would read the whole item table.
@@ -290,8 +294,7 @@ export class Recommender {
       encoder.catch(() => {}); // reported below, after the model's own errors
     }
     // An ORT-format file (mobile) is a flatbuffer holding all of its tensors: no external data to look for.
-    const external = model.fp32 === null ? await externalData(model.bytes, name, files) : [];
-    const graphOptions = { ...modelOptions, externalData: external };
+    const graphOptions = model.fp32 === null ? await withExternalData(ort, model.bytes, name, files, modelOptions) : modelOptions;
     const session = await createSession(ort, model.bytes, graphOptions, name);
     checkSignature(session, metadata, name);
     if (files === null) {
@@ -302,9 +305,15 @@ export class Recommender {
     /** @type {() => Promise<ItemTable>} */
     let items;
     if (files !== null) {
-      const vectors = format3Vectors(await files.array(ITEM_TABLE_SIDECAR), files.where(ITEM_TABLE_SIDECAR), metadata);
-      const table = Promise.resolve(new ItemTable(vectors, metadata.embeddingDim, itemIntents(metadata)));
-      items = () => table;
+      // Read on the first call that needs it (candidates, score, similarItems, per-intent lists): recommend and
+      // embed do not, and in Node ONNX Runtime reads the graphs' copy of the table from the file itself.
+      /** @type {Promise<ItemTable> | null} */
+      let table = null;
+      const read = async () => {
+        const vectors = format3Vectors(await files.array(ITEM_TABLE_SIDECAR), files.where(ITEM_TABLE_SIDECAR), metadata);
+        return new ItemTable(vectors, metadata.embeddingDim, itemIntents(metadata));
+      };
+      items = () => (table ??= read().catch((e) => ((table = null), Promise.reject(e))));
     } else {
       items = await format2Items(model, metadata, ort, session);
     }

@@ -49,14 +49,28 @@ const NPY_TYPES = /** @type {Record<string, { name: string, size: number }>} */ 
  * @returns {NpyArray}
  */
 export function parseNpy(bytes, name) {
+  const { dtype, shape, offset } = parseNpyHeader(bytes, bytes.length, name);
+  return { dtype, shape, data: bytes.subarray(offset) };
+}
+
+/**
+ * The header of a `.npy` file of `size` bytes from its first bytes `head` (the whole header: at most
+ * {@link NPY_HEADER_MAX} bytes): dtype, shape and the offset of its data, which must fill the rest of the file.
+ *
+ * @param {Uint8Array} head
+ * @param {number} size
+ * @param {string} name the file, for messages
+ * @returns {{ dtype: string, shape: number[], offset: number }}
+ */
+export function parseNpyHeader(head, size, name) {
   const bad = (/** @type {string} */ why) =>
     new ArtifactError(`${name}: not a readable .npy file (${why}). Re-export the artifact.`);
-  if (bytes.length < 10 || NPY_MAGIC.some((b, i) => bytes[i] !== b)) {
+  if (head.length < 10 || NPY_MAGIC.some((b, i) => head[i] !== b)) {
     throw bad("expected the magic \\x93NUMPY and format version 1.0");
   }
-  const headerEnd = 10 + bytes[8] + bytes[9] * 256;
-  if (headerEnd > bytes.length) throw bad(`a header of ${headerEnd - 10} bytes in a file of ${bytes.length}`);
-  const header = utf8Decode(bytes.subarray(10, headerEnd));
+  const headerEnd = 10 + head[8] + head[9] * 256;
+  if (headerEnd > size) throw bad(`a header of ${headerEnd - 10} bytes in a file of ${size}`);
+  const header = utf8Decode(head.subarray(10, headerEnd));
   const descr = /'descr':\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
@@ -70,11 +84,14 @@ export function parseNpy(bytes, name) {
   if (!dims.every((d) => /^\d+$/.test(d))) throw bad(`shape (${shapeText})`);
   const shape = dims.map(Number);
   const expected = shape.reduce((n, d) => n * d, 1) * type.size;
-  if (bytes.length - headerEnd !== expected) {
-    throw bad(`${bytes.length - headerEnd} data bytes for ${type.name}[${shape.join(", ")}], expected ${expected}`);
+  if (size - headerEnd !== expected) {
+    throw bad(`${size - headerEnd} data bytes for ${type.name}[${shape.join(", ")}], expected ${expected}`);
   }
-  return { dtype: type.name, shape, data: bytes.subarray(headerEnd) };
+  return { dtype: type.name, shape, offset: headerEnd };
 }
+
+/** The most bytes a `.npy` 1.0 header takes: the magic, the length, a header of up to 65,535 bytes. */
+export const NPY_HEADER_MAX = 10 + 65535;
 
 /**
  * The values of an int64 `.npy` array as JavaScript numbers (item indices and ids within 2^53).
@@ -102,6 +119,8 @@ function int64Numbers(array) {
 export class Sidecars {
   /** @type {Map<string, Promise<Uint8Array>>} */
   #read = new Map();
+  /** @type {Map<string, Promise<string>>} */
+  #checkedOnDisk = new Map();
 
   /**
    * @param {import("./sources.js").Folder} folder the artifact directory (or URL base) of the model file
@@ -162,10 +181,54 @@ export class Sidecars {
   }
 
   /**
-   * @param {string} name
-   * @returns {Promise<Uint8Array>}
+   * Whether sidecar files can be checked where they lie, without reading them into memory (Node's folders).
    */
-  async #readChecked(name) {
+  get onDisk() {
+    return this.folder.local !== undefined;
+  }
+
+  /**
+   * Check sidecar `name` where it lies, as {@link Sidecars.bytes} checks its bytes (present, of the recorded size,
+   * `.npy` header, dtype and shape, SHA-256 where due, streamed), without holding the file in memory; for the item
+   * tables ONNX Runtime then reads from the directory itself. Only for folders with `local` ({@link onDisk}).
+   *
+   * @param {string} name
+   * @returns {Promise<string>} the directory's resolved path, which holds the file
+   */
+  checkOnDisk(name) {
+    let checked = this.#checkedOnDisk.get(name);
+    if (checked === undefined) {
+      checked = this.#checkOnDisk(name);
+      this.#checkedOnDisk.set(name, checked);
+    }
+    return checked;
+  }
+
+  /**
+   * @param {string} name
+   * @returns {Promise<string>}
+   */
+  async #checkOnDisk(name) {
+    const entry = this.#entry(name);
+    const path = this.where(name);
+    const local = /** @type {NonNullable<import("./sources.js").Folder["local"]>} */ (this.folder.local);
+    const file = await local(entry.file);
+    if (file === null) throw this.#missing(name, path);
+    this.#checkSize(file.size, entry, path);
+    if (entry.dtype !== undefined) {
+      const { dtype, shape } = parseNpyHeader(await file.head(NPY_HEADER_MAX), file.size, path);
+      this.#checkArray(name, dtype, shape);
+    }
+    if (file.size <= HASHED_ALWAYS_BYTES || this.verify === "full") this.#checkHash(await file.sha256(), entry, path);
+    return file.directory;
+  }
+
+  /**
+   * The metadata's entry of sidecar `name`, its file name checked.
+   *
+   * @param {string} name
+   */
+  #entry(name) {
     const entry = this.entries[name];
     if (entry === undefined) {
       throw new ArtifactError(
@@ -177,30 +240,75 @@ export class Sidecars {
     if (typeof file !== "string" || /[/\\]/.test(file) || ["", ".", ".."].includes(file)) {
       throw new ArtifactError(`${this.modelName}: sidecar "${name}" has an invalid file name ${JSON.stringify(file)}. Re-export.`);
     }
+    return entry;
+  }
+
+  /**
+   * @param {string} name
+   * @returns {Promise<Uint8Array>}
+   */
+  async #readChecked(name) {
+    const entry = this.#entry(name);
     const path = this.where(name);
-    const bytes = await this.folder.read(file);
-    if (bytes === null) {
+    const bytes = await this.folder.read(entry.file);
+    if (bytes === null) throw this.#missing(name, path);
+    this.#checkSize(bytes.length, entry, path);
+    if (bytes.length <= HASHED_ALWAYS_BYTES || this.verify === "full") this.#checkHash(await sha256Hex(bytes), entry, path);
+    return bytes;
+  }
+
+  /**
+   * @param {string} name
+   * @param {string} path
+   */
+  #missing(name, path) {
+    return new ArtifactError(
+      `${path}: sidecar file "${name}" of ${this.modelFile} is missing. Copy the whole artifact directory ` +
+        "(every file listed in its s4rec.json), or re-export it.",
+    );
+  }
+
+  /**
+   * @param {number} size
+   * @param {Record<string, any>} entry
+   * @param {string} path
+   */
+  #checkSize(size, entry, path) {
+    if (size !== entry.bytes) {
       throw new ArtifactError(
-        `${path}: sidecar file "${name}" of ${this.modelFile} is missing. Copy the whole artifact directory ` +
-          "(every file listed in its s4rec.json), or re-export it.",
-      );
-    }
-    if (bytes.length !== entry.bytes) {
-      throw new ArtifactError(
-        `${path}: ${bytes.length.toLocaleString("en-US")} bytes, the metadata of ${this.modelFile} records ` +
+        `${path}: ${size.toLocaleString("en-US")} bytes, the metadata of ${this.modelFile} records ` +
           `${JSON.stringify(entry.bytes ?? null)}. The file is truncated or was replaced; restore it or re-export the artifact.`,
       );
     }
-    if (bytes.length <= HASHED_ALWAYS_BYTES || this.verify === "full") {
-      const actual = await sha256Hex(bytes);
-      if (actual !== entry.sha256) {
-        throw new ChecksumError(
-          `${path}: SHA-256 ${actual.slice(0, 12)}... does not match the ${String(entry.sha256).slice(0, 12)}... ` +
-            `recorded in ${this.modelFile}. The file was changed after export; restore it or re-export the artifact.`,
-        );
-      }
+  }
+
+  /**
+   * @param {string} actual
+   * @param {Record<string, any>} entry
+   * @param {string} path
+   */
+  #checkHash(actual, entry, path) {
+    if (actual !== entry.sha256) {
+      throw new ChecksumError(
+        `${path}: SHA-256 ${actual.slice(0, 12)}... does not match the ${String(entry.sha256).slice(0, 12)}... ` +
+          `recorded in ${this.modelFile}. The file was changed after export; restore it or re-export the artifact.`,
+      );
     }
-    return bytes;
+  }
+
+  /**
+   * @param {string} name
+   * @param {string} dtype
+   * @param {number[]} shape
+   */
+  #checkArray(name, dtype, shape) {
+    const entry = this.entries[name];
+    if (dtype !== entry.dtype || JSON.stringify(shape) !== JSON.stringify(entry.shape)) {
+      throw new ArtifactError(
+        `${this.where(name)}: ${dtype}[${shape.join(", ")}], the metadata records ` +
+          `${entry.dtype}[${Array.isArray(entry.shape) ? entry.shape.join(", ") : entry.shape}]. Re-export the artifact.`,
+      );
+    }
   }
 
   /**
@@ -211,13 +319,7 @@ export class Sidecars {
    */
   async array(name) {
     const array = parseNpy(await this.bytes(name), this.where(name));
-    const entry = this.entries[name];
-    if (array.dtype !== entry.dtype || JSON.stringify(array.shape) !== JSON.stringify(entry.shape)) {
-      throw new ArtifactError(
-        `${this.where(name)}: ${array.dtype}[${array.shape.join(", ")}], the metadata records ` +
-          `${entry.dtype}[${Array.isArray(entry.shape) ? entry.shape.join(", ") : entry.shape}]. Re-export the artifact.`,
-      );
-    }
+    this.#checkArray(name, array.dtype, array.shape);
     return array;
   }
 

@@ -26,6 +26,18 @@ export const SIDECAR_SUFFIX = ".json";
  * @property {string} name the place, for messages
  * @property {(file: string, optional?: boolean) => Promise<Uint8Array | null>} read the file's bytes, or
  *   null when it does not exist (with `optional`, also when it cannot be read)
+ * @property {(file: string) => Promise<LocalFile | null>} [local] a file on this machine's disk, without reading
+ *   it (null: it does not exist); only Node's folders have it
+ */
+
+/**
+ * A file of a local directory (Node), for checks that need not hold its bytes.
+ *
+ * @typedef {object} LocalFile
+ * @property {string} directory the directory's resolved path (the file lies inside it)
+ * @property {number} size
+ * @property {(length: number) => Promise<Uint8Array>} head its first `length` bytes (fewer in a shorter file)
+ * @property {() => Promise<string>} sha256 its SHA-256 as lowercase hex, read in pieces
  */
 
 /**

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -164,6 +164,43 @@ describe("a format 3 artifact", () => {
       assert.equal(encoder.extra.session, undefined);
       assert.equal((await rec.recommend([1, 2], { k: 3 })).length, 3);
     }
+  });
+
+  test("Node: onnxruntime-node reads the item tables from the directory, each checked where it lies first", async () => {
+    const dir = await artifactCopy();
+    /** @type {any[]} */
+    const created = [];
+    const ort = {
+      env: ortNode.env, // env.versions.node: onnxruntime-node
+      Tensor: ortNode.Tensor,
+      InferenceSession: {
+        /** @param {Uint8Array} bytes @param {any} options */
+        create: (bytes, options) => (created.push(options), ortNode.InferenceSession.create(bytes, options)),
+      },
+    };
+    const rec = await Recommender.load(dir, { variant: "int8", ort: /** @type {any} */ (ort) });
+    assert.equal(created.length, 2);
+    for (const options of created) {
+      assert.equal(options.externalData, undefined); // no bytes handed over: no copy of the table per session
+      assert.equal(options.extra.session.model_external_initializers_file_folder_path, await realpath(dir));
+    }
+    const bytesLoaded = await Recommender.load(dir, { variant: "int8", ort: { Tensor: ortNode.Tensor, InferenceSession: ortNode.InferenceSession } });
+    for (const history of [[1], [2, 3, 4], [12, 1, 2, 3, 4, 5, 6]]) {
+      assert.deepEqual(await rec.recommend(history, { k: 6 }), await bytesLoaded.recommend(history, { k: 6 }));
+      assert.deepEqual(await rec.score(history, [1, 5, 9]), await bytesLoaded.score(history, [1, 5, 9]));
+      assert.deepEqual(await rec.similarItems(history[0], { k: 3 }), await bytesLoaded.similarItems(history[0], { k: 3 }));
+    }
+    // a table changed in place (same size): its SHA-256, streamed from the file, no longer matches
+    const table = await readFile(join(dir, "item_table.npy"));
+    table[table.length - 1] ^= 1;
+    await writeFile(join(dir, "item_table.npy"), table);
+    await rejectsWith(Recommender.load(dir), ChecksumError, /item_table\.npy: SHA-256 [0-9a-f]{12}\.\.\. does not match/);
+    // a table that is a link out of the directory is not read, by the SDK nor by ONNX Runtime
+    const outside = join(scratch, `outside-${created.length}-${Date.now()}.npy`);
+    await writeFile(outside, await readFile(join(KNOWN_LARGE, "item_table.npy")));
+    await rm(join(dir, "item_table.npy"));
+    await symlink(outside, join(dir, "item_table.npy"));
+    await rejectsWith(Recommender.load(dir), ArtifactError, /item_table\.npy: resolves to .*, outside the artifact directory/);
   });
 
   test("a runtime that ignores the externalData option: an ArtifactVersionError saying to upgrade it", async () => {

@@ -89,7 +89,7 @@ class JsonlWriter:
         users_text = list(map(str, users)) if set(map(type, users)) <= _INT else list(map(self.encode, users))
         full = ~ranked.fallback & np.isfinite(ranked.scores).all(axis=1)  # k model scores: no null, no -inf
         line = _line_template(k)
-        encoded = _encoded_ids(ranked.ids, self.encode)
+        encoded = _id_texts(ranked.ids, self.encode).of(ranked.items)
         parts, start = [], 0
         for stop in [*np.flatnonzero(~full).tolist(), n]:
             for a in range(start, stop, FORMAT_ROWS):  # full rows: one formatting call per FORMAT_ROWS
@@ -116,23 +116,46 @@ def _line_template(k: int) -> str:
     return '{"user": %s, "items": [' + ", ".join(["%s"] * k) + '], "scores": [' + ", ".join(["%.7g"] * k) + "]}\n"
 
 
-# id(a vocabulary's id array) -> (a weak reference to it, its ids as JSON text); numpy arrays are not
-# hashable, so not WeakKeyDictionary keys: an entry goes when its array does.
-_ENCODED_IDS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+class _IdTexts:
+    """The JSON text of a vocabulary's item ids by item index (an object array, ``[0]`` "null"), each id encoded
+    the first time a chunk writes it: a run writes a small part of a large catalogue, and encoding all of it up
+    front took 0.25 s at 10^6 items (load 4), a sixth of scoring 3,000 users with ANN (benchmarks/large_catalogue.py).
+    Filled from one thread at a time per writer; two writers of one recommender would write the same texts."""
+
+    def __init__(self, ids: np.ndarray, encode) -> None:
+        self.ids, self.encode = ids, encode
+        self.texts = np.empty(len(ids), dtype=object)
+        self.texts[0] = "null"
+        self.done = np.zeros(len(ids), dtype=bool)
+        self.done[0] = True
+
+    def of(self, items: np.ndarray) -> np.ndarray:
+        """The texts, with at least those of ``items`` (item indices) filled in."""
+        needed = np.unique(items)
+        new = needed[~self.done[needed]]
+        if len(new):
+            values = self.ids[new].tolist()
+            plain = set(map(type, values)) <= _INT
+            self.texts[new] = list(map(str, values)) if plain else list(map(self.encode, values))
+            self.done[new] = True
+        return self.texts
 
 
-def _encoded_ids(ids: np.ndarray, encode) -> np.ndarray:
-    """The JSON text of each item id of ``ids`` (item index -> id, ``ids[0]`` None), by item index (object
-    array; built once per id array, that is once per recommender)."""
+# id(a vocabulary's id array) -> (a weak reference to it, its _IdTexts); numpy arrays are not hashable, so not
+# WeakKeyDictionary keys: an entry goes when its array does.
+_ID_TEXTS: dict[int, tuple[weakref.ref, _IdTexts]] = {}
+
+
+def _id_texts(ids: np.ndarray, encode) -> _IdTexts:
+    """The :class:`_IdTexts` of ``ids`` (item index -> id, ``ids[0]`` None): one per id array, that is per
+    recommender, kept across chunks and runs."""
     key = id(ids)
-    entry = _ENCODED_IDS.get(key)
+    entry = _ID_TEXTS.get(key)
     if entry is not None and entry[0]() is ids:
         return entry[1]
-    item_ids = ids[1:].tolist()
-    texts = list(map(str, item_ids)) if set(map(type, item_ids)) <= _INT else list(map(encode, item_ids))
-    encoded = np.array(["null", *texts], dtype=object)
-    _ENCODED_IDS[key] = (weakref.ref(ids, lambda _ref: _ENCODED_IDS.pop(key, None)), encoded)
-    return encoded
+    texts = _IdTexts(ids, encode)
+    _ID_TEXTS[key] = (weakref.ref(ids, lambda _ref: _ID_TEXTS.pop(key, None)), texts)
+    return texts
 
 
 class CsvWriter:
