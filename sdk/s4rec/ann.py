@@ -8,7 +8,7 @@ k-means lists, each stored as 64 4-bit product-quantizer codes, 32 bytes) instea
    of a graph whatever outputs are fetched, so the full graph would pay it);
 2. the lists are ranked by ``c . q + 0.5 |q| r`` (``c`` a list's centroid, ``r`` its items' mean distance to it:
    a tied table has rows of varying norms, and a wide list holds items far above its centroid's score) and the
-   best lists holding ``probe_items`` items (5% of the catalogue, at least 10,000) are scanned (faiss's SIMD
+   best lists holding ``probe_items`` items (3% of the catalogue, at least 10,000) are scanned (faiss's SIMD
    scan of the codes) for their
    ``max(ef_search, k + e)`` best approximate scores, ``e`` being the number of items excluded for that user
    (the seen items and ``exclude``);
@@ -50,10 +50,16 @@ SPACE = "ip"  # inner product: tied tables have rows of varying norms
 # items scanning 5% recalled 0.993 (5th percentile 0.9, worst 0.6) at p50 1.2 ms under load 4.6 (0.010x the
 # exhaustive numpy query), 10% 0.997 (p5 1.0) at 1.6 ms, 20% 0.997 at 10.4 ms; at 10^5, 10% / 20% / 30%
 # recalled 0.989 / 0.996 / 0.998 (32 codes of 2 dimensions instead: 0.985 / 0.992 / 0.993 with 1,000 re-ranked)
-# at 10^5, 5% recalled 0.972 / 0.8 / 0.5 on grown Toys and 10% 0.990 / 0.9 / 0.6: at least PROBE_MIN_ITEMS
-DEFAULT_PROBE_SHARE = 0.05  # share of the items whose lists are scanned
-PROBE_MIN_ITEMS = 10_000  # ... and at least this many
-DEFAULT_EF_SEARCH = 500  # candidates re-ranked exactly (at least k + the excluded items)
+# at 10^5, 5% recalled 0.972 / 0.8 / 0.5 on grown Toys and 10% 0.990 / 0.9 / 0.6: at least PROBE_MIN_ITEMS.
+# Share x depth at 10^6 (benchmarks/probes/ann_probe_sweep.py, 1,000 test users,
+# recall mean / p5 / share of users below 0.8, single recommend p50 against 5% / 500 in the same run, load 6-7):
+#   Beauty: 5% / 500 0.995 / 1.0 / 0.3% (1.50 ms); 3% / 300 0.988 / 0.9 / 0.8% (0.68x); 2% / 300 0.982 / 0.9 /
+#   1.3% (0.56x); 1% / 500 0.957 / 0.7 / 5.2% (0.53x). Toys: 5% / 500 0.993 / 1.0 / 0.3% (1.41 ms); 3% / 300
+#   0.989 / 0.9 / 0.3% (0.62x); 2% / 300 0.979 / 0.9 / 1.1% (0.52x); 1% / 500 0.949 / 0.7 / 5.4% (0.48x).
+# 3% / 300: Toys loses no user below 0.8 against 5% / 500; p50 0.86-1.01 ms at load 6-7 (0.62-0.68x 5% / 500).
+DEFAULT_PROBE_SHARE = 0.03  # share of the items whose lists are scanned (artifacts record it: older ones 5%)
+PROBE_MIN_ITEMS = 10_000  # ... and at least this many (the floor rules up to 333,333 items)
+DEFAULT_EF_SEARCH = 300  # candidates re-ranked exactly (at least k + the excluded items; older artifacts 500)
 RADIUS_WEIGHT = 0.5  # list order c.q + 0.5 |q| r; measured against 0 (plain c.q), 1, 2 and the max radius
 TRAIN_PER_LIST = 64  # k-means sample: rows per list
 FAST_SCAN_BLOCK = 32  # faiss's fast-scan block: codes of 32 items interleaved
