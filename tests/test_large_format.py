@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from s4rec import ArtifactError, ChecksumError, Recommender
-from s4rec.ann import recall_at_k
+from s4rec.ann import DEFAULT_EF_SEARCH, probe_items, recall_at_k
 from s4rec.batch import score_file
 from s4rec.ray import RecommendBatch
 
@@ -190,6 +190,28 @@ def copy(large, tmp_path):
     target = tmp_path / "copy"
     shutil.copytree(large, target)
     return target
+
+
+def test_probe_rule_and_its_override(artifacts, histories):
+    """The exporter records the scanned share's rule (3% of the items, at least PROBE_MIN_ITEMS; chosen
+    at 10^6 items by benchmarks/probes/ann_probe_sweep.py); the SDK scans what the artifact records, and
+    set_probe_items moves it: scanning every list finds the exact top k."""
+    assert probe_items(2_000) == 2_000 and probe_items(100_000) == probe_items(333_333) == 10_000  # the floor
+    assert probe_items(333_334) == 10_001 and probe_items(1_000_000) == 30_000 and probe_items(10**7) == 300_000
+    ann = Recommender.load(artifacts[1], retrieval="ann")
+    entry = json.loads((artifacts[1] / "s4rec.json").read_text())["files"]["ann_index"]
+    assert ann.ann.probe_items == entry["probe_items"] == probe_items(NUM_ITEMS)
+    assert ann.ann.ef_search == entry["ef_search"] == DEFAULT_EF_SEARCH == 300
+    narrow = Recommender.load(artifacts[1], retrieval="ann")
+    narrow.ann.set_probe_items(1)  # the single best list
+    assert narrow.ann.width == 1 and narrow.ann.index.nprobe == 1
+    assert recall_at_k(narrow, histories, k=10).recall < 1.0
+    narrow.ann.set_probe_items(NUM_ITEMS)  # every list: the exact ranking of the candidates' scores
+    assert narrow.ann.width == len(narrow.ann.sizes)
+    assert recall_at_k(narrow, histories, k=10).min_recall == 1.0
+    for bad in (0, NUM_ITEMS + 1, True, 2.5):
+        with pytest.raises(ValueError, match="probe_items must be an int"):
+            narrow.ann.set_probe_items(bad)
 
 
 def test_bad_sidecars_are_refused_naming_the_file(artifacts, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ k-means lists, each stored as 64 4-bit product-quantizer codes, 32 bytes) instea
    of a graph whatever outputs are fetched, so the full graph would pay it);
 2. the lists are ranked by ``c . q + 0.5 |q| r`` (``c`` a list's centroid, ``r`` its items' mean distance to it:
    a tied table has rows of varying norms, and a wide list holds items far above its centroid's score) and the
-   best lists holding ``probe_items`` items (5% of the catalogue, at least 10,000) are scanned (faiss's SIMD
+   best lists holding ``probe_items`` items (3% of the catalogue, at least 10,000) are scanned (faiss's SIMD
    scan of the codes) for their
    ``max(ef_search, k + e)`` best approximate scores, ``e`` being the number of items excluded for that user
    (the seen items and ``exclude``);
@@ -50,10 +50,16 @@ SPACE = "ip"  # inner product: tied tables have rows of varying norms
 # items scanning 5% recalled 0.993 (5th percentile 0.9, worst 0.6) at p50 1.2 ms under load 4.6 (0.010x the
 # exhaustive numpy query), 10% 0.997 (p5 1.0) at 1.6 ms, 20% 0.997 at 10.4 ms; at 10^5, 10% / 20% / 30%
 # recalled 0.989 / 0.996 / 0.998 (32 codes of 2 dimensions instead: 0.985 / 0.992 / 0.993 with 1,000 re-ranked)
-# at 10^5, 5% recalled 0.972 / 0.8 / 0.5 on grown Toys and 10% 0.990 / 0.9 / 0.6: at least PROBE_MIN_ITEMS
-DEFAULT_PROBE_SHARE = 0.05  # share of the items whose lists are scanned
-PROBE_MIN_ITEMS = 10_000  # ... and at least this many
-DEFAULT_EF_SEARCH = 500  # candidates re-ranked exactly (at least k + the excluded items)
+# at 10^5, 5% recalled 0.972 / 0.8 / 0.5 on grown Toys and 10% 0.990 / 0.9 / 0.6: at least PROBE_MIN_ITEMS.
+# Share x depth at 10^6 (benchmarks/probes/ann_probe_sweep.py, 1,000 test users,
+# recall mean / p5 / share of users below 0.8, single recommend p50 against 5% / 500 in the same run, load 6-7):
+#   Beauty: 5% / 500 0.995 / 1.0 / 0.3% (1.50 ms); 3% / 300 0.988 / 0.9 / 0.8% (0.68x); 2% / 300 0.982 / 0.9 /
+#   1.3% (0.56x); 1% / 500 0.957 / 0.7 / 5.2% (0.53x). Toys: 5% / 500 0.993 / 1.0 / 0.3% (1.41 ms); 3% / 300
+#   0.989 / 0.9 / 0.3% (0.62x); 2% / 300 0.979 / 0.9 / 1.1% (0.52x); 1% / 500 0.949 / 0.7 / 5.4% (0.48x).
+# 3% / 300: Toys loses no user below 0.8 against 5% / 500; p50 0.86-1.01 ms at load 6-7 (0.62-0.68x 5% / 500).
+DEFAULT_PROBE_SHARE = 0.03  # share of the items whose lists are scanned (artifacts record it: older ones 5%)
+PROBE_MIN_ITEMS = 10_000  # ... and at least this many (the floor rules up to 333,333 items)
+DEFAULT_EF_SEARCH = 300  # candidates re-ranked exactly (at least k + the excluded items; older artifacts 500)
 RADIUS_WEIGHT = 0.5  # list order c.q + 0.5 |q| r; measured against 0 (plain c.q), 1, 2 and the max radius
 TRAIN_PER_LIST = 64  # k-means sample: rows per list
 FAST_SCAN_BLOCK = 32  # faiss's fast-scan block: codes of 32 items interleaved
@@ -156,11 +162,17 @@ class AnnIndex:
         self.centroids = index.quantizer.reconstruct_n(0, lists)  # (lists, d) float32
         self.radii = radii.astype(np.float32)
         self.sizes = np.array([index.invlists.list_size(i) for i in range(lists)], dtype=np.int64)
-        self.probe_items = probe  # items scanned per query (the best lists holding at least this many)
+        self.set_probe_items(probe)
+
+    def set_probe_items(self, probe: int) -> None:
+        """Scan the best lists holding at least ``probe`` items per query (1..N)."""
+        if isinstance(probe, bool) or not isinstance(probe, int) or not 1 <= probe <= self.num_items:
+            raise ValueError(f"probe_items must be an int in 1..{self.num_items}, got {probe!r}.")
+        self.probe_items = probe
         # the most lists a query can need (the smallest ones first): faiss's Python search_preassigned takes
-        # exactly index.nprobe lists per query, so it is set once here and the unused ones are -1 (skipped)
+        # exactly index.nprobe lists per query, so it is set here and the unused ones are -1 (skipped)
         smallest = np.cumsum(np.sort(self.sizes))
-        index.nprobe = self.width = int(min(len(self.sizes), np.searchsorted(smallest, self.probe_items) + 1))
+        self.index.nprobe = self.width = int(min(len(self.sizes), np.searchsorted(smallest, probe) + 1))
 
     @classmethod
     def load(cls, path: Path, entry: dict, table: np.ndarray, num_items: int, ef_search: int | None) -> AnnIndex:
@@ -211,11 +223,17 @@ class AnnIndex:
         (0 where the scanned lists held fewer)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         count = min(count, self.num_items)
-        coarse = queries @ self.centroids.T  # (n, lists)
-        order = np.argsort(-(coarse + RADIUS_WEIGHT * np.linalg.norm(queries, axis=1)[:, None] * self.radii), axis=1)
+        score = -(queries @ self.centroids.T + RADIUS_WEIGHT * np.linalg.norm(queries, axis=1)[:, None] * self.radii)
+        if self.width < len(self.sizes):
+            # only the best `width` lists can be scanned: partition, then sort those (at 10^6 items, 4,000 lists,
+            # width 365: 64 instead of 136 us a query, load 7, benchmarks/probes/ann_probe_sweep.py's setting)
+            top = np.argpartition(score, self.width - 1, axis=1)[:, : self.width]
+            order = np.take_along_axis(top, np.argsort(np.take_along_axis(score, top, axis=1), axis=1), axis=1)
+        else:
+            order = np.argsort(score, axis=1)
         covered = np.cumsum(self.sizes[order], axis=1)
-        probes = np.minimum((covered < self.probe_items).sum(axis=1) + 1, len(self.sizes))
-        keys = order[:, : self.width].astype(np.int64)
+        probes = np.minimum((covered < self.probe_items).sum(axis=1) + 1, self.width)
+        keys = order.astype(np.int64)
         keys[np.arange(self.width)[None, :] >= probes[:, None]] = -1  # faiss skips a negative list
         distances = np.zeros(keys.shape, dtype=np.float32)  # no residuals: the lists' scores need no offset
         _, labels = self.index.search_preassigned(queries, count, keys, distances)
