@@ -121,7 +121,7 @@ class ObjectiveConfig:
     # Fraction of training at which alpha, beta1 and beta2 are back at 0, falling linearly from the end of the
     # warm-up (0 = no cool-down: the paper, and the default). Why: every S4Rec variant leads its backbone on
     # validation for the first ~20 epochs and is caught later (benchmarks/RESULTS.md section 9); a cool-down keeps
-    # the early push and leaves the end of training to the next-item loss (section 10 measures it).
+    # the early push and leaves the end of training to the next-item loss (section 11 measures it).
     cooldown: float = 0.0
     # Augmentations (Appendix A). The paper's crop *removes* 80% of the history (keeps 20%: crop_ratio 0.2);
     # it gives no mask ratio, the CL4SRec/ICLRec lineage masks 70% (mask_ratio 0.7). These milder values were
