@@ -168,7 +168,7 @@ def sweep(rec: Recommender, histories: list, sizes: list[int], users: int, round
 
 
 def large(workdir: Path, data: Path, users: int, rounds: int, seed: int, share: float) -> dict:
-    from s4rec.ann import exact_top_k
+    from s4rec.recall import exact_top_k
 
     artifact = workdir / "artifact_1000000"
     exact = Recommender.load(artifact)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from s4rec import ArtifactError, ChecksumError, Recommender
-from s4rec.ann import DEFAULT_EF_SEARCH, probe_items, recall_at_k
+from s4rec.ann import DEFAULT_EF_SEARCH, probe_items
 from s4rec.batch import score_file
 from s4rec.ray import RecommendBatch
+from s4rec.recall import recall_at_k
 
 pytest.importorskip("faiss", reason="the [ann] extra")  # installed by scripts/test.sh (README command 2, CI)
 pytestmark = pytest.mark.slow  # every test reads a format 3 export with an ANN index (CONTRIBUTING.md)

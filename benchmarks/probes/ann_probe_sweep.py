@@ -30,10 +30,7 @@ from pathlib import Path  # noqa: E402
 
 import click  # noqa: E402
 import numpy as np  # noqa: E402
-
-
-def load_average() -> str:
-    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+from large_catalogue import load_average, time_each  # noqa: E402 (benchmarks/ is on PYTHONPATH)
 
 
 def test_histories(data: Path, count: int, seed: int = 0) -> list[list]:
@@ -47,18 +44,6 @@ def test_histories(data: Path, count: int, seed: int = 0) -> list[list]:
     return [users[i] for i in rng.choice(len(users), size=min(count, len(users)), replace=False)]
 
 
-def time_each(fn, histories) -> tuple[float, float]:
-    for h in histories[:5]:
-        fn(h)
-    times = []
-    for h in histories:
-        start = time.perf_counter_ns()
-        fn(h)
-        times.append(time.perf_counter_ns() - start)
-    a = np.array(times) / 1e6
-    return float(np.percentile(a, 50)), float(np.percentile(a, 95))
-
-
 @click.command()
 @click.option("--artifact", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Histories (ids).")
@@ -70,7 +55,7 @@ def time_each(fn, histories) -> tuple[float, float]:
 @click.option("--rounds", default=5, show_default=True)
 def main(artifact, data, shares, depths, min_items, recall_users, single, rounds):
     from s4rec import Recommender
-    from s4rec.ann import exact_top_k
+    from s4rec.recall import exact_top_k, user_recalls
 
     rec = Recommender.load(artifact, retrieval="ann")
     ann = rec.ann
@@ -98,12 +83,7 @@ def main(artifact, data, shares, depths, min_items, recall_users, single, rounds
     for setting in settings:
         use(setting)
         ranked = rec.rank_batch(histories[:recall_users], k=10, exclude_seen=True)
-        recalls = []
-        for row, u in enumerate(keep.tolist()):
-            want = set(exact[row][exact[row] > 0].tolist())
-            if want:
-                got = set(ranked.items[u][np.isfinite(ranked.scores[u])].tolist())
-                recalls.append(len(got & want) / len(want))
+        recalls = user_recalls(ranked, exact, keep)
         quality[setting] = (float(np.mean(recalls)), float(np.percentile(recalls, 5)), float(np.min(recalls)),
                             float(np.mean(np.array(recalls) < 0.8)), len(recalls))  # fmt: skip
 
@@ -112,7 +92,7 @@ def main(artifact, data, shares, depths, min_items, recall_users, single, rounds
     for r in range(rounds):
         for setting in settings:
             use(setting)
-            timings[setting].append(time_each(lambda h: rec.recommend(h, k=10), sample))
+            timings[setting].append(time_each(lambda h: rec.recommend(h, k=10), sample, upper=95))
         base = timings[baseline][-1]
         print(f"round {r + 1}: baseline p50 {base[0]:.3f} ms, p95 {base[1]:.3f} ms; {load_average()}")
 

@@ -16,8 +16,8 @@ k-means lists, each stored as 64 4-bit product-quantizer codes, 32 bytes) instea
    rows, read from the memory-mapped ``item_table.npy``), best ``k`` kept.
 
 So the exclusions and ``k`` mean what they mean for exact retrieval: seen items never crowd out the ``k`` asked
-for, and the scores are the model's. Only which items are found is approximate: :func:`recall_at_k` measures
-it against exact retrieval on a sample of histories (``s4rec-score --check-recall N``).
+for, and the scores are the model's. Only which items are found is approximate: :mod:`s4rec.recall` measures it
+against exact retrieval on a sample of histories (``s4rec-score --check-recall N``).
 
 Chosen by measurement on trained tables grown to 10^5 and 10^6 items (benchmarks/probes/ann_candidates.py,
 docs/sdk.md "Large catalogues") over hnswlib (float32 HNSW, the former index), faiss HNSW over 8-bit codes,
@@ -32,8 +32,7 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -414,91 +413,3 @@ def check_index_file(path: Path, num_items: int, dim: int, lists: int) -> None:
         total += len(ids)
     if total != num_items or r.at != len(r.data):
         raise r.fail(f"{total:,} ids in the lists for {num_items:,} items")
-
-
-# --- recall against exact retrieval --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecallReport:
-    """Recall@k of approximate retrieval against exact retrieval on a sample of histories."""
-
-    k: int
-    users: int
-    recall: float  # mean share of the exact top k that the approximate top k holds
-    min_recall: float  # the worst user's
-    p5_recall: float  # the 5th percentile of the users' recalls
-    ann_seconds: float
-    exact_seconds: float
-
-    def summary(self) -> str:
-        return (
-            f"recall@{self.k} of ANN against exact retrieval: {self.recall:.4f} (5th percentile "
-            f"{self.p5_recall:.2f}, worst user {self.min_recall:.2f}) "
-            f"on {self.users:,} histories; ANN {self.ann_seconds:.2f} s, exact {self.exact_seconds:.2f} s"
-        )
-
-
-def recall_at_k(
-    recommender: Any,  # an s4rec.Recommender, not imported: s4rec.recommender imports this module
-    histories: Iterable[Sequence[Any]],
-    k: int = 10,
-    exclude_seen: bool = True,
-    sample: int | None = 1000,
-    seed: int = 0,
-) -> RecallReport:
-    """Recall@``k`` of the approximate retrieval of ``recommender`` (a :class:`~s4rec.Recommender` loaded with
-    ``retrieval="ann"``) against exact retrieval with the same exclusions: the exact top ``k`` of the float32
-    scores of every item (the item table times the user vectors, numpy, in slices), on ``sample`` histories drawn
-    from ``histories`` (all: None). Histories with no known item (the popular-items fallback, the same for both)
-    are left out."""
-    if recommender.retrieval != "ann":
-        raise ValueError('recall_at_k needs a recommender loaded with retrieval="ann".')
-    histories = list(histories)
-    if sample is not None and len(histories) > sample:
-        rng = np.random.default_rng(seed)
-        histories = [histories[i] for i in sorted(rng.choice(len(histories), sample, replace=False))]
-    started = time.perf_counter()
-    ranked = recommender.rank_batch(histories, k=k, exclude_seen=exclude_seen)
-    ann_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    users, banned, keep = recommender.user_vectors(histories, exclude_seen=exclude_seen)
-    exact = exact_top_k(recommender.ann.table, users, k, banned)
-    exact_seconds = time.perf_counter() - started
-    recalls = []
-    for row, u in enumerate(keep.tolist()):
-        want = set(exact[row][exact[row] > 0].tolist())
-        if want:
-            got = set(ranked.items[u][np.isfinite(ranked.scores[u])].tolist())
-            recalls.append(len(got & want) / len(want))
-    if not recalls:
-        raise ValueError("no history with a known item to measure recall on.")
-    return RecallReport(
-        k,
-        len(recalls),
-        float(np.mean(recalls)),
-        float(np.min(recalls)),
-        float(np.percentile(recalls, 5)),
-        ann_seconds,
-        exact_seconds,
-    )
-
-
-def exact_top_k(table: np.ndarray, users: np.ndarray, k: int, banned: Sequence[np.ndarray]) -> np.ndarray:
-    """``(n, k)`` item indices (0 where fewer are left) of the exact top ``k`` dot products of rows 1..N of
-    ``table`` (the padding row and any rows beyond N are left out by the caller's table slice)."""
-    out = np.zeros((len(users), k), dtype=np.int64)
-    items = table.shape[0]
-    step = max(1, (1 << 24) // items)  # bounded (step, items) score matrix
-    for start in range(0, len(users), step):
-        scores = users[start : start + step] @ np.asarray(table).T  # (s, rows)
-        scores[:, 0] = -np.inf
-        for row in range(len(scores)):
-            banned_row = banned[start + row]
-            if len(banned_row):
-                scores[row, banned_row] = -np.inf
-            best = np.argpartition(-scores[row], k)[:k] if items > k else np.arange(items)
-            best = best[np.argsort(-scores[row, best], kind="stable")][:k]
-            best = best[np.isfinite(scores[row, best])]
-            out[start + row, : len(best)] = best
-    return out

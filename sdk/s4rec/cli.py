@@ -93,7 +93,7 @@ def _check_recall(
     recommender, input_path: Path, input_format: str, count: int, k: int, exclude_seen: bool, max_line_length: int
 ) -> str:
     """Recall@k of ANN against exact retrieval on the first ``count`` histories of a JSONL or text input."""
-    from .ann import recall_at_k
+    from .recall import recall_at_k
     from .records import BoundedLines, Record, detect_format, open_input, read_jsonl, read_text
 
     fmt = detect_format(input_path) if input_format == "auto" else input_format

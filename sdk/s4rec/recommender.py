@@ -681,7 +681,7 @@ class Recommender(RuleRanking):
     def user_vectors(
         self, histories: Iterable[Sequence[ItemId]], exclude_seen: bool = True, unknown: str | None = None
     ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-        """For :func:`s4rec.ann.recall_at_k`: the user vectors of the histories with a known item, the item
+        """For :func:`s4rec.recall.recall_at_k`: the user vectors of the histories with a known item, the item
         indices each excludes (its history under ``exclude_seen``), and those histories' positions."""
         histories = list(histories)
         known, counts, _ = self.vocabulary.map_histories(histories, self.unknown if unknown is None else unknown)
