@@ -10,12 +10,11 @@ shards equal the one-process terms of the whole batch, gradients included.
 from __future__ import annotations
 
 import os
-import socket
 
+import ddp_helpers
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from click.testing import CliRunner
 
@@ -58,13 +57,11 @@ def _terms(views, original, centroids, intent, target, group=None, weight=1.0):
     return contrastive.detach(), cluster.detach(), views.grad, q
 
 
-def _worker(rank: int, port: int, out: str, data_file: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD))
-    os.environ["LOCAL_RANK"] = str(rank)
+def _worker(rank: int, out: str, data_file: str) -> None:
     torch.set_num_threads(1)
     from s4rec_train import distributed
 
-    group = distributed.init_from_environment("cpu")
+    group = distributed.init_from_environment("cpu")  # ddp_helpers joined it
     results = {"rank": group.rank, "world": group.world_size}
     # S4Rec's batch-level terms on this process's shard (every WORLD-th user, as training shards batches)
     views, original, centroids, intent = _terms_inputs()
@@ -89,7 +86,6 @@ def _worker(rank: int, port: int, out: str, data_file: str) -> None:
     cli_out = CliRunner().invoke(cli, [data_file, "-o", os.path.join(out, "cli.pt"), *CLI_ARGS, "--dropout", "0"])
     results["cli"] = (cli_out.exit_code, cli_out.output)
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
-    distributed.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +93,7 @@ def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     data_file = out / "data.txt"
     write_sequences(_data(), data_file)
-    with socket.socket() as s:  # a free port for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(out), str(data_file)), nprocs=WORLD, join=True)
+    ddp_helpers.spawn(_worker, WORLD, out, str(data_file))
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return out, data_file, ranks
 

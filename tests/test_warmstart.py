@@ -6,12 +6,11 @@ bad input gets one line."""
 from __future__ import annotations
 
 import os
-import socket
 
+import ddp_helpers
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from click.testing import CliRunner
 
 from s4rec_train.checkpoint import load_checkpoint
@@ -157,30 +156,21 @@ def test_bad_warm_starts_get_one_line(old, tmp_path):
 WORLD = 2
 
 
-def _worker(rank: int, port: int, directory: str, old: str, data: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD))
-    os.environ["LOCAL_RANK"] = str(rank)
+def _worker(rank: int, directory: str, old: str, data: str) -> None:
+    # The worker owns the process group (ddp_helpers joins it and ends it after saving), as tests/
+    # test_distributed.py's does: once, in a fresh-clone CI run, the command ending a group it had started
+    # aborted process 1 at exit (SIGABRT, "terminate called without an active exception" from gloo's teardown).
     torch.set_num_threads(1)
-    from s4rec_train import distributed
-
-    # The worker owns the process group, as tests/test_distributed.py's does, and ends it after saving: once, in
-    # a fresh-clone CI run, the command ending a group it had started aborted process 1 at exit (SIGABRT,
-    # "terminate called without an active exception" from gloo's teardown; not reproduced since).
-    distributed.init_from_environment("cpu")
     args = [data, "--init-from", old, "-o", os.path.join(directory, "ddp.pt"), "--epochs", "2", "--backbone",
             "--dropout", "0", "--quiet"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     torch.save({"code": result.exit_code, "output": result.output}, os.path.join(directory, f"rank{rank}.pt"))
-    distributed.shutdown()
 
 
 @pytest.mark.slow
 def test_warm_start_under_two_processes_trains_like_one(old, tmp_path):
     path, _, _, new_data = old
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path), str(path), str(new_data)), nprocs=WORLD, join=True)
+    ddp_helpers.spawn(_worker, WORLD, tmp_path, str(path), str(new_data))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     assert all(r["code"] == 0 for r in ranks), ranks
     single = CliRunner().invoke(cli, [str(new_data), "--init-from", str(path), "-o", str(tmp_path / "one.pt"),
