@@ -18,7 +18,7 @@ from s4rec_train.cli import cli
 from s4rec_train.data import Interactions, leave_one_out, synthetic_interactions, write_sequences
 from s4rec_train.model import ModelConfig, SASRec
 from s4rec_train.objectives import S4RecHeads
-from s4rec_train.warmstart import COOCCUR_WINDOW, WarmStart, cooccurrence_rows
+from s4rec_train.warmstart import COOCCUR_WINDOW, WarmStart, cooccurrence_rows, reference_run, warm_schedule
 
 TINY = ["--max-len", "10", "--dim", "16", "--layers", "1", "--heads", "2", "--threads", "1", "--quiet"]
 OLD = [*TINY, "--epochs", "2", "--batch-size", "32", "--lr", "0.005", "--intents", "4"]
@@ -110,7 +110,10 @@ def test_warm_start_trains_with_every_loss(old, tmp_path, options):
     assert new["config"]["num_items"] == 50 and new["item_ids"][:40] == checkpoint["item_ids"]
     # the old model's shape and settings, not the command line's defaults
     assert {k: new["config"][k] for k in ("max_len", "dim", "layers")} == {"max_len": 10, "dim": 16, "layers": 1}
-    assert new["training"]["settings"]["lr"] == 0.005 and new["training"]["settings"]["batch_size"] == 32
+    assert new["training"]["settings"]["batch_size"] == 32 and new["training"]["settings"]["patience"] == 5
+    # the warm schedule: 10x the old lr, decaying linearly, validated after the given last epoch
+    settings = new["training"]["settings"]
+    assert (settings["lr"], settings["lr_schedule"], settings["validate_every"]) == (0.05, "linear", 1)
     assert new["training"]["objectives"]["num_intents"] == 4
     assert new["training"]["warm_start"]["new_items"] == 10 and new["training"]["warm_start"]["absent_items"] == 1
     assert new["intent_centroids"].shape == (4, 16)
@@ -127,6 +130,28 @@ def test_options_given_override_the_old_checkpoint(old, tmp_path):
     assert new["training"]["settings"]["lr"] == 0.002 and new["config"]["dropout"] == 0.2
     assert new["training"]["settings"]["batch_size"] == 32  # not given: the old run's
     assert new["training"]["warm_start"]["new_item_init"] == "mean"
+
+
+def test_the_warm_schedule_and_its_reference_over_a_chain_of_days(old, tmp_path):
+    path, checkpoint, _, new_data = old
+    assert checkpoint["training"]["epochs_run"] == 2 and checkpoint["training"]["settings"]["lr"] == 0.005
+    # 30% of a 20-epoch reference run at 1e-3: 6 epochs from 1e-2, one validation after the last
+    settings = {**checkpoint["training"]["settings"], "lr": 1e-3}
+    reference = {**checkpoint, "training": {**checkpoint["training"], "epochs_run": 20, "settings": settings}}
+    assert warm_schedule(reference) == {"epochs": 6, "lr": 1e-2, "lr_schedule": "linear", "validate_every": 6}
+    assert warm_schedule(reference, {"epochs": 4, "lr": 3e-3}) == {"lr_schedule": "linear", "validate_every": 4}
+    # a warm start's checkpoint records its reference: the next day's schedule is the same, not 30% of 30%
+    day2 = {**checkpoint, "training": {**checkpoint["training"], "epochs_run": 6,
+                                       "warm_start": {"reference": {"epochs": 20, "lr": 1e-3}}}}  # fmt: skip
+    assert reference_run(day2) == {"epochs": 20, "lr": 1e-3} and warm_schedule(day2)["epochs"] == 6
+    # the command line: no schedule option given, the warm schedule (30% of the old run's 2 epochs: 1)
+    output = tmp_path / "new.pt"
+    result = CliRunner().invoke(cli, [str(new_data), "--init-from", str(path), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "warm start schedule: epochs 1, lr 0.05, lr_schedule linear, validate_every 1" in result.output
+    new = load_checkpoint(output)
+    assert new["training"]["epochs_run"] == 1
+    assert new["training"]["warm_start"]["reference"] == {"epochs": 2, "lr": 0.005}
 
 
 def test_bad_warm_starts_get_one_line(old, tmp_path):

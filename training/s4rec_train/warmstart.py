@@ -15,7 +15,9 @@ items' rows are new, initialised by :data:`NEW_ITEM_INITS`:
 
 ``benchmarks/next_day.py`` compares them (docs/training.md, "Warm start"). The settings come from the old
 checkpoint (:func:`warm_settings`: model shape, training settings and S4Rec objectives) unless the command
-line gives them; the model's shape and the number of intents cannot change.
+line gives them; the model's shape and the number of intents cannot change. The schedule is the exception: a
+warm start that copied the old run's (e.g. 30 epochs at a constant 1e-3, validated each epoch) would cost as
+much as training from scratch, so unless the command line sets it the warm start runs :func:`warm_schedule`.
 """
 
 from __future__ import annotations
@@ -32,10 +34,22 @@ from .config import MACHINE_SETTINGS, NEW_ITEM_INITS, ObjectiveConfig, TrainConf
 from .data import DataError, Interactions, Split
 from .ids import as_ids
 
-__all__ = ["COOCCUR_WINDOW", "NEW_ITEM_INITS", "WarmStart", "cooccurrence_rows", "warm_settings"]
+__all__ = [
+    "COOCCUR_WINDOW", "NEW_ITEM_INITS", "SCHEDULE", "WARM_EPOCH_SHARE", "WARM_LR_FACTOR", "WarmStart",
+    "cooccurrence_rows", "reference_run", "warm_schedule", "warm_settings",
+]  # fmt: skip
 
 COOCCUR_WINDOW = 3  # neighbours on each side of a new item's occurrence whose rows are averaged
 SHAPE = ("max_len", "dim", "layers", "heads")  # what a warm start cannot change: the carried tensors' shapes
+# The warm start's own schedule (:func:`warm_schedule`), chosen on validation NDCG@20 by benchmarks/next_day.py
+# (Beauty, cooccur rows, against a 20-epoch scratch run; benchmarks/RESULTS.md, "Next day"): 30% of the
+# reference run's epochs, with a peak learning rate 10x the reference's (4 epochs at a constant 1e-3: 0.0650;
+# 5 linear from 5e-3: 0.0725; 6 linear from 1e-2: 0.0754; scratch 0.0765), decaying linearly to 0; validated
+# once, after the last epoch (on a schedule that decays to 0 the last epoch was the best in every warm run
+# measured, and each validation costs about a quarter of a training epoch).
+WARM_EPOCH_SHARE = 0.3
+WARM_LR_FACTOR = 10.0
+SCHEDULE = ("epochs", "lr", "lr_schedule", "validate_every")  # what warm_schedule sets
 
 
 def _id_kind(ids) -> str:
@@ -111,6 +125,7 @@ class WarmStart:
         return {
             "from": str(self.path), "checkpoint_sha256": checksum, "old_items": self.old_items,
             "new_items": self.new_items, "absent_items": self.absent_items, "new_item_init": self.new_item_init,
+            "reference": reference_run(self.checkpoint),
         }  # fmt: skip
 
     @torch.no_grad()
@@ -186,12 +201,37 @@ def cooccurrence_rows(
     return rows
 
 
+def reference_run(checkpoint: dict) -> dict:
+    """The training from scratch a chain of warm starts descends from: its epochs run and learning rate (the
+    checkpoint's own when it was trained from scratch; recorded in ``training.warm_start.reference`` by each
+    warm start, so that day after day the schedule stays the same instead of shrinking by 30% a day)."""
+    training = checkpoint.get("training") or {}
+    recorded = (training.get("warm_start") or {}).get("reference")
+    if recorded:
+        return dict(recorded)
+    settings = training.get("settings") or {}
+    epochs = training.get("epochs_run") or settings.get("epochs") or TrainConfig.epochs
+    return {"epochs": int(epochs), "lr": float(settings.get("lr", TrainConfig.lr))}
+
+
+def warm_schedule(checkpoint: dict, given: dict | None = None) -> dict:
+    """The warm start's settings of :data:`SCHEDULE` not in ``given``: :data:`WARM_EPOCH_SHARE` of the reference
+    run's epochs (at least 1), peak learning rate :data:`WARM_LR_FACTOR` x its rate, decaying linearly, one
+    validation after the last epoch."""
+    given = given or {}
+    reference = reference_run(checkpoint)
+    epochs = given.get("epochs", max(1, round(WARM_EPOCH_SHARE * reference["epochs"])))
+    schedule = {"epochs": epochs, "lr": WARM_LR_FACTOR * reference["lr"], "lr_schedule": "linear",
+                "validate_every": epochs}  # fmt: skip
+    return {k: v for k, v in schedule.items() if k not in given}
+
+
 def warm_settings(
     checkpoint: dict, model: dict, train: dict, objectives: dict, log: Callable[[str], None] = print
 ) -> tuple[dict, TrainConfig, dict]:
-    """The run's (model config, :class:`TrainConfig`, objective settings): the old checkpoint's, with the given
-    ones (those set on the command line) on top; device and threads always from ``train``. Changing the
-    model's shape or the number of intents is refused (``ValueError``)."""
+    """The run's (model config, :class:`TrainConfig`, objective settings): the old checkpoint's, with
+    :func:`warm_schedule` and then the given ones (those set on the command line) on top; device and threads
+    always from ``train``. Changing the model's shape or the number of intents is refused (``ValueError``)."""
     old_model = {k: v for k, v in checkpoint["config"].items() if k != "num_items"}
     clash = [f"--{k.replace('_', '-')} {model[k]} (it has {old_model[k]})" for k in SHAPE
              if k in model and model[k] != old_model.get(k)]  # fmt: skip
@@ -217,4 +257,13 @@ def warm_settings(
                 f"--init-from: the old model has {old_heads['prototypes'].shape[0]} intent prototypes, "
                 f"--intents {objectives['num_intents']} was given. Drop --intents, or train from scratch."
             )
-    return {**old_model, **model}, TrainConfig(**{**old_train, **train}), objective_values
+    schedule = warm_schedule(checkpoint, train)
+    if schedule:
+        reference = reference_run(checkpoint)
+        log(
+            "warm start schedule: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in schedule.items())
+            + f" (from a reference run of {reference['epochs']} epochs at lr {reference['lr']:g}; "
+            + "give --epochs, --lr, --lr-schedule or --validate-every to change it)"
+        )  # fmt: skip
+    return {**old_model, **model}, TrainConfig(**{**old_train, **schedule, **train}), objective_values
