@@ -11,7 +11,8 @@ Beauty and Toys have no timestamps, so a day is simulated (docs/training.md, "Wa
 * **new items** are the items of today's data that yesterday's data does not hold: they first occur in the
   held-back part.
 
-Runs, all with the same settings and seed (S4Rec's defaults; ``--loss``, see below; 1 torch thread):
+Runs, all with the same settings (S4Rec's defaults; ``--loss``, see below; 1 torch thread); today's runs once per
+``--seeds`` seed, each warm run compared with the scratch run of its seed (yesterday's model is seed 0's):
 
 1. *yesterday*: trained from scratch on yesterday's data (up to ``--epochs``, 20 as in benchmarks/RESULTS.md's
    comparisons, early stopping with patience 5); not timed
@@ -19,9 +20,11 @@ Runs, all with the same settings and seed (S4Rec's defaults; ``--loss``, see bel
    items it cannot score count as misses).
 2. *scratch*: trained from scratch on today's data (up to ``--epochs``, early stopping). Wall time from the call
    to the written checkpoint.
-3. *warm (init)*: ``--init-from`` yesterday's checkpoint on today's data for ``--warm-epochs`` epochs, once per
-   new-item initialisation (``cooccur``, ``mean``, ``normal``). Wall time includes reading the old checkpoint and
-   growing the vocabulary.
+3. *warm (init)*: ``--init-from`` yesterday's checkpoint on today's data with the product's warm schedule
+   (``warmstart.warm_schedule``: 30% of yesterday's epochs, peak lr 10x yesterday's decaying linearly, one
+   validation after the last epoch; ``--warm-epochs``, ``--warm-lr``, ``--warm-lr-schedule`` override it), once
+   per new-item initialisation (``cooccur``, ``mean``, ``normal``). Wall time includes reading the old checkpoint
+   and growing the vocabulary.
 
 Reported per run: test NDCG@20 and HR@20 over all users and over the users whose test item is a new item, how
 many users get a new item in their top 20 and how many distinct new items are recommended at all, epochs, wall
@@ -58,7 +61,7 @@ from s4rec_train.evaluation import evaluate_targets, metrics_from_ranks, rank_sp
 from s4rec_train.ids import as_ids
 from s4rec_train.splits import split_targets
 from s4rec_train.train import TrainConfig, train
-from s4rec_train.warmstart import WarmStart
+from s4rec_train.warmstart import WarmStart, warm_schedule
 
 INITS = ("cooccur", "mean", "normal")
 
@@ -142,7 +145,7 @@ def one_data_set(path: Path, args, out: Path, log_file) -> dict:
         f"users, {yesterday.num_items:,} items; {len(new_ids):,} new items",
         flush=True,
     )
-    common = dict(epochs=args.epochs, patience=args.patience, seed=args.seed, threads=1, loss=args.loss, device="cpu")
+    common = dict(epochs=args.epochs, patience=args.patience, seed=0, threads=1, loss=args.loss, device="cpu")
     results = {"data": str(path), "today_users": today.num_users, "yesterday_users": yesterday.num_users,
                "new_items": len(new_ids), "load_before": os.getloadavg()}  # fmt: skip
     old_path = args.yesterday or out / f"{name}_yesterday.pt"
@@ -159,24 +162,48 @@ def one_data_set(path: Path, args, out: Path, log_file) -> dict:
     results["yesterday"]["today_test_HR@20"] = test["overall"]["HR@20"]
     results["yesterday"]["today_unknown_targets"] = test["unknown"]["targets"]
     print(f"  yesterday: {results['yesterday']}", flush=True)
-    if "scratch" in args.only:
-        cpu = time.process_time()
-        checkpoint, seconds = run("scratch", log_file, data=today, config=TrainConfig(**common), output=out / "s.pt")
-        cpu = time.process_time() - cpu
-        results["scratch"] = {**summary(checkpoint, seconds, cpu), **new_item_figures(checkpoint, today, new_ids)}
-        print(f"  scratch: {results['scratch']}", flush=True)
-    for init in args.inits if "warm" in args.only else ():
-        started, cpu = time.perf_counter(), time.process_time()
-        warm = WarmStart.load(old_path, init)
-        schedule = {"epochs": args.warm_epochs, "lr": args.warm_lr, "lr_schedule": args.warm_lr_schedule}
-        config = TrainConfig(**{**common, **schedule})
-        checkpoint, seconds = run(f"warm {init}", log_file, data=today, config=config, output=out / "w.pt",
-                                  init_from=warm)  # fmt: skip
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        results[f"warm_{init}"] = {**summary(checkpoint, seconds, cpu), **new_item_figures(checkpoint, today, new_ids)}
-        print(f"  warm {init}: {results[f'warm_{init}']}", flush=True)
+    for seed in args.seeds:  # today's runs; yesterday's model is the same for every seed
+        common["seed"] = seed
+        if "scratch" in args.only:
+            cpu = time.process_time()
+            checkpoint, seconds = run(f"scratch s{seed}", log_file, data=today, config=TrainConfig(**common),
+                                      output=out / "s.pt")  # fmt: skip
+            cpu = time.process_time() - cpu
+            key = _key("scratch", seed)
+            results[key] = {**summary(checkpoint, seconds, cpu), **new_item_figures(checkpoint, today, new_ids)}
+            print(f"  {key}: {results[key]}", flush=True)
+        for init in args.inits if "warm" in args.only else ():
+            started, cpu = time.perf_counter(), time.process_time()
+            warm = WarmStart.load(old_path, init)
+            given = {k: v for k, v in {"epochs": args.warm_epochs, "lr": args.warm_lr,
+                                       "lr_schedule": args.warm_lr_schedule}.items() if v is not None}  # fmt: skip
+            # the product's warm schedule (warmstart.warm_schedule) for what the command line does not give
+            schedule = {**warm_schedule(warm.checkpoint, given), **given}
+            results["warm_schedule"] = schedule
+            config = TrainConfig(**{**common, **schedule})
+            checkpoint, seconds = run(f"warm {init} s{seed}", log_file, data=today, config=config,
+                                      output=out / "w.pt", init_from=warm)  # fmt: skip
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            key = _key(f"warm_{init}", seed)
+            results[key] = {**summary(checkpoint, seconds, cpu), **new_item_figures(checkpoint, today, new_ids)}
+            print(f"  {key}: {results[key]}", flush=True)
     results["load_after"] = os.getloadavg()
     return results
+
+
+def _key(run: str, seed: int) -> str:
+    """A run's key in the results: ``scratch@s1``; seed 0 keeps the plain name (the files of earlier runs)."""
+    return run if seed == 0 else f"{run}@s{seed}"
+
+
+def _runs(results: dict) -> list[tuple[str, int, str]]:
+    """(run name, seed, key) of every scratch and warm run in ``results``."""
+    out = []
+    for key in results:
+        name, _, seed = key.partition("@s")
+        if name == "scratch" or (name.startswith("warm_") and name != "warm_schedule"):
+            out.append((name, int(seed or 0), key))
+    return out
 
 
 def ratio(value, baseline) -> str:
@@ -188,18 +215,22 @@ def table(all_results: dict) -> str:
             "valid NDCG@20 | new-item targets NDCG@20 / HR@20 | users with a new item in top 20 | new items "
             "recommended |")  # fmt: skip
     lines = [head, "|" + "---|" * 13]
+    paired = []
     for name, results in all_results.items():
-        scratch = results.get("scratch", {})  # absent for a warm-only run (--only warm): no ratios
         y = results["yesterday"]
+        scratch = results.get("scratch", {})  # absent for a warm-only run (--only warm): no ratios
         lines.append(
             f"| {name} | yesterday, no update | {y['epochs_run']} ({y['best_epoch']}) | (yesterday) | | | "
             f"{y['today_test_NDCG@20']:.4f} | {ratio(y['today_test_NDCG@20'], scratch.get('test_NDCG@20'))} | "
             f"{y['today_test_HR@20']:.4f} | | 0 (new items unknown) | 0 | 0 |"
         )
-        for run_name in [k for k in results if k == "scratch" or k.startswith("warm_")]:
-            r = results[run_name]
+        for run_name, seed, key in _runs(results):
+            r, scratch = results[key], results.get(_key("scratch", seed), {})  # the same seed's scratch run
+            if run_name != "scratch" and scratch:
+                shares = [r[k] / scratch[k] for k in ("test_NDCG@20", "cpu_seconds", "valid_NDCG@20")]
+                paired.append((name, run_name, *shares))
             lines.append(
-                f"| {name} | {run_name.replace('_', ' ')} | {r['epochs_run']} ({r['best_epoch']}) | "
+                f"| {name} | {run_name.replace('_', ' ')} (seed {seed}) | {r['epochs_run']} ({r['best_epoch']}) | "
                 f"{r['seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} | "
                 f"{ratio(r.get('cpu_seconds'), scratch.get('cpu_seconds'))} | {r['test_NDCG@20']:.4f} | "
                 f"{ratio(r['test_NDCG@20'], scratch.get('test_NDCG@20'))} | {r['test_HR@20']:.4f} | "
@@ -207,6 +238,16 @@ def table(all_results: dict) -> str:
                 f"({r['new_target_users']} users) | {r['users_with_new_item_in_top20']:,} | "
                 f"{r['new_items_recommended']} of {r['new_items']} |"
             )
+    groups: dict = {}
+    for name, run_name, test, cpu, valid in paired:
+        groups.setdefault((name, run_name), []).append((test, cpu, valid))
+    for (name, run_name), values in groups.items():
+        test, cpu, valid = (np.array(column) for column in zip(*values))
+        lines.append(
+            f"\n{name} {run_name.replace('_', ' ')} / scratch of the same seed, over {len(test)} seed(s): test "
+            f"NDCG@20 {test.mean():.1%} ± {test.std():.1%}, validation {valid.mean():.1%} ± {valid.std():.1%}, "
+            f"CPU {cpu.mean():.1%} ± {cpu.std():.1%}"
+        )
     return "\n".join(lines)
 
 
@@ -216,15 +257,14 @@ def main() -> None:
     parser.add_argument("--held-back", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20, help="yesterday's and scratch's upper bound")
     parser.add_argument("--patience", type=int, default=5)
-    # The warm start's schedule, chosen on validation NDCG@20 (Beauty, cooccur rows; benchmarks/RESULTS.md, "Next
-    # day"): 4 epochs at a constant 1e-3 0.0650, 5 epochs linear from 5e-3 0.0725, 6 epochs linear from 1e-2 0.0754
-    # (scratch, 20 epochs: 0.0751). A warm start is short, so it needs a large step that decays to 0 within it.
-    parser.add_argument("--warm-epochs", type=int, default=6, help="30%% of --epochs: the issue's time budget")
-    parser.add_argument("--warm-lr", type=float, default=1e-2, help="the warm start's learning rate (peak)")
-    parser.add_argument("--warm-lr-schedule", default="linear", help="constant, or linear (warm-up, decay to 0)")
+    # The warm start's schedule: by default the product's (warmstart.warm_schedule: 30% of yesterday's epochs, peak
+    # lr 10x its rate decaying linearly, one validation after the last epoch); these override parts of it.
+    parser.add_argument("--warm-epochs", type=int, help="default: warm_schedule's (6 after a 20-epoch yesterday)")
+    parser.add_argument("--warm-lr", type=float, help="the warm start's peak learning rate (default: 10x yesterday's)")
+    parser.add_argument("--warm-lr-schedule", help="constant, or linear (warm-up, decay to 0; the default)")
     parser.add_argument("--inits", default=",".join(INITS))
     parser.add_argument("--loss", default="sampled")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="today's runs, one per seed (yesterday's model: seed 0)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/next_day"))
     parser.add_argument("--only", default="scratch,warm", help="which of today's runs: scratch, warm or both")
     parser.add_argument("--yesterday", type=Path, help="reuse this yesterday checkpoint (one --data only)")
@@ -238,6 +278,7 @@ def main() -> None:
         print(table(merged))
         return
     args.inits = args.inits.split(",")
+    args.seeds = [int(seed) for seed in args.seeds.split(",")]
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     all_results = {}
@@ -247,7 +288,8 @@ def main() -> None:
             all_results[path.name.split(".")[0]] = one_data_set(path, args, work, log_file)
             (args.out / "next_day.json").write_text(json.dumps(all_results, indent=2))
     print(table(all_results))
-    valid = {init: np.mean([r[f"warm_{init}"]["valid_NDCG@20"] for r in all_results.values()]) for init in args.inits}
+    valid = {init: np.mean([r[_key(f"warm_{init}", seed)]["valid_NDCG@20"] for r in all_results.values()
+                            for seed in args.seeds]) for init in args.inits}  # fmt: skip
     print(f"validation NDCG@20 by initialisation (mean over data sets): {valid}; best: {max(valid, key=valid.get)}")
     print("command: " + " ".join(["python", *sys.argv]))
 
