@@ -42,7 +42,7 @@ __all__ = [
 COOCCUR_WINDOW = 3  # neighbours on each side of a new item's occurrence whose rows are averaged
 SHAPE = ("max_len", "dim", "layers", "heads")  # what a warm start cannot change: the carried tensors' shapes
 # The warm start's own schedule (:func:`warm_schedule`), chosen on validation NDCG@20 by benchmarks/next_day.py
-# (Beauty, cooccur rows, against a 20-epoch scratch run; benchmarks/RESULTS.md, "Next day"): 30% of the
+# (Beauty, cooccur rows, against a 20-epoch scratch run; docs/training.md, "The next-day protocol"): 30% of the
 # reference run's epochs, with a peak learning rate 10x the reference's (4 epochs at a constant 1e-3: 0.0650;
 # 5 linear from 5e-3: 0.0725; 6 linear from 1e-2: 0.0754; scratch 0.0765), decaying linearly to 0; validated
 # once, after the last epoch (on a schedule that decays to 0 the last epoch was the best in every warm run
