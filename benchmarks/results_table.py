@@ -17,6 +17,15 @@ one mean ± std row; ``--metrics`` picks the columns.
 
 prints instead, per epoch, each run's mean next-item loss (L_SR) and validation NDCG@20: the curves METHOD.md
 section 7 asks to compare with the backbone's, and the tuning tables of RESULTS.md.
+
+    python benchmarks/results_table.py --base bce_b_s0_sr.json --base bce_b_s1_sr.json --base bce_b_s2_sr.json \
+        bce_b_s0_cool_nockd.json bce_b_s1_cool_nockd.json bce_b_s2_cool_nockd.json
+
+compares each run with the ``--base`` run of the same seed (a paired comparison: the seed fixes the split's
+initialisation and batch order for both): per seed the relative difference of NDCG@20 (test and validation;
+overall, head, tail), their mean ± std, the paired t statistic and an exact sign-flip p-value (all 2^n sign
+patterns of the n differences; with 3 seeds the smallest possible p is 0.25: three seeds cannot make a gain
+significant, whatever its size).
 """
 
 from __future__ import annotations
@@ -68,8 +77,18 @@ def curves(runs: list[dict]) -> None:
 @click.option("--curves", "show_curves", is_flag=True, help="Per-epoch L_SR and validation NDCG@20 of each run.")
 @click.option("--pool", is_flag=True, help="One row per arm over all the files (their seeds), not per file.")
 @click.option("--metrics", default=",".join(METRICS), show_default=True, help="Comma-separated test metrics.")
-def main(paths, show_curves, pool, metrics):
+@click.option(
+    "--base",
+    "bases",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Paired comparison: the baseline runs' files (one per seed); PATHS are compared with them.",
+)
+def main(paths, show_curves, pool, metrics, bases):
     runs = [run for path in paths for run in load_runs(path)]
+    if bases:
+        paired([run for path in bases for run in load_runs(path)], runs)
+        return
     if show_curves:
         curves([r for r in runs if r.get("history")])
         return
@@ -98,6 +117,36 @@ def main(paths, show_curves, pool, metrics):
         group_runs = [r for r in runs if r["arm"] == arm and r["source"] == source]
         seconds, best, used, spread = arm_summary(group_runs)
         print(f"| {arm} | {source} | {seconds:.1f} | {best} | {used} | {spread} |")
+
+
+def sign_flip_p(differences) -> float:
+    """Two-sided exact sign-flip p-value of the mean of ``differences`` (paired, symmetric under no effect)."""
+    d = np.asarray(differences, dtype=float)
+    signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * len(d))).reshape(len(d), -1).T
+    return float(np.mean(np.abs(signs @ d) >= abs(d.sum()) - 1e-12))
+
+
+def paired(base_runs: list[dict], runs: list[dict]) -> None:
+    """Each run against the base run of its seed: relative NDCG@20 differences, mean ± std, t, sign-flip p."""
+    base = {r["seed"]: r for r in base_runs}
+    missing = sorted({r["seed"] for r in runs} - set(base))
+    if missing:
+        raise click.UsageError(f"no --base run for seed(s) {missing}: a paired comparison needs one per seed")
+    print("| split | group | per seed (seed: run vs base) | mean ± std | t (paired) | sign-flip p |")
+    print("|---|---|---|---|---|---|")
+    for split in ("test", "valid"):
+        for group in ("overall", "head", "tail"):
+            rows = [(r["seed"], r[split][group]["NDCG@20"], base[r["seed"]][split][group]["NDCG@20"]) for r in runs
+                    if r[split] and base[r["seed"]][split]]  # fmt: skip
+            if not rows:
+                continue
+            gains = np.array([value / reference - 1 for _, value, reference in rows])
+            per_seed = ", ".join(f"{seed}: {v:.4f} vs {b:.4f} ({v / b - 1:+.1%})" for seed, v, b in rows)
+            spread = gains.std(ddof=1) if len(gains) > 1 else float("nan")
+            t = gains.mean() / (spread / np.sqrt(len(gains))) if len(gains) > 1 and spread > 0 else float("nan")
+            print(f"| {split} | {group} | {per_seed} | {gains.mean():+.1%} ± {spread:.1%} | {t:.2f} | "
+                  f"{sign_flip_p(gains):.3f} |")  # fmt: skip
+    print("\n(± is the sample std over seeds; p: all 2^n sign patterns of the n per-seed differences)")
 
 
 def arm_summary(runs: list[dict]) -> tuple[float, str, str, str]:
