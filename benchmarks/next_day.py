@@ -20,9 +20,10 @@ Runs, all with the same settings (S4Rec's defaults; ``--loss``, see below; 1 tor
    items it cannot score count as misses).
 2. *scratch*: trained from scratch on today's data (up to ``--epochs``, early stopping). Wall time from the call
    to the written checkpoint.
-3. *warm (init)*: ``--init-from`` yesterday's checkpoint on today's data with the product's warm schedule
-   (``warmstart.warm_schedule``: 30% of yesterday's epochs, peak lr 10x yesterday's decaying linearly, one
-   validation after the last epoch; ``--warm-epochs``, ``--warm-lr``, ``--warm-lr-schedule`` override it), once
+3. *warm (init)*: ``--init-from`` yesterday's checkpoint on today's data with the settings the command line would
+   use (``warmstart.warm_settings``: 30% of yesterday's time, S4Rec's auxiliary terms off after the first 2% of
+   the steps, so 9 epochs after a 20-epoch yesterday, peak lr 10x yesterday's decaying linearly, one validation
+   after the last epoch; ``--warm-epochs``, ``--warm-lr``, ``--warm-lr-schedule`` override parts of it), once
    per new-item initialisation (``cooccur``, ``mean``, ``normal``). Wall time includes reading the old checkpoint
    and growing the vocabulary.
 
@@ -61,7 +62,7 @@ from s4rec_train.evaluation import evaluate_targets, metrics_from_ranks, rank_sp
 from s4rec_train.ids import as_ids
 from s4rec_train.splits import split_targets
 from s4rec_train.train import TrainConfig, train
-from s4rec_train.warmstart import WarmStart, warm_schedule
+from s4rec_train.warmstart import WarmStart, warm_settings
 
 INITS = ("cooccur", "mean", "normal")
 
@@ -177,12 +178,18 @@ def one_data_set(path: Path, args, out: Path, log_file) -> dict:
             warm = WarmStart.load(old_path, init)
             given = {k: v for k, v in {"epochs": args.warm_epochs, "lr": args.warm_lr,
                                        "lr_schedule": args.warm_lr_schedule}.items() if v is not None}  # fmt: skip
-            # the product's warm schedule (warmstart.warm_schedule) for what the command line does not give
-            schedule = {**warm_schedule(warm.checkpoint, given), **given}
-            results["warm_schedule"] = schedule
-            config = TrainConfig(**{**common, **schedule})
-            checkpoint, seconds = run(f"warm {init} s{seed}", log_file, data=today, config=config,
-                                      output=out / "w.pt", init_from=warm)  # fmt: skip
+            # the product's settings, as `s4rec-train today --init-from yesterday.pt` merges them (warm_settings:
+            # yesterday's settings, the warm schedule and its objectives, then what this command gives)
+            notes = []
+            model_config, config, objectives = warm_settings(
+                warm.checkpoint, {}, {**given, "seed": seed, "threads": 1, "device": "cpu"}, {}, notes.append
+            )
+            results["warm_settings"] = {"notes": notes, "epochs": config.epochs, "lr": config.lr,
+                                        "lr_schedule": config.lr_schedule, "validate_every": config.validate_every,
+                                        "warmup": objectives["warmup"], "cooldown": objectives["cooldown"]}  # fmt: skip
+            checkpoint, seconds = run(f"warm {init} s{seed}", log_file, data=today, model_config=model_config,
+                                      config=config, objectives=objectives, output=out / "w.pt",
+                                      init_from=warm)  # fmt: skip
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             key = _key(f"warm_{init}", seed)
             results[key] = {**summary(checkpoint, seconds, cpu), **new_item_figures(checkpoint, today, new_ids)}
@@ -201,7 +208,7 @@ def _runs(results: dict) -> list[tuple[str, int, str]]:
     out = []
     for key in results:
         name, _, seed = key.partition("@s")
-        if name == "scratch" or (name.startswith("warm_") and name != "warm_schedule"):
+        if name == "scratch" or (name.startswith("warm_") and name not in ("warm_schedule", "warm_settings")):
             out.append((name, int(seed or 0), key))
     return out
 
@@ -257,9 +264,9 @@ def main() -> None:
     parser.add_argument("--held-back", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20, help="yesterday's and scratch's upper bound")
     parser.add_argument("--patience", type=int, default=5)
-    # The warm start's schedule: by default the product's (warmstart.warm_schedule: 30% of yesterday's epochs, peak
-    # lr 10x its rate decaying linearly, one validation after the last epoch); these override parts of it.
-    parser.add_argument("--warm-epochs", type=int, help="default: warm_schedule's (6 after a 20-epoch yesterday)")
+    # The warm start's schedule: by default the product's (warmstart.warm_settings, as the command line); these
+    # override parts of it.
+    parser.add_argument("--warm-epochs", type=int, help="default: warm_schedule's (9 after a 20-epoch yesterday)")
     parser.add_argument("--warm-lr", type=float, help="the warm start's peak learning rate (default: 10x yesterday's)")
     parser.add_argument("--warm-lr-schedule", help="constant, or linear (warm-up, decay to 0; the default)")
     parser.add_argument("--inits", default=",".join(INITS))

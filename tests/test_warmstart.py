@@ -18,7 +18,14 @@ from s4rec_train.cli import cli
 from s4rec_train.data import Interactions, leave_one_out, synthetic_interactions, write_sequences
 from s4rec_train.model import ModelConfig, SASRec
 from s4rec_train.objectives import S4RecHeads
-from s4rec_train.warmstart import COOCCUR_WINDOW, WarmStart, cooccurrence_rows, reference_run, warm_schedule
+from s4rec_train.warmstart import (
+    COOCCUR_WINDOW,
+    WarmStart,
+    cooccurrence_rows,
+    reference_run,
+    warm_objectives,
+    warm_schedule,
+)
 
 TINY = ["--max-len", "10", "--dim", "16", "--layers", "1", "--heads", "2", "--threads", "1", "--quiet"]
 OLD = [*TINY, "--epochs", "2", "--batch-size", "32", "--lr", "0.005", "--intents", "4"]
@@ -135,23 +142,32 @@ def test_options_given_override_the_old_checkpoint(old, tmp_path):
 def test_the_warm_schedule_and_its_reference_over_a_chain_of_days(old, tmp_path):
     path, checkpoint, _, new_data = old
     assert checkpoint["training"]["epochs_run"] == 2 and checkpoint["training"]["settings"]["lr"] == 0.005
-    # 30% of a 20-epoch reference run at 1e-3: 6 epochs from 1e-2, one validation after the last
+    # A 20-epoch S4Rec reference run at 1e-3: 30% of its time is 9 epochs without the auxiliary terms (an epoch
+    # costs 1/1.5), from 1e-2, one validation after the last; 6 epochs when the command line keeps the terms on.
     settings = {**checkpoint["training"]["settings"], "lr": 1e-3}
     reference = {**checkpoint, "training": {**checkpoint["training"], "epochs_run": 20, "settings": settings}}
-    assert warm_schedule(reference) == {"epochs": 6, "lr": 1e-2, "lr_schedule": "linear", "validate_every": 6}
+    assert warm_schedule(reference) == {"epochs": 9, "lr": 1e-2, "lr_schedule": "linear", "validate_every": 9}
+    assert warm_objectives(reference) == {"warmup": 0.0, "cooldown": 0.02}
+    assert warm_schedule(reference, {}, {"cluster_weight": 0.1})["epochs"] == 6
+    assert warm_objectives(reference, {"cluster_weight": 0.1}) == {}
     assert warm_schedule(reference, {"epochs": 4, "lr": 3e-3}) == {"lr_schedule": "linear", "validate_every": 4}
+    backbone = {**reference, "training": {**reference["training"], "objectives": {"cluster_weight": 0.0,
+                "contrastive_weight": 0.0, "distill_weight": 0.0, "adversary_weight": 0.0}}}  # fmt: skip
+    assert warm_schedule(backbone)["epochs"] == 6 and warm_objectives(backbone) == {}
     # a warm start's checkpoint records its reference: the next day's schedule is the same, not 30% of 30%
-    day2 = {**checkpoint, "training": {**checkpoint["training"], "epochs_run": 6,
-                                       "warm_start": {"reference": {"epochs": 20, "lr": 1e-3}}}}  # fmt: skip
-    assert reference_run(day2) == {"epochs": 20, "lr": 1e-3} and warm_schedule(day2)["epochs"] == 6
-    # the command line: no schedule option given, the warm schedule (30% of the old run's 2 epochs: 1)
+    recorded = {"reference": {"epochs": 20, "lr": 1e-3, "s4rec_terms": True}}
+    day2 = {**checkpoint, "training": {**checkpoint["training"], "epochs_run": 9, "warm_start": recorded}}
+    assert reference_run(day2)["epochs"] == 20 and warm_schedule(day2)["epochs"] == 9
+    # the command line: no schedule option given, the warm schedule (the old run's 2 epochs: 0.3 x 2 x 1.5 = 1)
     output = tmp_path / "new.pt"
     result = CliRunner().invoke(cli, [str(new_data), "--init-from", str(path), "-o", str(output)])
     assert result.exit_code == 0, result.output
     assert "warm start schedule: epochs 1, lr 0.05, lr_schedule linear, validate_every 1" in result.output
+    assert "auxiliary terms fall to 0 over the first 2% of the steps" in result.output
     new = load_checkpoint(output)
-    assert new["training"]["epochs_run"] == 1
-    assert new["training"]["warm_start"]["reference"] == {"epochs": 2, "lr": 0.005}
+    assert new["training"]["epochs_run"] == 1 and new["intent_centroids"].shape == (4, 16)
+    assert (new["training"]["objectives"]["warmup"], new["training"]["objectives"]["cooldown"]) == (0.0, 0.02)
+    assert new["training"]["warm_start"]["reference"] == {"epochs": 2, "lr": 0.005, "s4rec_terms": True}
 
 
 def test_bad_warm_starts_get_one_line(old, tmp_path):

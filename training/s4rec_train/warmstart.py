@@ -35,20 +35,31 @@ from .data import DataError, Interactions, Split
 from .ids import as_ids
 
 __all__ = [
-    "COOCCUR_WINDOW", "NEW_ITEM_INITS", "SCHEDULE", "WARM_EPOCH_SHARE", "WARM_LR_FACTOR", "WarmStart",
-    "cooccurrence_rows", "reference_run", "warm_schedule", "warm_settings",
+    "COOCCUR_WINDOW", "NEW_ITEM_INITS", "S4REC_EPOCH_COST", "SCHEDULE", "WARM_EPOCH_SHARE", "WARM_LR_FACTOR",
+    "WARM_TERMS_UNTIL", "WarmStart", "cooccurrence_rows", "reference_run", "warm_objectives", "warm_schedule",
+    "warm_settings",
 ]  # fmt: skip
 
 COOCCUR_WINDOW = 3  # neighbours on each side of a new item's occurrence whose rows are averaged
 SHAPE = ("max_len", "dim", "layers", "heads")  # what a warm start cannot change: the carried tensors' shapes
 # The warm start's own schedule (:func:`warm_schedule`), chosen on validation NDCG@20 by benchmarks/next_day.py
-# (Beauty, cooccur rows, against a 20-epoch scratch run; docs/training.md, "The next-day protocol"): 30% of the
-# reference run's epochs, with a peak learning rate 10x the reference's (4 epochs at a constant 1e-3: 0.0650;
-# 5 linear from 5e-3: 0.0725; 6 linear from 1e-2: 0.0754; scratch 0.0765), decaying linearly to 0; validated
-# once, after the last epoch (on a schedule that decays to 0 the last epoch was the best in every warm run
-# measured, and each validation costs about a quarter of a training epoch).
+# (Beauty and Toys, cooccur rows, against a 20-epoch scratch run; docs/training.md, "The next-day protocol"):
+# * its time: 30% of the reference run's (WARM_EPOCH_SHARE, the budget the next-day protocol sets);
+# * S4Rec's auxiliary terms fall to 0 over the first 2% of its steps (WARM_TERMS_UNTIL: `warmup=0`,
+#   `cooldown=0.02`), then the next-item loss trains alone, the intent prototypes carried as they are. An epoch
+#   without the terms costs 1/1.5 of one with them (S4REC_EPOCH_COST; Beauty, 6 warm epochs: 75.6 vs 122 s CPU),
+#   so the same time buys 1.5x the epochs: after a 20-epoch S4Rec run, 9 epochs. Beauty seed 0, validation
+#   NDCG@20: 6 epochs with the terms 0.0757, 6 without 0.0763, 9 without 0.0791 (scratch 0.0765): the terms
+#   help a model learn from scratch and hold it back late (benchmarks/RESULTS.md section 11), and a warm start
+#   is late. With any S4Rec weight given on the command line the terms stay on, and so does their cost.
+# * a peak learning rate 10x the reference's, decaying linearly to 0 (4 epochs at a constant 1e-3: 0.0650;
+#   5 linear from 5e-3: 0.0725; 6 linear from 1e-2: 0.0754, all with the terms);
+# * one validation, after the last epoch (on a schedule that decays to 0 the last epoch was the best in every
+#   warm run measured, and each validation costs about a quarter of a training epoch).
 WARM_EPOCH_SHARE = 0.3
 WARM_LR_FACTOR = 10.0
+WARM_TERMS_UNTIL = 0.02
+S4REC_EPOCH_COST = 1.5
 SCHEDULE = ("epochs", "lr", "lr_schedule", "validate_every")  # what warm_schedule sets
 
 
@@ -202,28 +213,46 @@ def cooccurrence_rows(
 
 
 def reference_run(checkpoint: dict) -> dict:
-    """The training from scratch a chain of warm starts descends from: its epochs run and learning rate (the
-    checkpoint's own when it was trained from scratch; recorded in ``training.warm_start.reference`` by each
-    warm start, so that day after day the schedule stays the same instead of shrinking by 30% a day)."""
+    """The training from scratch a chain of warm starts descends from: its epochs run, learning rate and whether
+    it trained S4Rec's auxiliary terms (the checkpoint's own run when it was trained from scratch; recorded in
+    ``training.warm_start.reference`` by each warm start, so that day after day the schedule stays the same
+    instead of shrinking by 30% a day)."""
     training = checkpoint.get("training") or {}
     recorded = (training.get("warm_start") or {}).get("reference")
     if recorded:
         return dict(recorded)
     settings = training.get("settings") or {}
     epochs = training.get("epochs_run") or settings.get("epochs") or TrainConfig.epochs
-    return {"epochs": int(epochs), "lr": float(settings.get("lr", TrainConfig.lr))}
+    terms = ObjectiveConfig.from_dict(dict(training.get("objectives") or {})).needs_prototypes
+    return {"epochs": int(epochs), "lr": float(settings.get("lr", TrainConfig.lr)), "s4rec_terms": bool(terms)}
 
 
-def warm_schedule(checkpoint: dict, given: dict | None = None) -> dict:
+def warm_objectives(checkpoint: dict, given: dict | None = None) -> dict:
+    """The objective settings a warm start changes: S4Rec's auxiliary terms over by :data:`WARM_TERMS_UNTIL`
+    of its steps, unless the old model has none or the command line gives any objective setting."""
+    old = ObjectiveConfig.from_dict(_known_objectives(checkpoint))
+    if given or not old.needs_prototypes:
+        return {}
+    return {"warmup": 0.0, "cooldown": WARM_TERMS_UNTIL}
+
+
+def warm_schedule(checkpoint: dict, given: dict | None = None, objectives_given: dict | None = None) -> dict:
     """The warm start's settings of :data:`SCHEDULE` not in ``given``: :data:`WARM_EPOCH_SHARE` of the reference
-    run's epochs (at least 1), peak learning rate :data:`WARM_LR_FACTOR` x its rate, decaying linearly, one
-    validation after the last epoch."""
+    run's time in epochs (1.5x as many when the terms are switched off: :func:`warm_objectives`), at least 1;
+    peak learning rate :data:`WARM_LR_FACTOR` x its rate, decaying linearly; one validation after the last
+    epoch."""
     given = given or {}
     reference = reference_run(checkpoint)
-    epochs = given.get("epochs", max(1, round(WARM_EPOCH_SHARE * reference["epochs"])))
+    cheaper = S4REC_EPOCH_COST if reference.get("s4rec_terms") and warm_objectives(checkpoint, objectives_given) else 1
+    epochs = given.get("epochs", max(1, round(WARM_EPOCH_SHARE * reference["epochs"] * cheaper)))
     schedule = {"epochs": epochs, "lr": WARM_LR_FACTOR * reference["lr"], "lr_schedule": "linear",
                 "validate_every": epochs}  # fmt: skip
     return {k: v for k, v in schedule.items() if k not in given}
+
+
+def _known_objectives(checkpoint: dict) -> dict:
+    known = {f.name for f in fields(ObjectiveConfig)}
+    return {k: v for k, v in ((checkpoint.get("training") or {}).get("objectives") or {}).items() if k in known}
 
 
 def warm_settings(
@@ -249,7 +278,11 @@ def warm_settings(
     if unknown:
         log(f"warm start: ignoring objective settings this s4rec does not know: {unknown}")
         old_objectives = {k: v for k, v in old_objectives.items() if k not in unknown}
-    objective_values = {**ObjectiveConfig.from_dict(old_objectives).to_dict(), **objectives}
+    switched = warm_objectives(checkpoint, objectives)
+    if switched:
+        log(f"warm start: S4Rec's auxiliary terms fall to 0 over the first {WARM_TERMS_UNTIL:.0%} of the steps, then "
+            "the next-item loss trains alone (give any S4Rec weight to keep them on)")  # fmt: skip
+    objective_values = {**ObjectiveConfig.from_dict(old_objectives).to_dict(), **switched, **objectives}
     old_heads = checkpoint.get("objective_state_dict")
     if old_heads is not None and "num_intents" in objectives:
         if objectives["num_intents"] != old_heads["prototypes"].shape[0]:
@@ -257,7 +290,7 @@ def warm_settings(
                 f"--init-from: the old model has {old_heads['prototypes'].shape[0]} intent prototypes, "
                 f"--intents {objectives['num_intents']} was given. Drop --intents, or train from scratch."
             )
-    schedule = warm_schedule(checkpoint, train)
+    schedule = warm_schedule(checkpoint, train, objectives)
     if schedule:
         reference = reference_run(checkpoint)
         log(
