@@ -223,7 +223,7 @@ def reference_run(checkpoint: dict) -> dict:
         return dict(recorded)
     settings = training.get("settings") or {}
     epochs = training.get("epochs_run") or settings.get("epochs") or TrainConfig.epochs
-    terms = ObjectiveConfig.from_dict(dict(training.get("objectives") or {})).needs_prototypes
+    terms = ObjectiveConfig.from_dict(_known_objectives(checkpoint)).needs_prototypes
     return {"epochs": int(epochs), "lr": float(settings.get("lr", TrainConfig.lr)), "s4rec_terms": bool(terms)}
 
 
@@ -251,6 +251,8 @@ def warm_schedule(checkpoint: dict, given: dict | None = None, objectives_given:
 
 
 def _known_objectives(checkpoint: dict) -> dict:
+    """The checkpoint's objective settings this s4rec knows (older checkpoints carry removed ones, which
+    ``ObjectiveConfig.from_dict`` refuses; warm_settings logs what it ignores)."""
     known = {f.name for f in fields(ObjectiveConfig)}
     return {k: v for k, v in ((checkpoint.get("training") or {}).get("objectives") or {}).items() if k in known}
 
