@@ -414,3 +414,32 @@ def test_old_checkpoint_with_the_removed_options_loads(tmp_path):
     model_from_checkpoint(loaded)
     assert intent_table(loaded) is not None
     assert ObjectiveConfig.from_dict(loaded["training"]["objectives"]) == ObjectiveConfig(num_intents=4)
+
+
+def test_patience_waits_for_the_end_of_the_cool_down(monkeypatch):
+    # Validation gets worse every epoch after the first, so only the patience rule decides when the run stops.
+    import s4rec_train.train as train_module
+
+    real = train_module.evaluate_split
+    calls = []
+
+    def worsening(model, split, which, **kwargs):
+        result = real(model, split, which, **kwargs)
+        if which == "valid":
+            calls.append(which)
+            result["overall"] = {**result["overall"], "NDCG@20": 1.0 / len(calls)}
+        return result
+
+    monkeypatch.setattr(train_module, "evaluate_split", worsening)
+    data = synthetic_interactions(num_users=80, num_items=30, seed=2)
+    config = TrainConfig(epochs=10, batch_size=32, seed=0, device="cpu", patience=2)
+    ran = {}
+    for cooldown in (0.0, 0.5):
+        calls.clear()
+        objectives = ObjectiveConfig(num_intents=4, warmup=0.0, cooldown=cooldown)
+        checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=objectives, **QUIET)
+        ran[cooldown] = len(checkpoint["training"]["history"])
+        assert checkpoint["metrics"]["best_epoch"] == 1
+    # No cool-down: epochs 2 and 3 are stale, stop at 3. Cool-down to 0.5: the count starts at epoch 5, the first
+    # epoch that ends with the weights at 0, so the run stops at 6.
+    assert ran == {0.0: 3, 0.5: 6}
