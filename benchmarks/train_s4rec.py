@@ -139,8 +139,10 @@ def summary(runs: list[dict]) -> str:
 @click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--set", "overrides", multiple=True, help="ObjectiveConfig override for S4Rec arms: name=value.")
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write every run's figures as JSON here.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (TrainConfig.device).")
+@click.option("--bf16", is_flag=True, help="bf16 autocast (GPU runs; the stored CPU figures are fp32).")
 def main(data, arms, seeds, epochs, batch_size, patience, layers, threads, batching, loss, negatives, negative_sampler,
-         in_batch_negatives, sparse_items, prefix_split, lr, overrides, json_out):  # fmt: skip
+         in_batch_negatives, sparse_items, prefix_split, lr, overrides, json_out, device, bf16):  # fmt: skip
     from s4rec_train.allocator import keep_freed_memory
 
     keep_freed_memory()  # a training process: reuse large freed blocks (s4rec_train/allocator.py)
@@ -157,7 +159,7 @@ def main(data, arms, seeds, epochs, batch_size, patience, layers, threads, batch
             objective = dict(ARMS[arm]) if arm == "sr" else {**overrides, **ARMS[arm]}
             config = TrainConfig(
                 epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, threads=threads,
-                device="cpu", batching=batching, loss=loss, lr=lr, negatives=negatives,
+                device=device, bf16=bf16, batching=batching, loss=loss, lr=lr, negatives=negatives,
                 negative_sampler=negative_sampler, in_batch_negatives=in_batch_negatives, sparse_items=sparse_items,
                 prefix_split=prefix_split,
             )  # fmt: skip
