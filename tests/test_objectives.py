@@ -210,32 +210,6 @@ def test_cooldown_brings_the_clustering_terms_back_to_zero_and_then_skips_them()
         ObjectiveConfig(warmup=0.3, cooldown=0.2)
 
 
-def test_contrastive_similarity_picks_normalised_or_raw_views(monkeypatch):
-    import s4rec_train.objectives as objectives_module
-
-    model, heads, history, is_head, cdf = _tiny_step_inputs()
-    original = model(history)[:, -1]
-    seen = {}
-    real = objectives_module.contrastive_loss
-
-    def capture(views, *args, **kwargs):
-        seen["norms"] = views.detach().norm(dim=-1)
-        return real(views, *args, **kwargs)
-
-    monkeypatch.setattr(objectives_module, "contrastive_loss", capture)
-    values = {}
-    for similarity in ("cosine", "dot"):
-        config = ObjectiveConfig(num_intents=4, contrastive_similarity=similarity, contrastive_temperature=1.0)
-        generator = torch.Generator().manual_seed(5)
-        terms = s4rec_losses(model, heads, history, original, is_head, cdf, config, 0.5, generator=generator)
-        values[similarity] = float(terms["contrastive"])
-        unit = torch.allclose(seen["norms"], torch.ones_like(seen["norms"]), atol=1e-5)
-        assert unit == (similarity == "cosine")
-    assert values["cosine"] != pytest.approx(values["dot"])
-    with pytest.raises(ValueError, match="contrastive_similarity"):
-        ObjectiveConfig(contrastive_similarity="euclid")
-
-
 def test_adversary_alone_runs_no_augmentation(monkeypatch):
     model, heads, history, is_head, cdf = _tiny_step_inputs()
 

@@ -18,7 +18,6 @@ LR_SCHEDULES = ("constant", "linear")
 SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its shared negatives from
 DEVICES = ("auto", "cpu", "cuda")
 SIDE_VECTORS = ("last", "mean")  # ObjectiveConfig.side_vector
-SIMILARITIES = ("cosine", "dot")  # ObjectiveConfig.contrastive_similarity
 INTENT_SOURCES = ("p", "q")  # ObjectiveConfig.intent_from
 SPLITS = ("loo", "time")  # leave-one-out, global temporal (s4rec_train.splits)
 NEW_ITEM_INITS = ("cooccur", "mean", "normal")  # a warm start's rows of new items (s4rec_train.warmstart)
@@ -89,10 +88,6 @@ class ObjectiveConfig:
     # tau2 from the paper's grid {0.1, 1.0}: 0.1 by validation (Beauty, 8 epochs, valid NDCG@20 0.0556 vs 0.0495;
     # at 1.0 the loss stays near log(negatives) and barely trains), benchmarks/RESULTS.md section 4
     contrastive_temperature: float = 0.1
-    # What L_SCL's logits compare: "cosine" = the normalised views (SwAV / SimCLR); "dot" = raw dot products,
-    # as the CL4SRec / ICLRec / DuoRec code does with tau2 = 1.0, so that the term also acts on the vectors'
-    # norms. Cosine with tau2 = 1.0 bounds the logits to [-1, 1] and the term barely trains (section 4 above).
-    contrastive_similarity: str = "cosine"
     # tau3 from the paper's grid {0.1, 1.0}: 0.1 by validation (6 epochs, 0.0439 vs 0.0418 with 1.0)
     distill_temperature: float = 0.1
     # Which view feeds the Sinkhorn targets: "original" = q of the un-augmented history supervises p of both
@@ -164,10 +159,6 @@ class ObjectiveConfig:
             raise ValueError(f"cluster_target must be 'original' or 'swapped', got {self.cluster_target!r}.")
         if self.side_vector not in SIDE_VECTORS:
             raise ValueError(f"side_vector must be one of {SIDE_VECTORS}, got {self.side_vector!r}.")
-        if self.contrastive_similarity not in SIMILARITIES:
-            raise ValueError(
-                f"contrastive_similarity must be one of {SIMILARITIES}, got {self.contrastive_similarity!r}."
-            )
         if self.intent_from not in INTENT_SOURCES:
             raise ValueError(f"intent_from must be one of {INTENT_SOURCES}, got {self.intent_from!r}.")
 

@@ -133,8 +133,7 @@ def contrastive_loss(
 ) -> torch.Tensor:
     """L_SCL (eq. 10): NT-Xent between two views with the other prototypes as extra negatives.
 
-    ``views`` (2b, d), normalised for cosine logits or raw for dot-product ones (ObjectiveConfig.
-    contrastive_similarity), rows i and i + b are the same user; ``intent`` (b,) is h(u). With ``group``
+    ``views`` (2b, d) normalised, rows i and i + b are the same user; ``intent`` (b,) is h(u). With ``group``
     (DDP) the other users of every process are negatives too (gathered with their gradients).
     """
     if group is not None:

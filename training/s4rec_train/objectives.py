@@ -121,14 +121,11 @@ def s4rec_losses(
                 z = encode(encoder, views, last_only=True)
             else:
                 z = side_vector(encode(encoder, views), views, config.side_vector)
-        raw = z.float()
-        z = F.normalize(raw, dim=-1)  # (2b, d)
+        z = F.normalize(z.float(), dim=-1)  # (2b, d)
         if config.cluster_weight > 0:
             losses["cluster"] = cluster_loss(z, user.detach(), centroids, config, group, target=q)
         if config.contrastive_weight > 0:
-            compared = z if config.contrastive_similarity == "cosine" else raw
-            losses["contrastive"] = contrastive_loss(compared, centroids, intent, config.contrastive_temperature,
-                                                     group)  # fmt: skip
+            losses["contrastive"] = contrastive_loss(z, centroids, intent, config.contrastive_temperature, group)
         if config.distill_weight > 0:
             teacher = centroids[intent]
             losses["distill"] = distill_loss(z, teacher.detach() if config.detach_teacher else teacher,
