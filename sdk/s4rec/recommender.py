@@ -13,7 +13,8 @@ asked for (input ``k``): seen and excluded items are removed inside the graph, b
 candidates beyond ``k`` are ranked, copied or filtered here. For the common case (exclude the history seen
 within the window, nothing else) the history window itself is passed as ``exclude``.
 
-Sessions are built by :mod:`s4rec.session`, results are :mod:`s4rec.results` types.
+Artifacts are opened and checked by :mod:`s4rec.loading` (sessions: :mod:`s4rec.session`), results are
+:mod:`s4rec.results` types.
 
 Format 3 artifacts (large catalogues) add an encoder-only graph, used for ``embed`` and ``intents`` (no score
 product over every item) and, with ``retrieval="ann"``, for the user vectors whose candidates
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,28 +35,18 @@ import numpy as np
 import onnxruntime as ort
 
 from .artifact import (
-    ANN_SIDECAR,
-    ENCODER_SIDECAR,
     EXCLUDE,
     INPUT,
     INTENT_PROBABILITIES,
-    ITEM_TABLE_SIDECAR,
     K_INPUT,
     TOP_ITEMS,
     TOP_SCORES,
     USER_EMBEDDING,
     ArtifactMetadata,
-    check_encoder_signature,
-    check_signature,
-    legacy_version,
-    manifest_files,
-    model_entry,
-    parse_metadata,
-    verify_checksum,
 )
 from .errors import ArtifactError, S4RecError, UnknownItemError
-from .graph_check import check_encoder_agrees, check_graph_agrees, check_top_k
-from .item_table import ItemTable, check_table_agrees, format2_vectors, format3_vectors, item_intents
+from .item_table import ItemTable
+from .loading import open_artifact
 from .results import RankedBatch, Recommendations, Scores, recommendation_lists
 from .rules import RuleRanking, _check_positive_int, _per_history
 from .selection import (
@@ -71,13 +61,10 @@ from .selection import (
     with_rows,
 )
 from .session import make_session
-from .sidecars import Sidecars
 from .vocabulary import ItemId, ItemVocabulary, check_unknown_policy
 from .windows import exclude_input, history_window, right_aligned
 
 _NOTHING: frozenset = frozenset()  # no item to exclude
-RETRIEVALS = ("exact", "ann")
-VERIFY_MODES = ("fast", "full")
 # Score-matrix cells (users x items) per ONNX Runtime call of exact batch scoring: 2^26 floats (256 MB), so that
 # a call's matrix stays bounded (a 256-user call at 10^6 items would hold 1 GB, per thread): 64 users a call at
 # 10^6 items, no effect up to 262,143 items (batch_size 256). Not smaller: each call streams the whole table,
@@ -184,55 +171,14 @@ class Recommender(RuleRanking):
         ``"fast"`` checks every file's size and the SHA-256 of all but a format 3 artifact's large tables;
         ``"full"`` hashes those too.
         """
-        check_unknown_policy(unknown)
-        if retrieval not in RETRIEVALS:
-            raise ValueError(f"retrieval must be one of {list(RETRIEVALS)}, got {retrieval!r}.")
-        if verify not in VERIFY_MODES:
-            raise ValueError(f"verify must be one of {list(VERIFY_MODES)}, got {verify!r}.")
-        model_path, entry = model_entry(path, variant)
-        verify_checksum(model_path, entry.get("sha256"))
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"threads must be an int >= 0 (0 = all cores), got {threads!r}.")
-        threads = threads or os.cpu_count() or 1
-        # ANN never runs the full graph: without pre-packing its session only reads the metadata (and maps
-        # the table) instead of packing a copy of the scored table
-        prepacking = entry.get("prepacking", True) is not False and retrieval == "exact"
-        session = cls.make_session(model_path, 1, optimization, prepacking=prepacking)
-        metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, model_path, verify)
-        check_signature(session, metadata, model_path)
-        encoder = ann = None
-        listed = bool(entry)  # the loaded file is one of its directory's manifest's variants
-        if metadata.large:
-            sidecars = Sidecars(model_path.parent, metadata.sidecars, model_path, verify)
-            encoder_path = sidecars.path(ENCODER_SIDECAR)
-            sidecars.path(ITEM_TABLE_SIDECAR)  # present, of its recorded size (and hash with verify="full")
-            encoder = cls.make_session(encoder_path, 1, optimization)
-            check_encoder_signature(encoder, metadata, encoder_path)
-            # The probe on the encoder: the full graph would read the whole mapped table (ANN never needs it).
-            check_graph_agrees(encoder, metadata, encoder_path, encoder=True)
-            if retrieval == "exact":
-                check_top_k(session, metadata, model_path)
-            else:
-                ann = _load_ann(sidecars, metadata, ef_search)
-            items: ItemTable | S4RecError = ItemTable(format3_vectors(sidecars, metadata), item_intents(metadata))
-        elif retrieval == "ann":
-            raise ArtifactError(
-                f"{model_path}: retrieval='ann' needs a format 3 artifact with an ANN index; this one is format "
-                f"{metadata.format_version} ({metadata.num_items:,} items, exact scoring is fast at this size). "
-                "Use retrieval='exact', or re-export with --large-format --ann.",
-                flags={"retrieval='exact'": "--retrieval exact"},
-            )
-        else:
-            check_graph_agrees(session, metadata, model_path)
-            encoder = _small_encoder(model_path, listed, metadata, session, optimization, verify)
-            items = _small_item_table(model_path, metadata, session)
-        version = metadata.version or legacy_version(model_path, listed, metadata)
+        parts = open_artifact(path, threads, variant, unknown, optimization, retrieval, verify, ef_search)
         try:
             return cls(
-                session, metadata, model_path, unknown, threads, encoder=encoder, ann=ann, items=items, version=version
-            )
+                parts.session, parts.metadata, parts.model_path, unknown, parts.threads, encoder=parts.encoder,
+                ann=parts.ann, items=parts.items, version=parts.version,
+            )  # fmt: skip
         except ValueError as e:  # the vocabulary of a format 3 artifact: duplicated ids
-            raise ArtifactError(f"{model_path}: invalid item vocabulary: {e}. Re-export the artifact.") from None
+            raise ArtifactError(f"{parts.model_path}: invalid item vocabulary: {e}. Re-export the artifact.") from None
 
     # The one place where sessions are built (s4rec.session); the exporter builds its read-back sessions here too.
     make_session = staticmethod(make_session)
@@ -724,49 +670,6 @@ class Recommender(RuleRanking):
                 f"{self.path}: this model has no intents (it was exported from a checkpoint without intent "
                 "centroids). Export an S4Rec checkpoint trained with intents to use intents()."
             )
-
-
-def _small_encoder(
-    model_path: Path, listed: bool, metadata: ArtifactMetadata, session, optimization: str, verify: str
-) -> ort.InferenceSession | None:
-    """Format 2's encoder-only graph (``encoder.onnx`` in the manifest's ``files``; its tensors are read from
-    ``model.onnx``), for the fp32 weights only (the fp32 and mobile variants: int8 and fp16 compute other user
-    vectors); None for artifacts exported before it, lone files and the other variants (the full graph then
-    gives the user vectors, ranking as little as it can)."""
-    entry = manifest_files(model_path, listed).get(ENCODER_SIDECAR)
-    if entry is None or metadata.variant != "fp32":
-        return None
-    encoder_path = Sidecars(model_path.parent, {ENCODER_SIDECAR: entry}, model_path, verify).path(ENCODER_SIDECAR)
-    encoder = make_session(encoder_path, 1, optimization)
-    check_encoder_signature(encoder, metadata, encoder_path)
-    check_encoder_agrees(session, encoder, metadata, encoder_path)
-    return encoder
-
-
-def _small_item_table(model_path: Path, metadata: ArtifactMetadata, session) -> ItemTable | S4RecError:
-    """Format 2's item vectors (:mod:`s4rec.item_table`), checked against the graph when they are its own table;
-    an error, raised later by the calls that need them, when they cannot be read."""
-    try:
-        vectors = format2_vectors(model_path, metadata)
-        if metadata.variant == "fp32" and model_path.suffix == ".onnx":
-            check_table_agrees(vectors, session.run, model_path)
-    except S4RecError as e:
-        return e
-    return ItemTable(vectors, item_intents(metadata))
-
-
-def _load_ann(sidecars: Sidecars, metadata: ArtifactMetadata, ef_search: int | None):
-    from .ann import AnnIndex
-
-    if ANN_SIDECAR not in sidecars:
-        raise ArtifactError(
-            f"{sidecars.model_path}: retrieval='ann' needs an ANN index, and this artifact has none. "
-            "Re-export it with s4rec-export --ann (pip install '/path/to/s4rec[ann]'), or use retrieval='exact'.",
-            flags={"retrieval='exact'": "--retrieval exact"},
-        )
-    index_path = sidecars.path(ANN_SIDECAR)
-    table = sidecars.array(ITEM_TABLE_SIDECAR, mmap=True)[: metadata.num_items + 1]
-    return AnnIndex.load(index_path, sidecars.entries[ANN_SIDECAR], table, metadata.num_items, ef_search)
 
 
 def _item_scores(table: ItemTable, user: np.ndarray, indices: np.ndarray) -> np.ndarray:
