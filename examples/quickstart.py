@@ -43,7 +43,8 @@ def main(data: Path, epochs: int, lr: float, workdir: Path, users: int) -> None:
     from s4rec.batch import available_cores, score_file
     from s4rec.cli import ProgressBar
     from s4rec_export import export_checkpoint
-    from s4rec_train.cli import METRICS_LEGEND, progress_reporter
+    from s4rec_train.cli_options import METRICS_LEGEND
+    from s4rec_train.cli_progress import progress_reporter
     from s4rec_train.data import load_interactions
     from s4rec_train.evaluation import format_table
     from s4rec_train.train import TrainConfig, train

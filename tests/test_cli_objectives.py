@@ -8,7 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from s4rec_train.cli import cli, objective_options
+from s4rec_train.cli import cli
+from s4rec_train.cli_options import objective_options
 from s4rec_train.data import synthetic_interactions, write_sequences
 from s4rec_train.objectives import ObjectiveConfig
 

@@ -69,7 +69,7 @@ def progress(epoch, step, steps=200, elapsed=0.0, loss=3.0):
 
 
 def test_progress_lines_without_a_terminal_every_30_seconds():
-    from s4rec_train.cli import ProgressLines, progress_reporter
+    from s4rec_train.cli_progress import ProgressLines, progress_reporter
 
     lines = []
     report = ProgressLines(lines.append)
@@ -83,7 +83,7 @@ def test_progress_lines_without_a_terminal_every_30_seconds():
 
 
 def test_progress_bar_on_a_terminal():
-    from s4rec_train.cli import TrainingProgressBar, progress_reporter
+    from s4rec_train.cli_progress import TrainingProgressBar, progress_reporter
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -102,7 +102,7 @@ def test_only_the_command_line_imports_click():
     package = ROOT / "training" / "s4rec_train"
     imports = re.compile(r"^\s*(import|from)\s+click\b", re.MULTILINE)
     users = sorted(p.name for p in package.glob("*.py") if imports.search(p.read_text()))
-    assert users == ["cli.py"]
+    assert users == ["cli.py", "cli_evaluate.py", "cli_fit.py", "cli_options.py", "cli_progress.py", "cli_tune.py"]
 
 
 def test_help_shows_training_options_with_the_config_defaults():
