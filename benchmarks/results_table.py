@@ -142,10 +142,13 @@ def paired(base_runs: list[dict], runs: list[dict]) -> None:
                 continue
             gains = np.array([value / reference - 1 for _, value, reference in rows])
             per_seed = ", ".join(f"{seed}: {v:.4f} vs {b:.4f} ({v / b - 1:+.1%})" for seed, v, b in rows)
-            spread = gains.std(ddof=1) if len(gains) > 1 else float("nan")
-            t = gains.mean() / (spread / np.sqrt(len(gains))) if len(gains) > 1 and spread > 0 else float("nan")
-            print(f"| {split} | {group} | {per_seed} | {gains.mean():+.1%} ± {spread:.1%} | {t:.2f} | "
-                  f"{sign_flip_p(gains):.3f} |")  # fmt: skip
+            if len(gains) > 1:  # one seed has no spread and no t: say so rather than print nan
+                spread = gains.std(ddof=1)
+                t = f"{gains.mean() / (spread / np.sqrt(len(gains))):.2f}" if spread > 0 else "-"
+                mean = f"{gains.mean():+.1%} ± {spread:.1%}"
+            else:
+                t, mean = "-", f"{gains.mean():+.1%} (one seed)"
+            print(f"| {split} | {group} | {per_seed} | {mean} | {t} | {sign_flip_p(gains):.3f} |")
     print("\n(± is the sample std over seeds; p: all 2^n sign patterns of the n per-seed differences)")
 
 
