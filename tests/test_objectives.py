@@ -210,37 +210,6 @@ def test_cooldown_brings_the_clustering_terms_back_to_zero_and_then_skips_them()
         ObjectiveConfig(warmup=0.3, cooldown=0.2)
 
 
-def test_tail_students_distill_only_the_tail_users_views(monkeypatch):
-    import s4rec_train.objectives as objectives_module
-
-    model, heads, history, is_head, cdf = _tiny_step_inputs()
-    original = model(history)[:, -1]
-    seen = {}
-    real = objectives_module.distill_loss
-
-    def capture(views, teacher, temperature):
-        seen[len(seen)] = (views.detach().clone(), teacher.detach().clone())
-        return real(views, teacher, temperature)
-
-    monkeypatch.setattr(objectives_module, "distill_loss", capture)
-    model.eval()  # no dropout: both runs see the same views
-    for students in ("all", "tail"):
-        config = ObjectiveConfig(num_intents=4, distill_students=students)
-        generator = torch.Generator().manual_seed(3)  # the same views for both
-        assert torch.isfinite(s4rec_losses(model, heads, history, original, is_head, cdf, config, 0.5,
-                                           generator=generator)["distill"])  # fmt: skip
-    (all_views, all_teacher), (tail_views, tail_teacher) = seen[0], seen[1]
-    b, tail = len(history), torch.nonzero(~is_head).squeeze(1)
-    assert torch.equal(tail_views, all_views[torch.cat([tail, tail + b])])  # view 1's rows, then view 2's
-    assert torch.equal(tail_teacher, all_teacher[tail])
-    # No tail user in the batch: the term is an exact 0 that still belongs to the graph.
-    config = ObjectiveConfig(num_intents=4, distill_students="tail")
-    terms = s4rec_losses(model, heads, history, original, torch.ones_like(is_head), cdf, config, 0.5)
-    assert float(terms["distill"]) == 0.0 and terms["distill"].requires_grad
-    with pytest.raises(ValueError, match="distill_students"):
-        ObjectiveConfig(distill_students="head")
-
-
 def test_adversary_alone_runs_no_augmentation(monkeypatch):
     model, heads, history, is_head, cdf = _tiny_step_inputs()
 

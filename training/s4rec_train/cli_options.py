@@ -16,7 +16,6 @@ from .config import (
     NEW_ITEM_INITS,
     SIDE_VECTORS,
     SPLITS,
-    STUDENTS,
     ModelConfig,
     ObjectiveConfig,
     TrainConfig,
@@ -129,8 +128,6 @@ objective_options = [
                "fraction of training at which alpha, beta1, beta2 are back at 0 after the warm-up (0 = never)"),
     _objective("--side-vector", "side_vector", click.Choice(SIDE_VECTORS),
                "the user vector the auxiliary terms read: the last position's or the mean over the history"),
-    _objective("--distill-students", "distill_students", click.Choice(STUDENTS),
-               "whose views L_CKD pulls toward their intent's prototype: all users or the tail only"),
     _objective("--intent-from", "intent_from", click.Choice(INTENT_SOURCES),
                "a user's intent h(u): argmax of the soft assignment p or of the Sinkhorn target q"),
 ]  # fmt: skip

@@ -19,7 +19,6 @@ SAMPLERS = ("uniform", "popularity", "mixed")  # where sampled softmax draws its
 DEVICES = ("auto", "cpu", "cuda")
 SIDE_VECTORS = ("last", "mean")  # ObjectiveConfig.side_vector
 INTENT_SOURCES = ("p", "q")  # ObjectiveConfig.intent_from
-STUDENTS = ("all", "tail")  # ObjectiveConfig.distill_students
 SPLITS = ("loo", "time")  # leave-one-out, global temporal (s4rec_train.splits)
 NEW_ITEM_INITS = ("cooccur", "mean", "normal")  # a warm start's rows of new items (s4rec_train.warmstart)
 # TrainConfig settings that say where a run executes, not what it computes: a warm start takes them from the
@@ -112,10 +111,6 @@ class ObjectiveConfig:
     # Stop the gradient at the distillation teacher (the assigned prototype). The paper mentions no stop-gradient;
     # detached, L_CKD pulls the vector toward a prototype that only the clustering term moves.
     detach_teacher: bool = True
-    # Whose views L_CKD pulls toward their intent's prototype: "all" users (eqs. 11-12 as written) or only the
-    # "tail" (the 80% with the shortest histories), the paper's stated purpose for the term (head knowledge,
-    # held by the clusters, transferred to tail users) without pulling on head users' vectors.
-    distill_students: str = "all"
     # DANN: the reversal coefficient ramps 2 / (1 + exp(-10 p)) - 1 from 0 to 1 over training; a constant 1
     # from the first step stalls the next-item loss (docs/s4rec.md, "Method choices", L_Adv). The paper has no ramp.
     adversary_ramp: bool = True
@@ -164,8 +159,6 @@ class ObjectiveConfig:
             raise ValueError(f"cluster_target must be 'original' or 'swapped', got {self.cluster_target!r}.")
         if self.side_vector not in SIDE_VECTORS:
             raise ValueError(f"side_vector must be one of {SIDE_VECTORS}, got {self.side_vector!r}.")
-        if self.distill_students not in STUDENTS:
-            raise ValueError(f"distill_students must be one of {STUDENTS}, got {self.distill_students!r}.")
         if self.intent_from not in INTENT_SOURCES:
             raise ValueError(f"intent_from must be one of {INTENT_SOURCES}, got {self.intent_from!r}.")
 

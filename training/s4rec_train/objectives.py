@@ -128,15 +128,8 @@ def s4rec_losses(
             losses["contrastive"] = contrastive_loss(z, centroids, intent, config.contrastive_temperature, group)
         if config.distill_weight > 0:
             teacher = centroids[intent]
-            teacher = teacher.detach() if config.detach_teacher else teacher
-            students = z
-            if config.distill_students == "tail":
-                tail = ~is_head.bool()
-                students = z.view(2, -1, z.shape[-1])[:, tail].reshape(-1, z.shape[-1])  # view 1's, then view 2's
-                teacher = teacher[tail]
-            losses["distill"] = (
-                distill_loss(students, teacher, config.distill_temperature) if len(teacher) else z.sum() * 0.0
-            )  # a batch without tail users keeps the term in the graph (DDP), at 0
+            losses["distill"] = distill_loss(z, teacher.detach() if config.detach_teacher else teacher,
+                                             config.distill_temperature)  # fmt: skip
     if config.adversary_weight > 0:
         coefficient = dann_coefficient(progress) if config.adversary_ramp else 1.0
         logits = heads.adversary(reverse_gradient(user, coefficient))  # bounded input: |user| = 1
