@@ -13,9 +13,10 @@
 #   JOBS=8         runs at once (the models are small: one GPU holds many; each run takes THREADS CPU threads)
 #   THREADS=2      torch threads per run
 #   SEEDS="0 1 2"
-#   STAGES="table" which runs: table (the 27 runs of the table), explore (the next experiment: Toys' cool-down
-#                  to 0.7 and its backbone with a 150-epoch budget; two of the three 100-epoch S4Rec runs were
-#                  still improving at the end), or both
+#   STAGES="table" which runs: table (the 27 runs of the table), explore (the next experiment: the paper's
+#                  configuration and its backbone under the ICLRec lineage's protocol, up to 300 epochs with
+#                  patience 40 instead of 100 and 10: on Toys every seed of the paper's configuration peaked at
+#                  epoch 12 and was stopped at 22 while its validation figure was rising again), or both
 #   EPOCHS=        overrides every budget (smoke tests); otherwise BCE 100, CE backbone 100, CE S4Rec 50
 # Runs whose JSON already exists in OUT are skipped, so a cut-off call can be repeated to finish the rest.
 set -euo pipefail
@@ -56,13 +57,16 @@ plan() {
       echo "ce_b_s${s}_cool_nockd beauty softmax $(budget 50) no_ckd --set warmup=0 --set cooldown=0.4"
     fi
     if [[ " $STAGES " == *" explore "* ]]; then
-      echo "bce_t_s${s}_cool07_nockd_e150 toys bce $(budget 150) no_ckd --set warmup=0 --set cooldown=0.7"
-      echo "bce_t_s${s}_sr_e150 toys bce $(budget 150) sr"
+      for d in b t; do
+        data=$([ $d = b ] && echo beauty || echo toys)
+        echo "bce_${d}_s${s}_sr_p40 $data bce $(budget 300) sr --patience 40"
+        echo "bce_${d}_s${s}_e_p40 $data bce $(budget 300) full $PAPER --patience 40"
+      done
     fi
   done
 }
 
-run_one() {  # NAME DATA LOSS EPOCHS ARM [OVERRIDES...]
+run_one() {  # NAME DATA LOSS EPOCHS ARM [OPTIONS...] (given after --patience 10, so a run's own --patience wins)
   local name=$1 data=$2 loss=$3 epochs=$4 arm=$5 seed
   shift 5
   seed=${name#*_s}; seed=${seed%%_*}
@@ -103,6 +107,7 @@ table "BCE Toys, the paper's configuration" sr e bce_t
 table "BCE Toys, no_ckd + cool-down 0.7" sr cool07_nockd bce_t
 table "CE Beauty, the paper's configuration" sr e ce_b
 table "CE Beauty, no_ckd + cool-down 0.4" sr cool_nockd ce_b
-table "explore: BCE Toys, cool-down 0.7, 150 epochs" sr_e150 cool07_nockd_e150 bce_t
+table "explore: BCE Beauty, the paper's configuration, 300 epochs, patience 40" sr_p40 e_p40 bce_b
+table "explore: BCE Toys, the paper's configuration, 300 epochs, patience 40" sr_p40 e_p40 bce_t
 echo; echo "command: bash benchmarks/paper_table_gpu.sh $DATA $OUT (DEVICE=$DEVICE JOBS=$JOBS SEEDS=\"$SEEDS\" STAGES=\"$STAGES\"${EPOCHS:+ EPOCHS=$EPOCHS})"
 exit $status
