@@ -160,8 +160,7 @@ def with_objective_options(f):
 def objective_settings(backbone: bool, values: dict) -> dict:
     """ObjectiveConfig fields from the command line: only those given there (the rest keeps ObjectiveConfig's
     default, and --backbone can tell a weight the user gave from a default)."""
-    ctx = click.get_current_context()
-    given = {name: value for name, value in values.items() if ctx.get_parameter_source(name) != DEFAULT}
+    given = given_values(values)
     if backbone:
         clash = sorted(name for name in given if name in WEIGHT_FIELDS and given[name] > 0)
         if clash:
