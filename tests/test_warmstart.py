@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from s4rec_train.checkpoint import load_checkpoint
+from s4rec_train.config import ADDED_OPTIONS
 from s4rec_train.cli import cli
 from s4rec_train.data import Interactions, leave_one_out, synthetic_interactions, write_sequences
 from s4rec_train.model import ModelConfig, SASRec
@@ -25,6 +26,7 @@ from s4rec_train.warmstart import (
     reference_run,
     warm_objectives,
     warm_schedule,
+    warm_settings,
 )
 
 TINY = ["--max-len", "10", "--dim", "16", "--layers", "1", "--heads", "2", "--threads", "1", "--quiet"]
@@ -168,6 +170,20 @@ def test_the_warm_schedule_and_its_reference_over_a_chain_of_days(old, tmp_path)
     assert new["training"]["epochs_run"] == 1 and new["intent_centroids"].shape == (4, 16)
     assert (new["training"]["objectives"]["warmup"], new["training"]["objectives"]["cooldown"]) == (0.0, 0.02)
     assert new["training"]["warm_start"]["reference"] == {"epochs": 2, "lr": 0.005, "s4rec_terms": True}
+
+
+def test_a_warm_start_reads_the_options_its_checkpoint_predates_as_that_code_had_them(old):
+    """A checkpoint written before --side-vector, --unit-prototypes, --train-teacher, --intent-from, --warmup and
+    --cooldown existed was trained as the code was then (config.ADDED_OPTIONS), not with today's defaults."""
+    _, checkpoint, _, _ = old
+    predates = {k: v for k, v in checkpoint["training"]["objectives"].items() if k not in ADDED_OPTIONS}
+    older = {**checkpoint, "training": {**checkpoint["training"], "objectives": predates}}
+    _, _, objectives = warm_settings(older, {}, {}, {"cluster_weight": 0.01}, log=lambda _: None)
+    assert {k: objectives[k] for k in ("side_vector", "unit_prototypes", "detach_teacher", "intent_from")} == {
+        "side_vector": "last", "unit_prototypes": False, "detach_teacher": True, "intent_from": "p"}  # fmt: skip
+    assert (objectives["warmup"], objectives["cooldown"]) == (0.0, 0.0)
+    stored = {**older, "training": {**older["training"], "objectives": dict(predates, side_vector="mean")}}
+    assert warm_settings(stored, {}, {}, {"cluster_weight": 0.01}, log=lambda _: None)[2]["side_vector"] == "mean"
 
 
 def test_bad_warm_starts_get_one_line(old, tmp_path):

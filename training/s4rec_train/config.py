@@ -65,6 +65,18 @@ class ModelConfig:
 # ``training.objectives``, so :meth:`ObjectiveConfig.from_dict` accepts them there at that value.
 REMOVED_OPTIONS = {"adversary_queue": 0, "adversary_batch": 0}
 
+# Options added after checkpoints were first written, with the value the code had before each existed. A stored
+# ``training.objectives`` without one was trained that way, whatever today's default is
+# (:meth:`ObjectiveConfig.from_stored`): warmup (f1e34aa), cooldown (ca51070), the issue-22 switches (add90ee).
+ADDED_OPTIONS = {
+    "warmup": 0.0,
+    "cooldown": 0.0,
+    "side_vector": "last",
+    "intent_from": "p",
+    "unit_prototypes": False,
+    "detach_teacher": True,
+}
+
 
 @dataclass
 class ObjectiveConfig:
@@ -196,6 +208,12 @@ class ObjectiveConfig:
         if unknown:
             raise ValueError(f"unknown objective config keys {sorted(unknown)}; this s4rec knows {sorted(known)}")
         return cls(**values)
+
+    @classmethod
+    def from_stored(cls, values: dict) -> ObjectiveConfig:
+        """The config a checkpoint's ``training.objectives`` was trained with: :meth:`from_dict`, with each option
+        the checkpoint predates (:data:`ADDED_OPTIONS`) at the value the code had then, not today's default."""
+        return cls.from_dict({**ADDED_OPTIONS, **values})
 
 
 @dataclass

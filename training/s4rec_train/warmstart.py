@@ -223,14 +223,14 @@ def reference_run(checkpoint: dict) -> dict:
         return dict(recorded)
     settings = training.get("settings") or {}
     epochs = training.get("epochs_run") or settings.get("epochs") or TrainConfig.epochs
-    terms = ObjectiveConfig.from_dict(_known_objectives(checkpoint)).needs_prototypes
+    terms = ObjectiveConfig.from_stored(_known_objectives(checkpoint)).needs_prototypes
     return {"epochs": int(epochs), "lr": float(settings.get("lr", TrainConfig.lr)), "s4rec_terms": bool(terms)}
 
 
 def warm_objectives(checkpoint: dict, given: dict | None = None) -> dict:
     """The objective settings a warm start changes: S4Rec's auxiliary terms over by :data:`WARM_TERMS_UNTIL`
     of its steps, unless the old model has none or the command line gives any objective setting."""
-    old = ObjectiveConfig.from_dict(_known_objectives(checkpoint))
+    old = ObjectiveConfig.from_stored(_known_objectives(checkpoint))
     if given or not old.needs_prototypes:
         return {}
     return {"warmup": 0.0, "cooldown": WARM_TERMS_UNTIL}
@@ -284,7 +284,7 @@ def warm_settings(
     if switched:
         log(f"warm start: S4Rec's auxiliary terms fall to 0 over the first {WARM_TERMS_UNTIL:.0%} of the steps, then "
             "the next-item loss trains alone (give any S4Rec weight to keep them on)")  # fmt: skip
-    objective_values = {**ObjectiveConfig.from_dict(old_objectives).to_dict(), **switched, **objectives}
+    objective_values = {**ObjectiveConfig.from_stored(old_objectives).to_dict(), **switched, **objectives}
     old_heads = checkpoint.get("objective_state_dict")
     if old_heads is not None and "num_intents" in objectives:
         if objectives["num_intents"] != old_heads["prototypes"].shape[0]:
