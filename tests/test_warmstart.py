@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from s4rec_train.checkpoint import load_checkpoint
-from s4rec_train.config import ADDED_OPTIONS
 from s4rec_train.cli import cli
+from s4rec_train.config import ADDED_OPTIONS
 from s4rec_train.data import Interactions, leave_one_out, synthetic_interactions, write_sequences
 from s4rec_train.model import ModelConfig, SASRec
 from s4rec_train.objectives import S4RecHeads
