@@ -2,8 +2,8 @@
 
     python benchmarks/results_table.py beauty_s4rec.json runs/backbone_bucket.json
 
-Reads ``--json-out`` files of ``train_s4rec.py`` (one or more runs each) and of ``train_backbone.py`` (one
-backbone run), so the tables are copied from measurements, never typed in. Prints one row per (arm, group)
+Reads ``--json-out`` files of ``train_s4rec.py`` (one or more runs each), of ``train_backbone.py`` (one
+backbone run) and ``s4rec-train --metrics-json`` files (one run; the seed from the name: ``..._s2.json``), so the tables are copied from measurements, never typed in. Prints one row per (arm, group)
 with test HR@5/HR@20/NDCG@5/NDCG@20 (mean ± std over seeds when there are several), then one row per arm with
 seconds per training epoch (median over epochs, robust to other work on a shared machine; mean over seeds),
 best epochs, intents used of K and the spread of the head share across intents.
@@ -31,6 +31,7 @@ significant, whatever its size).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -43,6 +44,13 @@ def load_runs(path: Path) -> list[dict]:
     data = json.loads(path.read_text())
     if "runs" in data:
         return [dict(r, source=path.name) for r in data["runs"]]
+    if "complete" in data:  # s4rec-train --metrics-json: one run; its seed from the file name (..._s2.json)
+        match = re.search(r"_s(\d+)(?:_|\.json$)", path.name)
+        if match is None:
+            raise click.UsageError(f"{path}: an s4rec-train metrics file needs its seed in its name (_s<N>.json)")
+        return [{"arm": "s4rec-train", "seed": int(match.group(1)), "test": data["test"], "valid": data["valid"],
+                 "best_epoch": data["best_epoch"], "epoch_seconds": [float("nan")], "intents": data.get("intents"),
+                 "source": path.name}]  # fmt: skip
     # train_backbone.py: a single backbone run without validation figures.
     return [
         {"arm": "backbone", "seed": 0, "test": data["test"], "valid": None, "best_epoch": data["best_epoch"],

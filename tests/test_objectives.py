@@ -373,7 +373,8 @@ def test_s4rec_batch_terms_get_random_batches_and_refuse_sorted_ones():
     config = TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu")
     checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=ObjectiveConfig(num_intents=4), **QUIET)
     assert checkpoint["training"]["settings"]["batching"] == "random"  # auto, with the clustering on
-    no_batch_terms = ObjectiveConfig(num_intents=4, cluster_weight=0.0)  # contrastive + distillation only
+    # contrastive + distillation only (no clustering, no adversary)
+    no_batch_terms = ObjectiveConfig(num_intents=4, cluster_weight=0.0, adversary_weight=0.0)
     checkpoint = train(data, {"dim": 8, "max_len": 10}, config, objectives=no_batch_terms, **QUIET)
     assert checkpoint["training"]["settings"]["batching"] == "tokens"
     for batching in ("tokens", "users"):
