@@ -3,7 +3,8 @@
     python benchmarks/results_table.py beauty_s4rec.json runs/backbone_bucket.json
 
 Reads ``--json-out`` files of ``train_s4rec.py`` (one or more runs each), of ``train_backbone.py`` (one
-backbone run) and ``s4rec-train --metrics-json`` files (one run; the seed from the name: ``..._s2.json``), so the tables are copied from measurements, never typed in. Prints one row per (arm, group)
+backbone run) and ``s4rec-train --metrics-json`` files (one run; the seed from the name: ``..._s2.json``), so
+the tables are copied from measurements, never typed in. Prints one row per (arm, group)
 with test HR@5/HR@20/NDCG@5/NDCG@20 (mean ± std over seeds when there are several), then one row per arm with
 seconds per training epoch (median over epochs, robust to other work on a shared machine; mean over seeds),
 best epochs, intents used of K and the spread of the head share across intents.
