@@ -38,6 +38,9 @@ fi
 
 PAPER="--set unit_prototypes=true --set detach_teacher=false --set side_vector=mean --set crop_ratio=0.2 \
 --set mask_ratio=0.7 --set warmup=0 --set adversary_ramp=false"
+# The defaults before commit efaed9e, under which the cool-down rows were measured (RESULTS.md sections 11-14).
+EARLIER="--set unit_prototypes=false --set detach_teacher=true --set side_vector=last --set crop_ratio=0.6 \
+--set mask_ratio=0.3 --set adversary_ramp=true"
 budget() { echo "${EPOCHS:-$1}"; }
 
 # One line per run: NAME DATA LOSS EPOCHS ARM [--set ...]
@@ -50,11 +53,11 @@ plan() {
         best=$([ $d = b ] && echo cool_nockd || echo cool07_nockd)
         echo "bce_${d}_s${s}_sr $data bce $(budget 100) sr"
         echo "bce_${d}_s${s}_e $data bce $(budget 100) full $PAPER"
-        echo "bce_${d}_s${s}_$best $data bce $(budget 100) no_ckd --set warmup=0 --set cooldown=$cool"
+        echo "bce_${d}_s${s}_$best $data bce $(budget 100) no_ckd $EARLIER --set warmup=0 --set cooldown=$cool"
       done
       echo "ce_b_s${s}_sr beauty softmax $(budget 100) sr"
       echo "ce_b_s${s}_e beauty softmax $(budget 50) full $PAPER"
-      echo "ce_b_s${s}_cool_nockd beauty softmax $(budget 50) no_ckd --set warmup=0 --set cooldown=0.4"
+      echo "ce_b_s${s}_cool_nockd beauty softmax $(budget 50) no_ckd $EARLIER --set warmup=0 --set cooldown=0.4"
     fi
     if [[ " $STAGES " == *" explore "* ]]; then
       for d in b t; do
