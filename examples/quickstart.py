@@ -90,7 +90,7 @@ def main(data: Path, epochs: int, lr: float, workdir: Path, users: int) -> None:
 def next_steps(checkpoint: Path, artifact: Path, data: Path, example: list) -> str:
     return f"""
 Next:
-  full-quality training (early stopping, ~20 epochs):  s4rec-train {data} -o model.pt
+  full-quality training (up to 50 epochs, early stopping):  s4rec-train {data} -o model.pt
   smaller or mobile artifacts:  s4rec-export {checkpoint} -o artifact-int8/ --quantize int8 --fp16 --mobile
   score a file of histories:    s4rec-score {artifact} --input users.jsonl --output recs.jsonl --k 20
   in Python (no torch needed):

@@ -225,8 +225,8 @@ class TrainConfig:
 
     # Upper bound; early stopping (patience below) usually ends the run sooner. 50, not 30: S4Rec's default
     # objective (the paper's configuration) was still improving at epoch 29-30 on all 3 Beauty seeds under a
-    # 30-epoch budget; with 50 it stopped at epoch 38, best 33, validation NDCG@20 0.0803 vs 0.0798 (seed 0;
-    # benchmarks/RESULTS.md section 15).
+    # 30-epoch budget; with 50 it stopped at epochs 38 and 41 (best 33 and 36), validation NDCG@20 +0.6% and +0.9%
+    # (seeds 0 and 1; benchmarks/RESULTS.md section 15).
     epochs: int = 50
     batch_size: int = 256
     lr: float = 1e-3  # Adam, as in the paper
