@@ -223,14 +223,14 @@ def reference_run(checkpoint: dict) -> dict:
         return dict(recorded)
     settings = training.get("settings") or {}
     epochs = training.get("epochs_run") or settings.get("epochs") or TrainConfig.epochs
-    terms = ObjectiveConfig.from_stored(_known_objectives(checkpoint)).needs_prototypes
+    terms = _old_objectives(checkpoint).needs_prototypes
     return {"epochs": int(epochs), "lr": float(settings.get("lr", TrainConfig.lr)), "s4rec_terms": bool(terms)}
 
 
 def warm_objectives(checkpoint: dict, given: dict | None = None) -> dict:
     """The objective settings a warm start changes: S4Rec's auxiliary terms over by :data:`WARM_TERMS_UNTIL`
     of its steps, unless the old model has none or the command line gives any objective setting."""
-    old = ObjectiveConfig.from_stored(_known_objectives(checkpoint))
+    old = _old_objectives(checkpoint)
     if given or not old.needs_prototypes:
         return {}
     return {"warmup": 0.0, "cooldown": WARM_TERMS_UNTIL}
@@ -250,11 +250,12 @@ def warm_schedule(checkpoint: dict, given: dict | None = None, objectives_given:
     return {k: v for k, v in schedule.items() if k not in given}
 
 
-def _known_objectives(checkpoint: dict) -> dict:
-    """The checkpoint's objective settings this s4rec knows (older checkpoints carry removed ones, which
-    ``ObjectiveConfig.from_dict`` refuses; warm_settings logs what it ignores)."""
+def _old_objectives(checkpoint: dict) -> ObjectiveConfig:
+    """The objectives the checkpoint was trained with, as far as this s4rec knows them (older checkpoints carry
+    removed options, which ``ObjectiveConfig.from_dict`` refuses; warm_settings logs what it ignores)."""
     known = {f.name for f in fields(ObjectiveConfig)}
-    return {k: v for k, v in ((checkpoint.get("training") or {}).get("objectives") or {}).items() if k in known}
+    stored = (checkpoint.get("training") or {}).get("objectives") or {}
+    return ObjectiveConfig.from_stored({k: v for k, v in stored.items() if k in known})
 
 
 def warm_settings(
